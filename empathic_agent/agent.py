@@ -1,0 +1,168 @@
+"""The agent facade: build from settings, hold conversations, answer turns.
+
+    async with await Agent.open(Settings.from_env()) as agent:
+        result = await agent.respond("alice", "s1", text="I had a rough day")
+        async for event in agent.stream("alice", "s1", text="..."):
+            ...  # TextChunk(text) events, then the TurnResult
+
+Conversations persist in a LangGraph checkpointer (SQLite under ``memory_dir`` by default), keyed
+by user and session, so a conversation resumes after a restart.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from empathic_agent.errors import InputError
+from empathic_agent.generate.llm import ChatMessage
+from empathic_agent.graph.builder import Services, build_graph, build_services
+from empathic_agent.graph.state import StepError, TurnContext
+from empathic_agent.perceive.text import clean_text
+from empathic_agent.settings import Settings
+
+__all__ = ["Agent", "TurnResult", "TextChunk", "validate_id", "thread_id"]
+
+#: User and session ids: letters, digits and ``_ . @ -``, 1–128 characters. Restricting them keeps
+#: the checkpoint key ``user/session`` unambiguous and ids safe to log and to use in file names.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+
+
+def validate_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InputError(f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '.', '@' or '-', "
+                         "starting with a letter or digit")
+    return value
+
+
+def thread_id(user_id: str, session_id: str) -> str:
+    return f"{validate_id(user_id, 'user id')}/{validate_id(session_id, 'session id')}"
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    """A piece of the reply's text, as it is generated."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """Everything a turn produced."""
+
+    user_id: str
+    session_id: str
+    turn_id: str
+    user_text: str
+    reply: str
+    #: Steps that failed and degraded (the turn still got a reply).
+    degraded: tuple[StepError, ...] = ()
+    #: Seconds per step.
+    timings: dict[str, float] = field(default_factory=dict)
+    #: Backend, model, time to first chunk, tokens, seed.
+    generation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.degraded
+
+
+class Agent:
+    """An empathic agent: a compiled turn graph plus the services and checkpointer it uses."""
+
+    def __init__(self, services: Services, *, checkpointer: Any, _closer: Any = None) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.checkpointer = checkpointer
+        self.graph = build_graph(services, checkpointer=checkpointer)
+        self._closer = _closer
+
+    @classmethod
+    async def open(cls, settings: Settings | None = None, *, services: Services | None = None,
+                   checkpointer: Any = None) -> "Agent":
+        """Build an agent; by default conversations persist in SQLite at ``settings.checkpoint_path``."""
+        settings = settings or (services.settings if services else Settings.from_env())
+        services = services or build_services(settings)
+        closer = None
+        if checkpointer is None:
+            checkpointer, closer = await open_sqlite_checkpointer(settings.checkpoint_path)
+        return cls(services, checkpointer=checkpointer, _closer=closer)
+
+    async def __aenter__(self) -> "Agent":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.services.llm.aclose()
+        if self._closer is not None:
+            await self._closer.close()
+            self._closer = None
+
+    # -- turns -----------------------------------------------------------------------------------
+    def _config(self, user_id: str, session_id: str) -> dict[str, Any]:
+        return {"configurable": {"thread_id": thread_id(user_id, session_id)}}
+
+    async def stream(self, user_id: str, session_id: str, *, text: str | bytes,
+                     turn_id: str | None = None) -> AsyncIterator[TextChunk | TurnResult]:
+        """Run one turn; yield :class:`TextChunk` events as the reply is generated, then the result."""
+        config = self._config(user_id, session_id)
+        # Validate before touching the conversation, so bad input leaves no trace in the history.
+        clean_text(text, max_chars=self.settings.max_input_chars)
+        turn_id = turn_id or uuid.uuid4().hex
+        final: dict[str, Any] = {}
+        async for mode, payload in self.graph.astream(
+            {"input_text": text if isinstance(text, str) else bytes(text).decode("utf-8", "replace"),
+             "turn_id": turn_id},
+            config=config, context=TurnContext(user_id=user_id, session_id=session_id),
+            stream_mode=["custom", "values"],
+        ):
+            if mode == "custom" and isinstance(payload, dict) and payload.get("type") == "text":
+                yield TextChunk(payload["text"])
+            elif mode == "values":
+                final = payload
+        yield TurnResult(
+            user_id=user_id, session_id=session_id, turn_id=turn_id,
+            user_text=final.get("user_text", ""), reply=final.get("reply", ""),
+            degraded=tuple(final.get("degraded", [])), timings=dict(final.get("timings", {})),
+            generation=dict(final.get("generation", {})),
+        )
+
+    async def respond(self, user_id: str, session_id: str, *, text: str | bytes,
+                      turn_id: str | None = None) -> TurnResult:
+        """Run one turn and return its result."""
+        result: TurnResult | None = None
+        async for event in self.stream(user_id, session_id, text=text, turn_id=turn_id):
+            if isinstance(event, TurnResult):
+                result = event
+        assert result is not None
+        return result
+
+    async def history(self, user_id: str, session_id: str) -> list[ChatMessage]:
+        """The conversation so far, oldest first (including fallback replies of failed generations)."""
+        snap = await self.graph.aget_state(self._config(user_id, session_id))
+        out: list[ChatMessage] = []
+        for m in (snap.values or {}).get("messages", []):
+            role = "user" if m.type == "human" else "assistant"
+            text = m.content if isinstance(m.content, str) else str(m.content)
+            out.append(ChatMessage(role, text))
+        return out
+
+
+async def open_sqlite_checkpointer(path: Path) -> tuple[Any, Any]:
+    """An AsyncSqliteSaver on ``path`` (WAL mode: durable commits, readers don't block the writer)."""
+    import aiosqlite
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(str(path))
+    await conn.execute("PRAGMA journal_mode=WAL")
+    await conn.execute("PRAGMA synchronous=FULL")
+    saver = AsyncSqliteSaver(conn)
+    await saver.setup()
+    return saver, conn

@@ -1,0 +1,97 @@
+"""``empathic bench llm``: load time, time to first token and tokens/s per backend, as JSON.
+
+Wall-clock targets live here, not in unit tests: the figures depend on the machine and its load.
+The prompt is a short, realistic one (system prompt + one person's message).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import time
+from typing import Any
+
+from empathic_agent.generate.llm import LLM, ChatMessage, GenerationOptions, load_llm
+from empathic_agent.settings import Settings
+
+__all__ = ["run_bench", "bench_llm"]
+
+PROMPT = "I had a really rough day at work and I can't stop thinking about it."
+#: Tokens per measured reply: long enough for a stable tokens/s figure, short enough for CI.
+BENCH_TOKENS = 48
+
+
+async def bench_llm(llm: LLM, settings: Settings, *, runs: int) -> dict[str, Any]:
+    messages = [ChatMessage("system", settings.system_prompt), ChatMessage("user", PROMPT)]
+    # Greedy with a fixed budget, so every run generates comparable work.
+    opts = GenerationOptions(max_new_tokens=BENCH_TOKENS, temperature=0.0, seed=0,
+                             extra=dict(settings.openai_extra_body))
+    t0 = time.perf_counter()
+    await llm.load()
+    load_s = time.perf_counter() - t0
+    await llm.complete(messages, opts)  # warm-up
+    ttft, tps, total = [], [], []
+    for _ in range(runs):
+        await llm.complete(messages, opts)
+        st = llm.last_stats
+        assert st is not None and st.time_to_first_chunk_s is not None
+        ttft.append(st.time_to_first_chunk_s)
+        total.append(st.total_s)
+        gen_s = st.total_s - st.time_to_first_chunk_s
+        tokens = st.completion_tokens or st.chunks
+        if gen_s > 0 and tokens > 1:
+            tps.append((tokens - 1) / gen_s)
+    return {
+        "backend": llm.name, "model": llm.model_name, "runs": runs, "max_new_tokens": BENCH_TOKENS,
+        "load_s": round(load_s, 3),
+        "ttft_s_median": round(statistics.median(ttft), 3), "ttft_s_max": round(max(ttft), 3),
+        "tokens_per_s_median": round(statistics.median(tps), 2) if tps else None,
+        "reply_s_median": round(statistics.median(total), 3),
+        "target_ttft_s": 0.5 if llm.name == "transformers" else None,
+    }
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    results: list[dict[str, Any]] = []
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        s = settings.replace(llm_backend=backend)
+        if backend in ("openai", "vllm") and args.serve_local:
+            from empathic_agent.generate.local_server import LocalOpenAIServer
+            from empathic_agent.models import resolve_model
+
+            model_dir = resolve_model("llm", settings.llm_model, settings.cache_dir).location
+            t0 = time.perf_counter()
+            with LocalOpenAIServer(model_dir) as server:
+                startup = time.perf_counter() - t0
+                s = s.replace(openai_base_url=server.base_url, openai_model=server.model_id)
+                r = asyncio.run(_one(s, args.runs))
+                r["server"] = "transformers serve (local)"
+                r["server_startup_s"] = round(startup, 2)
+        else:
+            r = asyncio.run(_one(s, args.runs))
+        results.append(r)
+    out = {"bench": "llm", "machine": {"cpu_count": _cpus(), "platform": platform.platform()},
+           "results": results}
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+async def _one(settings: Settings, runs: int) -> dict[str, Any]:
+    llm = load_llm(settings)
+    try:
+        return await bench_llm(llm, settings, runs=runs)
+    finally:
+        await llm.aclose()
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)

@@ -1,0 +1,78 @@
+"""Terminal chat: streams the reply as it is generated; the conversation persists across runs."""
+
+from __future__ import annotations
+
+import io
+import sys
+from typing import Sequence
+
+from empathic_agent.agent import Agent, TextChunk, TurnResult, thread_id
+from empathic_agent.errors import InputError
+from empathic_agent.settings import Settings
+
+__all__ = ["run_chat"]
+
+HELP = """commands:
+  /history   show the conversation so far
+  /help      this help
+  /quit      leave (also Ctrl-D)"""
+
+
+def _stdin_lines() -> io.TextIOBase:
+    # Invalid UTF-8 on stdin must not crash the chat: undecodable bytes become U+FFFD.
+    if hasattr(sys.stdin, "buffer"):
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    return sys.stdin  # pragma: no cover
+
+
+async def run_chat(settings: Settings, *, user: str, session: str,
+                   messages: Sequence[str] | None = None) -> int:
+    thread_id(user, session)  # validate ids before loading anything
+    out = sys.stdout
+    interactive = messages is None and sys.stdin.isatty()
+    async with await Agent.open(settings) as agent:
+        if interactive:
+            backend = settings.llm_backend if not settings.uses_remote_llm else f"{settings.llm_backend} @ {settings.openai_base_url}"
+            print(f"Empathic Agent — user {user!r}, session {session!r}, LLM {backend}. /help for commands.",
+                  file=out)
+            past = await agent.history(user, session)
+            if past:
+                print(f"(resuming: {len(past)} earlier messages; /history shows them)", file=out)
+        source = list(messages) if messages is not None else None
+        stdin = _stdin_lines() if source is None else None
+        while True:
+            if source is not None:
+                if not source:
+                    break
+                line = source.pop(0)
+            else:
+                if interactive:
+                    print("\nyou> ", end="", file=out, flush=True)
+                raw = stdin.readline() if stdin else ""
+                if raw == "":
+                    break
+                line = raw.rstrip("\n")
+            cmd = line.strip()
+            if cmd in ("/quit", "/exit"):
+                break
+            if cmd == "/help":
+                print(HELP, file=out)
+                continue
+            if cmd == "/history":
+                for m in await agent.history(user, session):
+                    print(f"{'you' if m.role == 'user' else 'agent'}: {m.content}", file=out)
+                continue
+            if not cmd and source is None:
+                continue  # an empty line at the prompt is not a message
+            try:
+                print("agent> ", end="", file=out, flush=True)
+                async for event in agent.stream(user, session, text=line):
+                    if isinstance(event, TextChunk):
+                        print(event.text, end="", file=out, flush=True)
+                    elif isinstance(event, TurnResult):
+                        print(file=out, flush=True)
+                        for err in event.degraded:
+                            print(f"[{err['step']} degraded: {err['message']}]", file=sys.stderr, flush=True)
+            except InputError as exc:
+                print(f"\n[not sent: {exc}]", file=out, flush=True)
+    return 0

@@ -1,0 +1,67 @@
+"""``empathic models list|prepare`` and ``empathic llm-server``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from empathic_agent.errors import EmpathicError
+from empathic_agent.models import ROLES, model_source, model_statuses, resolve_model
+from empathic_agent.models.base import PreparedModel
+from empathic_agent.settings import Settings
+
+__all__ = ["run_models", "run_llm_server"]
+
+
+def run_models(settings: Settings, args: argparse.Namespace) -> int:
+    if args.models_command == "list":
+        rows = model_statuses(settings)
+        if args.json:
+            print(json.dumps([r.__dict__ for r in rows], indent=1))
+        else:
+            w = {k: max(len(k), *(len(str(getattr(r, k))) for r in rows)) for k in ("role", "name", "status", "source")}
+            print("  ".join(k.upper().ljust(w[k]) for k in w) + "  PATH")
+            for r in rows:
+                print("  ".join(str(getattr(r, k)).ljust(w[k]) for k in w) + f"  {r.location}")
+                if r.detail:
+                    print(" " * (w["role"] + 2) + f"-> {r.detail}")
+            print(f"\ncache: {settings.cache_dir}")
+        return 0 if all(r.status != "missing" for r in rows) else 1
+
+    roles = args.roles or list(ROLES)
+    failed = 0
+    for role in roles:
+        if role not in ROLES:
+            print(f"error: unknown role {role!r}; roles: {', '.join(ROLES)}", file=sys.stderr)
+            return 2
+        spec = getattr(settings, ROLES[role])
+        t0 = time.perf_counter()
+        try:
+            src = model_source(role, spec)
+            if isinstance(src, PreparedModel):
+                resolved = src.resolve(settings.cache_dir, deep=args.verify)
+            else:
+                resolved = resolve_model(role, spec, settings.cache_dir)
+            print(f"{role:<11} {spec:<24} ready    {resolved.location}  ({time.perf_counter() - t0:.1f}s)")
+        except EmpathicError as exc:
+            failed += 1
+            print(f"{role:<11} {spec:<24} FAILED   {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_llm_server(settings: Settings, *, host: str, port: int) -> int:
+    from empathic_agent.generate.local_server import LocalOpenAIServer
+
+    resolved = resolve_model("llm", settings.llm_model, settings.cache_dir)
+    server = LocalOpenAIServer(resolved.location, host=host, port=port, log=sys.stderr)
+    with server:
+        print(f"serving {resolved.location}\n  base URL: {server.base_url}\n  model:    {server.model_id}\n"
+              f"use: empathic chat --backend openai --base-url {server.base_url}\n(Ctrl-C to stop)", flush=True)
+        try:
+            assert server.proc is not None
+            server.proc.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0

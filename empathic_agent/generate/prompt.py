@@ -1,0 +1,47 @@
+"""Prompt assembly for the generate step.
+
+The default embedded model is tiny (135M parameters): it needs a system prompt (without one it
+degenerates into emoji loops) and a short context. So the prompt is the system prompt plus the last
+few messages of the conversation; replies that were fallbacks for a failed generation are left out
+so the model never imitates an error message.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+
+from empathic_agent.generate.llm import ChatMessage
+
+__all__ = ["build_prompt", "is_fallback"]
+
+
+def is_fallback(message: AnyMessage) -> bool:
+    return bool(getattr(message, "additional_kwargs", {}).get("fallback"))
+
+
+def build_prompt(system_prompt: str, history: Sequence[AnyMessage], *,
+                 max_messages: int) -> list[ChatMessage]:
+    """System prompt + the last ``max_messages`` real messages (the newest is the person's)."""
+    turns: list[ChatMessage] = []
+    for m in history:
+        if is_fallback(m):
+            continue
+        if isinstance(m, HumanMessage):
+            role = "user"
+        elif isinstance(m, AIMessage):
+            role = "assistant"
+        else:
+            continue
+        text = m.content if isinstance(m.content, str) else str(m.content)
+        # Two person messages in a row (the reply between them failed): merge them so chat
+        # templates that expect alternation still get it.
+        if turns and role == "user" and turns[-1].role == "user":
+            turns[-1] = ChatMessage("user", turns[-1].content + "\n" + text)
+        else:
+            turns.append(ChatMessage(role, text))
+    turns = turns[-max(1, max_messages):]
+    while turns and turns[0].role != "user":  # start on the person's turn
+        turns = turns[1:]
+    return [ChatMessage("system", system_prompt), *turns]

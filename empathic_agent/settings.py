@@ -1,0 +1,227 @@
+"""Settings: the one place where configuration is read from the environment.
+
+Every knob of the framework is a typed field of :class:`Settings`. :meth:`Settings.from_env` reads
+``EMPATHIC_<FIELD>`` environment variables (e.g. ``EMPATHIC_LLM_BACKEND=openai``) and applies
+explicit overrides on top (the CLI passes its flags that way), so the precedence is always:
+explicit argument > environment > default. Nothing else in the package reads ``os.environ`` for
+configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from empathic_agent.errors import ConfigError
+
+__all__ = ["Settings", "ENV_PREFIX", "LLM_BACKENDS", "project_root"]
+
+ENV_PREFIX = "EMPATHIC_"
+
+#: Valid values of ``llm_backend``. "vllm" is an alias of "openai": vLLM serves the OpenAI API.
+LLM_BACKENDS = ("transformers", "openai", "vllm")
+
+
+def project_root() -> Path | None:
+    """The source checkout this package runs from, or None when installed as a plain package."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "empathic-agent"
+
+
+def _default_memory_dir() -> Path:
+    # In a checkout the repo's memory/ folder is the documented home of the store (git-ignored);
+    # an installed package keeps user data in the XDG data dir instead of site-packages.
+    root = project_root()
+    if root is not None:
+        return root / "memory"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "empathic-agent" / "memory"
+
+
+def _default_data_dir() -> Path:
+    root = project_root()
+    return (root.parent / "shared" / "data") if root is not None else Path("shared/data")
+
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a warm, attentive listener. Reply in one to three short sentences. "
+    "Acknowledge how the person feels before anything else, ask at most one gentle question, "
+    "do not diagnose, and do not give advice unless asked."
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of an agent. Build with :meth:`from_env`; every field is typed."""
+
+    # --- generation backend -----------------------------------------------------------------
+    #: "transformers" (embedded, default) or "openai"/"vllm" (any OpenAI-compatible server).
+    llm_backend: str = "transformers"
+    #: Embedded model: a registry name (see ``empathic models list``), a local directory, or a hub id.
+    llm_model: str = "smollm2-135m-instruct"
+    #: Base URL of the OpenAI-compatible server, e.g. ``vllm serve`` on port 8000.
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    #: Model name to request from the server; empty = the first model the server lists.
+    openai_model: str = ""
+    #: API key for the server (vLLM accepts anything unless started with ``--api-key``).
+    openai_api_key: str = "EMPTY"
+    #: JSON object passed through as the request's ``extra_body`` (vLLM extras, e.g. guided decoding).
+    openai_extra_body: dict[str, Any] = field(default_factory=dict)
+    #: Seconds to wait for a whole LLM request (and for each streamed chunk).
+    llm_timeout_s: float = 60.0
+    #: Seconds to wait for the TCP connection to the LLM server: a down server fails this fast.
+    llm_connect_timeout_s: float = 3.0
+    #: Retries (with exponential backoff) of retryable LLM errors: connection, 408/429/5xx.
+    llm_max_retries: int = 2
+    #: Reply budget in tokens: the prompt asks for one to three sentences (~60 tokens).
+    max_new_tokens: int = 96
+    temperature: float = 0.7
+    top_p: float = 0.9
+    #: Sampling seed; None = random. Recorded in results so runs can be reproduced.
+    seed: int | None = None
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    #: How many messages (user + assistant, the new one included) go into the prompt; the small model
+    #: loses the thread with long contexts, and latency grows with prompt length.
+    history_messages: int = 8
+
+    # --- input limits -------------------------------------------------------------------------
+    #: Longest accepted message in characters; longer messages are rejected with a clear error.
+    max_input_chars: int = 4000
+
+    # --- model roles (registry name, local path or hub id) ------------------------------------
+    stt_model: str = "whisper-base"
+    tts_voice: str = "piper-joe-medium"
+    embedding_model: str = "all-minilm-l6-v2"
+
+    # --- places -------------------------------------------------------------------------------
+    #: Prepared model files (converted LLM, joined Whisper parts).
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    #: User data: conversation checkpoints (and later the memory store).
+    memory_dir: Path = field(default_factory=_default_memory_dir)
+    #: Training/evaluation data sets (never committed into the project).
+    data_dir: Path = field(default_factory=_default_data_dir)
+    #: SQLite file of conversation checkpoints; empty = ``memory_dir / "conversations.sqlite"``.
+    checkpoint_db: str = ""
+
+    log_level: str = "WARNING"
+
+    def __post_init__(self) -> None:
+        if self.llm_backend not in LLM_BACKENDS:
+            raise ConfigError(
+                f"llm_backend={self.llm_backend!r} is not valid; choose one of {', '.join(LLM_BACKENDS)}"
+            )
+        for name in ("llm_timeout_s", "llm_connect_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_new_tokens", "max_input_chars"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.llm_max_retries < 0 or self.history_messages < 0:
+            raise ConfigError("llm_max_retries and history_messages must be >= 0")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"temperature must be in [0, 2], got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint_db) if self.checkpoint_db else self.memory_dir / "conversations.sqlite"
+
+    @property
+    def uses_remote_llm(self) -> bool:
+        return self.llm_backend in ("openai", "vllm")
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (validated like the original)."""
+        return dataclasses.replace(self, **{k: _convert(self, k, v) for k, v in changes.items()})
+
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """Plain-JSON view, with the API key redacted by default (for logs and reports)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        if redact and out.get("openai_api_key") not in ("", "EMPTY"):
+            out["openai_api_key"] = "***"
+        return out
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read ``EMPATHIC_*`` variables, then apply ``overrides`` (None values are ignored)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        for name in names:
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = _parse(cls, name, raw, source=ENV_PREFIX + name.upper())
+        for name, value in overrides.items():
+            if name not in names:
+                raise ConfigError(f"unknown setting {name!r}; valid settings: {', '.join(sorted(names))}")
+            if value is not None:
+                values[name] = _convert(cls, name, value)
+        return cls(**values)
+
+
+# ---------------------------------------------------------------------------------------------
+def _field_type(cls: Any, name: str) -> Any:
+    hints = typing.get_type_hints(cls if isinstance(cls, type) else type(cls))
+    tp = hints[name]
+    # "int | None" -> (int, optional)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def _parse(cls: Any, name: str, raw: str, *, source: str) -> Any:
+    """Turn an environment string into the field's type."""
+    tp, optional = _field_type(cls, name)
+    if optional and raw.strip().lower() in ("", "none", "null"):
+        return None
+    try:
+        if tp is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if tp is int:
+            return int(raw)
+        if tp is float:
+            return float(raw)
+        if tp is Path:
+            return Path(raw).expanduser()
+        if typing.get_origin(tp) is dict or tp is dict:
+            parsed = json.loads(raw) if raw.strip() else {}
+            if not isinstance(parsed, dict):
+                raise ValueError("expected a JSON object")
+            return parsed
+        return raw
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{source}={raw!r} is not a valid {getattr(tp, '__name__', tp)}: {exc}") from None
+
+
+def _convert(cls: Any, name: str, value: Any) -> Any:
+    """Coerce an explicit override (strings from the CLI, paths, numbers) to the field's type."""
+    if isinstance(value, str):
+        return _parse(cls, name, value, source=name)
+    tp, _ = _field_type(cls, name)
+    if tp is Path and not isinstance(value, Path):
+        return Path(value)
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value

@@ -1,0 +1,5 @@
+"""Fakes for tests — yours and ours. Each subclasses the real base class it stands in for."""
+
+from empathic_agent.testing.fakes import FakeLLM
+
+__all__ = ["FakeLLM"]

@@ -1,0 +1,131 @@
+"""The turn graph and the Agent facade, with a fake LLM (subclass of the real LLM base class)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from empathic_agent.agent import Agent, TextChunk, TurnResult
+from empathic_agent.errors import EmptyInputError, InputError, InputTooLongError, LLMConnectionError
+from empathic_agent.graph import build_services
+from empathic_agent.graph.nodes import FALLBACK_REPLY
+from empathic_agent.testing import FakeLLM
+
+
+async def _agent(settings, llm, checkpointer=None):
+    return await Agent.open(settings, services=build_services(settings, llm=llm),
+                            checkpointer=checkpointer if checkpointer is not None else InMemorySaver())
+
+
+async def test_reply_streams_in_chunks_and_result_comes_last(settings):
+    llm = FakeLLM(["That sounds really hard."], chunk_size=5)
+    agent = await _agent(settings, llm)
+    events = [e async for e in agent.stream("u1", "s1", text="I lost my job")]
+    assert isinstance(events[-1], TurnResult)
+    chunks = [e.text for e in events if isinstance(e, TextChunk)]
+    assert len(chunks) > 1 and "".join(chunks) == "That sounds really hard."
+    res = events[-1]
+    assert res.reply == "That sounds really hard." and res.user_text == "I lost my job" and res.ok
+    assert set(res.timings) == {"perceive", "generate"}
+    assert res.generation["backend"] == "fake"
+
+
+async def test_history_reaches_the_prompt_with_system_prompt_first(settings):
+    llm = FakeLLM(["one", "two"])
+    agent = await _agent(settings, llm)
+    await agent.respond("u1", "s1", text="hello")
+    await agent.respond("u1", "s1", text="again")
+    last = llm.prompts[-1]
+    assert last[0].role == "system" and last[0].content == settings.system_prompt
+    assert [(m.role, m.content) for m in last[1:]] == [("user", "hello"), ("assistant", "one"), ("user", "again")]
+
+
+async def test_sessions_and_users_do_not_share_history(settings):
+    llm = FakeLLM(["ok"])
+    agent = await _agent(settings, llm)
+    await agent.respond("alice", "s1", text="alice secret")
+    await agent.respond("bob", "s1", text="bob here")
+    await agent.respond("alice", "s2", text="new session")
+    assert [m.content for m in await agent.history("bob", "s1")] == ["bob here", "ok"]
+    assert [m.content for m in await agent.history("alice", "s2")] == ["new session", "ok"]
+    assert all("alice secret" not in m.content for p in llm.prompts[1:] for m in p)
+
+
+async def test_llm_failure_gives_a_graceful_reply_and_keeps_the_conversation(settings):
+    good = FakeLLM(["fine"])
+    saver = InMemorySaver()
+    agent = await _agent(settings, good, saver)
+    await agent.respond("u", "s", text="first")
+    down = await _agent(settings, FakeLLM(error=LLMConnectionError("LLM server at X is unreachable")), saver)
+    res = await down.respond("u", "s", text="second")
+    assert res.reply == FALLBACK_REPLY
+    assert not res.ok and res.degraded[0]["step"] == "generate"
+    assert "unreachable" in res.degraded[0]["message"]
+    # The person's message is kept; the next real reply sees it, and not the fallback text.
+    back = FakeLLM(["welcome back"])
+    agent2 = await _agent(settings, back, saver)
+    res2 = await agent2.respond("u", "s", text="third")
+    assert res2.ok and res2.degraded == ()
+    prompt = [(m.role, m.content) for m in back.prompts[-1][1:]]
+    assert prompt == [("user", "first"), ("assistant", "fine"), ("user", "second\nthird")]
+
+
+async def test_failed_turn_errors_do_not_leak_into_the_next_turn(settings):
+    saver = InMemorySaver()
+    await (await _agent(settings, FakeLLM(error=LLMConnectionError("down")), saver)).respond("u", "s", text="a")
+    res = await (await _agent(settings, FakeLLM(["ok"]), saver)).respond("u", "s", text="b")
+    assert res.degraded == () and set(res.timings) == {"perceive", "generate"}
+
+
+@pytest.mark.parametrize("text, err", [("", EmptyInputError), ("  \n\t", EmptyInputError),
+                                       ("x" * 5000, InputTooLongError)])
+async def test_bad_input_is_rejected_before_touching_the_conversation(settings, text, err):
+    llm = FakeLLM(["ok"])
+    agent = await _agent(settings, llm)
+    await agent.respond("u", "s", text="hello")
+    with pytest.raises(err):
+        await agent.respond("u", "s", text=text)
+    assert [m.content for m in await agent.history("u", "s")] == ["hello", "ok"]
+    assert len(llm.prompts) == 1
+
+
+async def test_invalid_utf8_and_control_characters_get_a_sane_reply(settings):
+    llm = FakeLLM(["ok"])
+    agent = await _agent(settings, llm)
+    res = await agent.respond("u", "s", text=b"I feel \xff\xfe bad\x00\x07")
+    assert res.user_text == "I feel \ufffd\ufffd bad" and res.reply == "ok"
+
+
+@pytest.mark.parametrize("user, session", [("", "s"), ("a/b", "s"), ("u", "../etc"), ("u", "x" * 200)])
+async def test_invalid_ids_are_rejected(settings, user, session):
+    agent = await _agent(settings, FakeLLM())
+    with pytest.raises(InputError, match="invalid"):
+        await agent.respond(user, session, text="hi")
+
+
+async def test_conversation_survives_reopening_the_sqlite_checkpointer(settings):
+    a1 = await Agent.open(settings, services=build_services(settings, llm=FakeLLM(["first reply"])))
+    await a1.respond("u", "s", text="remember me")
+    await a1.aclose()
+    assert settings.checkpoint_path.exists()
+    llm = FakeLLM(["second reply"])
+    async with await Agent.open(settings, services=build_services(settings, llm=llm)) as a2:
+        await a2.respond("u", "s", text="still there?")
+        assert [m.content for m in await a2.history("u", "s")] == [
+            "remember me", "first reply", "still there?", "second reply"]
+    assert [m.content for m in llm.prompts[0][1:]] == ["remember me", "first reply", "still there?"]
+
+
+async def test_parallel_users_get_their_own_replies(settings):
+    class EchoLLM(FakeLLM):
+        async def _stream_impl(self, messages, options):
+            await asyncio.sleep(0.01)
+            yield "echo: " + messages[-1].content
+
+    agent = await _agent(settings, EchoLLM())
+    users = [f"user{i}" for i in range(12)]
+    results = await asyncio.gather(*(agent.respond(u, "s", text=f"I am {u}") for u in users))
+    for u, r in zip(users, results):
+        assert r.reply == f"echo: I am {u}" and r.user_id == u
