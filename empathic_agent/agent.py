@@ -11,36 +11,20 @@ by user and session, so a conversation resumes after a restart.
 
 from __future__ import annotations
 
-import re
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from empathic_agent.errors import InputError
 from empathic_agent.generate.llm import ChatMessage
 from empathic_agent.graph.builder import Services, build_graph, build_services
 from empathic_agent.graph.state import StepError, TurnContext
+from empathic_agent.ids import split_thread_id, thread_id, validate_id
 from empathic_agent.perceive.text import clean_text
 from empathic_agent.settings import Settings
 
 __all__ = ["Agent", "TurnResult", "TextChunk", "validate_id", "thread_id"]
-
-#: User and session ids: letters, digits and ``_ . @ -``, 1–128 characters. Restricting them keeps
-#: the checkpoint key ``user/session`` unambiguous and ids safe to log and to use in file names.
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
-
-
-def validate_id(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise InputError(f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '.', '@' or '-', "
-                         "starting with a letter or digit")
-    return value
-
-
-def thread_id(user_id: str, session_id: str) -> str:
-    return f"{validate_id(user_id, 'user id')}/{validate_id(session_id, 'session id')}"
-
 
 @dataclass(frozen=True)
 class TextChunk:
@@ -64,6 +48,21 @@ class TurnResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: Backend, model, time to first chunk, tokens, seed.
     generation: dict[str, Any] = field(default_factory=dict)
+    #: The person's fused emotional state after this turn (``FusedState.to_dict()``), or None.
+    emotion: dict[str, Any] | None = None
+    #: This turn's per-modality readings (``Reading.to_dict()`` by modality).
+    readings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The short description of the state that the prompt received.
+    perception: str = ""
+
+    @property
+    def fused_state(self) -> Any:
+        """The emotion as a :class:`~empathic_agent.latent.FusedState` (None when not perceived)."""
+        if not self.emotion:
+            return None
+        from empathic_agent.latent import FusedState
+
+        return FusedState.from_dict(self.emotion)
 
     @property
     def ok(self) -> bool:
@@ -99,6 +98,8 @@ class Agent:
 
     async def aclose(self) -> None:
         await self.services.llm.aclose()
+        if self.services.memory is not None:
+            await asyncio.to_thread(self.services.memory.close)
         if self._closer is not None:
             await self._closer.close()
             self._closer = None
@@ -130,6 +131,8 @@ class Agent:
             user_text=final.get("user_text", ""), reply=final.get("reply", ""),
             degraded=tuple(final.get("degraded", [])), timings=dict(final.get("timings", {})),
             generation=dict(final.get("generation", {})),
+            emotion=final.get("emotion"), readings=dict(final.get("readings", {})),
+            perception=final.get("perception", ""),
         )
 
     async def respond(self, user_id: str, session_id: str, *, text: str | bytes,
@@ -142,6 +145,37 @@ class Agent:
         assert result is not None
         return result
 
+    # -- data rights -----------------------------------------------------------------------------
+    async def sessions(self, user_id: str) -> list[str]:
+        """Session ids of the user's saved conversations."""
+        validate_id(user_id, "user id")
+        threads = await list_threads(self.checkpointer)
+        return sorted(s for u, s in (split_thread_id(t) for t in threads) if u == user_id)
+
+    async def export_user(self, user_id: str) -> dict[str, Any]:
+        """Everything held about a person: conversations (every session) and memories."""
+        conversations = {}
+        for session in await self.sessions(user_id):
+            conversations[session] = [m.to_dict() for m in await self.history(user_id, session)]
+        out: dict[str, Any] = {"user_id": user_id, "conversations": conversations}
+        if self.services.memory is not None:
+            out["memories"] = await asyncio.to_thread(self.services.memory.export_user, user_id)
+        return out
+
+    async def delete_user(self, user_id: str) -> dict[str, Any]:
+        """Erase a person: every conversation checkpoint and every memory. Returns counts."""
+        sessions = await self.sessions(user_id)
+        for session in sessions:
+            await self.checkpointer.adelete_thread(thread_id(user_id, session))
+        conn = getattr(self.checkpointer, "conn", None)
+        if sessions and conn is not None and hasattr(conn, "execute") and self._closer is conn:
+            await conn.execute("VACUUM")  # erased means gone from disk, not left in free pages
+            await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        out: dict[str, Any] = {"user_id": user_id, "conversations": len(sessions)}
+        if self.services.memory is not None:
+            out["memories"] = await asyncio.to_thread(self.services.memory.delete_user, user_id)
+        return out
+
     async def history(self, user_id: str, session_id: str) -> list[ChatMessage]:
         """The conversation so far, oldest first (including fallback replies of failed generations)."""
         snap = await self.graph.aget_state(self._config(user_id, session_id))
@@ -151,6 +185,14 @@ class Agent:
             text = m.content if isinstance(m.content, str) else str(m.content)
             out.append(ChatMessage(role, text))
         return out
+
+
+async def list_threads(checkpointer: Any) -> set[str]:
+    """Thread ids (``user/session``) that have checkpoints."""
+    threads: set[str] = set()
+    async for item in checkpointer.alist(None):
+        threads.add(item.config["configurable"]["thread_id"])
+    return threads
 
 
 async def open_sqlite_checkpointer(path: Path) -> tuple[Any, Any]:

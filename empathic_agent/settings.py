@@ -103,6 +103,8 @@ class Settings:
     stt_model: str = "whisper-base"
     tts_voice: str = "piper-joe-medium"
     embedding_model: str = "all-minilm-l6-v2"
+    #: Emotion encoders to run on each turn (comma-separated modalities; empty = none).
+    encoders: str = "text"
 
     # --- places -------------------------------------------------------------------------------
     #: Prepared model files (converted LLM, joined Whisper parts).
@@ -113,6 +115,28 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     #: SQLite file of conversation checkpoints; empty = ``memory_dir / "conversations.sqlite"``.
     checkpoint_db: str = ""
+
+    # --- memory ---
+    #: Long-term memory of each person (recall before generating, remember after).
+    memory_enabled: bool = True
+    #: Memory store: "embedded" (Chroma PersistentClient in ``chroma_path``) or "http" (a Chroma
+    #: server started with ``chroma run``, at ``chroma_host:chroma_port``).
+    memory_backend: str = "embedded"
+    #: Directory of the embedded Chroma store; empty = ``memory_dir / "chroma"``.
+    chroma_path: str = ""
+    chroma_host: str = "127.0.0.1"
+    #: Chroma's own default port (note: ``vllm serve`` defaults to 8000 too; move one if co-hosted).
+    chroma_port: int = 8000
+    #: Use https for the Chroma server.
+    chroma_ssl: bool = False
+    #: Retrieval strategy: semantic, combination, sequential or mood_repair (see memory/strategies.py).
+    recall_strategy: str = "combination"
+    #: Memories recalled per turn.
+    recall_k: int = 4
+    #: Weight of emotional vs semantic similarity in combination and mood_repair (0..1).
+    recall_alpha: float = 0.2
+    #: Extract simple facts/preferences ("my name is ...", "I love ...") in the remember step.
+    memory_extract_facts: bool = True
 
     log_level: str = "WARNING"
 
@@ -138,6 +162,10 @@ class Settings:
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint_db) if self.checkpoint_db else self.memory_dir / "conversations.sqlite"
+
+    @property
+    def encoder_modalities(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.encoders.split(",") if m.strip())
 
     @property
     def uses_remote_llm(self) -> bool:

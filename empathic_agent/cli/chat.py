@@ -26,7 +26,7 @@ def _stdin_lines() -> io.TextIOBase:
 
 
 async def run_chat(settings: Settings, *, user: str, session: str,
-                   messages: Sequence[str] | None = None) -> int:
+                   messages: Sequence[str] | None = None, show_perception: bool = False) -> int:
     thread_id(user, session)  # validate ids before loading anything
     out = sys.stdout
     interactive = messages is None and sys.stdin.isatty()
@@ -71,6 +71,8 @@ async def run_chat(settings: Settings, *, user: str, session: str,
                         print(event.text, end="", file=out, flush=True)
                     elif isinstance(event, TurnResult):
                         print(file=out, flush=True)
+                        if show_perception and event.perception:
+                            print(f"  (perceived: {event.perception})", file=out, flush=True)
                         for err in event.degraded:
                             print(f"[{err['step']} degraded: {err['message']}]", file=sys.stderr, flush=True)
             except InputError as exc:

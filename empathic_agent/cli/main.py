@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default="local", help="user id (default: local)")
     p.add_argument("--session", default="default", help="session id (default: default)")
     p.add_argument("--message", "-m", action="append", help="send this message and exit (repeatable)")
+    p.add_argument("--show-perception", action="store_true",
+                   help="after each reply, show how the agent read your emotional state")
 
     p = sub.add_parser("models", help="list or prepare the models of every role")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
@@ -80,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--runs", type=int, default=5, help="measured runs after one warm-up (default 5)")
     q.add_argument("--out", help="also write the JSON to this file")
 
+    from empathic_agent.cli.encoders import add_parser as add_encoders_parser
+
+    add_encoders_parser(sub, common)
+
+    from empathic_agent.cli.memory import add_parser as add_memory_parser
+
+    add_memory_parser(sub, common)
+
     p = sub.add_parser("llm-server", parents=[common],
                        help="serve the embedded model over an OpenAI-compatible API (for testing the vLLM path)")
     p.add_argument("--port", type=int, default=8000)
@@ -97,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "chat":
             from empathic_agent.cli.chat import run_chat
 
-            return asyncio.run(run_chat(settings, user=args.user, session=args.session, messages=args.message))
+            return asyncio.run(run_chat(settings, user=args.user, session=args.session, messages=args.message,
+                                     show_perception=args.show_perception))
         if args.command == "models":
             from empathic_agent.cli.models import run_models
 
@@ -106,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli.bench import run_bench
 
             return run_bench(settings, args)
+        if args.command == "encoders":
+            from empathic_agent.cli.encoders import run as run_encoders
+
+            return run_encoders(settings, args)
+        if args.command == "memory":
+            from empathic_agent.cli.memory import run as run_memory
+
+            return run_memory(settings, args)
         if args.command == "llm-server":
             from empathic_agent.cli.models import run_llm_server
 

@@ -22,8 +22,14 @@ def is_fallback(message: AnyMessage) -> bool:
 
 
 def build_prompt(system_prompt: str, history: Sequence[AnyMessage], *,
-                 max_messages: int) -> list[ChatMessage]:
-    """System prompt + the last ``max_messages`` real messages (the newest is the person's)."""
+                 max_messages: int, perception: str = "", memories: str = "") -> list[ChatMessage]:
+    """System prompt (+ how the person seems) + the last ``max_messages`` real messages.
+
+    ``perception`` is the fused emotional state's short description; it goes into the system
+    message, phrased as an observation to take into account, so the small model neither repeats
+    it verbatim nor treats it as the person's words. ``memories`` is the recalled memories' block
+    (quoted and marked as data, never as instructions, by the memory package).
+    """
     turns: list[ChatMessage] = []
     for m in history:
         if is_fallback(m):
@@ -44,4 +50,9 @@ def build_prompt(system_prompt: str, history: Sequence[AnyMessage], *,
     turns = turns[-max(1, max_messages):]
     while turns and turns[0].role != "user":  # start on the person's turn
         turns = turns[1:]
-    return [ChatMessage("system", system_prompt), *turns]
+    system = system_prompt
+    if perception:
+        system += f"\nWhat you perceive in the person right now: {perception}."
+    if memories:
+        system += "\n" + memories
+    return [ChatMessage("system", system), *turns]

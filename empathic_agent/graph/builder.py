@@ -1,15 +1,17 @@
 """Wiring of the turn graph: the one block that reads like the design's flow.
 
-    perceive -> generate
+    perceive -> encode -> recall -> generate -> remember
 
-(later steps — encode, recall, plan, speak, remember, safety — slot in here). Services are built
+(later steps — plan, speak, safety — slot in here). ``encode`` is present when an emotion encoder
+is configured (``Settings.encoders``); ``recall`` and ``remember`` when memory is on
+(``Settings.memory_enabled``). Services are built
 once by :func:`build_services` and injected, so tests can pass fakes and in-memory checkpointers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langgraph.graph import END, START, StateGraph
 
@@ -17,6 +19,10 @@ from empathic_agent.generate.llm import LLM, load_llm
 from empathic_agent.graph.nodes import make_nodes
 from empathic_agent.graph.state import TurnContext, TurnState
 from empathic_agent.settings import Settings
+
+if TYPE_CHECKING:
+    from empathic_agent.encode.base import Encoder
+    from empathic_agent.memory import MemoryService
 
 __all__ = ["Services", "build_services", "build_graph"]
 
@@ -27,21 +33,45 @@ class Services:
 
     settings: Settings
     llm: LLM
+    #: Reads the person's words into the emotional latent space (None: no text emotion).
+    text_encoder: "Encoder | None" = None
+    #: Long-term, mood-congruent memory of every person (None: no memory).
+    memory: "MemoryService | None" = None
 
 
-def build_services(settings: Settings, *, llm: LLM | None = None) -> Services:
-    """Services from settings; pass components explicitly to override (tests pass fakes)."""
-    return Services(settings=settings, llm=llm if llm is not None else load_llm(settings))
+_DEFAULT = object()
+
+
+def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: Any = _DEFAULT,
+                   memory: Any = _DEFAULT) -> Services:
+    """Services from settings; pass components explicitly to override (tests pass fakes, or
+    ``None`` to leave a step out). Weights load on first use, not here."""
+    if text_encoder is _DEFAULT:
+        text_encoder = None
+        if "text" in settings.encoder_modalities:
+            from empathic_agent.encode import load_encoder
+
+            text_encoder = load_encoder("text", settings)
+    if memory is _DEFAULT:
+        memory = None
+        if settings.memory_enabled:
+            from empathic_agent.memory import MemoryService
+
+            memory = MemoryService.from_settings(settings)
+    return Services(settings=settings, llm=llm if llm is not None else load_llm(settings),
+                    text_encoder=text_encoder, memory=memory)
 
 
 def build_graph(services: Services, *, checkpointer: Any = None) -> Any:
     """Compile the turn graph. ``checkpointer`` persists conversations (None: LangGraph decides)."""
     nodes = make_nodes(services)
     g = StateGraph(TurnState, context_schema=TurnContext)
-    g.add_node("perceive", nodes["perceive"])
-    g.add_node("generate", nodes["generate"])
-
-    g.add_edge(START, "perceive")
-    g.add_edge("perceive", "generate")
-    g.add_edge("generate", END)
+    flow = ["perceive", "encode", "recall", "generate", "remember"]
+    flow = [step for step in flow if step in nodes]
+    for step in flow:
+        g.add_node(step, nodes[step])
+    g.add_edge(START, flow[0])
+    for a, b in zip(flow, flow[1:]):
+        g.add_edge(a, b)
+    g.add_edge(flow[-1], END)
     return g.compile(checkpointer=checkpointer, name="empathic-agent")

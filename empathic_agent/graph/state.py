@@ -43,10 +43,31 @@ class TurnState(TypedDict, total=False):
     user_text: str
     # -- history (perceive appends the person's message; generate appends the reply) ------------
     messages: Annotated[list[AnyMessage], add_messages]
+    # -- encode ---------------------------------------------------------------------------------
+    #: This turn's per-modality readings (``Reading.to_dict()`` by modality).
+    readings: dict[str, dict[str, Any]]
+    #: The person's fused emotional state (``FusedState.to_dict()``). Persisted: the previous
+    #: turn's value is the temporal prior of the next.
+    emotion: dict[str, Any]
+    #: Wall-clock time (epoch seconds) of ``emotion``, to widen the prior by elapsed time.
+    emotion_at: float
+    #: One compact entry per turn (turn id, time, fused and per-modality VAD/top category): the
+    #: conversation's emotional trajectory, for the register planner and the UI's plots.
+    emotion_trajectory: Annotated[list[dict[str, Any]], operator.add]
+    #: Short description of the fused state, as given to the prompt.
+    perception: str
+    # -- recall ---------------------------------------------------------------------------------
+    #: Memories recalled for this turn: id, kind, text, top category, rank and per-component scores.
+    memories: list[dict[str, Any]]
+    #: The memories as the quoted, clearly-marked block the prompt receives ("" when none).
+    memory_prompt: str
     # -- generate -------------------------------------------------------------------------------
     reply: str
     #: Backend, model and timings of the generation.
     generation: dict[str, Any]
+    # -- remember -------------------------------------------------------------------------------
+    #: Ids of the memories this turn stored or refreshed.
+    remembered: list[str]
     # -- per-turn bookkeeping (reset by perceive) -----------------------------------------------
     timings: Annotated[dict[str, float], merge_dicts]
     degraded: Annotated[list[StepError], operator.add]

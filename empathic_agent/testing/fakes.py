@@ -6,8 +6,9 @@ import asyncio
 from typing import AsyncIterator, Sequence
 
 from empathic_agent.generate.llm import LLM, ChatMessage, GenerationOptions
+from empathic_agent.memory.embedder import Embedder
 
-__all__ = ["FakeLLM"]
+__all__ = ["FakeLLM", "FakeEmbedder"]
 
 
 class FakeLLM(LLM):
@@ -43,3 +44,116 @@ class FakeLLM(LLM):
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             yield reply[i:i + self.chunk_size]
+
+
+class FakeEmbedder(Embedder):
+    """A deterministic embedder for tests: a signed, hashed bag of words, L2-normalised.
+
+    Texts sharing content words get a high cosine, texts sharing none get ~0, so tests can build
+    "semantically similar" and "unrelated" memories by wording alone.  Common function words are
+    ignored (they would make every English sentence similar).  ``vectors`` pins exact texts to given
+    vectors; ``error`` makes every call raise it.  Every batch is recorded in ``calls``.
+    """
+
+    name = "fake"
+
+    STOPWORDS = frozenset(
+        "i me my mine you your we our a an the and or but to of in on at for with about is am are was were "
+        "be been it its this that so very really just had have has do did does not no".split())
+
+    def __init__(self, dim: int = 128, *, vectors: dict[str, Sequence[float]] | None = None,
+                 error: Exception | None = None, batch_size: int = 32) -> None:
+        super().__init__(batch_size=batch_size)
+        self._dim = dim
+        self.vectors = {k: list(v) for k, v in (vectors or {}).items()}
+        self.error = error
+        self.calls: list[list[str]] = []
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _embed_impl(self, texts: list[str]):
+        import hashlib
+        import re
+
+        import numpy as np
+
+        self.calls.append(list(texts))
+        if self.error is not None:
+            raise self.error
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            if text in self.vectors:
+                out[row] = np.asarray(self.vectors[text], dtype=np.float32)
+                continue
+            for token in re.findall(r"[a-z0-9']+", text.lower()):
+                if token in self.STOPWORDS:
+                    continue
+                h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+                out[row, h % self._dim] += 1.0 if (h >> 32) & 1 else -1.0
+            if not out[row].any():
+                out[row, 0] = 1.0
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoders
+
+# Imports of the encoder fake live with it (this section was appended to the file).
+from os import PathLike  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Mapping  # noqa: E402
+
+from empathic_agent.encode.base import INPUT_PATH, INPUT_TEXT, Encoder  # noqa: E402
+from empathic_agent.latent import Reading  # noqa: E402
+
+
+class FakeEncoder(Encoder):
+    """An encoder that answers from a script: input -> `Reading` (or a category name), else a default.
+
+    * ``readings`` maps an input (a text, or a path's file name for ``input_kind="path"``) to a
+      `Reading` or to a category name (shortcut for a reading concentrated on that category, with
+      the category's prototype VAD);
+    * inputs not in the script get ``default`` (an uninformative reading of the modality if None);
+    * ``error`` makes every call raise it (a vendor-style exception becomes an EncoderError).
+
+    Every batch it received is recorded in ``calls``.
+    """
+
+    name = "fake"
+
+    def __init__(self, readings: Mapping[str, Reading | str] | None = None, *,
+                 default: Reading | str | None = None, modality: str = "text",
+                 input_kind: str = INPUT_TEXT, error: Exception | None = None) -> None:
+        super().__init__()
+        self.modality = modality
+        self.input_kind = input_kind
+        self.input_types = (str, PathLike) if input_kind == INPUT_PATH else (str,)
+        self.readings = dict(readings or {})
+        self.default = default
+        self.error = error
+        self.calls: list[list[Any]] = []
+
+    def _as_reading(self, value: Reading | str | None) -> Reading:
+        if value is None:
+            return Reading.uninformative(self.modality)
+        if isinstance(value, str):
+            return Reading.from_categories({value: 1.0}, modality=self.modality)
+        return value
+
+    def _key(self, x: Any) -> str:
+        if x is None:
+            return ""
+        if self.input_kind == INPUT_PATH:
+            return Path(x).name
+        return str(x)
+
+    def _encode_batch_impl(self, xs: list[Any]) -> list[Reading]:
+        self.calls.append(list(xs))
+        if self.error is not None:
+            raise self.error
+        return [self._as_reading(self.readings.get(self._key(x), self.default)) for x in xs]
+
+
+__all__ += ["FakeEncoder"]

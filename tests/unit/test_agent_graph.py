@@ -11,11 +11,12 @@ from empathic_agent.agent import Agent, TextChunk, TurnResult
 from empathic_agent.errors import EmptyInputError, InputError, InputTooLongError, LLMConnectionError
 from empathic_agent.graph import build_services
 from empathic_agent.graph.nodes import FALLBACK_REPLY
-from empathic_agent.testing import FakeLLM
+from empathic_agent.testing import FakeEncoder, FakeLLM
 
 
-async def _agent(settings, llm, checkpointer=None):
-    return await Agent.open(settings, services=build_services(settings, llm=llm),
+async def _agent(settings, llm, checkpointer=None, encoder=None, memory=None):
+    return await Agent.open(settings, services=build_services(settings, llm=llm, text_encoder=encoder,
+                                                              memory=memory),
                             checkpointer=checkpointer if checkpointer is not None else InMemorySaver())
 
 
@@ -106,12 +107,12 @@ async def test_invalid_ids_are_rejected(settings, user, session):
 
 
 async def test_conversation_survives_reopening_the_sqlite_checkpointer(settings):
-    a1 = await Agent.open(settings, services=build_services(settings, llm=FakeLLM(["first reply"])))
+    a1 = await Agent.open(settings, services=build_services(settings, llm=FakeLLM(["first reply"]), text_encoder=None, memory=None))
     await a1.respond("u", "s", text="remember me")
     await a1.aclose()
     assert settings.checkpoint_path.exists()
     llm = FakeLLM(["second reply"])
-    async with await Agent.open(settings, services=build_services(settings, llm=llm)) as a2:
+    async with await Agent.open(settings, services=build_services(settings, llm=llm, text_encoder=None, memory=None)) as a2:
         await a2.respond("u", "s", text="still there?")
         assert [m.content for m in await a2.history("u", "s")] == [
             "remember me", "first reply", "still there?", "second reply"]
@@ -129,3 +130,111 @@ async def test_parallel_users_get_their_own_replies(settings):
     results = await asyncio.gather(*(agent.respond(u, "s", text=f"I am {u}") for u in users))
     for u, r in zip(users, results):
         assert r.reply == f"echo: I am {u}" and r.user_id == u
+
+
+# --- the encode step -------------------------------------------------------------------------
+async def test_encode_step_puts_the_fused_state_into_the_result_and_the_prompt(settings):
+    llm = FakeLLM(["I'm sorry."])
+    enc = FakeEncoder({"my dog died": "sadness"})
+    agent = await _agent(settings, llm, encoder=enc)
+    res = await agent.respond("u", "s", text="my dog died")
+    assert enc.calls == [["my dog died"]]
+    state = res.fused_state
+    assert state.top_category == "sadness" and state.mean[0] < -0.3
+    assert res.readings["text"]["modality"] == "text"
+    assert "sad" in res.perception
+    assert "encode" in res.timings
+    system = llm.prompts[-1][0].content
+    assert system.startswith(settings.system_prompt) and res.perception in system
+
+
+async def test_previous_state_is_the_prior_of_the_next_turn(settings):
+    from empathic_agent.latent import Reading
+
+    llm = FakeLLM(["ok"])
+    enc = FakeEncoder({"awful news": "sadness"}, default=Reading.uninformative("text"))
+    agent = await _agent(settings, llm, encoder=enc)
+    await agent.respond("u", "s", text="awful news")
+    res = await agent.respond("u", "s", text="hm")  # uninformative words: the state carries over
+    state = res.fused_state
+    assert state.top_category == "sadness" and state.mean[0] < -0.3
+    assert state.contribution("prior") > 0.99
+    snap = await agent.graph.aget_state(agent._config("u", "s"))
+    assert [e["fused"]["top"] for e in snap.values["emotion_trajectory"]] == ["sadness", "sadness"]
+
+
+async def test_failing_encoder_degrades_and_the_turn_still_gets_a_reply(settings):
+    llm = FakeLLM(["still here"])
+    agent = await _agent(settings, llm, encoder=FakeEncoder(error=RuntimeError("onnx exploded")))
+    res = await agent.respond("u", "s", text="hello")
+    assert res.reply == "still here"
+    assert [e["step"] for e in res.degraded] == ["encode"] and "onnx exploded" in res.degraded[0]["message"]
+    assert res.emotion is None and "What you perceive" not in llm.prompts[-1][0].content
+
+
+async def test_without_an_encoder_the_graph_has_no_encode_step(settings):
+    agent = await _agent(settings, FakeLLM(["ok"]))
+    assert "encode" not in agent.graph.nodes
+    res = await agent.respond("u", "s", text="hi")
+    assert res.emotion is None and set(res.timings) == {"perceive", "generate"}
+
+
+# --- recall and remember (real Chroma in a temp dir, fake embedder) ------------------------------
+@pytest.fixture
+def memory(settings):
+    from empathic_agent.memory import MemoryService
+    from empathic_agent.testing import FakeEmbedder
+
+    svc = MemoryService.from_settings(settings, embedder=FakeEmbedder())
+    yield svc
+    svc.close()
+
+
+async def test_an_earlier_moment_is_recalled_into_the_prompt_as_a_memory(settings, memory):
+    llm = FakeLLM(["I'm sorry about Biscuit.", "That makes sense."])
+    agent = await _agent(settings, llm, encoder=FakeEncoder({"my dog Biscuit died last spring": "sadness"}),
+                         memory=memory)
+    first = await agent.respond("ann", "monday", text="my dog Biscuit died last spring")
+    assert first.ok and first.timings.keys() >= {"recall", "remember"}
+    res = await agent.respond("ann", "friday", text="I keep thinking about Biscuit the dog")
+    snap = await agent.graph.aget_state(agent._config("ann", "friday"))
+    recalled = snap.values["memories"]
+    assert recalled and recalled[0]["text"] == "my dog Biscuit died last spring"
+    assert recalled[0]["scores"]["semantic"] > 0
+    system = llm.prompts[-1][0].content
+    assert "my dog Biscuit died last spring" in system
+    assert res.ok
+
+
+async def test_memories_of_one_user_never_reach_another(settings, memory):
+    llm = FakeLLM(["ok"])
+    agent = await _agent(settings, llm, memory=memory)
+    await agent.respond("alice", "s", text="my secret diagnosis is private")
+    await agent.respond("bob", "s", text="tell me the secret diagnosis")
+    snap = await agent.graph.aget_state(agent._config("bob", "s"))
+    assert snap.values["memories"] == []
+    assert all("private" not in m.content for m in llm.prompts[-1])
+
+
+async def test_a_failed_generation_is_not_remembered(settings, memory):
+    agent = await _agent(settings, FakeLLM(error=LLMConnectionError("down")), memory=memory)
+    res = await agent.respond("u", "s", text="nobody answered this")
+    assert res.reply == FALLBACK_REPLY
+    assert memory.count("u") == 0
+
+
+async def test_export_and_delete_user_cover_conversations_and_memories(settings, memory):
+    agent = await _agent(settings, FakeLLM(["ok"]), memory=memory)
+    await agent.respond("carol", "s1", text="I love painting")
+    await agent.respond("carol", "s2", text="work was hard today")
+    await agent.respond("dave", "s1", text="hello there")
+    data = await agent.export_user("carol")
+    assert set(data["conversations"]) == {"s1", "s2"}
+    assert data["conversations"]["s1"][0] == {"role": "user", "content": "I love painting"}
+    texts = " ".join(m["text"] for m in data["memories"]["memories"])
+    assert "painting" in texts and "hello there" not in texts
+    gone = await agent.delete_user("carol")
+    assert gone["conversations"] == 2 and gone["memories"] >= 2
+    assert await agent.sessions("carol") == [] and memory.count("carol") == 0
+    assert await agent.history("carol", "s1") == []
+    assert await agent.sessions("dave") == ["s1"] and memory.count("dave") >= 1

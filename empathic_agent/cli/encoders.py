@@ -1,0 +1,135 @@
+"""``empathic encoders eval|train|list``: evaluate and train the emotion encoders.
+
+* ``empathic encoders eval MODALITY --csv FILE`` — the generic evaluation of any encoder on any CSV
+  of the documented form (see `empathic_agent.encode.evaluate`), printed as one JSON object;
+* ``empathic encoders eval text --dataset emobank|goemotions|all`` — the test splits from the data
+  directory (``--data-dir``), with lexicon baselines beside the model;
+* ``empathic encoders train text [--data-dir DIR] [--epochs N] ...`` — train the text encoder;
+* ``empathic encoders list`` — the modalities that have an encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from empathic_agent.settings import Settings
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``encoders`` command (and its actions) to the top-level subparsers."""
+    p = subparsers.add_parser("encoders", help="evaluate or train the emotion encoders (JSON output)")
+    sub = p.add_subparsers(dest="encoders_command", metavar="ACTION", required=True)
+
+    q = sub.add_parser("list", parents=[common_parent], help="modalities that have an encoder")
+    q.add_argument("--json", action="store_true", help="print JSON")
+
+    q = sub.add_parser("eval", parents=[common_parent], help="evaluate an encoder on a CSV or a data set's test split",
+                       description="Evaluate an encoder and print one JSON object with n, accuracy, macro_f1, "
+                                   "weighted_f1, per_class_f1, confusion_matrix and pearson_valence/arousal/"
+                                   "dominance (when the data has VAD labels). A CSV needs a 'text' column (or "
+                                   "'path', relative to the CSV's folder, for audio/image encoders) and an "
+                                   "'emotion' column (neutral, joy, sadness, anger, fear, surprise, disgust) "
+                                   "and/or 'valence,arousal,dominance' columns in [-1, 1].")
+    q.add_argument("modality", help="encoder modality, e.g. text")
+    src = q.add_mutually_exclusive_group(required=True)
+    src.add_argument("--csv", help="CSV file to evaluate on")
+    src.add_argument("--dataset", choices=["emobank", "goemotions", "all"],
+                     help="test split of a known data set (text only)")
+    q.add_argument("--data-dir", help="shared data directory (default: the data_dir setting)")
+    q.add_argument("--split", default="test", choices=["train", "dev", "test"],
+                   help="data set split for --dataset (default: test)")
+    q.add_argument("--weights", help="text encoder weights folder (default: the packaged weights)")
+    q.add_argument("--no-baselines", action="store_true", help="skip the lexicon baselines (VADER, NRC EmoLex)")
+    q.add_argument("--batch-size", type=int, default=64, help="inputs per encode_batch call (default 64)")
+    q.add_argument("--out", help="also write the JSON to this file")
+
+    q = sub.add_parser("train", help="train an encoder's heads (text)")
+    tsub = q.add_subparsers(dest="train_modality", metavar="MODALITY", required=True)
+    t = tsub.add_parser("text", parents=[common_parent],
+                        help="train the text encoder on EmoBank + GoEmotions (≈20 min on 2 CPU cores)",
+                        description="Train the text encoder (LoRA on MiniLM's top layers + VAD and category "
+                                    "heads) on EmoBank and GoEmotions-Ekman: train split to train, dev to "
+                                    "select and calibrate, test to report. --seed is the training seed "
+                                    "(default 13). A rerun resumes from the last checkpoint.")
+    from empathic_agent.encode.train_text import add_train_arguments
+
+    add_train_arguments(t, include_seed=False)  # --seed comes from the common settings flags
+    return p
+
+
+def _emit(obj: Any, out: str | None) -> None:
+    text = json.dumps(obj, indent=1)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n", encoding="utf-8")
+
+
+def _encoder(settings: Settings, modality: str, weights: str | None) -> Any:
+    from empathic_agent.encode import load_encoder
+
+    if weights:
+        if modality != "text":
+            raise SystemExit("error: --weights applies to the text encoder only")
+        from empathic_agent.encode.text import TextEncoder
+
+        return TextEncoder(weights, cache_dir=settings.cache_dir)
+    return load_encoder(modality, settings)
+
+
+def _run_eval(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.encode.evaluate import dataset_eval_set, evaluate, lexicon_baselines, read_eval_csv
+
+    encoder = _encoder(settings, args.modality, args.weights)
+    progress = sys.stderr.isatty()
+    if args.csv:
+        es = read_eval_csv(args.csv, encoder.input_kind)
+        result = evaluate(encoder, es, batch_size=args.batch_size, progress=progress)
+        if not args.no_baselines and es.input_kind == "text":
+            result["baselines"] = lexicon_baselines(es)
+        _emit(result, args.out)
+        return 0
+    if args.modality != "text":
+        print(f"error: --dataset evaluates the text encoder; for {args.modality!r} use --csv", file=sys.stderr)
+        return 2
+    data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+    names = ["emobank", "goemotions"] if args.dataset == "all" else [args.dataset]
+    results: dict[str, Any] = {}
+    for name in names:
+        es = dataset_eval_set(name, data_dir, args.split)
+        res = evaluate(encoder, es, batch_size=args.batch_size, progress=progress)
+        if not args.no_baselines:
+            res["baselines"] = lexicon_baselines(es)
+        results[name] = res
+    _emit(results[names[0]] if len(names) == 1 else results, args.out)
+    return 0
+
+
+def _run_train(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.encode.train_text import config_from_args, summary, train
+
+    cfg = config_from_args(args, data_dir=settings.data_dir, cache_dir=settings.cache_dir)
+    record = train(cfg)
+    print(json.dumps(summary(record), indent=1))
+    return 0
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run ``empathic encoders ...``; returns the exit code."""
+    if args.encoders_command == "list":
+        from empathic_agent.encode import available_encoders
+
+        names = available_encoders()
+        print(json.dumps(names) if args.json else "\n".join(names))
+        return 0
+    if args.encoders_command == "eval":
+        return _run_eval(settings, args)
+    if args.encoders_command == "train":
+        return _run_train(settings, args)
+    print(f"error: unknown encoders action {args.encoders_command!r}", file=sys.stderr)
+    return 2

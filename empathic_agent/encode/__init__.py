@@ -1,0 +1,58 @@
+"""Encoders: each modality's input -> a `Reading` in the emotional latent space (DESIGN.md §3).
+
+* `base` — the :class:`Encoder` base class (public ``encode``/``encode_batch`` owning timing and
+  error translation, one ``_encode_batch_impl`` hook) and the registry
+  (:func:`available_encoders`, :func:`load_encoder`, :func:`register_encoder`);
+* `text` — :class:`TextEncoder`: all-MiniLM-L6-v2 with trained LoRA adapters and heads (EmoBank
+  VAD with calibrated variance, GoEmotions-Ekman categories with calibrated probabilities);
+* `evaluate` — the generic evaluation of any encoder on any labelled CSV or data set split;
+* `datasets` — readers of EmoBank and GoEmotions (Ekman) in the shared data directory;
+* `train_text` — the text encoder's training command; `text_model` — its torch building blocks.
+
+Importing this package is cheap: torch and transformers load when a model is first used.
+"""
+
+from __future__ import annotations
+
+from empathic_agent.encode.base import (
+    INPUT_PATH,
+    INPUT_TEXT,
+    EncodeStats,
+    Encoder,
+    EncoderError,
+    available_encoders,
+    load_encoder,
+    register_encoder,
+)
+from empathic_agent.encode.datasets import DatasetError
+from empathic_agent.encode.evaluate import (
+    DATASETS,
+    EvalSet,
+    dataset_eval_set,
+    evaluate,
+    evaluate_readings,
+    lexicon_baselines,
+    read_eval_csv,
+)
+from empathic_agent.encode.text import TextAnalysis, TextEncoder
+
+__all__ = [
+    "Encoder",
+    "EncoderError",
+    "EncodeStats",
+    "INPUT_TEXT",
+    "INPUT_PATH",
+    "available_encoders",
+    "load_encoder",
+    "register_encoder",
+    "TextEncoder",
+    "TextAnalysis",
+    "DatasetError",
+    "DATASETS",
+    "EvalSet",
+    "read_eval_csv",
+    "dataset_eval_set",
+    "evaluate",
+    "evaluate_readings",
+    "lexicon_baselines",
+]

@@ -1,0 +1,374 @@
+"""The text emotion encoder: a message -> a `Reading` (modality "text").
+
+Backbone: all-MiniLM-L6-v2 (Apache-2.0), found offline through the model registry
+(``resolve_model("embeddings", "all-minilm-l6-v2", cache_dir)``), run as a plain transformers
+forward with mean pooling (a single ``SentenceTransformer.encode`` call costs ~100 ms of overhead,
+the bare forward a few ms).  On top of it, the trained parts committed in ``weights/text/``:
+LoRA adapters of the top layers (merged into the weights at load time), a heteroscedastic VAD
+head trained on EmoBank and a category head trained on GoEmotions' Ekman grouping, plus their
+calibration (see `train_text` and the model card).
+
+How one message becomes a reading:
+
+1. **Model outputs.**  VAD mean and variance from the VAD head, the variance scaled per dimension
+   so that on EmoBank dev the mean squared z-score is 1 (residual calibration); category
+   probabilities from the category head, logit-adjusted towards balanced classes and
+   temperature-scaled on GoEmotions dev (see ``config.json``).
+2. **Doubt.**  The heads only know English sentences like their training data, so three measured
+   properties of the *input* give a doubt ``u`` in [0, 1]:
+
+   * ``u_words = 2 ** -n_words``: evidence grows with the number of words (letter runs); each word
+     halves the doubt.  Empty or emoji-only text has no words (``u = 1``), "ok" has one (0.5).
+   * ``u_ood``: Mahalanobis distance of the sentence from the training sentences' distribution,
+     relative to in-domain (dev) sentences: 0 up to the dev 95th percentile, rising (log-linearly)
+     to 1 at ``OOD_FULL_RATIO`` times it.  Measured on the mean-pooled states of the last layer
+     that fine-tuning left frozen: the tuned top layers map anything unfamiliar onto "neutral",
+     where it looks typical, while the frozen layers still set code, other languages and
+     gibberish apart from English sentences.
+   * ``u_truncated = TRUNCATION_DOUBT * (unread fraction)``: a paste longer than the backbone's
+     maximum length is read only up to it.
+
+   Combined as independent reasons to doubt, ``u = 1 - (1-u_words)(1-u_ood)(1-u_truncated)``.
+3. **Reading.**  With probability ``1 - u`` the model is right and with ``u`` we know nothing
+   beyond the population prior (neutral mean, ``PRIOR_VARIANCE`` = the variance of a uniform
+   spread over [-1, 1]; uniform categories).  The reading is that mixture, moment-matched:
+   mean ``(1-u) m``, variance ``(1-u) v + u PRIOR_VARIANCE + u (1-u) m^2``, categories
+   ``(1-u) p + u / 7``.  So doubtful input comes out wide and flat, never as an error.
+
+Nothing here imports torch at module level; the model loads on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from empathic_agent.encode.base import INPUT_TEXT, Encoder, EncoderError
+from empathic_agent.errors import ModelError
+from empathic_agent.latent import CATEGORIES, MODALITY_TEXT, Reading, categories_to_vad
+
+if TYPE_CHECKING:
+    from empathic_agent.settings import Settings
+
+__all__ = [
+    "TextEncoder",
+    "TextAnalysis",
+    "DEFAULT_WEIGHTS_DIR",
+    "WEIGHTS_FILE",
+    "CONFIG_FILE",
+    "PRIOR_VARIANCE",
+    "OOD_FULL_RATIO",
+    "TRUNCATION_DOUBT",
+    "calibrate_outputs",
+    "word_count",
+]
+
+#: Committed trained weights (adapters + heads + calibration), loaded on top of the backbone.
+DEFAULT_WEIGHTS_DIR: Final[Path] = Path(__file__).resolve().parent / "weights" / "text"
+WEIGHTS_FILE: Final[str] = "text_encoder.safetensors"
+CONFIG_FILE: Final[str] = "config.json"
+#: Format of config.json this code reads.
+CONFIG_FORMAT: Final[int] = 1
+
+#: Messages per forward pass in encode_batch (sorted by length, so padding stays small).
+INFER_BATCH: Final[int] = 32
+#: Longest max length used when the backbone does not say (MiniLM's sentence-transformers
+#: config says 256; its position table allows 512).
+DEFAULT_MAX_LENGTH: Final[int] = 256
+#: Characters handed to the tokenizer at most: far beyond what fits in the max length, so a huge
+#: paste costs bounded tokenisation time.
+MAX_TOKENISED_CHARS: Final[int] = 20_000
+
+#: Variance of the "we know nothing" component: a uniform spread over [-1, 1] (1/3).
+PRIOR_VARIANCE: Final[float] = 1.0 / 3.0
+#: Mahalanobis distance (as a multiple of the dev 95th percentile) at which input counts as fully
+#: out of domain.  At the dev 95th percentile the doubt is 0; halfway (in log scale) it is 0.5.
+#: Measured on the frozen layer: clear English sentences sit at 0.6-1.0x the dev 95th percentile,
+#: other languages at 1.15-2x, code at 1.15-1.45x, the dev 99th percentile at ~1.17x.
+OOD_FULL_RATIO: Final[float] = 1.5
+#: Doubt from truncation per unread fraction: reading 10 % of a paste gives 0.45.
+TRUNCATION_DOUBT: Final[float] = 0.5
+
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def word_count(text: str) -> int:
+    """Number of words (runs of letters, any script): the evidence term's count."""
+    return len(_WORD.findall(text))
+
+
+def _softmax(z: NDArray[np.float64]) -> NDArray[np.float64]:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def calibrate_outputs(mean: NDArray[np.float64], logvar: NDArray[np.float64], logits: NDArray[np.float64],
+                      calibration: dict[str, Any]) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                                            NDArray[np.float64]]:
+    """Raw head outputs -> calibrated (mean (N,3), variance (N,3), probabilities (N,7)).
+
+    ``calibration`` holds ``category_prior`` (7), ``logit_adjustment`` (tau), ``temperature``,
+    ``variance_scale`` (3) and ``fuse_category_vad`` (bool), as fitted on dev by `train_text`.
+    """
+    prior = np.asarray(calibration["category_prior"], dtype=np.float64)
+    tau = float(calibration["logit_adjustment"])
+    temperature = float(calibration["temperature"])
+    probs = _softmax((np.asarray(logits, dtype=np.float64) - tau * np.log(prior)) / temperature)
+    mean = np.asarray(mean, dtype=np.float64)
+    var = np.exp(np.asarray(logvar, dtype=np.float64))
+    if calibration.get("fuse_category_vad"):
+        # Product of Gaussians with the VAD region the categories imply (latent prototypes).
+        pairs = [categories_to_vad(p) for p in probs]
+        c_mean = np.array([m for m, _ in pairs])
+        c_var = np.array([v for _, v in pairs])
+        precision = 1.0 / var + 1.0 / c_var
+        mean = (mean / var + c_mean / c_var) / precision
+        var = 1.0 / precision
+    var = var * np.asarray(calibration["variance_scale"], dtype=np.float64)
+    return mean, var, probs
+
+
+def mix_with_prior(mean: NDArray[np.float64], var: NDArray[np.float64], probs: NDArray[np.float64],
+                   doubt: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                                       NDArray[np.float64]]:
+    """Moment-matched mixture of the model's reading (weight 1-u) and the prior (weight u)."""
+    u = np.asarray(doubt, dtype=np.float64)[:, None]
+    m = (1.0 - u) * mean
+    v = (1.0 - u) * var + u * PRIOR_VARIANCE + u * (1.0 - u) * mean**2
+    p = (1.0 - u) * probs + u / len(CATEGORIES)
+    return m, v, p
+
+
+@dataclass(frozen=True)
+class TextAnalysis:
+    """A reading plus why it is as certain as it is (for debugging and evaluation)."""
+
+    reading: Reading
+    n_words: int
+    seen_fraction: float
+    mahalanobis: float | None
+    doubt_words: float
+    doubt_ood: float
+    doubt_truncated: float
+    doubt: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reading": self.reading.to_dict(), "n_words": self.n_words,
+                "seen_fraction": self.seen_fraction, "mahalanobis": self.mahalanobis,
+                "doubt_words": self.doubt_words, "doubt_ood": self.doubt_ood,
+                "doubt_truncated": self.doubt_truncated, "doubt": self.doubt}
+
+
+def _as_text(x: Any) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, (bytes, bytearray)):
+        return bytes(x).decode("utf-8", errors="replace")
+    # Lone surrogates cannot be tokenised; replace them like invalid UTF-8.
+    return x.encode("utf-8", errors="replace").decode("utf-8")
+
+
+class TextEncoder(Encoder):
+    """all-MiniLM-L6-v2 + trained LoRA/heads -> calibrated text `Reading`.
+
+    Args:
+        weights_dir: folder with ``text_encoder.safetensors`` and ``config.json`` (default: the
+            weights committed in the package).
+        backbone: the backbone to load — a registry name, a local directory (default: the one the
+            weights were trained on, from ``config.json``).  Must be all-MiniLM-L6-v2.
+        cache_dir: the model cache of the registry (default: the settings' default).
+        max_length: truncation length in tokens (default: the backbone's, 256).
+        batch_size: messages per forward pass in `encode_batch`.
+    """
+
+    name = "minilm-emotion"
+    modality = MODALITY_TEXT
+    input_kind = INPUT_TEXT
+    input_types = (str, bytes, bytearray)
+
+    def __init__(self, weights_dir: Path | str | None = None, *, backbone: str | None = None,
+                 cache_dir: Path | str | None = None, max_length: int | None = None,
+                 batch_size: int = INFER_BATCH) -> None:
+        super().__init__()
+        self.weights_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
+        self.backbone_spec = backbone
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.max_length = max_length
+        self.batch_size = max(1, int(batch_size))
+        self.config: dict[str, Any] = {}
+        self.backbone_path: str | None = None
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._heads: Any = None
+        self._ood_mean: NDArray[np.float64] | None = None
+        self._ood_precision: NDArray[np.float64] | None = None
+        # Tokenizers are not safe to call from several threads at once; neither is our state.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "TextEncoder":
+        return cls(cache_dir=settings.cache_dir)
+
+    # -- loading -------------------------------------------------------------------------------
+    def _read_config(self) -> dict[str, Any]:
+        path = self.weights_dir / CONFIG_FILE
+        if not path.is_file() or not (self.weights_dir / WEIGHTS_FILE).is_file():
+            raise ModelError(f"text encoder weights not found in {self.weights_dir} (expected {CONFIG_FILE} "
+                             f"and {WEIGHTS_FILE}); train them with `empathic encoders train text`")
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if config.get("format") != CONFIG_FORMAT:
+            raise ModelError(f"{path} has format {config.get('format')!r}; this code reads {CONFIG_FORMAT}")
+        return config
+
+    def _load_impl(self) -> None:
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        from empathic_agent.encode import text_model as tm
+        from empathic_agent.models import resolve_model
+
+        config = self._read_config()
+        arch = config["architecture"]
+        spec = self.backbone_spec or config["backbone"]
+        cache_dir = self.cache_dir
+        if cache_dir is None:
+            from empathic_agent.settings import Settings
+
+            cache_dir = Settings.from_env().cache_dir
+        resolved = resolve_model("embeddings", spec, cache_dir)
+        self.backbone_path = resolved.location
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location)
+        model = AutoModel.from_pretrained(resolved.location, dtype=torch.float32).eval()
+        mc = model.config
+        if (mc.hidden_size, mc.num_hidden_layers) != (arch["hidden_size"], arch["num_layers"]):
+            raise ModelError(f"backbone {spec!r} (hidden {mc.hidden_size}, {mc.num_hidden_layers} layers) does not "
+                             f"match the trained weights ({arch['hidden_size']}, {arch['num_layers']}): the text "
+                             f"encoder needs {config['backbone']}")
+        state = load_file(str(self.weights_dir / WEIGHTS_FILE))
+        tm.load_adapter_state(model, state, scale=arch["lora_alpha"] / arch["lora_rank"])
+        heads = tm.EmotionHeads(arch["hidden_size"], arch["head_width"]).eval()
+        tm.load_head_state(heads, state)
+        self._ood_mean = state["ood.mean"].double().numpy()
+        self._ood_precision = state["ood.precision"].double().numpy()
+        if self.max_length is None:
+            self.max_length = int(_backbone_max_length(Path(resolved.location), tokenizer))
+        self._tokenizer, self._model, self._heads, self.config = tokenizer, model, heads, config
+
+    def info(self) -> dict[str, Any]:
+        out = super().info()
+        out.update({"weights": str(self.weights_dir), "backbone": self.backbone_path or self.backbone_spec,
+                    "max_length": self.max_length})
+        return out
+
+    # -- encoding ------------------------------------------------------------------------------
+    def _forward(self, texts: list[str]) -> dict[str, NDArray[np.float64]]:
+        """Raw outputs for non-empty texts: mean/logvar (N,3), logits (N,7), seen (N,) and the
+        mean-pooled states of the out-of-domain layer (N,H) under ``pooled``."""
+        import torch
+
+        from empathic_agent.encode import text_model as tm
+
+        clipped = [t[:MAX_TOKENISED_CHARS] for t in texts]
+        ood_layer = int(self.config["ood"]["layer"])
+        order = sorted(range(len(texts)), key=lambda i: len(clipped[i]))
+        pooled = np.zeros((len(texts), self._model.config.hidden_size))
+        mean = np.zeros((len(texts), 3))
+        logvar = np.zeros((len(texts), 3))
+        logits = np.zeros((len(texts), len(CATEGORIES)))
+        seen = np.ones(len(texts))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = self._tokenizer([clipped[i] for i in idx], truncation=True, max_length=self.max_length,
+                                        padding=True, return_tensors="pt", return_offsets_mapping=True)
+                offsets = batch.pop("offset_mapping")
+                mask = batch["attention_mask"]
+                out = self._model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
+                p = tm.mean_pool(out.last_hidden_state, mask)
+                m, lv, lg = self._heads(p)
+                rows = np.asarray(idx)
+                pooled[rows] = tm.mean_pool(out.hidden_states[ood_layer], mask).double().numpy()
+                mean[rows] = m.double().numpy()
+                logvar[rows] = lv.double().numpy()
+                logits[rows] = lg.double().numpy()
+                ends = offsets[..., 1].max(dim=1).values.numpy()
+                for j, i in enumerate(idx):
+                    total = len(texts[i].rstrip())
+                    seen[i] = min(1.0, float(ends[j]) / total) if total else 1.0
+        return {"pooled": pooled, "mean": mean, "logvar": logvar, "logits": logits, "seen": seen}
+
+    def _mahalanobis(self, pooled: NDArray[np.float64]) -> NDArray[np.float64]:
+        assert self._ood_mean is not None and self._ood_precision is not None
+        diff = pooled - self._ood_mean
+        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", diff, self._ood_precision, diff), 0.0))
+
+    def analyze(self, texts: Sequence[Any]) -> list[TextAnalysis]:
+        """Readings with the components of their doubt (see the module docstring)."""
+        self.load()
+        items = [_as_text(t) for t in texts]
+        n = len(items)
+        calibration = self.config["calibration"]
+        ood = self.config["ood"]
+        mean = np.zeros((n, 3))
+        var = np.full((n, 3), PRIOR_VARIANCE)
+        probs = np.full((n, len(CATEGORIES)), 1.0 / len(CATEGORIES))
+        seen = np.ones(n)
+        dist = np.full(n, np.nan)
+        words = np.array([word_count(t) for t in items])
+        live = [i for i, t in enumerate(items) if t.strip()]
+        if live:
+            with self._lock:
+                raw = self._forward([items[i] for i in live])
+            m, v, p = calibrate_outputs(raw["mean"], raw["logvar"], raw["logits"], calibration)
+            mean[live], var[live], probs[live] = m, v, p
+            seen[live] = raw["seen"]
+            dist[live] = self._mahalanobis(raw["pooled"])
+        u_words = np.power(2.0, -words.astype(np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.log(np.where(np.isnan(dist), 1.0, dist) / float(ood["dev_q95"])) / math.log(OOD_FULL_RATIO)
+        u_ood = np.where(np.isnan(dist), 0.0, np.clip(ratio, 0.0, 1.0))
+        u_trunc = TRUNCATION_DOUBT * (1.0 - seen)
+        doubt = 1.0 - (1.0 - u_words) * (1.0 - u_ood) * (1.0 - u_trunc)
+        for i, t in enumerate(items):
+            if not t.strip():
+                doubt[i] = 1.0
+        m, v, p = mix_with_prior(mean, var, probs, doubt)
+        out = []
+        for i in range(n):
+            reading = Reading(mean=m[i], variance=v[i], categories=p[i], modality=self.modality)
+            out.append(TextAnalysis(reading=reading, n_words=int(words[i]), seen_fraction=float(seen[i]),
+                                    mahalanobis=None if np.isnan(dist[i]) else float(dist[i]),
+                                    doubt_words=float(u_words[i]), doubt_ood=float(u_ood[i]),
+                                    doubt_truncated=float(u_trunc[i]), doubt=float(doubt[i])))
+        return out
+
+    def _encode_batch_impl(self, xs: list[Any]) -> list[Reading]:
+        return [a.reading for a in self.analyze(xs)]
+
+    def _translate_error(self, exc: Exception, stage: str) -> EncoderError:
+        if isinstance(exc, (OSError, KeyError, ValueError)) and stage == "loading":
+            return EncoderError(f"text encoder could not load its weights from {self.weights_dir}: "
+                                f"{type(exc).__name__}: {exc}")
+        return super()._translate_error(exc, stage)
+
+
+def _backbone_max_length(path: Path, tokenizer: Any) -> int:
+    """The backbone's max length: sentence-transformers' max_seq_length if given, else the
+    tokenizer's (capped at DEFAULT_MAX_LENGTH when it is the 'unlimited' sentinel)."""
+    try:
+        value = json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"]
+        return int(value)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    limit = getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH)
+    return int(limit) if isinstance(limit, int) and 0 < limit <= 4096 else DEFAULT_MAX_LENGTH

@@ -1,0 +1,34 @@
+"""User and session ids: validation and the conversation key built from them.
+
+Kept in a tiny module of its own so that every layer (memory store, voice baselines, HTTP API)
+can validate ids without importing the graph.
+"""
+
+from __future__ import annotations
+
+import re
+
+from empathic_agent.errors import InputError
+
+__all__ = ["validate_id", "thread_id", "split_thread_id"]
+
+#: Letters, digits and ``_ . @ -``, 1–128 characters, starting with a letter or digit. Restricting
+#: ids keeps the checkpoint key ``user/session`` unambiguous and ids safe in logs and file names.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+
+
+def validate_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise InputError(f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '.', '@' or '-', "
+                         "starting with a letter or digit")
+    return value
+
+
+def thread_id(user_id: str, session_id: str) -> str:
+    """The LangGraph thread of one conversation: ``user/session``."""
+    return f"{validate_id(user_id, 'user id')}/{validate_id(session_id, 'session id')}"
+
+
+def split_thread_id(value: str) -> tuple[str, str]:
+    user, _, session = value.partition("/")
+    return user, session

