@@ -196,6 +196,10 @@ class MiniLMEmbedder(Embedder):
             raise BackendUnavailableError(
                 "the MiniLM embedder needs torch and transformers: pip install 'empathic-agent[llm,embeddings]'"
             ) from exc
+        from transformers.utils import logging as hf_logging
+
+        # Loading progress bars would interleave with a chat's streamed text on the terminal.
+        hf_logging.disable_progress_bar()
         local_only = not self.is_hub
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_location, local_files_only=local_only)
         model = AutoModel.from_pretrained(self.model_location, local_files_only=local_only)
