@@ -6,7 +6,9 @@ forward with mean pooling (a single ``SentenceTransformer.encode`` call costs ~1
 the bare forward a few ms).  On top of it, the trained parts committed in ``weights/text/``:
 LoRA adapters of the top layers (merged into the weights at load time), a heteroscedastic VAD
 head trained on EmoBank and a category head trained on GoEmotions' Ekman grouping, plus their
-calibration (see `train_text` and the model card).
+calibration (see `train_text` and the model card).  The heads read the mean-pooled last layer
+and the mean-pooled last *frozen* layer side by side (the middle layer carries more of arousal
+and dominance).
 
 How one message becomes a reading:
 
@@ -256,7 +258,7 @@ class TextEncoder(Encoder):
                              f"encoder needs {config['backbone']}")
         state = load_file(str(self.weights_dir / WEIGHTS_FILE))
         tm.load_adapter_state(model, state, scale=arch["lora_alpha"] / arch["lora_rank"])
-        heads = tm.EmotionHeads(arch["hidden_size"], arch["head_width"]).eval()
+        heads = tm.EmotionHeads(arch["head_input_size"], arch["head_width"]).eval()
         tm.load_head_state(heads, state)
         self._ood_mean = state["ood.mean"].double().numpy()
         self._ood_precision = state["ood.precision"].double().numpy()
@@ -273,13 +275,15 @@ class TextEncoder(Encoder):
     # -- encoding ------------------------------------------------------------------------------
     def _forward(self, texts: list[str]) -> dict[str, NDArray[np.float64]]:
         """Raw outputs for non-empty texts: mean/logvar (N,3), logits (N,7), seen (N,) and the
-        mean-pooled states of the out-of-domain layer (N,H) under ``pooled``."""
+        mean-pooled states of the last frozen layer (N,H) under ``pooled``."""
         import torch
 
         from empathic_agent.encode import text_model as tm
 
         clipped = [t[:MAX_TOKENISED_CHARS] for t in texts]
-        ood_layer = int(self.config["ood"]["layer"])
+        # The last layer that fine-tuning left frozen: a second input of the heads and the space of
+        # the out-of-domain statistics.
+        mid_layer = int(self.config["ood"]["layer"])
         order = sorted(range(len(texts)), key=lambda i: len(clipped[i]))
         pooled = np.zeros((len(texts), self._model.config.hidden_size))
         mean = np.zeros((len(texts), 3))
@@ -294,10 +298,10 @@ class TextEncoder(Encoder):
                 offsets = batch.pop("offset_mapping")
                 mask = batch["attention_mask"]
                 out = self._model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
-                p = tm.mean_pool(out.last_hidden_state, mask)
-                m, lv, lg = self._heads(p)
+                mid = tm.mean_pool(out.hidden_states[mid_layer], mask)
+                m, lv, lg = self._heads(torch.cat([tm.mean_pool(out.last_hidden_state, mask), mid], dim=-1))
                 rows = np.asarray(idx)
-                pooled[rows] = tm.mean_pool(out.hidden_states[ood_layer], mask).double().numpy()
+                pooled[rows] = mid.double().numpy()
                 mean[rows] = m.double().numpy()
                 logvar[rows] = lv.double().numpy()
                 logits[rows] = lg.double().numpy()

@@ -11,8 +11,9 @@ The model is all-MiniLM-L6-v2 (a 6-layer BERT, hidden size 384) with
   biases and LayerNorms are trained too (BitFit-style; a few thousand numbers).
 * **mean pooling** over the real tokens of the last hidden state (what sentence-transformers does
   for this model, without the final L2 normalisation);
-* two small **heads** on the pooled vector: a heteroscedastic VAD head (mean and log-variance of
-  valence, arousal, dominance) and a 7-way category head (logits in CATEGORIES order).
+* two small **heads** on the pooled vectors of the last layer and of the last frozen layer
+  (concatenated): a heteroscedastic VAD head (mean and log-variance of valence, arousal,
+  dominance) and a 7-way category head (logits in CATEGORIES order).
 
 Only the trained parts are stored (LoRA A/B, the top layers' biases/LayerNorms, the heads); at
 inference the LoRA products are merged into the backbone's weights once, so encoding costs exactly
@@ -207,9 +208,10 @@ def merge_lora(bert: nn.Module, loras: dict[str, LoRALinear]) -> None:
 
 
 class EmotionHeads(nn.Module):
-    """Small MLP heads on the pooled sentence vector.
+    """Small MLP heads on the sentence features.
 
-    pooled (B, 384) -> vad_mean (B, 3), vad_logvar (B, 3), category_logits (B, 7)
+    features (B, input_size) -> vad_mean (B, 3), vad_logvar (B, 3), category_logits (B, 7).
+    The text encoder's features are two mean-pooled layers side by side (input_size 768).
 
     The log-variance head reads a *detached* copy of the pooled vector: it learns how large the
     error is for a given sentence without reshaping the representation the means are read from
