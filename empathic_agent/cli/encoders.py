@@ -39,7 +39,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     q.add_argument("modality", help="encoder modality, e.g. text")
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--csv", help="CSV file to evaluate on")
-    src.add_argument("--dataset", choices=["emobank", "goemotions", "all"],
+    src.add_argument("--dataset", choices=["emobank", "goemotions", "all", "ravdess"],
                      help="test split of a known data set (text only)")
     q.add_argument("--data-dir", help="shared data directory (default: the data_dir setting)")
     q.add_argument("--split", default="test", choices=["train", "dev", "test"],
@@ -48,8 +48,11 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     q.add_argument("--no-baselines", action="store_true", help="skip the lexicon baselines (VADER, NRC EmoLex)")
     q.add_argument("--batch-size", type=int, default=64, help="inputs per encode_batch call (default 64)")
     q.add_argument("--out", help="also write the JSON to this file")
+    from empathic_agent.cli.speech import add_eval_arguments
 
-    q = sub.add_parser("train", help="train an encoder's heads (text)")
+    add_eval_arguments(q)
+
+    q = sub.add_parser("train", help="train an encoder's heads (text, speech)")
     tsub = q.add_subparsers(dest="train_modality", metavar="MODALITY", required=True)
     t = tsub.add_parser("text", parents=[common_parent],
                         help="train the text encoder on EmoBank + GoEmotions (≈20 min on 2 CPU cores)",
@@ -60,6 +63,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     from empathic_agent.encode.train_text import add_train_arguments
 
     add_train_arguments(t, include_seed=False)  # --seed comes from the common settings flags
+    from empathic_agent.cli.speech import add_train_parser
+
+    add_train_parser(tsub, common_parent)
     return p
 
 
@@ -84,6 +90,11 @@ def _encoder(settings: Settings, modality: str, weights: str | None) -> Any:
 
 def _run_eval(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.encode.evaluate import dataset_eval_set, evaluate, lexicon_baselines, read_eval_csv
+
+    if args.modality == "speech":
+        from empathic_agent.cli.speech import run_eval
+
+        return run_eval(settings, args)
 
     encoder = _encoder(settings, args.modality, args.weights)
     progress = sys.stderr.isatty()
@@ -111,6 +122,10 @@ def _run_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run_train(settings: Settings, args: argparse.Namespace) -> int:
+    if args.train_modality == "speech":
+        from empathic_agent.cli.speech import run_train
+
+        return run_train(settings, args)
     from empathic_agent.encode.train_text import config_from_args, summary, train
 
     cfg = config_from_args(args, data_dir=settings.data_dir, cache_dir=settings.cache_dir)

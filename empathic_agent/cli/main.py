@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for openai: start a local OpenAI-compatible server (transformers serve) to measure")
     q.add_argument("--runs", type=int, default=5, help="measured runs after one warm-up (default 5)")
     q.add_argument("--out", help="also write the JSON to this file")
+    from empathic_agent.cli import speech as speech_cli
+
+    speech_cli.add_bench_parser(bsub, common)
+    speech_cli.add_transcribe_parser(sub, common)
+    speech_cli.add_baseline_parser(sub, common)
 
     from empathic_agent.cli.encoders import add_parser as add_encoders_parser
 
@@ -113,6 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli.models import run_models
 
             return run_models(settings, args)
+        if args.command == "bench" and args.bench_command == "speech":
+            from empathic_agent.cli.speech import run_bench as run_speech_bench
+
+            return run_speech_bench(settings, args)
+        if args.command == "transcribe":
+            from empathic_agent.cli.speech import run_transcribe
+
+            return run_transcribe(settings, args)
+        if args.command == "voice-baseline":
+            from empathic_agent.cli.speech import run_baseline
+
+            return run_baseline(settings, args)
         if args.command == "bench":
             from empathic_agent.cli.bench import run_bench
 

@@ -3,7 +3,7 @@
 Data-rights commands (list, delete, delete-user, export) never load the embedding model.
 :func:`export_user_data` and :func:`delete_user_data` are the one place that gathers / erases
 *everything* held about a person: each returns a dict with one section per kind of data
-(``"memories"`` and ``"conversations"``; voice baselines will be one more section).
+(``"memories"``, ``"conversations"`` and ``"voice_baseline"``).
 
 The embedded store allows one process per directory: stop a running agent (or use
 ``memory_backend=http``) before deleting from the command line.
@@ -95,6 +95,7 @@ def export_user_data(settings: Settings, user_id: str, *, include_embeddings: bo
         "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "memories": memories,
         "conversations": export_conversations(settings.checkpoint_path, user_id),
+        "voice_baseline": _voice_baselines(settings).export(user_id),
     }
 
 
@@ -109,7 +110,16 @@ def delete_user_data(settings: Settings, user_id: str) -> dict[str, Any]:
     finally:
         memory.close()
     deleted_sessions = delete_conversations(settings.checkpoint_path, user_id)
-    return {"user_id": user_id, "memories": deleted_memories, "conversations": deleted_sessions}
+    deleted_voice = _voice_baselines(settings).delete(user_id)
+    return {"user_id": user_id, "memories": deleted_memories, "conversations": deleted_sessions,
+            "voice_baseline": deleted_voice}
+
+
+def _voice_baselines(settings: Settings) -> Any:
+    # The speaker-normalisation baseline of a person's voice is their data too (no model loads).
+    from empathic_agent.encode.speech import VoiceBaselineStore
+
+    return VoiceBaselineStore.from_settings(settings)
 
 
 def _print_table(records: list[Any]) -> None:

@@ -212,5 +212,12 @@ def _text_factory(settings: "Settings") -> Encoder:
     return TextEncoder.from_settings(settings)
 
 
+def _speech_factory(settings: "Settings") -> Encoder:
+    from empathic_agent.encode.speech import SpeechEncoder
+
+    return SpeechEncoder.from_settings(settings)
+
+
 register_encoder("text", _text_factory)
+register_encoder("speech", _speech_factory)
 
