@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import time
@@ -54,7 +55,43 @@ async def bench_llm(llm: LLM, settings: Settings, *, runs: int) -> dict[str, Any
     }
 
 
+#: Realistic single messages for the text-encoder latency benchmark (batch of 1, as in a turn).
+ENCODER_SENTENCES = (
+    "I had a really rough day at work and I can't stop thinking about it.",
+    "ok",
+    "My sister finally called me back and we talked for hours, I'm so relieved!",
+    "Why does everything always go wrong when I try my best?",
+)
+
+
+def bench_text_encoder(settings: Settings, *, runs: int) -> dict[str, Any]:
+    """Per-utterance latency of the text encoder (batch of 1, after warm-up), in ms."""
+    from empathic_agent.encode import load_encoder
+
+    enc = load_encoder("text", settings)
+    t0 = time.perf_counter()
+    enc.load()
+    load_s = time.perf_counter() - t0
+    for s in ENCODER_SENTENCES:  # warm-up
+        enc.encode(s)
+    ms = []
+    for i in range(max(1, runs) * 10):
+        t = time.perf_counter()
+        enc.encode(ENCODER_SENTENCES[i % len(ENCODER_SENTENCES)])
+        ms.append((time.perf_counter() - t) * 1000)
+    ms.sort()
+    return {"encoder": enc.name, "modality": "text", "load_s": round(load_s, 3), "n": len(ms),
+            "ms_p50": round(statistics.median(ms), 2), "ms_p95": round(ms[int(0.95 * (len(ms) - 1))], 2),
+            "target_ms": 15.0}
+
+
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    if args.bench_command == "encoders":
+        out = {"bench": "encoders", "machine": {"cpu_count": _cpus(), "platform": platform.platform(),
+                                                "load_avg_1m": round(os.getloadavg()[0], 2)},
+               "results": [bench_text_encoder(settings, runs=args.runs)]}
+        print(json.dumps(out, indent=1))
+        return 0
     results: list[dict[str, Any]] = []
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         s = settings.replace(llm_backend=backend)

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for openai: start a local OpenAI-compatible server (transformers serve) to measure")
     q.add_argument("--runs", type=int, default=5, help="measured runs after one warm-up (default 5)")
     q.add_argument("--out", help="also write the JSON to this file")
+    q = bsub.add_parser("encoders", parents=[common], help="text encoder latency per utterance (JSON)")
+    q.add_argument("--runs", type=int, default=10, help="rounds of 10 encodes after warm-up (default 10)")
     from empathic_agent.cli import speech as speech_cli
 
     speech_cli.add_bench_parser(bsub, common)

@@ -361,7 +361,10 @@ def _compute_cache(cfg: TrainConfig, splits: dict[str, Split], bert: Any, cut: i
                     for j, i in enumerate(idx):
                         rows[i] = h[j, : split.lengths[i]].to(torch.float16).clone()
                 bar.update(len(idx))
-            split.frozen, split.mid = frozen, mid
+            split.frozen = frozen
+            # Splits with cached states get their mid vectors from the (fp16) cache in
+            # _mid_vectors, exactly as a resumed run does, so fresh and resumed runs agree.
+            split.mid = None if keep_hidden else mid
             to_save[f"{key}/frozen"] = frozen
             if keep_hidden:
                 split.hidden = torch.cat(rows)

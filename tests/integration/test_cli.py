@@ -21,7 +21,10 @@ def run(*args: str, env_extra: dict | None = None, stdin: bytes | None = None, t
 
 
 @pytest.mark.parametrize("cmd", [[], ["chat"], ["models"], ["models", "list"], ["models", "prepare"],
-                                 ["bench"], ["bench", "llm"], ["llm-server"]])
+                                 ["bench"], ["bench", "llm"], ["bench", "encoders"], ["bench", "speech"],
+                                 ["llm-server"], ["transcribe"], ["voice-baseline"], ["encoders", "eval"],
+                                 ["encoders", "train", "text"], ["encoders", "train", "speech"],
+                                 ["memory", "export"], ["memory", "delete-user"]])
 def test_help_everywhere(cmd):
     p = run(*cmd, "--help")
     assert p.returncode == 0, p.stderr
@@ -119,3 +122,10 @@ def test_bench_llm_prints_json_figures(tmp_path):
     assert r["load_s"] > 0 and 0 < r["ttft_s_median"] < r["reply_s_median"]
     assert r["tokens_per_s_median"] > 0
     assert json.loads((tmp_path / "b.json").read_text()) == data
+
+
+def test_bench_encoders_prints_text_encoder_latency():
+    p = run("bench", "encoders", "--runs", "1")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)["results"][0]
+    assert r["modality"] == "text" and r["n"] == 10 and 0 < r["ms_p50"] <= r["ms_p95"]
