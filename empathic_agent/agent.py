@@ -54,6 +54,8 @@ class TurnResult:
     readings: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The short description of the state that the prompt received.
     perception: str = ""
+    #: For a spoken turn: transcript, language, clip facts and timings of what was heard.
+    heard: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fused_state(self) -> Any:
@@ -108,18 +110,25 @@ class Agent:
     def _config(self, user_id: str, session_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id(user_id, session_id)}}
 
-    async def stream(self, user_id: str, session_id: str, *, text: str | bytes,
-                     turn_id: str | None = None) -> AsyncIterator[TextChunk | TurnResult]:
-        """Run one turn; yield :class:`TextChunk` events as the reply is generated, then the result."""
+    async def stream(self, user_id: str, session_id: str, *, text: str | bytes | None = None,
+                     audio: Any = None, turn_id: str | None = None) -> AsyncIterator[TextChunk | TurnResult]:
+        """Run one turn; yield :class:`TextChunk` events as the reply is generated, then the result.
+
+        ``audio`` (bytes of wav/flac/ogg/webm/mp3, a file path, or ``(sample_rate, samples)``) is
+        transcribed and read for emotion; typed ``text``, when given too, takes precedence as the
+        words of the turn.
+        """
         config = self._config(user_id, session_id)
-        # Validate before touching the conversation, so bad input leaves no trace in the history.
-        clean_text(text, max_chars=self.settings.max_input_chars)
+        if audio is None:
+            # Validate before touching the conversation, so bad input leaves no trace in the history.
+            clean_text(text, max_chars=self.settings.max_input_chars)
+        text = text if text is not None else ""
         turn_id = turn_id or uuid.uuid4().hex
         final: dict[str, Any] = {}
         async for mode, payload in self.graph.astream(
             {"input_text": text if isinstance(text, str) else bytes(text).decode("utf-8", "replace"),
              "turn_id": turn_id},
-            config=config, context=TurnContext(user_id=user_id, session_id=session_id),
+            config=config, context=TurnContext(user_id=user_id, session_id=session_id, audio=audio),
             stream_mode=["custom", "values"],
         ):
             if mode == "custom" and isinstance(payload, dict) and payload.get("type") == "text":
@@ -132,14 +141,14 @@ class Agent:
             degraded=tuple(final.get("degraded", [])), timings=dict(final.get("timings", {})),
             generation=dict(final.get("generation", {})),
             emotion=final.get("emotion"), readings=dict(final.get("readings", {})),
-            perception=final.get("perception", ""),
+            perception=final.get("perception", ""), heard=dict(final.get("heard") or {}),
         )
 
-    async def respond(self, user_id: str, session_id: str, *, text: str | bytes,
-                      turn_id: str | None = None) -> TurnResult:
+    async def respond(self, user_id: str, session_id: str, *, text: str | bytes | None = None,
+                      audio: Any = None, turn_id: str | None = None) -> TurnResult:
         """Run one turn and return its result."""
         result: TurnResult | None = None
-        async for event in self.stream(user_id, session_id, text=text, turn_id=turn_id):
+        async for event in self.stream(user_id, session_id, text=text, audio=audio, turn_id=turn_id):
             if isinstance(event, TurnResult):
                 result = event
         assert result is not None
@@ -153,17 +162,19 @@ class Agent:
         return sorted(s for u, s in (split_thread_id(t) for t in threads) if u == user_id)
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
-        """Everything held about a person: conversations (every session) and memories."""
+        """Everything held about a person: conversations (every session), memories, voice baseline."""
         conversations = {}
         for session in await self.sessions(user_id):
             conversations[session] = [m.to_dict() for m in await self.history(user_id, session)]
         out: dict[str, Any] = {"user_id": user_id, "conversations": conversations}
         if self.services.memory is not None:
             out["memories"] = await asyncio.to_thread(self.services.memory.export_user, user_id)
+        if self.services.speech is not None:
+            out["voice_baseline"] = await asyncio.to_thread(self.services.speech.export_user, user_id)
         return out
 
     async def delete_user(self, user_id: str) -> dict[str, Any]:
-        """Erase a person: every conversation checkpoint and every memory. Returns counts."""
+        """Erase a person: conversation checkpoints, memories and voice baseline. Returns counts."""
         sessions = await self.sessions(user_id)
         for session in sessions:
             await self.checkpointer.adelete_thread(thread_id(user_id, session))
@@ -174,6 +185,8 @@ class Agent:
         out: dict[str, Any] = {"user_id": user_id, "conversations": len(sessions)}
         if self.services.memory is not None:
             out["memories"] = await asyncio.to_thread(self.services.memory.delete_user, user_id)
+        if self.services.speech is not None:
+            out["voice_baseline"] = await asyncio.to_thread(self.services.speech.forget_user, user_id)
         return out
 
     async def history(self, user_id: str, session_id: str) -> list[ChatMessage]:

@@ -104,7 +104,7 @@ class Settings:
     tts_voice: str = "piper-joe-medium"
     embedding_model: str = "all-minilm-l6-v2"
     #: Emotion encoders to run on each turn (comma-separated modalities; empty = none).
-    encoders: str = "text"
+    encoders: str = "text,speech"
 
     # --- places -------------------------------------------------------------------------------
     #: Prepared model files (converted LLM, joined Whisper parts).

@@ -26,10 +26,11 @@ def _stdin_lines() -> io.TextIOBase:
 
 
 async def run_chat(settings: Settings, *, user: str, session: str,
-                   messages: Sequence[str] | None = None, show_perception: bool = False) -> int:
+                   messages: Sequence[str] | None = None, show_perception: bool = False,
+                   audio: Sequence[str] | None = None) -> int:
     thread_id(user, session)  # validate ids before loading anything
     out = sys.stdout
-    interactive = messages is None and sys.stdin.isatty()
+    interactive = messages is None and audio is None and sys.stdin.isatty()
     async with await Agent.open(settings) as agent:
         if interactive:
             backend = settings.llm_backend if not settings.uses_remote_llm else f"{settings.llm_backend} @ {settings.openai_base_url}"
@@ -38,6 +39,10 @@ async def run_chat(settings: Settings, *, user: str, session: str,
             past = await agent.history(user, session)
             if past:
                 print(f"(resuming: {len(past)} earlier messages; /history shows them)", file=out)
+        for path in audio or []:
+            await _spoken_turn(agent, user, session, path, show_perception, out)
+        if audio and messages is None:
+            return 0
         source = list(messages) if messages is not None else None
         stdin = _stdin_lines() if source is None else None
         while True:
@@ -66,15 +71,31 @@ async def run_chat(settings: Settings, *, user: str, session: str,
                 continue  # an empty line at the prompt is not a message
             try:
                 print("agent> ", end="", file=out, flush=True)
-                async for event in agent.stream(user, session, text=line):
-                    if isinstance(event, TextChunk):
-                        print(event.text, end="", file=out, flush=True)
-                    elif isinstance(event, TurnResult):
-                        print(file=out, flush=True)
-                        if show_perception and event.perception:
-                            print(f"  (perceived: {event.perception})", file=out, flush=True)
-                        for err in event.degraded:
-                            print(f"[{err['step']} degraded: {err['message']}]", file=sys.stderr, flush=True)
+                await _render(agent.stream(user, session, text=line), show_perception, out)
             except InputError as exc:
                 print(f"\n[not sent: {exc}]", file=out, flush=True)
     return 0
+
+
+async def _render(events, show_perception: bool, out) -> None:
+    async for event in events:
+        if isinstance(event, TextChunk):
+            print(event.text, end="", file=out, flush=True)
+        elif isinstance(event, TurnResult):
+            print(file=out, flush=True)
+            if event.heard:
+                print(f"  (heard: {event.user_text})", file=out, flush=True)
+            if show_perception and event.perception:
+                print(f"  (perceived: {event.perception})", file=out, flush=True)
+            for err in event.degraded:
+                print(f"[{err['step']} degraded: {err['message']}]", file=sys.stderr, flush=True)
+
+
+async def _spoken_turn(agent: Agent, user: str, session: str, path: str, show_perception: bool, out) -> None:
+    """One turn from an audio file; what was heard is shown after the reply."""
+    print(f"you> [voice: {path}]", file=out, flush=True)
+    try:
+        print("agent> ", end="", file=out, flush=True)
+        await _render(agent.stream(user, session, audio=path), show_perception, out)
+    except InputError as exc:
+        print(f"\n[not sent: {exc}]", file=out, flush=True)

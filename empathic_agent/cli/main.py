@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", default="local", help="user id (default: local)")
     p.add_argument("--session", default="default", help="session id (default: default)")
     p.add_argument("--message", "-m", action="append", help="send this message and exit (repeatable)")
+    p.add_argument("--audio", action="append",
+                   help="send this audio file as a spoken turn (wav/flac/ogg/webm/mp3; repeatable) and exit")
     p.add_argument("--show-perception", action="store_true",
                    help="after each reply, show how the agent read your emotional state")
 
@@ -115,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli.chat import run_chat
 
             return asyncio.run(run_chat(settings, user=args.user, session=args.session, messages=args.message,
-                                     show_perception=args.show_perception))
+                                     show_perception=args.show_perception, audio=args.audio))
         if args.command == "models":
             from empathic_agent.cli.models import run_models
 

@@ -653,7 +653,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                  **{f"backbone.{n}": p for n, p in tm.trainable_backbone_params(bert, cfg.top_layers).items()}}
 
     ckpt_path = work_dir / f"checkpoint-{_run_key(cfg)}.pt"
-    state = {"epoch": 0, "step": 0, "history": [], "best": None}
+    # "elapsed": fine-tuning seconds of earlier (interrupted) invocations, so the record states the
+    # whole fine-tuning time of a resumed run.
+    state = {"epoch": 0, "step": 0, "history": [], "best": None, "elapsed": 0.0}
     if cfg.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=True)
         with torch.no_grad():
@@ -664,14 +666,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         sched.load_state_dict(ck["scheduler"])
         torch.set_rng_state(ck["torch_rng"])
         state = {"epoch": ck["epoch"], "step": ck["step"], "history": json.loads(ck["history"]),
-                 "best": ck.get("best")}
+                 "best": ck.get("best"), "elapsed": float(ck.get("elapsed", 0.0))}
         _log(f"resumed from {ckpt_path}: epoch {state['epoch'] + 1}, step {state['step']}")
 
     def save_checkpoint() -> None:
         ck = {"trainable": {k: p.detach().clone() for k, p in trainable.items()},
               "heads": heads.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
               "torch_rng": torch.get_rng_state(), "epoch": state["epoch"], "step": state["step"],
-              "history": json.dumps(state["history"]), "best": state["best"]}
+              "history": json.dumps(state["history"]), "best": state["best"],
+              "elapsed": state["elapsed"] + time.perf_counter() - t0}
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(ck, tmp)
         tmp.replace(ckpt_path)
@@ -727,7 +730,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                         "heads": heads.state_dict()}, best_path)
         state["epoch"], state["step"] = epoch + 1, 0
         save_checkpoint()
-    timings["finetune_s"] = round(time.perf_counter() - t0, 1)
+    timings["finetune_s"] = round(state["elapsed"] + time.perf_counter() - t0, 1)
 
     # -- stage 4: best epoch, calibration, OOD statistics ----------------------------------------
     t0 = time.perf_counter()
@@ -783,6 +786,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     record: dict[str, Any] = {
         "command": "empathic encoders train text " + _cli_args(cfg),
+        "recipe": RECIPE_VERSION,
         "config": cfg.to_dict(),
         "data": {k: len(v) for k, v in splits.items()},
         "frozen_probe": {"best_epoch": probe_info["best_epoch"], "dev_history": probe_info["history"]},

@@ -35,6 +35,8 @@ class Services:
     llm: LLM
     #: Reads the person's words into the emotional latent space (None: no text emotion).
     text_encoder: "Encoder | None" = None
+    #: Hears the person's voice: transcript + speech emotion reading (None: no voice input).
+    speech: Any = None
     #: Long-term, mood-congruent memory of every person (None: no memory).
     memory: "MemoryService | None" = None
 
@@ -43,7 +45,7 @@ _DEFAULT = object()
 
 
 def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: Any = _DEFAULT,
-                   memory: Any = _DEFAULT) -> Services:
+                   memory: Any = _DEFAULT, speech: Any = _DEFAULT) -> Services:
     """Services from settings; pass components explicitly to override (tests pass fakes, or
     ``None`` to leave a step out). Weights load on first use, not here."""
     if text_encoder is _DEFAULT:
@@ -52,6 +54,12 @@ def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: 
             from empathic_agent.encode import load_encoder
 
             text_encoder = load_encoder("text", settings)
+    if speech is _DEFAULT:
+        speech = None
+        if "speech" in settings.encoder_modalities:
+            from empathic_agent.encode.speech import SpeechPerception
+
+            speech = SpeechPerception.from_settings(settings)
     if memory is _DEFAULT:
         memory = None
         if settings.memory_enabled:
@@ -59,7 +67,7 @@ def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: 
 
             memory = MemoryService.from_settings(settings)
     return Services(settings=settings, llm=llm if llm is not None else load_llm(settings),
-                    text_encoder=text_encoder, memory=memory)
+                    text_encoder=text_encoder, memory=memory, speech=speech)
 
 
 def build_graph(services: Services, *, checkpointer: Any = None) -> Any:

@@ -17,7 +17,7 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
-from empathic_agent.errors import EmpathicError, LLMError
+from empathic_agent.errors import EmpathicError, EmptyInputError, LLMError
 from empathic_agent.generate.llm import GenerationOptions
 from empathic_agent.generate.prompt import build_prompt
 from empathic_agent.graph.state import StepError, TurnContext, TurnState
@@ -39,26 +39,51 @@ FALLBACK_REPLY = (
 def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
     settings = services.settings
 
-    async def perceive(state: TurnState) -> dict[str, Any]:
-        """Clean and validate the person's input; append it to the conversation."""
+    async def perceive(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Clean and validate the person's input (transcribing their voice, if they spoke) and
+        append it to the conversation."""
         t0 = time.perf_counter()
-        text = clean_text(state.get("input_text"), max_chars=settings.max_input_chars)
+        audio = runtime.context.audio if runtime.context is not None else None
+        heard: dict[str, Any] = {}
+        speech_reading: dict[str, Any] = {}
+        errors: list[StepError] = []
+        typed = state.get("input_text") or ""
+        if audio is not None and services.speech is not None:
+            result = await asyncio.to_thread(services.speech.perceive, audio, runtime.context.user_id)
+            heard = {"transcript": result.text, "language": getattr(result.transcript, "language", None),
+                     "clip": result.clip_info, "timings": result.timings}
+            if result.speech_reading is not None:
+                speech_reading = result.speech_reading.to_dict()
+            errors += [StepError(step="perceive", error="SpeechError", message=m) for m in result.errors]
+            if not typed.strip():
+                if not result.heard_speech:
+                    raise EmptyInputError("no speech was recognised in the audio"
+                                          + (f" ({'; '.join(result.errors)})" if result.errors else ""))
+                typed = result.text
+        elif audio is not None:
+            errors.append(StepError(step="perceive", error="SpeechUnavailable",
+                                    message="voice input is not enabled (settings.encoders lacks 'speech')"))
+        text = clean_text(typed, max_chars=settings.max_input_chars)
         turn_id = state.get("turn_id")
         return {
             "user_text": text,
+            "heard": heard,
+            "speech_reading": speech_reading,
             "messages": [HumanMessage(content=text, id=f"{turn_id}-user" if turn_id else None)],
             # Per-turn fields start empty for every turn.
             "timings": Overwrite({"perceive": time.perf_counter() - t0}),
-            "degraded": Overwrite([]),
+            "degraded": Overwrite(errors),
         }
 
     async def encode(state: TurnState) -> dict[str, Any]:
         """Read the person's emotion from each modality and fuse it with the previous turn's state."""
-        from empathic_agent.latent import FusedState, fuse, temporal_prior
+        from empathic_agent.latent import FusedState, Reading, fuse, temporal_prior
 
         t0 = time.perf_counter()
         now = time.time()
         readings = {}
+        if state.get("speech_reading"):
+            readings["speech"] = Reading.from_dict(state["speech_reading"])
         errors: list[StepError] = []
         if services.text_encoder is not None:
             try:
@@ -170,7 +195,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         }
 
     nodes = {"perceive": perceive, "generate": generate}
-    if services.text_encoder is not None:
+    if services.text_encoder is not None or services.speech is not None:
         nodes["encode"] = encode
     if services.memory is not None:
         nodes["recall"] = recall

@@ -39,8 +39,12 @@ class TurnState(TypedDict, total=False):
     #: Id of this turn (the caller's; used as the message id so a retried turn is not duplicated).
     turn_id: str
     # -- perceive -------------------------------------------------------------------------------
-    #: The cleaned text of this turn.
+    #: The cleaned text of this turn (typed, or transcribed from the person's voice).
     user_text: str
+    #: What was heard when the turn came as audio: transcript, language, clip facts, timings.
+    heard: dict[str, Any]
+    #: How the voice sounded (``Reading.to_dict()``, modality "speech"), for the encode step.
+    speech_reading: dict[str, Any]
     # -- history (perceive appends the person's message; generate appends the reply) ------------
     messages: Annotated[list[AnyMessage], add_messages]
     # -- encode ---------------------------------------------------------------------------------
@@ -75,7 +79,11 @@ class TurnState(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class TurnContext:
-    """Per-run context: who is talking, in which session. Services live elsewhere (graph builder)."""
+    """Per-run context: who is talking, in which session, and this turn's raw media. Media ride in
+    the context, not the state, so audio bytes are never written into conversation checkpoints.
+    Services live elsewhere (graph builder)."""
 
     user_id: str
     session_id: str
+    #: The person's speech for this turn: bytes, a file path, or (sample_rate, samples).
+    audio: Any = None

@@ -16,7 +16,7 @@ from empathic_agent.testing import FakeEncoder, FakeLLM
 
 async def _agent(settings, llm, checkpointer=None, encoder=None, memory=None):
     return await Agent.open(settings, services=build_services(settings, llm=llm, text_encoder=encoder,
-                                                              memory=memory),
+                                                              memory=memory, speech=None),
                             checkpointer=checkpointer if checkpointer is not None else InMemorySaver())
 
 
@@ -107,12 +107,12 @@ async def test_invalid_ids_are_rejected(settings, user, session):
 
 
 async def test_conversation_survives_reopening_the_sqlite_checkpointer(settings):
-    a1 = await Agent.open(settings, services=build_services(settings, llm=FakeLLM(["first reply"]), text_encoder=None, memory=None))
+    a1 = await Agent.open(settings, services=build_services(settings, llm=FakeLLM(["first reply"]), text_encoder=None, memory=None, speech=None))
     await a1.respond("u", "s", text="remember me")
     await a1.aclose()
     assert settings.checkpoint_path.exists()
     llm = FakeLLM(["second reply"])
-    async with await Agent.open(settings, services=build_services(settings, llm=llm, text_encoder=None, memory=None)) as a2:
+    async with await Agent.open(settings, services=build_services(settings, llm=llm, text_encoder=None, memory=None, speech=None)) as a2:
         await a2.respond("u", "s", text="still there?")
         assert [m.content for m in await a2.history("u", "s")] == [
             "remember me", "first reply", "still there?", "second reply"]
