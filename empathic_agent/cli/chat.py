@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 from typing import Sequence
 
@@ -29,6 +30,8 @@ async def run_chat(settings: Settings, *, user: str, session: str,
                    messages: Sequence[str] | None = None, show_perception: bool = False,
                    audio: Sequence[str] | None = None) -> int:
     thread_id(user, session)  # validate ids before loading anything
+    # Model-loading progress bars (transformers/hub) would interleave with the streamed reply.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     out = sys.stdout
     interactive = messages is None and audio is None and sys.stdin.isatty()
     async with await Agent.open(settings) as agent:
