@@ -24,13 +24,25 @@ from empathic_agent.ids import split_thread_id, thread_id, validate_id
 from empathic_agent.perceive.text import clean_text
 from empathic_agent.settings import Settings
 
-__all__ = ["Agent", "TurnResult", "TextChunk", "validate_id", "thread_id"]
+__all__ = ["Agent", "TurnResult", "TextChunk", "AudioChunk", "validate_id", "thread_id"]
 
 @dataclass(frozen=True)
 class TextChunk:
     """A piece of the reply's text, as it is generated."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A spoken sentence of the reply (``speak.SpeechAudio``), as soon as it is synthesised."""
+
+    index: int
+    audio: Any
+
+    @property
+    def text(self) -> str:
+        return self.audio.text
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,36 @@ class TurnResult:
     perception: str = ""
     #: For a spoken turn: transcript, language, clip facts and timings of what was heard.
     heard: dict[str, Any] = field(default_factory=dict)
+    #: For a turn with image(s): frames, faces seen, each frame's face box, status and timings.
+    seen: dict[str, Any] = field(default_factory=dict)
+    #: How the reply was planned (``Register.to_dict()``): strategy, family, target VAD, tone, pace,
+    #: length, rationale.
+    register: dict[str, Any] = field(default_factory=dict)
+    #: The agent's mood (VAD) after this turn.
+    agent_mood: tuple[float, ...] = ()
+    #: Memories recalled for this turn (id, kind, text, rank, scores).
+    memories: tuple[dict[str, Any], ...] = ()
+    #: The spoken reply, sentence by sentence (``speak.SpeechAudio``; empty when not spoken).
+    audio_chunks: tuple[Any, ...] = ()
+    #: How the reply was spoken: voice, prosody, chunk texts and durations, first-audio latency.
+    speech: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def audio(self) -> Any:
+        """The whole spoken reply as one ``speak.SpeechAudio`` (None when not spoken)."""
+        if not self.audio_chunks:
+            return None
+        import numpy as np
+
+        from empathic_agent.speak import SpeechAudio
+
+        first = self.audio_chunks[0]
+        gap = np.zeros(int(0.15 * first.sample_rate), dtype=np.float32)  # a breath between sentences
+        parts: list[Any] = []
+        for c in self.audio_chunks:
+            parts += [c.samples, gap]
+        return SpeechAudio(sample_rate=first.sample_rate, samples=np.concatenate(parts[:-1]),
+                           text=" ".join(c.text for c in self.audio_chunks), voice=first.voice, prosody=first.prosody)
 
     @property
     def fused_state(self) -> Any:
@@ -111,12 +153,17 @@ class Agent:
         return {"configurable": {"thread_id": thread_id(user_id, session_id)}}
 
     async def stream(self, user_id: str, session_id: str, *, text: str | bytes | None = None,
-                     audio: Any = None, turn_id: str | None = None) -> AsyncIterator[TextChunk | TurnResult]:
+                     audio: Any = None, image: Any = None, speak: bool | None = None,
+                     turn_id: str | None = None) -> AsyncIterator[TextChunk | AudioChunk | TurnResult]:
         """Run one turn; yield :class:`TextChunk` events as the reply is generated, then the result.
 
         ``audio`` (bytes of wav/flac/ogg/webm/mp3, a file path, or ``(sample_rate, samples)``) is
         transcribed and read for emotion; typed ``text``, when given too, takes precedence as the
-        words of the turn.
+        words of the turn.  ``image`` (JPEG/PNG/WebP bytes, a path, a data URL, a numpy frame, or
+        a list of a few webcam frames) is read for the person's facial expression; an image with
+        no face, or an unusable one, leaves the face out (noted in ``degraded``), never fails the turn.
+        ``speak`` (default ``settings.speak_replies``) speaks the reply: :class:`AudioChunk` events
+        arrive sentence by sentence while the text is still streaming.
         """
         config = self._config(user_id, session_id)
         if audio is None:
@@ -125,14 +172,21 @@ class Agent:
         text = text if text is not None else ""
         turn_id = turn_id or uuid.uuid4().hex
         final: dict[str, Any] = {}
+        speak = self.settings.speak_replies if speak is None else bool(speak)
+        channel: asyncio.Queue[str | None] | None = asyncio.Queue() if speak else None
+        audio_chunks: list[Any] = []
         async for mode, payload in self.graph.astream(
             {"input_text": text if isinstance(text, str) else bytes(text).decode("utf-8", "replace"),
              "turn_id": turn_id},
-            config=config, context=TurnContext(user_id=user_id, session_id=session_id, audio=audio),
+            config=config, context=TurnContext(user_id=user_id, session_id=session_id, audio=audio, images=image,
+                                               speak=speak, text_channel=channel),
             stream_mode=["custom", "values"],
         ):
             if mode == "custom" and isinstance(payload, dict) and payload.get("type") == "text":
                 yield TextChunk(payload["text"])
+            elif mode == "custom" and isinstance(payload, dict) and payload.get("type") == "audio":
+                audio_chunks.append(payload["audio"])
+                yield AudioChunk(payload["index"], payload["audio"])
             elif mode == "values":
                 final = payload
         yield TurnResult(
@@ -142,13 +196,18 @@ class Agent:
             generation=dict(final.get("generation", {})),
             emotion=final.get("emotion"), readings=dict(final.get("readings", {})),
             perception=final.get("perception", ""), heard=dict(final.get("heard") or {}),
+            seen=dict(final.get("seen") or {}), register=dict(final.get("register") or {}),
+            agent_mood=tuple(final.get("agent_mood") or ()), memories=tuple(final.get("memories") or ()),
+            audio_chunks=tuple(audio_chunks), speech=dict(final.get("speech") or {}),
         )
 
     async def respond(self, user_id: str, session_id: str, *, text: str | bytes | None = None,
-                      audio: Any = None, turn_id: str | None = None) -> TurnResult:
+                      audio: Any = None, image: Any = None, speak: bool | None = None,
+                      turn_id: str | None = None) -> TurnResult:
         """Run one turn and return its result."""
         result: TurnResult | None = None
-        async for event in self.stream(user_id, session_id, text=text, audio=audio, turn_id=turn_id):
+        async for event in self.stream(user_id, session_id, text=text, audio=audio, image=image, speak=speak,
+                                       turn_id=turn_id):
             if isinstance(event, TurnResult):
                 result = event
         assert result is not None

@@ -88,9 +88,14 @@ class Settings:
     max_new_tokens: int = 96
     temperature: float = 0.7
     top_p: float = 0.9
+    #: Penalty on repeating tokens (1.0 = off); 1.2 stops the small default model's loops.
+    repetition_penalty: float = 1.15
     #: Sampling seed; None = random. Recorded in results so runs can be reproduced.
     seed: int | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    #: Who the agent is: a packaged persona name (sam, alex) or a persona .toml file
+    #: (empathic_agent/plan/personas/sam.toml documents the fields).
+    persona: str = "sam"
     #: How many messages (user + assistant, the new one included) go into the prompt; the small model
     #: loses the thread with long contexts, and latency grows with prompt length.
     history_messages: int = 8
@@ -102,9 +107,12 @@ class Settings:
     # --- model roles (registry name, local path or hub id) ------------------------------------
     stt_model: str = "whisper-base"
     tts_voice: str = "piper-joe-medium"
+    #: Speak replies (emotional TTS, sentence by sentence as the reply streams) unless a turn
+    #: says otherwise; the voice is ``tts_voice`` (a profile in voices/: piper-joe-medium, espeak-ng).
+    speak_replies: bool = False
     embedding_model: str = "all-minilm-l6-v2"
     #: Emotion encoders to run on each turn (comma-separated modalities; empty = none).
-    encoders: str = "text,speech"
+    encoders: str = "text,speech,face"
 
     # --- places -------------------------------------------------------------------------------
     #: Prepared model files (converted LLM, joined Whisper parts).

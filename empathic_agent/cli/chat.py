@@ -13,6 +13,9 @@ from empathic_agent.settings import Settings
 
 __all__ = ["run_chat"]
 
+#: Where spoken replies are saved (``--speak-dir``); None = text only.
+_SPEAK_DIR: str | None = None
+
 HELP = """commands:
   /history   show the conversation so far
   /help      this help
@@ -28,12 +31,20 @@ def _stdin_lines() -> io.TextIOBase:
 
 async def run_chat(settings: Settings, *, user: str, session: str,
                    messages: Sequence[str] | None = None, show_perception: bool = False,
-                   audio: Sequence[str] | None = None) -> int:
+                   audio: Sequence[str] | None = None, images: Sequence[str] | None = None,
+                   speak_dir: str | None = None) -> int:
     thread_id(user, session)  # validate ids before loading anything
     # Model-loading progress bars (transformers/hub) would interleave with the streamed reply.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     out = sys.stdout
     interactive = messages is None and audio is None and sys.stdin.isatty()
+    if speak_dir:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, speak_replies=True)
+        os.makedirs(speak_dir, exist_ok=True)
+    global _SPEAK_DIR
+    _SPEAK_DIR = speak_dir
     async with await Agent.open(settings) as agent:
         if interactive:
             backend = settings.llm_backend if not settings.uses_remote_llm else f"{settings.llm_backend} @ {settings.openai_base_url}"
@@ -43,7 +54,7 @@ async def run_chat(settings: Settings, *, user: str, session: str,
             if past:
                 print(f"(resuming: {len(past)} earlier messages; /history shows them)", file=out)
         for path in audio or []:
-            await _spoken_turn(agent, user, session, path, show_perception, out)
+            await _spoken_turn(agent, user, session, path, show_perception, out, images)
         if audio and messages is None:
             return 0
         source = list(messages) if messages is not None else None
@@ -74,7 +85,7 @@ async def run_chat(settings: Settings, *, user: str, session: str,
                 continue  # an empty line at the prompt is not a message
             try:
                 print("agent> ", end="", file=out, flush=True)
-                await _render(agent.stream(user, session, text=line), show_perception, out)
+                await _render(agent.stream(user, session, text=line, image=_frames(images)), show_perception, out)
             except InputError as exc:
                 print(f"\n[not sent: {exc}]", file=out, flush=True)
     return 0
@@ -88,17 +99,34 @@ async def _render(events, show_perception: bool, out) -> None:
             print(file=out, flush=True)
             if event.heard:
                 print(f"  (heard: {event.user_text})", file=out, flush=True)
+            if _SPEAK_DIR and event.audio is not None:
+                path = os.path.join(_SPEAK_DIR, f"{event.turn_id}.wav")
+                event.audio.write_wav(path)
+                print(f"  (spoken: {path}, {event.audio.duration_s:.1f} s)", file=out, flush=True)
+            if show_perception and event.register:
+                reg = event.register
+                print(f"  (planned: {reg['strategy']}; tone {', '.join(reg['tone'])}; pace {reg['pace']})",
+                      file=out, flush=True)
+            if show_perception and event.seen:
+                faces = event.seen.get("faces_seen", 0)
+                print(f"  (seen: {event.seen.get('frames', 0)} image(s), face in {faces})", file=out, flush=True)
             if show_perception and event.perception:
                 print(f"  (perceived: {event.perception})", file=out, flush=True)
             for err in event.degraded:
                 print(f"[{err['step']} degraded: {err['message']}]", file=sys.stderr, flush=True)
 
 
-async def _spoken_turn(agent: Agent, user: str, session: str, path: str, show_perception: bool, out) -> None:
+def _frames(images: Sequence[str] | None) -> list[str] | None:
+    """The ``--image`` files, sent with every turn as that turn's camera frames."""
+    return list(images) if images else None
+
+
+async def _spoken_turn(agent: Agent, user: str, session: str, path: str, show_perception: bool, out,
+                       images: Sequence[str] | None = None) -> None:
     """One turn from an audio file; what was heard is shown after the reply."""
     print(f"you> [voice: {path}]", file=out, flush=True)
     try:
         print("agent> ", end="", file=out, flush=True)
-        await _render(agent.stream(user, session, audio=path), show_perception, out)
+        await _render(agent.stream(user, session, audio=path, image=_frames(images)), show_perception, out)
     except InputError as exc:
         print(f"\n[not sent: {exc}]", file=out, flush=True)

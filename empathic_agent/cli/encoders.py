@@ -4,7 +4,9 @@
   of the documented form (see `empathic_agent.encode.evaluate`), printed as one JSON object;
 * ``empathic encoders eval text --dataset emobank|goemotions|all`` — the test splits from the data
   directory (``--data-dir``), with lexicon baselines beside the model;
-* ``empathic encoders train text [--data-dir DIR] [--epochs N] ...`` — train the text encoder;
+* ``empathic encoders eval face --csv FILE | --dataset fer2013`` — images (``path,emotion``);
+* ``empathic encoders train text [--data-dir DIR] [--epochs N] ...`` — train the text encoder
+  (``train speech``, ``train face`` likewise);
 * ``empathic encoders list`` — the modalities that have an encoder.
 """
 
@@ -39,8 +41,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     q.add_argument("modality", help="encoder modality, e.g. text")
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--csv", help="CSV file to evaluate on")
-    src.add_argument("--dataset", choices=["emobank", "goemotions", "all", "ravdess"],
-                     help="test split of a known data set (text only)")
+    src.add_argument("--dataset", choices=["emobank", "goemotions", "all", "ravdess", "fer2013"],
+                     help="test split of a known data set (text: emobank, goemotions, all; speech: ravdess; "
+                          "face: fer2013)")
     q.add_argument("--data-dir", help="shared data directory (default: the data_dir setting)")
     q.add_argument("--split", default="test", choices=["train", "dev", "test"],
                    help="data set split for --dataset (default: test)")
@@ -66,6 +69,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     from empathic_agent.cli.speech import add_train_parser
 
     add_train_parser(tsub, common_parent)
+    from empathic_agent.cli.face import add_train_parser as add_face_train_parser
+
+    add_face_train_parser(tsub, common_parent)
     return p
 
 
@@ -95,6 +101,10 @@ def _run_eval(settings: Settings, args: argparse.Namespace) -> int:
         from empathic_agent.cli.speech import run_eval
 
         return run_eval(settings, args)
+    if args.modality == "face":
+        from empathic_agent.cli.face import run_eval as run_face_eval
+
+        return run_face_eval(settings, args)
 
     encoder = _encoder(settings, args.modality, args.weights)
     progress = sys.stderr.isatty()
@@ -122,6 +132,10 @@ def _run_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run_train(settings: Settings, args: argparse.Namespace) -> int:
+    if args.train_modality == "face":
+        from empathic_agent.cli.face import run_train as run_face_train
+
+        return run_face_train(settings, args)
     if args.train_modality == "speech":
         from empathic_agent.cli.speech import run_train
 

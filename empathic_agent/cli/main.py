@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message", "-m", action="append", help="send this message and exit (repeatable)")
     p.add_argument("--audio", action="append",
                    help="send this audio file as a spoken turn (wav/flac/ogg/webm/mp3; repeatable) and exit")
+    p.add_argument("--image", action="append",
+                   help="send this image (jpeg/png/webp) with every turn, as the person's face; repeatable "
+                        "(several = frames of one moment)")
+    p.add_argument("--speak-dir", help="speak every reply (emotional TTS) and save it as a WAV file in this folder")
     p.add_argument("--show-perception", action="store_true",
                    help="after each reply, show how the agent read your emotional state")
 
@@ -88,6 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     from empathic_agent.cli import speech as speech_cli
 
     speech_cli.add_bench_parser(bsub, common)
+    from empathic_agent.cli import face as face_cli
+
+    face_cli.add_bench_parser(bsub, common)
+    face_cli.add_look_parser(sub, common)
+    from empathic_agent.cli import speak as speak_cli
+
+    speak_cli.add_parser(sub, common)
+    speak_cli.add_bench_parser(bsub, common)
+    from empathic_agent.cli import bench_turn
+
+    bench_turn.add_parser(bsub, common)
+    from empathic_agent.cli.plan import add_parsers as add_plan_parsers
+
+    add_plan_parsers(sub, common)
     speech_cli.add_transcribe_parser(sub, common)
     speech_cli.add_baseline_parser(sub, common)
 
@@ -117,11 +135,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli.chat import run_chat
 
             return asyncio.run(run_chat(settings, user=args.user, session=args.session, messages=args.message,
-                                     show_perception=args.show_perception, audio=args.audio))
+                                     show_perception=args.show_perception, audio=args.audio,
+                                     images=args.image, speak_dir=args.speak_dir))
         if args.command == "models":
             from empathic_agent.cli.models import run_models
 
             return run_models(settings, args)
+        if args.command == "bench" and args.bench_command == "face":
+            from empathic_agent.cli.face import run_bench as run_face_bench
+
+            return run_face_bench(settings, args)
+        if args.command == "bench" and args.bench_command == "turn":
+            from empathic_agent.cli.bench_turn import run as run_turn_bench
+
+            return run_turn_bench(settings, args)
+        if args.command == "bench" and args.bench_command == "tts":
+            from empathic_agent.cli.speak import run_bench as run_tts_bench
+
+            return run_tts_bench(settings, args)
+        if args.command == "speak":
+            from empathic_agent.cli.speak import run as run_speak
+
+            return run_speak(settings, args)
+        if args.command == "plan":
+            from empathic_agent.cli.plan import run_plan
+
+            return run_plan(settings, args)
+        if args.command == "persona":
+            from empathic_agent.cli.plan import run_persona
+
+            return run_persona(settings, args)
+        if args.command == "look":
+            from empathic_agent.cli.face import run_look
+
+            return run_look(settings, args)
         if args.command == "bench" and args.bench_command == "speech":
             from empathic_agent.cli.speech import run_bench as run_speech_bench
 

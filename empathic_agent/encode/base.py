@@ -218,6 +218,13 @@ def _speech_factory(settings: "Settings") -> Encoder:
     return SpeechEncoder.from_settings(settings)
 
 
+def _face_factory(settings: "Settings") -> Encoder:
+    from empathic_agent.encode.face import FaceEncoder
+
+    return FaceEncoder.from_settings(settings)
+
+
 register_encoder("text", _text_factory)
 register_encoder("speech", _speech_factory)
+register_encoder("face", _face_factory)
 

@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: Data-set shortcuts of ``empathic encoders eval text --dataset``.
-DATASETS: Final[tuple[str, ...]] = ("emobank", "goemotions")
+DATASETS: Final[tuple[str, ...]] = ("emobank", "goemotions", "fer2013")
 
 #: Label synonyms accepted in an ``emotion`` column (RAVDESS/FER-style names -> ours).
 LABEL_ALIASES: Final[dict[str, str]] = {
@@ -211,7 +211,26 @@ def dataset_eval_set(name: str, data_dir: Path | str, split: str = "test") -> Ev
         texts, gold = goemotions_ekman_split(data_dir, split)
         return EvalSet(name=f"goemotions-ekman/{split}", inputs=list(texts), emotions=gold,
                        vad=np.full((len(texts), len(DIMENSIONS)), np.nan), has_emotion=True, has_vad=False)
+    if name == "fer2013":
+        return read_fer2013_split(data_dir, split)
     raise DatasetError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+
+
+def read_fer2013_split(data_dir: Path | str, split: str = "test") -> EvalSet:
+    """FER-2013's ``labels.csv`` rows of ``split`` (``train`` or ``test`` = its PublicTest part)
+    as an image `EvalSet` (``path`` inputs, FER labels mapped to our categories)."""
+    path = Path(data_dir) / "fer2013" / "labels.csv"
+    if not path.is_file():
+        raise DatasetError(f"FER-2013 labels not found at {path}; pass the shared data directory with --data-dir")
+    if split not in ("train", "test"):
+        raise DatasetError(f"FER-2013 has the splits train and test, not {split!r}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("split") == split]
+    inputs = [path.parent / r["path"] for r in rows]
+    gold = [(_parse_labels(r["emotion"], f"{path}:{r['path']}")[0],) for r in rows]
+    return EvalSet(name=f"fer2013/{split}", inputs=inputs, emotions=gold,
+                   vad=np.full((len(rows), len(DIMENSIONS)), np.nan), input_kind=INPUT_PATH,
+                   has_emotion=True, has_vad=False)
 
 
 # ---------------------------------------------------------------------------------------------

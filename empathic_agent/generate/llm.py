@@ -62,6 +62,9 @@ class GenerationOptions:
     top_p: float = 0.9
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    #: > 1 discourages repeating tokens already in the reply (CTRL's penalty; transformers and
+    #: vLLM both implement it).  Small models loop without it ("I'm sure you're not alone" x3).
+    repetition_penalty: float = 1.0
     #: Backend-specific extras passed through unchanged (OpenAI backend: the request's extra_body,
     #: e.g. vLLM's {"guided_choice": [...]} or {"guided_json": {...}}).
     extra: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +72,8 @@ class GenerationOptions:
     @classmethod
     def from_settings(cls, settings: "Settings") -> "GenerationOptions":
         return cls(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                   top_p=settings.top_p, seed=settings.seed, extra=dict(settings.openai_extra_body))
+                   top_p=settings.top_p, seed=settings.seed, repetition_penalty=settings.repetition_penalty,
+                   extra=dict(settings.openai_extra_body))
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,8 @@ class OpenAICompatibleLLM(LLM):
     async def _stream_impl(self, messages: list[ChatMessage],
                            options: GenerationOptions) -> AsyncIterator[str]:
         client = self._get_client()
+        # options.repetition_penalty is not sent: it is not an OpenAI field and strict servers
+        # reject unknown ones; vLLM users set it in EMPATHIC_OPENAI_EXTRA_BODY.
         extra = {**self.extra_body, **options.extra}
         kwargs: dict[str, Any] = dict(
             model=self.model, messages=[m.to_dict() for m in messages], stream=True,

@@ -22,13 +22,18 @@ def is_fallback(message: AnyMessage) -> bool:
 
 
 def build_prompt(system_prompt: str, history: Sequence[AnyMessage], *,
-                 max_messages: int, perception: str = "", memories: str = "") -> list[ChatMessage]:
+                 max_messages: int, perception: str = "", memories: str = "",
+                 register: str = "", reply_hint: str = "") -> list[ChatMessage]:
     """System prompt (+ how the person seems) + the last ``max_messages`` real messages.
 
     ``perception`` is the fused emotional state's short description; it goes into the system
     message, phrased as an observation to take into account, so the small model neither repeats
     it verbatim nor treats it as the person's words. ``memories`` is the recalled memories' block
-    (quoted and marked as data, never as instructions, by the memory package).
+    (quoted and marked as data, never as instructions, by the memory package). ``register`` is the
+    planner's instruction for this reply (strategy, tone, length): last in the system message, the
+    position a small model follows best.  ``reply_hint`` (the planned strategy as one instruction)
+    is appended to the person's latest message in the prompt only — the stored conversation keeps
+    their words as they were.
     """
     turns: list[ChatMessage] = []
     for m in history:
@@ -55,4 +60,8 @@ def build_prompt(system_prompt: str, history: Sequence[AnyMessage], *,
         system += f"\nWhat you perceive in the person right now: {perception}."
     if memories:
         system += "\n" + memories
+    if register:
+        system += "\n" + register
+    if reply_hint and turns and turns[-1].role == "user":
+        turns[-1] = ChatMessage("user", f"{turns[-1].content}\n\n{reply_hint}")
     return [ChatMessage("system", system), *turns]

@@ -98,6 +98,8 @@ class TransformersLLM(LLM):
                 pad_token_id=self._tok.pad_token_id, max_time=self.timeout_s,
                 stopping_criteria=StoppingCriteriaList([_Cancel()]),
             )
+            if options.repetition_penalty != 1.0:
+                kwargs.update(repetition_penalty=options.repetition_penalty)
             if options.temperature > 0:
                 kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p)
             else:

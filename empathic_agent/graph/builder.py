@@ -1,8 +1,11 @@
 """Wiring of the turn graph: the one block that reads like the design's flow.
 
-    perceive -> encode -> recall -> generate -> remember
+    perceive -> encode -> recall -> plan -> generate -> remember
+                                          \-> speak ----/
 
-(later steps — plan, speak, safety — slot in here). ``encode`` is present when an emotion encoder
+``speak`` runs beside ``generate`` (same LangGraph superstep): it reads the reply's text from a
+per-turn channel as it streams and synthesises it sentence by sentence, so the first audio is
+ready before the reply is finished.  (The safety stage slots in before ``plan``.) ``encode`` is present when an emotion encoder
 is configured (``Settings.encoders``); ``recall`` and ``remember`` when memory is on
 (``Settings.memory_enabled``). Services are built
 once by :func:`build_services` and injected, so tests can pass fakes and in-memory checkpointers.
@@ -37,6 +40,12 @@ class Services:
     text_encoder: "Encoder | None" = None
     #: Hears the person's voice: transcript + speech emotion reading (None: no voice input).
     speech: Any = None
+    #: Who the agent is (``plan.Persona``; loaded from ``settings.persona`` when not given).
+    persona: Any = None
+    #: Speaks the reply (``speak.TTS``; None: text only).
+    tts: Any = None
+    #: Reads the person's face from a turn's image(s) (None: no face input).
+    face: Any = None
     #: Long-term, mood-congruent memory of every person (None: no memory).
     memory: "MemoryService | None" = None
 
@@ -45,7 +54,8 @@ _DEFAULT = object()
 
 
 def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: Any = _DEFAULT,
-                   memory: Any = _DEFAULT, speech: Any = _DEFAULT) -> Services:
+                   memory: Any = _DEFAULT, speech: Any = _DEFAULT, face: Any = _DEFAULT,
+                   persona: Any = None, tts: Any = _DEFAULT) -> Services:
     """Services from settings; pass components explicitly to override (tests pass fakes, or
     ``None`` to leave a step out). Weights load on first use, not here."""
     if text_encoder is _DEFAULT:
@@ -60,21 +70,38 @@ def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: 
             from empathic_agent.encode.speech import SpeechPerception
 
             speech = SpeechPerception.from_settings(settings)
+    if face is _DEFAULT:
+        face = None
+        if "face" in settings.encoder_modalities:
+            from empathic_agent.encode.face import FacePerception
+
+            face = FacePerception.from_settings(settings)
     if memory is _DEFAULT:
         memory = None
         if settings.memory_enabled:
             from empathic_agent.memory import MemoryService
 
             memory = MemoryService.from_settings(settings)
+    if tts is _DEFAULT:
+        tts = None
+        if settings.speak_replies:
+            from empathic_agent.speak import load_tts
+
+            tts = load_tts(settings.tts_voice, settings)
+    if persona is None:
+        from empathic_agent.plan import load_persona
+
+        persona = load_persona(settings.persona)
     return Services(settings=settings, llm=llm if llm is not None else load_llm(settings),
-                    text_encoder=text_encoder, memory=memory, speech=speech)
+                    text_encoder=text_encoder, memory=memory, speech=speech, face=face, persona=persona,
+                    tts=tts)
 
 
 def build_graph(services: Services, *, checkpointer: Any = None) -> Any:
     """Compile the turn graph. ``checkpointer`` persists conversations (None: LangGraph decides)."""
     nodes = make_nodes(services)
     g = StateGraph(TurnState, context_schema=TurnContext)
-    flow = ["perceive", "encode", "recall", "generate", "remember"]
+    flow = ["perceive", "encode", "recall", "plan", "generate", "remember"]
     flow = [step for step in flow if step in nodes]
     for step in flow:
         g.add_node(step, nodes[step])
@@ -82,4 +109,9 @@ def build_graph(services: Services, *, checkpointer: Any = None) -> Any:
     for a, b in zip(flow, flow[1:]):
         g.add_edge(a, b)
     g.add_edge(flow[-1], END)
+    # The voice: a branch beside generate, joined again before remember (or the end).
+    g.add_node("speak", nodes["speak"])
+    g.add_edge("plan", "speak")
+    after = flow[flow.index("generate") + 1] if flow[-1] != "generate" else END
+    g.add_edge("speak", after)
     return g.compile(checkpointer=checkpointer, name="empathic-agent")

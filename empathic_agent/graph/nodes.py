@@ -9,6 +9,7 @@ UI, HTTP API — renders tokens as they come.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -63,12 +64,31 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         elif audio is not None:
             errors.append(StepError(step="perceive", error="SpeechUnavailable",
                                     message="voice input is not enabled (settings.encoders lacks 'speech')"))
+        images = runtime.context.images if runtime.context is not None else None
+        seen: dict[str, Any] = {}
+        face_reading: dict[str, Any] = {}
+        if images is not None and services.face is not None:
+            try:
+                looked = await asyncio.to_thread(services.face.perceive, images)
+            except EmpathicError as exc:  # a failing face model degrades the turn, never fails it
+                errors.append(StepError(step="perceive", error=type(exc).__name__, message=str(exc)))
+            else:
+                seen = looked.to_dict()
+                seen.pop("face_reading", None)
+                if looked.face_reading is not None:
+                    face_reading = looked.face_reading.to_dict()
+                errors += [StepError(step="perceive", error="ImageError", message=m) for m in looked.errors]
+        elif images is not None:
+            errors.append(StepError(step="perceive", error="FaceUnavailable",
+                                    message="face input is not enabled (settings.encoders lacks 'face')"))
         text = clean_text(typed, max_chars=settings.max_input_chars)
         turn_id = state.get("turn_id")
         return {
             "user_text": text,
             "heard": heard,
             "speech_reading": speech_reading,
+            "seen": seen,
+            "face_reading": face_reading,
             "messages": [HumanMessage(content=text, id=f"{turn_id}-user" if turn_id else None)],
             # Per-turn fields start empty for every turn.
             "timings": Overwrite({"perceive": time.perf_counter() - t0}),
@@ -84,6 +104,8 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         readings = {}
         if state.get("speech_reading"):
             readings["speech"] = Reading.from_dict(state["speech_reading"])
+        if state.get("face_reading"):  # no face seen -> no face reading (not a neutral one)
+            readings["face"] = Reading.from_dict(state["face_reading"])
         errors: list[StepError] = []
         if services.text_encoder is not None:
             try:
@@ -151,14 +173,66 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                     "degraded": [StepError(step="remember", error=type(exc).__name__, message=str(exc))]}
         return {"remembered": [r.id for r in result.records], "timings": {"remember": time.perf_counter() - t0}}
 
-    async def generate(state: TurnState) -> dict[str, Any]:
-        """Ask the LLM for the reply, streaming it; degrade to a fallback reply if it fails."""
+    async def plan(state: TurnState) -> dict[str, Any]:
+        """Decide how to answer — support strategy, emotional expression, tone, pace, length — and
+        move the agent's mood (decay to the persona's baseline, contagion from the person)."""
+        from empathic_agent.latent import FusedState
+        from empathic_agent.plan import PlanInput, plan_register, update_mood
+
         t0 = time.perf_counter()
-        write = get_stream_writer()
-        prompt = build_prompt(settings.system_prompt, state.get("messages", []),
+        persona = services.persona
+        fused = FusedState.from_dict(state["emotion"]) if state.get("emotion") else None
+        turn_id = state.get("turn_id")
+        earlier = list(state.get("emotion_trajectory") or [])
+        if earlier and fused is not None and (turn_id is None or earlier[-1].get("turn_id") == turn_id):
+            earlier = earlier[:-1]  # the last entry is this turn's own
+        mood = update_mood(tuple(state["agent_mood"]) if state.get("agent_mood") else None, persona,
+                           perceived=fused.mean if fused is not None else None,
+                           confidence=fused.confidence if fused is not None else 0.0)
+        x = PlanInput(
+            state=fused.mean if fused is not None else None,
+            confidence=fused.confidence if fused is not None else 0.0,
+            top_category=fused.top_category if fused is not None else "neutral",
+            mixed_signals=bool(fused.mixed_signals.flag) if fused is not None else False,
+            valence_history=tuple(float(e["fused"]["v"]) for e in earlier if e.get("fused")),
+            turn_index=sum(1 for m in state.get("messages", []) if isinstance(m, HumanMessage)),
+            previous_strategies=tuple(state.get("strategies") or ()),
+            text=state.get("user_text", ""),
+            memories=tuple(state.get("memories") or ()),
+            mood=mood,
+        )
+        register = plan_register(x, persona)
+        return {"register": register.to_dict(), "agent_mood": list(mood), "strategies": [register.strategy],
+                "timings": {"plan": time.perf_counter() - t0}}
+
+    def _system_prompt() -> str:
+        p = services.persona
+        if p is None:
+            return settings.system_prompt
+        who = f"You are {p.name}, {p.description}." if p.description else f"You are {p.name}."
+        style = f" Style: {p.style}." if p.style else ""
+        return f"{settings.system_prompt} {who}{style}"
+
+    async def generate(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Ask the LLM for the reply under the planned register, streaming it; degrade to a
+        fallback reply if it fails."""
+        from empathic_agent.plan import Register
+
+        t0 = time.perf_counter()
+        channel = runtime.context.text_channel if runtime.context is not None else None
+        stream_writer = get_stream_writer()
+
+        def write(event: dict[str, Any]) -> None:
+            stream_writer(event)
+            if channel is not None:  # the speak step reads the reply as it is written
+                channel.put_nowait(event["text"])
+        register = Register.from_dict(state["register"]) if state.get("register") else None
+        prompt = build_prompt(_system_prompt(), state.get("messages", []),
                               max_messages=settings.history_messages,
                               perception=state.get("perception", ""),
-                              memories=state.get("memory_prompt", ""))
+                              memories=state.get("memory_prompt", ""),
+                              register=register.prompt_lines() if register is not None else "",
+                              reply_hint=register.reply_hint() if register is not None else "")
         chunks: list[str] = []
         errors: list[StepError] = []
         fallback = False
@@ -178,6 +252,9 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             # Anything already streamed stays visible; the fallback explains why it stopped.
             reply = ("".join(chunks).strip() + "\n\n" if chunks else "") + FALLBACK_REPLY
             write({"type": "text", "text": ("\n\n" if chunks else "") + FALLBACK_REPLY})
+        finally:
+            if channel is not None:
+                channel.put_nowait(None)  # end of the reply, whatever happened
         turn_id = state.get("turn_id")
         return {
             "reply": reply,
@@ -194,8 +271,55 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             "degraded": errors,
         }
 
-    nodes = {"perceive": perceive, "generate": generate}
-    if services.text_encoder is not None or services.speech is not None:
+    async def speak(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Speak the reply in the planned register, sentence by sentence as it is generated.
+        The audio goes out as ``{"type": "audio"}`` stream events; a failing voice degrades the
+        turn to text, never fails it."""
+        t0 = time.perf_counter()
+        ctx = runtime.context
+        channel = ctx.text_channel if ctx is not None else None
+        if channel is None:
+            return {"speech": {}}
+        errors: list[StepError] = []
+        if services.tts is None:
+            while await channel.get() is not None:  # drain: generation must not wait on us
+                pass
+            return {"speech": {}, "timings": {"speak": time.perf_counter() - t0},
+                    "degraded": [StepError(step="speak", error="TTSUnavailable",
+                                           message="voice replies are not enabled (settings.speak_replies)")]}
+        from empathic_agent.speak import SpeechAudio, StreamStats, prosody_for, speak_stream
+
+        write = get_stream_writer()
+        register = state.get("register") or {}
+        target = register.get("target") or {"valence": 0.0, "arousal": 0.0, "dominance": 0.0}
+        vad = (target["valence"], target["arousal"], target["dominance"])
+
+        async def reply_text():
+            while (chunk := await channel.get()) is not None:
+                yield chunk
+
+        stats = StreamStats()
+        chunks: list[dict[str, Any]] = []
+        prosody = None
+        try:
+            prosody = prosody_for(vad, services.tts.profile, pace=register.get("pace"))
+            async for item in speak_stream(services.tts, reply_text(), prosody, stats=stats):
+                if isinstance(item, SpeechAudio):
+                    write({"type": "audio", "index": len(chunks), "audio": item})
+                    chunks.append({"text": item.text, "seconds": round(item.duration_s, 3),
+                                   "sample_rate": item.sample_rate})
+                else:
+                    errors.append(StepError(step="speak", error="TTSError", message=str(item.error)))
+        except Exception as exc:  # noqa: BLE001 - the voice must never fail the turn (text still goes out)
+            errors.append(StepError(step="speak", error=type(exc).__name__, message=str(exc)))
+        speech = {"voice": services.tts.name, "chunks": chunks,
+                  "prosody": dataclasses.asdict(prosody) if prosody is not None else None,
+                  "first_audio_latency_s": getattr(stats, "first_audio_latency_s", None),
+                  "first_audio_s": getattr(stats, "first_audio_s", None)}
+        return {"speech": speech, "timings": {"speak": time.perf_counter() - t0}, "degraded": errors}
+
+    nodes = {"perceive": perceive, "plan": plan, "generate": generate, "speak": speak}
+    if services.text_encoder is not None or services.speech is not None or services.face is not None:
         nodes["encode"] = encode
     if services.memory is not None:
         nodes["recall"] = recall

@@ -45,6 +45,11 @@ class TurnState(TypedDict, total=False):
     heard: dict[str, Any]
     #: How the voice sounded (``Reading.to_dict()``, modality "speech"), for the encode step.
     speech_reading: dict[str, Any]
+    #: What the camera showed when the turn came with image(s): frames, faces seen, each frame's
+    #: box/status/timings (no pixels).
+    seen: dict[str, Any]
+    #: How the face looked (``Reading.to_dict()``, modality "face"; {} when no face was found).
+    face_reading: dict[str, Any]
     # -- history (perceive appends the person's message; generate appends the reply) ------------
     messages: Annotated[list[AnyMessage], add_messages]
     # -- encode ---------------------------------------------------------------------------------
@@ -65,10 +70,22 @@ class TurnState(TypedDict, total=False):
     memories: list[dict[str, Any]]
     #: The memories as the quoted, clearly-marked block the prompt receives ("" when none).
     memory_prompt: str
+    # -- plan -----------------------------------------------------------------------------------
+    #: How to answer this turn (``Register.to_dict()``): strategy, target expression, tone, pace, length.
+    register: dict[str, Any]
+    #: The agent's own mood (VAD), persisted across turns (decays to the persona's baseline).
+    agent_mood: list[float]
+    #: Strategies used in this conversation, oldest first (the planner avoids repeating itself).
+    strategies: Annotated[list[str], operator.add]
     # -- generate -------------------------------------------------------------------------------
     reply: str
     #: Backend, model and timings of the generation.
     generation: dict[str, Any]
+    # -- speak (runs beside generate, reading its text as it streams) ---------------------------
+    #: How the reply was spoken: voice, prosody, per-sentence chunks (text, seconds), latency.
+    #: The audio itself goes out through the stream (``{"type": "audio"}`` events), never into
+    #: checkpoints.
+    speech: dict[str, Any]
     # -- remember -------------------------------------------------------------------------------
     #: Ids of the memories this turn stored or refreshed.
     remembered: list[str]
@@ -87,3 +104,11 @@ class TurnContext:
     session_id: str
     #: The person's speech for this turn: bytes, a file path, or (sample_rate, samples).
     audio: Any = None
+    #: The person's face for this turn: one image (bytes, path, data URL, numpy frame) or a list
+    #: of a few webcam frames.
+    images: Any = None
+    #: Speak the reply this turn (None: ``settings.speak_replies``).
+    speak: bool | None = None
+    #: The reply's text as it is generated, for the speak step (an ``asyncio.Queue`` of str, closed
+    #: with None); made by the caller of the graph when the reply is spoken.
+    text_channel: Any = None

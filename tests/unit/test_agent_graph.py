@@ -14,9 +14,14 @@ from empathic_agent.graph.nodes import FALLBACK_REPLY
 from empathic_agent.testing import FakeEncoder, FakeLLM
 
 
+def _words(content: str) -> str:
+    """A prompt message without the planner's reply hint (appended to the latest user turn)."""
+    return content.split("\n\nIn ", 1)[0]
+
+
 async def _agent(settings, llm, checkpointer=None, encoder=None, memory=None):
     return await Agent.open(settings, services=build_services(settings, llm=llm, text_encoder=encoder,
-                                                              memory=memory, speech=None),
+                                                              memory=memory, speech=None, face=None),
                             checkpointer=checkpointer if checkpointer is not None else InMemorySaver())
 
 
@@ -29,7 +34,7 @@ async def test_reply_streams_in_chunks_and_result_comes_last(settings):
     assert len(chunks) > 1 and "".join(chunks) == "That sounds really hard."
     res = events[-1]
     assert res.reply == "That sounds really hard." and res.user_text == "I lost my job" and res.ok
-    assert set(res.timings) == {"perceive", "generate"}
+    assert set(res.timings) == {"perceive", "plan", "generate"}
     assert res.generation["backend"] == "fake"
 
 
@@ -39,8 +44,9 @@ async def test_history_reaches_the_prompt_with_system_prompt_first(settings):
     await agent.respond("u1", "s1", text="hello")
     await agent.respond("u1", "s1", text="again")
     last = llm.prompts[-1]
-    assert last[0].role == "system" and last[0].content == settings.system_prompt
-    assert [(m.role, m.content) for m in last[1:]] == [("user", "hello"), ("assistant", "one"), ("user", "again")]
+    assert last[0].role == "system" and last[0].content.startswith(settings.system_prompt)
+    assert "You are Sam" in last[0].content and " tone." in last[0].content  # persona + register
+    assert [(m.role, _words(m.content)) for m in last[1:]] == [("user", "hello"), ("assistant", "one"), ("user", "again")]
 
 
 async def test_sessions_and_users_do_not_share_history(settings):
@@ -69,7 +75,7 @@ async def test_llm_failure_gives_a_graceful_reply_and_keeps_the_conversation(set
     agent2 = await _agent(settings, back, saver)
     res2 = await agent2.respond("u", "s", text="third")
     assert res2.ok and res2.degraded == ()
-    prompt = [(m.role, m.content) for m in back.prompts[-1][1:]]
+    prompt = [(m.role, _words(m.content)) for m in back.prompts[-1][1:]]
     assert prompt == [("user", "first"), ("assistant", "fine"), ("user", "second\nthird")]
 
 
@@ -77,7 +83,7 @@ async def test_failed_turn_errors_do_not_leak_into_the_next_turn(settings):
     saver = InMemorySaver()
     await (await _agent(settings, FakeLLM(error=LLMConnectionError("down")), saver)).respond("u", "s", text="a")
     res = await (await _agent(settings, FakeLLM(["ok"]), saver)).respond("u", "s", text="b")
-    assert res.degraded == () and set(res.timings) == {"perceive", "generate"}
+    assert res.degraded == () and set(res.timings) == {"perceive", "plan", "generate"}
 
 
 @pytest.mark.parametrize("text, err", [("", EmptyInputError), ("  \n\t", EmptyInputError),
@@ -107,23 +113,23 @@ async def test_invalid_ids_are_rejected(settings, user, session):
 
 
 async def test_conversation_survives_reopening_the_sqlite_checkpointer(settings):
-    a1 = await Agent.open(settings, services=build_services(settings, llm=FakeLLM(["first reply"]), text_encoder=None, memory=None, speech=None))
+    a1 = await Agent.open(settings, services=build_services(settings, llm=FakeLLM(["first reply"]), text_encoder=None, memory=None, speech=None, face=None))
     await a1.respond("u", "s", text="remember me")
     await a1.aclose()
     assert settings.checkpoint_path.exists()
     llm = FakeLLM(["second reply"])
-    async with await Agent.open(settings, services=build_services(settings, llm=llm, text_encoder=None, memory=None, speech=None)) as a2:
+    async with await Agent.open(settings, services=build_services(settings, llm=llm, text_encoder=None, memory=None, speech=None, face=None)) as a2:
         await a2.respond("u", "s", text="still there?")
         assert [m.content for m in await a2.history("u", "s")] == [
             "remember me", "first reply", "still there?", "second reply"]
-    assert [m.content for m in llm.prompts[0][1:]] == ["remember me", "first reply", "still there?"]
+    assert [_words(m.content) for m in llm.prompts[0][1:]] == ["remember me", "first reply", "still there?"]
 
 
 async def test_parallel_users_get_their_own_replies(settings):
     class EchoLLM(FakeLLM):
         async def _stream_impl(self, messages, options):
             await asyncio.sleep(0.01)
-            yield "echo: " + messages[-1].content
+            yield "echo: " + _words(messages[-1].content)
 
     agent = await _agent(settings, EchoLLM())
     users = [f"user{i}" for i in range(12)]
@@ -176,7 +182,7 @@ async def test_without_an_encoder_the_graph_has_no_encode_step(settings):
     agent = await _agent(settings, FakeLLM(["ok"]))
     assert "encode" not in agent.graph.nodes
     res = await agent.respond("u", "s", text="hi")
-    assert res.emotion is None and set(res.timings) == {"perceive", "generate"}
+    assert res.emotion is None and set(res.timings) == {"perceive", "plan", "generate"}
 
 
 # --- recall and remember (real Chroma in a temp dir, fake embedder) ------------------------------

