@@ -211,7 +211,8 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             return settings.system_prompt
         who = f"You are {p.name}, {p.description}." if p.description else f"You are {p.name}."
         style = f" Style: {p.style}." if p.style else ""
-        return f"{settings.system_prompt} {who}{style}"
+        never = f" Never: {'; '.join(p.policy.boundaries)}." if p.policy.boundaries else ""
+        return f"{settings.system_prompt} {who}{style}{never}"
 
     async def generate(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         """Ask the LLM for the reply under the planned register, streaming it; degrade to a
