@@ -13,9 +13,6 @@ from empathic_agent.settings import Settings
 
 __all__ = ["run_chat"]
 
-#: Where spoken replies are saved (``--speak-dir``); None = text only.
-_SPEAK_DIR: str | None = None
-
 HELP = """commands:
   /history   show the conversation so far
   /help      this help
@@ -43,8 +40,6 @@ async def run_chat(settings: Settings, *, user: str, session: str,
 
         settings = dataclasses.replace(settings, speak_replies=True)
         os.makedirs(speak_dir, exist_ok=True)
-    global _SPEAK_DIR
-    _SPEAK_DIR = speak_dir
     async with await Agent.open(settings) as agent:
         if interactive:
             backend = settings.llm_backend if not settings.uses_remote_llm else f"{settings.llm_backend} @ {settings.openai_base_url}"
@@ -54,7 +49,7 @@ async def run_chat(settings: Settings, *, user: str, session: str,
             if past:
                 print(f"(resuming: {len(past)} earlier messages; /history shows them)", file=out)
         for path in audio or []:
-            await _spoken_turn(agent, user, session, path, show_perception, out, images)
+            await _spoken_turn(agent, user, session, path, show_perception, out, images, speak_dir)
         if audio and messages is None:
             return 0
         source = list(messages) if messages is not None else None
@@ -85,13 +80,14 @@ async def run_chat(settings: Settings, *, user: str, session: str,
                 continue  # an empty line at the prompt is not a message
             try:
                 print("agent> ", end="", file=out, flush=True)
-                await _render(agent.stream(user, session, text=line, image=_frames(images)), show_perception, out)
+                await _render(agent.stream(user, session, text=line, image=_frames(images)), show_perception, out,
+                              speak_dir)
             except InputError as exc:
                 print(f"\n[not sent: {exc}]", file=out, flush=True)
     return 0
 
 
-async def _render(events, show_perception: bool, out) -> None:
+async def _render(events, show_perception: bool, out, speak_dir: str | None = None) -> None:
     async for event in events:
         if isinstance(event, TextChunk):
             print(event.text, end="", file=out, flush=True)
@@ -99,8 +95,8 @@ async def _render(events, show_perception: bool, out) -> None:
             print(file=out, flush=True)
             if event.heard:
                 print(f"  (heard: {event.user_text})", file=out, flush=True)
-            if _SPEAK_DIR and event.audio is not None:
-                path = os.path.join(_SPEAK_DIR, f"{event.turn_id}.wav")
+            if speak_dir and event.audio is not None:  # --speak-dir: save the spoken reply
+                path = os.path.join(speak_dir, f"{event.turn_id}.wav")
                 event.audio.write_wav(path)
                 print(f"  (spoken: {path}, {event.audio.duration_s:.1f} s)", file=out, flush=True)
             if show_perception and event.register:
@@ -122,11 +118,11 @@ def _frames(images: Sequence[str] | None) -> list[str] | None:
 
 
 async def _spoken_turn(agent: Agent, user: str, session: str, path: str, show_perception: bool, out,
-                       images: Sequence[str] | None = None) -> None:
+                       images: Sequence[str] | None = None, speak_dir: str | None = None) -> None:
     """One turn from an audio file; what was heard is shown after the reply."""
     print(f"you> [voice: {path}]", file=out, flush=True)
     try:
         print("agent> ", end="", file=out, flush=True)
-        await _render(agent.stream(user, session, audio=path, image=_frames(images)), show_perception, out)
+        await _render(agent.stream(user, session, audio=path, image=_frames(images)), show_perception, out, speak_dir)
     except InputError as exc:
         print(f"\n[not sent: {exc}]", file=out, flush=True)

@@ -18,7 +18,6 @@ import platform
 import statistics
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +52,8 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"error: --dataset {args.dataset} is not an image data set; use fer2013 or --csv", file=sys.stderr)
         return 2
-    counts: Counter[str] = Counter()
-    original = encoder._encode_batch_impl
-
-    def counting(xs: list[Any]) -> Any:  # count faces found without a second pass over the images
-        out = original(xs)
-        counts.update(a.status for a in encoder.last_analyses)
-        return out
-
-    encoder._encode_batch_impl = counting  # type: ignore[method-assign]
     result = evaluate(encoder, es, batch_size=args.batch_size, progress=sys.stderr.isatty())
+    counts = encoder.status_counts
     result["faces"] = {"ok": counts["ok"], "no_face": counts["no_face"], "error": counts["error"]}
     _emit(result, args.out)
     return 0

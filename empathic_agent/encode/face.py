@@ -39,6 +39,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Sequence
@@ -316,6 +317,9 @@ class FaceEncoder(Encoder):
         self.member_weights: list[float] = []
         self.temperature = 1.0
         self.last_analyses: list[FaceAnalysis] = []
+        #: How many images of every ``encode_batch`` so far showed a face ("ok"), none ("no_face")
+        #: or could not be read ("error") — the evaluation reports it beside the metrics.
+        self.status_counts: Counter[str] = Counter()
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "FaceEncoder":
@@ -432,6 +436,7 @@ class FaceEncoder(Encoder):
     def _encode_batch_impl(self, xs: list[Any]) -> list[Reading]:
         analyses = [self._analyze(x) for x in xs]
         self.last_analyses = analyses
+        self.status_counts.update(a.status for a in analyses)
         return [a.reading if a.reading is not None else Reading.uninformative(MODALITY_FACE) for a in analyses]
 
 
