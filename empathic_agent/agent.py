@@ -12,6 +12,8 @@ by user and session, so a conversation resumes after a restart.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +150,41 @@ class Agent:
             await self._closer.close()
             self._closer = None
 
+    async def warm_up(self, *, speak: bool = False) -> dict[str, float]:
+        """Load every model now (LLM, encoders, Whisper, face models, memory embedder, voice) and
+        run one throwaway turn, so the first real message is answered at full speed.  Nothing is
+        stored: the turn runs on an in-memory checkpointer without long-term memory.  Returns
+        seconds per part."""
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        s = self.services
+        out: dict[str, float] = {}
+        t0 = time.perf_counter()
+        await s.llm.load()
+        out["llm"] = time.perf_counter() - t0
+        for name in ("text_encoder", "speech", "face", "tts"):
+            part = getattr(s, name)
+            if part is not None and hasattr(part, "load") and (name != "tts" or speak):
+                t = time.perf_counter()
+                await asyncio.to_thread(part.load)
+                out[name] = time.perf_counter() - t
+        if s.memory is not None:
+            t = time.perf_counter()
+            await asyncio.to_thread(s.memory.recall, "warm-up", "hello")  # loads the embedder; reads nothing
+            out["memory"] = time.perf_counter() - t
+        t = time.perf_counter()
+        scratch = Agent(dataclasses.replace(s, memory=None), checkpointer=InMemorySaver())
+        image = None
+        if s.face is not None:
+            from empathic_agent.perceive.face import sample_frame
+
+            image = sample_frame(160)
+        await scratch.respond("warm-up", "warm-up", text="Hello, I had a long day.", image=image,
+                              speak=speak and s.tts is not None)
+        out["first_turn"] = time.perf_counter() - t
+        out["total"] = time.perf_counter() - t0
+        return {k: round(v, 3) for k, v in out.items()}
+
     # -- turns -----------------------------------------------------------------------------------
     def _config(self, user_id: str, session_id: str) -> dict[str, Any]:
         return {"configurable": {"thread_id": thread_id(user_id, session_id)}}
@@ -247,6 +284,12 @@ class Agent:
         if self.services.speech is not None:
             out["voice_baseline"] = await asyncio.to_thread(self.services.speech.forget_user, user_id)
         return out
+
+    async def trajectory(self, user_id: str, session_id: str) -> list[dict[str, Any]]:
+        """The conversation's emotional trajectory, one entry per turn (fused and per-modality
+        valence/arousal/dominance, top category, mixed signals), oldest first."""
+        snap = await self.graph.aget_state(self._config(user_id, session_id))
+        return list((snap.values or {}).get("emotion_trajectory") or [])
 
     async def history(self, user_id: str, session_id: str) -> list[ChatMessage]:
         """The conversation so far, oldest first (including fallback replies of failed generations)."""

@@ -3,9 +3,9 @@
 #
 #   bash scripts/run.sh
 #
-# Until the web UI lands this starts the terminal chat on the embedded defaults; the command stays
-# the same when it becomes the web UI.
+# Starts the web UI on the embedded defaults at http://127.0.0.1:7860/ (app.py; --port, --host,
+# --auth user:password). The terminal chat is `.venv/bin/empathic chat`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/empathic chat "$@"
+exec .venv/bin/python app.py "$@"

@@ -6,6 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The web UI's end-to-end tests drive Debian's Chromium (Playwright never downloads a browser).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing Debian's chromium for the web UI tests"
+        apt-get install -y -q chromium >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null; }
+    else
+        echo "warning: chromium not installed (sudo apt-get install chromium); the web UI tests will fail" >&2
+    fi
+fi
 # Offline by construction: nothing in the tests may reach a model hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 exec .venv/bin/python -m pytest -q -ra "$@"

@@ -39,7 +39,7 @@ async def bench_turn(settings: Settings, *, runs: int = 4, speak: bool = True, f
         agent = await Agent.open(s)
         image = None
         if face:
-            from empathic_agent.cli.face import sample_frame
+            from empathic_agent.perceive.face import sample_frame
 
             image = sample_frame(160)
         rows = []

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from empathic_agent.perceive.face import SAMPLE_IMAGE, sample_frame  # noqa: F401 (re-exported)
 from empathic_agent.settings import Settings
 
 __all__ = ["run_eval", "add_train_parser", "run_train", "add_bench_parser", "run_bench", "bench_face",
@@ -29,7 +30,6 @@ __all__ = ["run_eval", "add_train_parser", "run_train", "add_bench_parser", "run
 #: Face-stage latency target per 640x480 frame, and all three encoders of a turn (issue 5).
 FRAME_TARGET_S = 0.030
 TURN_TARGET_S = 0.060
-SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
 
 
 def _emit(obj: Any, out: str | None = None) -> None:
@@ -68,6 +68,9 @@ def add_train_parser(train_subparsers: Any, common: argparse.ArgumentParser) -> 
     t.add_argument("--data-dir", help="shared data directory (default: the data_dir setting)")
     t.add_argument("--work-dir", help="checkpoints (default: <cache_dir>/face-train)")
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")
+    t.add_argument("--restart-lr", type=float, default=None,
+                   help="when extending a finished run (--epochs larger than before): warm-restart at this learning rate")
+    t.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     t.add_argument("--out", help="where the model goes (default: the package's weights/face/)")
     t.add_argument("--finalise-only", action="store_true", help="only rebuild the model from the best checkpoint")
     return t
@@ -78,33 +81,13 @@ def run_train(settings: Settings, args: argparse.Namespace) -> int:
 
     argv = []
     for flag, value in (("--data-dir", args.data_dir), ("--work-dir", args.work_dir),
-                        ("--epochs", args.epochs), ("--out", args.out)):
+                        ("--epochs", args.epochs), ("--restart-lr", args.restart_lr),
+                        ("--threads", args.threads), ("--out", args.out)):
         if value is not None:
             argv += [flag, str(value)]
     if args.finalise_only:
         argv.append("--finalise-only")
     return train_face.main(argv)
-
-
-def sample_frame(face_width: int = 160) -> Any:
-    """A 640x480 RGB 'webcam frame': the packaged public-domain sample photo scaled so the face is
-    about ``face_width`` pixels wide, on a plain background with mild noise."""
-    import numpy as np
-    from PIL import Image
-
-    img = Image.open(SAMPLE_IMAGE).convert("RGB")
-    # In the 384-px sample the face box is about (132, 49, 73, 73).
-    side = int(round(img.width * face_width / 73))
-    img = img.resize((side, side), Image.LANCZOS)
-    rng = np.random.default_rng(0)
-    frame = np.clip(rng.normal(110, 6, (480, 640, 3)), 0, 255).astype(np.uint8)
-    arr = np.asarray(img)
-    fx, fy = int(side * 132 / 384), int(side * 49 / 384)  # face's top-left corner, scaled
-    x0, y0 = 320 - fx - face_width // 2, 240 - fy - face_width // 2
-    xs, ys = max(0, x0), max(0, y0)
-    xe, ye = min(640, x0 + side), min(480, y0 + side)
-    frame[ys:ye, xs:xe] = arr[ys - y0:ye - y0, xs - x0:xe - x0]
-    return frame
 
 
 def bench_face(settings: Settings, *, image: Any = None, runs: int = 20) -> dict[str, Any]:

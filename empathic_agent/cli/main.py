@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 from typing import Any, Sequence
@@ -117,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_memory_parser(sub, common)
 
+    p = sub.add_parser("ui", parents=[common], help="start the web UI (the same as python app.py)")
+    from empathic_agent.ui.options import add_ui_arguments
+
+    add_ui_arguments(p)
     p = sub.add_parser("llm-server", parents=[common],
                        help="serve the embedded model over an OpenAI-compatible API (for testing the vLLM path)")
     p.add_argument("--port", type=int, default=8000)
@@ -193,6 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli.memory import run as run_memory
 
             return run_memory(settings, args)
+        if args.command == "ui":
+            from empathic_agent.ui.web import launch
+
+            launch(settings, host=args.host, port=args.port, auth=args.auth, warm_up=not args.no_warm_up)
+            return 0
         if args.command == "llm-server":
             from empathic_agent.cli.models import run_llm_server
 

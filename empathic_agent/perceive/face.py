@@ -31,6 +31,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Final
 
 import numpy as np
@@ -44,6 +45,8 @@ __all__ = [
     "FaceDetector",
     "HaarFaceDetector",
     "DETECT_WIDTH",
+    "SAMPLE_IMAGE",
+    "sample_frame",
     "MIN_FACE_FRACTION",
     "CROP_MAX_SIDE",
     "CROP_MARGIN",
@@ -237,3 +240,28 @@ def load_face_detector(name: str = "haar") -> FaceDetector:
         return _DETECTORS[name]()
     except KeyError:
         raise ConfigError(f"unknown face detector {name!r}; available: {', '.join(available_face_detectors())}") from None
+
+
+#: The packaged public-domain sample photo (NASA astronaut portrait; see assets/SOURCE.md).
+SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "assets" / "astronaut.jpg"
+
+
+def sample_frame(face_width: int = 160) -> Any:
+    """A 640x480 RGB 'webcam frame': the packaged public-domain sample photo scaled so the face is
+    about ``face_width`` pixels wide, on a plain background with mild noise."""
+    import numpy as np
+    from PIL import Image
+
+    img = Image.open(SAMPLE_IMAGE).convert("RGB")
+    # In the 384-px sample the face box is about (132, 49, 73, 73).
+    side = int(round(img.width * face_width / 73))
+    img = img.resize((side, side), Image.LANCZOS)
+    rng = np.random.default_rng(0)
+    frame = np.clip(rng.normal(110, 6, (480, 640, 3)), 0, 255).astype(np.uint8)
+    arr = np.asarray(img)
+    fx, fy = int(side * 132 / 384), int(side * 49 / 384)  # face's top-left corner, scaled
+    x0, y0 = 320 - fx - face_width // 2, 240 - fy - face_width // 2
+    xs, ys = max(0, x0), max(0, y0)
+    xe, ye = min(640, x0 + side), min(480, y0 + side)
+    frame[ys:ye, xs:xe] = arr[ys - y0:ye - y0, xs - x0:xe - x0]
+    return frame

@@ -1,0 +1,385 @@
+"""The Gradio page: chat (text, microphone, camera), a live perception panel, memories and data,
+settings.  Thin by design: every action is a method of :class:`~empathic_agent.ui.controller.UIController`.
+
+Offline and private by default: binds to 127.0.0.1, analytics off, fonts served by the app itself
+(Gradio's LocalFont themes), no server-side rendering process, no share links.  Bound to another
+interface, the page asks for a login (``--auth user:password`` or ``EMPATHIC_UI_AUTH``) and each
+login is its own user: a person never sees someone else's memories.
+"""
+
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from empathic_agent.errors import EmpathicError
+from empathic_agent.settings import Settings
+from empathic_agent.ui.options import add_ui_arguments
+from empathic_agent.ui.controller import (
+    BACKEND_EMBEDDED,
+    BACKEND_OPENAI,
+    UIController,
+    UIOptions,
+    category_scores,
+    memory_rows,
+    perception_markdown,
+    trajectory_rows,
+)
+
+__all__ = ["build_ui", "create_app", "launch", "main", "LOOPBACK_HOSTS"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: How a spoken turn and a turn with a camera frame are marked in the conversation (plain text:
+#: emoji need a font the machine may not have).
+VOICE_MARK = "(voice) "
+CAMERA_MARK = " (camera)"
+RECALLED_HEADERS = ["rank", "memory", "kind", "feeling", "score", "meaning", "mood"]
+STORED_HEADERS = ["id", "memory", "kind", "feeling", "stored"]
+CSS = """
+#crisis-banner { border: 2px solid #b91c1c; background: #fef2f2; border-radius: 8px; padding: 8px 14px; }
+#perception { font-size: 0.92em; }
+"""
+
+
+def _session_name() -> str:
+    return time.strftime("%Y-%m-%d-%H%M") + "-" + uuid.uuid4().hex[:4]
+
+
+def _plot_frames(trajectory: list[dict[str, Any]]) -> tuple[Any, Any]:
+    import pandas as pd
+
+    rows = trajectory_rows(trajectory)
+    df = pd.DataFrame(rows, columns=["turn", "dimension", "series", "value"])
+    return df[df.dimension == "valence"], df[df.dimension == "arousal"]
+
+
+def _count(records: list[Any]) -> str:
+    if not records:
+        return "No memories."
+    return "1 memory (click a row to pick it)." if len(records) == 1 else f"{len(records)} memories (click a row to pick one)."
+
+
+def _banner(result: Any) -> Any:
+    """The crisis banner: shown when the turn's safety assessment flags a crisis."""
+    import gradio as gr
+
+    safety = getattr(result, "safety", None) or {}
+    if not safety.get("crisis"):
+        return gr.update(visible=False, value="")
+    lines = ["### You don't have to face this alone",
+             safety.get("message") or "If you are in danger or thinking about ending your life, please reach out now:"]
+    for r in safety.get("resources") or ():
+        lines.append(f"- **{r.get('name', '')}** — {r.get('contact', '')}")
+    return gr.update(visible=True, value="\n".join(lines))
+
+
+def build_ui(controller: UIController, *, auth: bool = False, default_user: str = "me") -> Any:
+    """The page as a ``gr.Blocks`` (not launched)."""
+    import gradio as gr
+
+    settings = controller.settings
+    voices, personas = controller.voices(), controller.personas()
+    reply_dir = Path(tempfile.mkdtemp(prefix="empathic-replies-"))
+
+    def user_of(user: str, request: gr.Request | None) -> str:
+        # Logged in: the login is the user, whatever the (hidden) field says.
+        if auth and request is not None and getattr(request, "username", None):
+            return str(request.username)
+        return (user or "").strip() or default_user
+
+    def options_of(persona: str, voice: str, backend: str, url: str, model: str) -> UIOptions:
+        return UIOptions(persona=persona or settings.persona, voice=voice or settings.tts_voice,
+                         backend=backend or BACKEND_EMBEDDED, openai_url=url or "", openai_model=model or "")
+
+    with gr.Blocks(title="Empathic Agent", analytics_enabled=False) as demo:
+        gr.Markdown("## Empathic Agent\n<small>Everything runs on this machine: your words, voice and camera "
+                    "frames stay here unless you choose a remote language model in Settings.</small>")
+        banner = gr.Markdown(visible=False, elem_id="crisis-banner")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=440,
+                                             placeholder="Tell me how you are — type, or record your voice.")
+                        with gr.Row():
+                            msg = gr.Textbox(show_label=False, placeholder="How are you feeling today?", scale=6,
+                                             elem_id="msg", max_lines=6, autofocus=True)
+                            send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                        with gr.Row():
+                            mic = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="mic",
+                                           label="Voice: record or upload; it is sent with your next message")
+                            cam = gr.Image(sources=["webcam", "upload"], type="numpy", elem_id="cam",
+                                           label="Camera (opt-in): the frame is read with your next message, "
+                                                 "never stored")
+                        with gr.Row():
+                            speak = gr.Checkbox(value=True, label="Speak replies aloud", elem_id="speak")
+                            keep_cam = gr.Checkbox(value=False, label="Keep the camera frame for later messages",
+                                                   elem_id="keep-cam")
+                        turn_status = gr.Markdown(elem_id="turn-status")
+                        reply_audio = gr.Audio(label="Spoken reply", autoplay=True, interactive=False,
+                                               elem_id="reply-audio", type="filepath")
+                    with gr.Column(scale=2):
+                        gr.Markdown("#### What I perceived")
+                        perception = gr.Markdown("*Nothing perceived yet — say something.*", elem_id="perception")
+                        categories = gr.Label(label="Emotion (fused)", num_top_classes=4, elem_id="categories")
+                        valence_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1],
+                                                   title="Valence over turns", elem_id="valence-plot", height=200)
+                        arousal_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1],
+                                                   title="Arousal over turns", elem_id="arousal-plot", height=200)
+                        recalled = gr.Dataframe(headers=RECALLED_HEADERS, label="Memories recalled this turn",
+                                                interactive=False, elem_id="recalled", wrap=True,
+                                                column_widths=["9%", "43%", "12%", "12%", "8%", "8%", "8%"])
+            with gr.Tab("Memories & data", id="memory"):
+                gr.Markdown("What the agent remembers about you. Delete any of it, or take all of it with you.")
+                mem_table = gr.Dataframe(headers=STORED_HEADERS, interactive=False, elem_id="memory-table", wrap=True)
+                with gr.Row():
+                    refresh = gr.Button("Refresh", elem_id="mem-refresh")
+                    mem_id = gr.Textbox(label="Memory id", placeholder="click a row of the table", elem_id="mem-id")
+                    delete_one = gr.Button("Delete this memory", elem_id="mem-delete")
+                with gr.Row():
+                    export_btn = gr.Button("Export all my data (JSON)", elem_id="export")
+                    export_file = gr.File(label="Your data", elem_id="export-file")
+                with gr.Row():
+                    confirm = gr.Checkbox(label="I understand: delete all my memories and conversations",
+                                          elem_id="confirm-delete-all")
+                    delete_all = gr.Button("Delete all my data", variant="stop", elem_id="delete-all")
+                data_status = gr.Markdown(elem_id="data-status")
+            with gr.Tab("Settings", id="settings"):
+                with gr.Row():
+                    user = gr.Textbox(label="User", value=default_user, interactive=not auth, visible=not auth,
+                                      elem_id="user")
+                    session = gr.Dropdown(label="Conversation", choices=[], value=_session_name(),
+                                          allow_custom_value=True, elem_id="session")
+                with gr.Row():
+                    new_session = gr.Button("New conversation", elem_id="new-session")
+                    resume = gr.Button("Resume selected conversation", elem_id="resume")
+                with gr.Row():
+                    persona = gr.Dropdown(personas, value=settings.persona, label="Persona", elem_id="persona")
+                    voice = gr.Dropdown(voices, value=settings.tts_voice, label="Voice", elem_id="voice")
+                backend = gr.Radio([BACKEND_EMBEDDED, BACKEND_OPENAI], value=controller.default_options.backend, label="Language model",
+                                   info="embedded: runs here on the CPU. openai-compatible: a server you run "
+                                        "(e.g. vLLM); your messages go to that address.", elem_id="backend")
+                with gr.Row():
+                    url = gr.Textbox(label="Server URL", value=settings.openai_base_url, elem_id="llm-url")
+                    model = gr.Textbox(label="Model (blank: the server's first)", value=settings.openai_model,
+                                       elem_id="llm-model")
+                settings_status = gr.Markdown(elem_id="settings-status")
+
+        # -- chat ---------------------------------------------------------------------------------
+        async def on_send(text, audio_path, image, speak_on, keep, history, user_v, session_v, persona_v, voice_v,
+                          backend_v, url_v, model_v, request: gr.Request):
+            history = list(history or [])
+            text = text or ""
+            if not text.strip() and not audio_path:
+                gr.Warning("Type a message or record one first.")
+                yield (gr.skip(),) * 13
+                return
+            uid = user_of(user_v, request)
+            sid = (session_v or "").strip() or _session_name()
+            shown = text.strip() if text.strip() else VOICE_MARK + "…"
+            if image is not None:
+                shown += CAMERA_MARK
+            history += [{"role": "user", "content": shown}, {"role": "assistant", "content": "…"}]
+            skip = gr.skip()
+            yield (history, "", skip, skip, skip, skip, skip, skip, skip, skip, skip, skip, "*Listening…*")
+            result, transcript = None, ""
+            t0 = time.perf_counter()
+            first_s = None
+            try:
+                opts = options_of(persona_v, voice_v, backend_v, url_v, model_v)
+                async for update in controller.turn(opts, uid, sid, text=text, audio=audio_path, image=image,
+                                                    speak=bool(speak_on)):
+                    if update.result is None and update.audio is None:
+                        first_s = first_s if first_s is not None else time.perf_counter() - t0
+                        history[-1] = {"role": "assistant", "content": update.reply}
+                        yield (history, skip, skip, skip, skip, skip, skip, skip, skip, skip, skip, skip, skip)
+                    elif update.result is not None:
+                        result, transcript = update.result, update.transcript
+            except EmpathicError as exc:
+                history = history[:-2]
+                gr.Warning(str(exc))
+                yield (history, text, skip, skip, skip, skip, skip, skip, skip, skip, skip, skip, f"⚠️ {exc}")
+                return
+            history[-1] = {"role": "assistant", "content": result.reply}
+            if transcript:
+                history[-2] = {"role": "user", "content": VOICE_MARK + transcript
+                               + (CAMERA_MARK if image is not None else "")}
+            audio_out = None
+            spoken = result.audio
+            if spoken is not None:
+                audio_out = str(spoken.write_wav(reply_dir / f"{result.turn_id}.wav"))
+            trajectory = await controller.trajectory(uid, sid)
+            val, aro = _plot_frames(trajectory)
+            yield (history, skip, None, image if keep else None, audio_out, perception_markdown(result),
+                   category_scores(result.emotion), val, aro, memory_rows(list(result.memories)), _banner(result),
+                   gr.update(choices=await controller.sessions(uid), value=sid),
+                   f"Turn {sum(1 for m in history if m['role'] == 'user')} answered by "
+                   f"{result.generation.get('backend', '?')} ({result.generation.get('model', '?')}) in "
+                   f"{time.perf_counter() - t0:.1f} s (first words after {first_s or 0:.2f} s).")
+
+        send_inputs = [msg, mic, cam, speak, keep_cam, chatbot, user, session, persona, voice, backend, url, model]
+        send_outputs = [chatbot, msg, mic, cam, reply_audio, perception, categories, valence_plot, arousal_plot,
+                        recalled, banner, session, turn_status]
+        send.click(on_send, send_inputs, send_outputs, concurrency_limit=2)
+        msg.submit(on_send, send_inputs, send_outputs, concurrency_limit=2)
+        mic.stop_recording(on_send, send_inputs, send_outputs, concurrency_limit=2)
+
+        # -- conversations ------------------------------------------------------------------------
+        async def on_load(user_v, request: gr.Request):
+            # Every page load starts a new conversation; earlier ones are a click away (Resume).
+            uid = user_of(user_v, request)
+            return gr.update(choices=await controller.sessions(uid), value=_session_name())
+
+        async def on_new(user_v, request: gr.Request):
+            uid = user_of(user_v, request)
+            empty_v, empty_a = _plot_frames([])
+            return (gr.update(choices=await controller.sessions(uid), value=_session_name()), [],
+                    "*Nothing perceived yet — say something.*", None, empty_v, empty_a, "Started a new conversation.")
+
+        async def on_resume(user_v, session_v, request: gr.Request):
+            uid = user_of(user_v, request)
+            sid = (session_v or "").strip()
+            if not sid:
+                return (gr.skip(),) * 6 + ("Choose a conversation first.",)
+            history = await controller.history(uid, sid)
+            val, aro = _plot_frames(await controller.trajectory(uid, sid))
+            return (gr.skip(), history, f"*Resumed **{sid}** ({len(history)} messages).*", None, val, aro,
+                    f"Resumed {sid}.")
+
+        demo.load(on_load, [user], [session])
+        new_outputs = [session, chatbot, perception, categories, valence_plot, arousal_plot, settings_status]
+        new_session.click(on_new, [user], new_outputs)
+        resume.click(on_resume, [user, session], new_outputs)
+
+        async def on_settings(persona_v, voice_v, backend_v, url_v, model_v):
+            try:
+                await controller.agent(options_of(persona_v, voice_v, backend_v, url_v, model_v))
+            except EmpathicError as exc:
+                return f"⚠️ {exc}"
+            where = "on this machine" if backend_v == BACKEND_EMBEDDED else f"at {url_v} (your messages go there)"
+            return f"Using persona **{persona_v}**, voice **{voice_v}**, language model {where}."
+
+        for comp in (persona, voice, backend):
+            comp.change(on_settings, [persona, voice, backend, url, model], [settings_status])
+        url.blur(on_settings, [persona, voice, backend, url, model], [settings_status])
+
+        # -- memories and data --------------------------------------------------------------------
+        async def on_refresh(user_v, request: gr.Request):
+            uid = user_of(user_v, request)
+            records = await controller.memories(uid)
+            return memory_rows(records), _count(records)
+
+        async def on_delete_one(user_v, mid, request: gr.Request):
+            uid = user_of(user_v, request)
+            try:
+                ok = await controller.delete_memory(uid, mid or "")
+            except EmpathicError as exc:
+                ok, note = False, str(exc)
+            else:
+                note = "Deleted." if ok else f"No memory {mid!r} of yours."
+            records = await controller.memories(uid)
+            return memory_rows(records), "" if ok else gr.skip(), note
+
+        async def on_export(user_v, request: gr.Request):
+            uid = user_of(user_v, request)
+            path = await controller.export(uid)
+            return str(path), f"Exported to {path.name}."
+
+        async def on_delete_all(user_v, sure, request: gr.Request):
+            uid = user_of(user_v, request)
+            if not sure:
+                return gr.skip(), gr.skip(), "Tick the box to confirm first.", gr.skip()
+            counts = await controller.delete_all(uid)
+            return ([], False, f"Deleted {counts.get('memories', 0)} memories and {counts.get('conversations', 0)} "
+                    "conversations.", [])
+
+        def on_pick(evt: gr.SelectData):
+            row = getattr(evt, "row_value", None) or []
+            return str(row[0]) if row else gr.skip()
+
+        mem_table.select(on_pick, None, [mem_id])
+        refresh.click(on_refresh, [user], [mem_table, data_status])
+        delete_one.click(on_delete_one, [user, mem_id], [mem_table, mem_id, data_status])
+        export_btn.click(on_export, [user], [export_file, data_status])
+        delete_all.click(on_delete_all, [user, confirm], [mem_table, confirm, data_status, chatbot])
+        demo.load(on_refresh, [user], [mem_table, data_status])
+    return demo
+
+
+def _parse_auth(spec: str | None) -> list[tuple[str, str]] | None:
+    if not spec:
+        return None
+    pairs = []
+    for item in spec.split(","):
+        name, sep, password = item.partition(":")
+        if not sep or not name.strip() or not password:
+            raise SystemExit("--auth expects user:password (comma-separated for several people)")
+        pairs.append((name.strip(), password))
+    return pairs
+
+
+def create_app(settings: Settings, *, auth: list[tuple[str, str]] | None = None, warm_up: bool = True,
+               controller: UIController | None = None) -> Any:
+    """The web app (FastAPI with the page mounted at ``/``).  Models load in the app's startup, on
+    the loop that serves the page, so the server accepts connections only once it can answer at
+    full speed; ``/healthz`` says so."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from contextlib import asynccontextmanager
+
+    import gradio as gr
+    from fastapi import FastAPI
+
+    controller = controller or UIController(settings)
+    state = {"ready": False, "load_s": None}
+
+    @asynccontextmanager
+    async def lifespan(_app: Any):
+        t0 = time.perf_counter()
+        print("loading models (the first start prepares them; later starts take seconds)...", file=sys.stderr)
+        await controller.start(warm_up=warm_up)
+        state.update(ready=True, load_s=round(time.perf_counter() - t0, 2))
+        print(f"models ready in {state['load_s']} s", file=sys.stderr)
+        try:
+            yield
+        finally:
+            await controller.aclose()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return state
+
+    demo = build_ui(controller, auth=bool(auth))
+    demo.queue(default_concurrency_limit=2)
+    theme = gr.themes.Soft(primary_hue="teal", neutral_hue="slate")
+    return gr.mount_gradio_app(app, demo, path="", auth=auth, ssr_mode=False, show_error=True, max_file_size="25mb",
+                               footer_links=[], enable_monitoring=False, mcp_server=False, theme=theme, css=CSS)
+
+
+def launch(settings: Settings, *, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,
+           warm_up: bool = True) -> None:
+    """Load the models, build the page and serve it (blocks until interrupted)."""
+    import uvicorn
+
+    logins = _parse_auth(auth or os.environ.get("EMPATHIC_UI_AUTH"))
+    if host not in LOOPBACK_HOSTS and not logins:
+        print(f"warning: serving on {host} without a login: anyone who can reach this address can chat "
+              "and read the memories of the users they name. Use --auth user:password.", file=sys.stderr)
+    app = create_app(settings, auth=logins, warm_up=warm_up)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"Empathic Agent web UI: http://{shown}:{port}/  (Ctrl+C to stop)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="app.py", description="Start the Empathic Agent web UI.")
+    add_ui_arguments(p)
+    a = p.parse_args(argv)
+    launch(Settings.from_env(), host=a.host, port=a.port, auth=a.auth, warm_up=not a.no_warm_up)
+    return 0

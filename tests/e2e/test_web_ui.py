@@ -1,0 +1,224 @@
+"""End-to-end: the web UI in a real headless Chromium against the real app (embedded defaults).
+
+Each test is what a person does: open the page, type and see the reply stream in, speak through
+the microphone component and see the transcript, send a camera frame, manage their memories, and
+change settings.  The page must never reach outside this machine.  Timing figures are written to
+``artifacts/e2e/figures.json`` (measured, not asserted: thresholds belong to benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIGURES: dict[str, float] = {}
+
+# JS: texts of the chat's bot / user messages (Gradio renders both a bubble and a panel element
+# per message; the bubble has the role class).
+BOT_TEXTS = "() => [...document.querySelectorAll('#chat .message.bot')].map(e => e.innerText.trim())"
+USER_TEXTS = "() => [...document.querySelectorAll('#chat .message.user')].map(e => e.innerText.trim())"
+# JS: record every distinct text the last bot message shows while it streams.
+WATCH_STREAM = """() => {
+  window.__seen = [];
+  const obs = new MutationObserver(() => {
+    const m = [...document.querySelectorAll('#chat .message.bot')];
+    if (!m.length) return;
+    const t = m[m.length - 1].innerText.trim();
+    if (t && window.__seen[window.__seen.length - 1] !== t) window.__seen.push(t);
+  });
+  obs.observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def _open(page, app_server) -> float:
+    t0 = time.perf_counter()
+    page.goto(app_server["url"] + "/")
+    page.locator("#msg textarea").wait_for(state="visible")
+    page.locator("#send").wait_for(state="visible")
+    return time.perf_counter() - t0
+
+
+def _turn_done(page, n_bot: int) -> None:
+    """Wait until the page shows that turn ``n`` of this conversation is finished."""
+    page.locator("#turn-status", has_text=f"Turn {n_bot} answered").wait_for()
+
+
+def _send_text(page, text: str) -> float:
+    """Type and send; returns seconds until the reply's first streamed text appears."""
+    n_before = len(page.evaluate(BOT_TEXTS))
+    page.locator("#msg textarea").fill(text)
+    t0 = time.perf_counter()
+    page.locator("#send").click()
+    page.wait_for_function(
+        f"() => {{ const m = [...document.querySelectorAll('#chat .message.bot')];"
+        f" return m.length > {n_before} && m[m.length-1].innerText.trim().length > 1"
+        f" && m[m.length-1].innerText.trim() !== '…'; }}", polling=20)
+    return time.perf_counter() - t0
+
+
+def _write_figures(artifacts: Path) -> None:
+    (artifacts / "figures.json").write_text(json.dumps(FIGURES, indent=1) + "\n")
+
+
+def test_page_loads_offline_and_is_interactive(page, app_server, artifacts):
+    seconds = _open(page, app_server)
+    FIGURES["app_ready_s"] = round(app_server["ready_s"], 2)
+    FIGURES["page_interactive_s"] = round(seconds, 3)
+    _write_figures(artifacts)
+    assert page.title() == "Empathic Agent"
+    for tab in ("Chat", "Memories & data", "Settings"):
+        assert page.get_by_role("tab", name=tab).is_visible()
+    page.wait_for_timeout(1000)  # late requests (fonts, plots) would show up here
+    assert page.watch.external == [], f"the page reached outside this machine: {page.watch.external}"
+
+
+def test_text_message_streams_a_reply_and_shows_perception(page, app_server, artifacts):
+    _open(page, app_server)
+    page.evaluate(WATCH_STREAM)
+    first = _send_text(page, "I had a really rough day at work and I can't stop thinking about it.")
+    FIGURES["first_text_s"] = round(first, 3)
+    _write_figures(artifacts)
+    _turn_done(page, 1)
+    reply = page.evaluate(BOT_TEXTS)[-1]
+    seen = page.evaluate("() => window.__seen")
+    assert len(reply.split()) >= 3, reply
+    # Streamed: the page showed the reply growing through several partial texts.
+    partial = [t for t in seen if t != reply and t != "…"]
+    assert len(partial) >= 2, seen
+    panel = page.locator("#perception").inner_text()
+    assert "Feeling:" in panel and "Fused:" in panel and "text:" in panel
+    assert re.search(r"Plan: \w", panel)
+    # The category distribution and both trajectory plots are drawn.
+    assert page.locator("#categories").inner_text().strip() != ""
+    page.locator("#valence-plot canvas, #valence-plot svg").first.wait_for()
+    # A second turn: the plots now have a line over two turns; the voice reply is there to play.
+    _send_text(page, "My manager criticised me in front of everyone.")
+    _turn_done(page, 2)
+    page.locator("#reply-audio audio, #reply-audio [data-testid='waveform-x']").first.wait_for(state="attached")
+    assert page.watch.external == []
+
+
+def test_voice_through_the_microphone_component_shows_the_transcript(page, app_server, artifacts, tmp_path):
+    from empathic_agent.speak import load_tts
+
+    sentence = "I could not sleep last night because I was worried about my exam."
+    wav = load_tts("piper-joe-medium").synthesize(sentence).write_wav(tmp_path / "turn.wav")
+    _open(page, app_server)
+    mic = page.locator("#mic")
+    mic.get_by_label("Upload file").click()
+    mic.locator("input[type=file]").set_input_files(str(wav))
+    mic.locator("audio, [data-testid='waveform-x'], .waveform-container").first.wait_for(state="attached")
+    page.locator("#send").click()
+    page.wait_for_function(f"() => ({USER_TEXTS})().some(t => t.startsWith('(voice)') && /exam/i.test(t))",
+                           timeout=180_000)
+    _turn_done(page, 1)
+    said = [t for t in page.evaluate(USER_TEXTS) if t.startswith("(voice)")][-1]
+    assert "sleep" in said.lower() and "worried" in said.lower(), said
+    panel = page.locator("#perception").inner_text()
+    assert "Heard:" in panel and "speech:" in panel, panel
+    assert page.watch.external == []
+
+
+def test_camera_frame_goes_with_the_turn(page, app_server, artifacts):
+    _open(page, app_server)
+    cam = page.locator("#cam")
+    cam.get_by_label("Upload file").click()
+    cam.locator("input[type=file]").set_input_files(str(FIXTURES / "images" / "astronaut.jpg"))
+    cam.locator("img").first.wait_for()
+    _send_text(page, "I'm fine, really.")
+    _turn_done(page, 1)
+    panel = page.locator("#perception").inner_text()
+    assert "Camera: 1 frame(s), 1 with a face" in panel, panel
+    assert "face:" in panel, panel
+    assert page.evaluate(USER_TEXTS)[-1].endswith("(camera)")
+    assert page.watch.external == []
+
+
+def test_memory_view_lists_exports_and_deletes(page, app_server, artifacts):
+    _open(page, app_server)
+    _send_text(page, "My sister Anna is getting married in June and I am nervous about my speech.")
+    _turn_done(page, 1)
+    page.get_by_role("tab", name="Memories & data").click()
+    page.locator("#mem-refresh").click()
+    table = page.locator("#memory-table")
+    page.wait_for_function("() => document.querySelector('#memory-table').innerText.includes('Anna')")
+    rows_before = int(re.search(r"(\d+) memor", page.locator("#data-status").inner_text()).group(1))
+    assert rows_before >= 1
+    page.screenshot(path=str(artifacts / "memory-view.png"), full_page=True)
+
+    # Export: a JSON download with this user's memories and conversations.
+    with page.expect_download() as dl:
+        page.locator("#export").click()
+        page.locator("#export-file a").first.click()
+    data = json.loads(Path(dl.value.path()).read_text())
+    assert data["user_id"] == "me" and data["memories"]["memories"] and data["conversations"]
+
+    # Delete one memory: clicking its row picks its id.
+    first_id = data["memories"]["memories"][0]["id"]
+    table.get_by_text(first_id, exact=True).filter(visible=True).first.click()
+    page.wait_for_function(f"() => document.querySelector('#mem-id textarea, #mem-id input').value === '{first_id}'")
+    page.locator("#mem-delete").click()
+    page.locator("#data-status", has_text="Deleted.").wait_for()
+    assert first_id not in table.inner_text()
+
+    # Delete all: refused without the confirmation, done with it.
+    page.locator("#delete-all").click()
+    page.locator("#data-status", has_text="confirm").wait_for()
+    page.locator("#confirm-delete-all input").check()
+    page.locator("#delete-all").click()
+    page.locator("#data-status", has_text="Deleted").wait_for()
+    page.locator("#mem-refresh").click()
+    page.locator("#data-status", has_text="No memories").wait_for()
+
+
+def test_settings_switch_persona_and_start_a_new_conversation(page, app_server, artifacts):
+    _open(page, app_server)
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#persona input").first.click()
+    page.get_by_role("option", name="alex").click()
+    page.locator("#settings-status", has_text="persona **alex**").or_(
+        page.locator("#settings-status", has_text="persona alex")).first.wait_for()
+    page.locator("#new-session").click()
+    page.locator("#settings-status", has_text="new conversation").wait_for()
+    page.get_by_role("tab", name="Chat").click()
+    _send_text(page, "Hi, it's me again.")
+    _turn_done(page, 1)
+    # A bad server URL for the served backend is refused with a clear message, not a crash.
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#llm-url input, #llm-url textarea").first.fill("not-a-url")
+    page.get_by_label("openai-compatible").check()
+    page.locator("#settings-status", has_text="must start with http").wait_for()
+    assert page.watch.failed == []
+
+
+def test_chat_through_a_real_openai_compatible_server(page, app_server, artifacts, tmp_path):
+    """The served-LLM path from the page: a real OpenAI-compatible server process (``transformers
+    serve`` with the same weights, standing in for vLLM) chosen in the settings."""
+    from empathic_agent.generate.local_server import LocalOpenAIServer
+    from empathic_agent.models import resolve_model
+    from empathic_agent.settings import Settings
+
+    env = Settings.from_env({})
+    model_dir = resolve_model("llm", env.llm_model, env.cache_dir).location
+    with open(tmp_path / "server.log", "w") as log, LocalOpenAIServer(model_dir, log=log) as server:
+        _open(page, app_server)
+        page.get_by_role("tab", name="Settings").click()
+        page.locator("#llm-url input, #llm-url textarea").first.fill(server.base_url)
+        page.locator("#llm-model input, #llm-model textarea").first.fill(server.model_id)
+        page.get_by_label("openai-compatible").check()
+        page.locator("#settings-status", has_text=server.base_url).wait_for()
+        page.get_by_role("tab", name="Chat").click()
+        _send_text(page, "I finally finished my thesis today!")
+        _turn_done(page, 1)
+        assert len(page.evaluate(BOT_TEXTS)[-1].split()) >= 3
+        assert "answered by openai" in page.locator("#turn-status").inner_text()
+        assert "generate:" not in page.locator("#perception").inner_text()  # not a fallback reply
+        # The page says where the words went, and nothing else left the machine.
+        assert page.watch.external == []

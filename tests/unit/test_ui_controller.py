@@ -1,0 +1,141 @@
+"""The web UI's logic without a browser: turns through the controller (fake LLM, encoder and voice
+subclassing the real interfaces, real graph and checkpointer), the views of what was perceived,
+settings selection and the data-rights actions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from empathic_agent.errors import ConfigError, EmptyInputError
+from empathic_agent.graph import build_services
+from empathic_agent.latent import Reading, fuse
+from empathic_agent.speak.tts import FakeTTS
+from empathic_agent.testing import FakeEncoder, FakeLLM
+from empathic_agent.ui.controller import (
+    BACKEND_EMBEDDED,
+    BACKEND_OPENAI,
+    UIController,
+    UIOptions,
+    category_scores,
+    memory_rows,
+    perception_markdown,
+    trajectory_rows,
+)
+
+
+@pytest.fixture
+async def controller(settings):
+    services = build_services(settings, llm=FakeLLM(["That sounds hard. What happened?"], chunk_size=4),
+                              text_encoder=FakeEncoder({"I lost my job": "sadness"}), memory=None, speech=None,
+                              face=None)
+    c = UIController(settings, services=services, checkpointer=InMemorySaver(),
+                     voices={v: FakeTTS(seconds_per_char=0.002) for v in UIController.voices()})
+    await c.start(warm_up=False)
+    yield c
+    await c.aclose()
+
+
+async def test_a_turn_streams_text_then_speech_then_the_result(controller):
+    updates = [u async for u in controller.turn(controller.default_options, "ann", "s1", text="I lost my job")]
+    texts = [u.reply for u in updates if u.result is None and u.audio is None]
+    assert len(texts) > 2 and texts[-1] == "That sounds hard. What happened?"
+    assert all(a in b for a, b in zip(texts, texts[1:]))  # the reply grows
+    assert any(u.audio is not None for u in updates)  # spoken sentence by sentence
+    result = updates[-1].result
+    assert result is not None and result.reply == texts[-1] and result.audio is not None
+    assert category_scores(result.emotion)["sadness"] == max(category_scores(result.emotion).values())
+    panel = perception_markdown(result)
+    assert "**Feeling:**" in panel and "**Plan:**" in panel and "- text:" in panel and "Why:" in panel
+    # Spoken off: no audio at all.
+    quiet = [u async for u in controller.turn(controller.default_options, "ann", "s1", text="hello", speak=False)]
+    assert all(u.audio is None for u in quiet) and quiet[-1].result.audio is None
+
+
+async def test_history_trajectory_and_sessions_follow_the_conversation(controller):
+    opts = controller.default_options
+    for text in ("I lost my job", "and my cat is ill"):
+        [u async for u in controller.turn(opts, "ann", "monday", text=text)]
+    [u async for u in controller.turn(opts, "ann", "tuesday", text="hi")]
+    history = await controller.history("ann", "monday")
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    assert history[0]["content"] == "I lost my job"
+    trajectory = await controller.trajectory("ann", "monday")
+    assert len(trajectory) == 2
+    rows = trajectory_rows(trajectory)
+    assert {r["turn"] for r in rows} == {1, 2} and {r["series"] for r in rows} == {"fused", "text"}
+    assert await controller.sessions("ann") == ["monday", "tuesday"]
+    assert await controller.sessions("bob") == []
+
+
+async def test_bad_input_is_an_error_and_leaves_no_trace(controller):
+    with pytest.raises(EmptyInputError):
+        [u async for u in controller.turn(controller.default_options, "ann", "s1", text="   ")]
+    assert await controller.history("ann", "s1") == []
+
+
+async def test_settings_select_agents_over_shared_services_and_conversations(controller):
+    base = controller.default_options
+    a1 = await controller.agent(base)
+    assert await controller.agent(UIOptions(persona=base.persona, voice=base.voice)) is a1
+    alex = await controller.agent(UIOptions(persona="alex", voice=base.voice))
+    assert alex is not a1 and alex.services.persona.name.lower() == "alex"
+    assert alex.checkpointer is a1.checkpointer and alex.services.text_encoder is a1.services.text_encoder
+    # A conversation continues across a persona switch.
+    [u async for u in controller.turn(base, "ann", "s1", text="I lost my job")]
+    [u async for u in controller.turn(UIOptions(persona="alex", voice=base.voice), "ann", "s1", text="still sad")]
+    assert len(await controller.history("ann", "s1")) == 4
+    with pytest.raises(ConfigError, match="unknown persona"):
+        await controller.agent(UIOptions(persona="nobody", voice=base.voice))
+    with pytest.raises(ConfigError, match="unknown voice"):
+        await controller.agent(UIOptions(persona=base.persona, voice="nobody"))
+    with pytest.raises(ConfigError, match="must start with http"):
+        await controller.agent(UIOptions(persona=base.persona, voice=base.voice, backend=BACKEND_OPENAI,
+                                         openai_url="localhost:8000"))
+    served = await controller.agent(UIOptions(persona=base.persona, voice=base.voice, backend=BACKEND_OPENAI,
+                                              openai_url="http://127.0.0.1:9/v1", openai_model="m"))
+    assert served.services.llm.name == "openai" and a1.services.llm.name == "fake"
+    assert UIOptions("sam", "v", BACKEND_EMBEDDED, "http://x", "m").llm_key() == (BACKEND_EMBEDDED, "", "")
+
+
+async def test_export_and_delete_all_cover_conversations(controller):
+    [u async for u in controller.turn(controller.default_options, "ann", "s1", text="I lost my job")]
+    path = await controller.export("ann")
+    data = json.loads(path.read_text())
+    assert data["user_id"] == "ann" and data["conversations"]["s1"][0]["content"] == "I lost my job"
+    assert await controller.memories("ann") == []  # memory is off in this controller
+    with pytest.raises(ConfigError, match="memory is turned off"):
+        await controller.delete_memory("ann", "ep-1")
+    counts = await controller.delete_all("ann")
+    assert counts["conversations"] == 1 and await controller.sessions("ann") == []
+
+
+def test_views_of_mixed_signals_and_memories():
+    sad_words = Reading.from_categories({"sadness": 0.95, "neutral": 0.05}, "text")
+    happy_face = Reading.from_categories({"joy": 0.95, "neutral": 0.05}, "face")
+    fused = fuse([sad_words, happy_face])
+
+    class R:  # the TurnResult fields the view reads
+        emotion = fused.to_dict()
+        fused_state = fused
+        perception = "seems sad"
+        readings = {"text": sad_words.to_dict(), "face": happy_face.to_dict()}
+        heard = {"transcript": "I am fine"}
+        seen = {"frames": 1, "faces_seen": 1}
+        register = {"strategy": "Reflection of feelings", "family": "comforting", "tone": ["gentle"],
+                    "pace": "slow", "length": "short", "target": {"valence": 0.2, "arousal": -0.3, "dominance": 0.0},
+                    "rationale": ["mixed signals: reflect tentatively"]}
+        agent_mood = (0.1, 0.0, 0.0)
+        degraded = ({"step": "speak", "error": "X", "message": "voice off"},)
+
+    panel = perception_markdown(R())
+    assert fused.mixed_signals.flag
+    assert "Mixed signals" in panel and "face vs text" in panel
+    assert "Heard:** “I am fine”" in panel and "Camera:** 1 frame(s), 1 with a face" in panel
+    assert "speak: voice off" in panel and "Why: mixed signals" in panel
+    assert perception_markdown(None).startswith("*Nothing perceived")
+    rows = memory_rows([{"rank": 1, "text": "sister's wedding", "kind": "episode", "top_category": "joy",
+                         "scores": {"total": 0.81234, "semantic": 0.7, "emotional": 0.9}}])
+    assert rows == [[1, "sister's wedding", "episode", "joy", 0.812, 0.7, 0.9]]
