@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from empathic_agent.cli import bench_turn
 
     bench_turn.add_parser(bsub, common)
+    from empathic_agent.ui import bench as bench_ui
+
+    bench_ui.add_parser(bsub, common)
     from empathic_agent.cli.plan import add_parsers as add_plan_parsers
 
     add_plan_parsers(sub, common)
@@ -152,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli.bench_turn import run as run_turn_bench
 
             return run_turn_bench(settings, args)
+        if args.command == "bench" and args.bench_command == "ui":
+            from empathic_agent.ui import bench as bench_ui
+
+            return bench_ui.run(args)
         if args.command == "bench" and args.bench_command == "tts":
             from empathic_agent.cli.speak import run_bench as run_tts_bench
 

@@ -137,9 +137,9 @@ def memory_rows(memories: list[Any]) -> list[list[Any]]:
     for m in memories:
         if isinstance(m, dict):
             scores = m.get("scores") or {}
-            rows.append([m.get("rank"), m.get("text", ""), m.get("kind", ""), m.get("top_category") or "",
-                         round(float(scores.get("total", scores.get("score", 0.0))), 3),
-                         round(float(scores.get("semantic", 0.0)), 3), round(float(scores.get("emotional", 0.0)), 3)])
+            rows.append([m.get("rank"), m.get("text", ""), m.get("top_category") or "",
+                         f"{float(scores.get('total', 0.0)):.2f} ({float(scores.get('semantic', 0.0)):.2f} · "
+                         f"{float(scores.get('emotional', 0.0)):.2f})"])
         else:
             rows.append([m.id, m.text, m.kind, m.top_category or "",
                          time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created_at))])

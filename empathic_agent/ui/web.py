@@ -38,7 +38,8 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: emoji need a font the machine may not have).
 VOICE_MARK = "(voice) "
 CAMERA_MARK = " (camera)"
-RECALLED_HEADERS = ["rank", "memory", "kind", "feeling", "score", "meaning", "mood"]
+#: Recalled memories: score = the recall strategy's total (meaning similarity · mood congruence).
+RECALLED_HEADERS = ["#", "memory", "feeling", "score (meaning · mood)"]
 STORED_HEADERS = ["id", "memory", "kind", "feeling", "stored"]
 CSS = """
 #crisis-banner { border: 2px solid #b91c1c; background: #fef2f2; border-radius: 8px; padding: 8px 14px; }
@@ -128,12 +129,14 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
                         perception = gr.Markdown("*Nothing perceived yet — say something.*", elem_id="perception")
                         categories = gr.Label(label="Emotion (fused)", num_top_classes=4, elem_id="categories")
                         valence_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1],
-                                                   title="Valence over turns", elem_id="valence-plot", height=200)
+                                                   title="Valence over turns", elem_id="valence-plot", height=200,
+                                                   caption="fused and per channel; lines from the second turn")
                         arousal_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1],
-                                                   title="Arousal over turns", elem_id="arousal-plot", height=200)
+                                                   title="Arousal over turns", elem_id="arousal-plot", height=200,
+                                                   caption="fused and per channel; lines from the second turn")
                         recalled = gr.Dataframe(headers=RECALLED_HEADERS, label="Memories recalled this turn",
                                                 interactive=False, elem_id="recalled", wrap=True,
-                                                column_widths=["9%", "43%", "12%", "12%", "8%", "8%", "8%"])
+                                                column_widths=["8%", "52%", "15%", "25%"])
             with gr.Tab("Memories & data", id="memory"):
                 gr.Markdown("What the agent remembers about you. Delete any of it, or take all of it with you.")
                 mem_table = gr.Dataframe(headers=STORED_HEADERS, interactive=False, elem_id="memory-table", wrap=True)

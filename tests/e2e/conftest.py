@@ -4,31 +4,15 @@ browser).  Screenshots go to ``artifacts/e2e/`` (look at them)."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from empathic_agent.ui.process import CHROMIUM, CHROMIUM_ARGS, serve_app
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
-CHROMIUM = os.environ.get("EMPATHIC_CHROMIUM", "/usr/bin/chromium")
-#: Chromium as root in a sandbox with no internet: no sandbox, no GPU, no background traffic.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-READY_TIMEOUT_S = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -41,40 +25,13 @@ def artifacts() -> Path:
 def app_server(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
     """``python app.py`` on a free loopback port with its own memory folder; yields the base URL
     and facts about the start (seconds until ready)."""
-    home = tmp_path_factory.mktemp("ui-home")
-    port = _free_port()
-    env = {**os.environ, "EMPATHIC_MEMORY_DIR": str(home / "memory"), "EMPATHIC_MAX_NEW_TOKENS": "40",
-           "EMPATHIC_TEMPERATURE": "0", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    log = open(artifacts / "app.log", "w")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=home, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    ready = None
-    try:
-        while time.perf_counter() - t0 < READY_TIMEOUT_S:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {proc.returncode}; see {artifacts / 'app.log'}")
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
-                    state = json.loads(r.read())
-                if state.get("ready"):
-                    ready = time.perf_counter() - t0
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        if ready is None:
-            raise RuntimeError(f"app.py not ready after {READY_TIMEOUT_S} s; see {artifacts / 'app.log'}")
-        yield {"url": url, "ready_s": ready, "home": home, "process": proc}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with start_app(tmp_path_factory.mktemp("ui-home"), artifacts / "app.log") as app:
+        yield app
+
+
+def start_app(home: Path, log_path: Path, *args: str):
+    """The real ``app.py`` (short replies, greedy decoding: the tests read them)."""
+    return serve_app(home, log_path, *args, env={"EMPATHIC_MAX_NEW_TOKENS": "40", "EMPATHIC_TEMPERATURE": "0"})
 
 
 @pytest.fixture(scope="session")

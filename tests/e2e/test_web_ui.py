@@ -222,3 +222,45 @@ def test_chat_through_a_real_openai_compatible_server(page, app_server, artifact
         assert "generate:" not in page.locator("#perception").inner_text()  # not a fallback reply
         # The page says where the words went, and nothing else left the machine.
         assert page.watch.external == []
+
+
+def test_with_logins_each_person_sees_only_their_own_memories(browser, artifacts, tmp_path):
+    """Served with ``--auth``: a login page; the login is the user (the user field is gone), and
+    one person never sees another's memories."""
+    from tests.e2e.conftest import start_app
+
+    with start_app(tmp_path, artifacts / "app-auth.log", "--auth", "ann:pw-ann,bob:pw-bob", "--no-warm-up") as app:
+        for who, password in (("ann", "pw-ann"), ("bob", "pw-bob")):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(120_000)
+            page.goto(app["url"] + "/")
+            page.get_by_label("username").fill(who)
+            page.get_by_label("password").fill(password)
+            page.get_by_role("button", name="Login").click()
+            page.locator("#msg textarea").wait_for()
+            if who == "ann":
+                _send_text(page, "My dog Biscuit ran away this morning.")
+                _turn_done(page, 1)
+            page.get_by_role("tab", name="Settings").click()
+            assert not page.locator("#user").is_visible()
+            page.get_by_role("tab", name="Memories & data").click()
+            page.locator("#mem-refresh").click()
+            status = page.locator("#data-status")
+            if who == "ann":
+                page.wait_for_function("() => document.querySelector('#memory-table').innerText.includes('Biscuit')")
+            else:
+                status.filter(has_text="No memories").wait_for()
+                assert "Biscuit" not in page.locator("#memory-table").inner_text()
+            page.screenshot(path=str(artifacts / f"auth-{who}.png"), full_page=True)
+            context.close()
+        # A wrong password does not get in.
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(app["url"] + "/")
+        page.get_by_label("username").fill("ann")
+        page.get_by_label("password").fill("wrong")
+        page.get_by_role("button", name="Login").click()
+        page.get_by_text("Incorrect", exact=False).first.wait_for(timeout=30_000)
+        assert not page.locator("#msg textarea").is_visible()
+        context.close()

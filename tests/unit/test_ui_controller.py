@@ -138,4 +138,14 @@ def test_views_of_mixed_signals_and_memories():
     assert perception_markdown(None).startswith("*Nothing perceived")
     rows = memory_rows([{"rank": 1, "text": "sister's wedding", "kind": "episode", "top_category": "joy",
                          "scores": {"total": 0.81234, "semantic": 0.7, "emotional": 0.9}}])
-    assert rows == [[1, "sister's wedding", "episode", "joy", 0.812, 0.7, 0.9]]
+    assert rows == [[1, "sister's wedding", "joy", "0.81 (0.70 · 0.90)"]]
+
+
+def test_the_cli_and_package_import_without_gradio_or_torch():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import sys, empathic_agent, empathic_agent.cli.main, "
+                          "empathic_agent.ui.options; print(sorted(m for m in ('gradio', 'torch', 'fastapi') "
+                          "if m in sys.modules))"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
