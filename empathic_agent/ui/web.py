@@ -130,10 +130,10 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
                         categories = gr.Label(label="Emotion (fused)", num_top_classes=4, elem_id="categories")
                         valence_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1],
                                                    title="Valence over turns", elem_id="valence-plot", height=200,
-                                                   caption="fused and per channel; lines from the second turn")
+                                                   caption="lines from turn 2")
                         arousal_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1],
                                                    title="Arousal over turns", elem_id="arousal-plot", height=200,
-                                                   caption="fused and per channel; lines from the second turn")
+                                                   caption="lines from turn 2")
                         recalled = gr.Dataframe(headers=RECALLED_HEADERS, label="Memories recalled this turn",
                                                 interactive=False, elem_id="recalled", wrap=True,
                                                 column_widths=["8%", "52%", "15%", "25%"])

@@ -264,3 +264,33 @@ def test_with_logins_each_person_sees_only_their_own_memories(browser, artifacts
         page.get_by_text("Incorrect", exact=False).first.wait_for(timeout=30_000)
         assert not page.locator("#msg textarea").is_visible()
         context.close()
+
+
+def test_recording_with_the_microphone_sends_the_turn(app_server, artifacts, tmp_path):
+    """A real recording: Chromium's fake capture device plays a synthesised sentence into the
+    microphone; stopping the recording sends the turn and the transcript appears."""
+    from playwright.sync_api import sync_playwright
+
+    from empathic_agent.speak import load_tts
+    from empathic_agent.ui.process import CHROMIUM, CHROMIUM_ARGS
+
+    wav = load_tts("piper-joe-medium").synthesize("Please call my sister tomorrow morning.").write_wav(tmp_path / "mic.wav")
+    args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                            f"--use-file-for-fake-audio-capture={wav}"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"])
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        _open(page, app_server)
+        mic = page.locator("#mic")
+        mic.locator("button.record-button").click()
+        page.wait_for_timeout(4500)  # the fake device loops the file; ~3 s of speech
+        mic.locator("button.stop-button").first.click()
+        page.wait_for_function(f"() => ({USER_TEXTS})().some(t => t.startsWith('(voice)') && /sister/i.test(t))",
+                               timeout=180_000)
+        _turn_done(page, 1)
+        said = [t for t in page.evaluate(USER_TEXTS) if t.startswith("(voice)")][-1]
+        assert "call" in said.lower() and "tomorrow" in said.lower(), said
+        page.screenshot(path=str(artifacts / "microphone-recording.png"), full_page=True)
+        browser.close()
