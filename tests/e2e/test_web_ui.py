@@ -185,11 +185,21 @@ def test_settings_switch_persona_and_start_a_new_conversation(page, app_server, 
     page.get_by_role("option", name="alex").click()
     page.locator("#settings-status", has_text="persona **alex**").or_(
         page.locator("#settings-status", has_text="persona alex")).first.wait_for()
-    page.locator("#new-session").click()
-    page.locator("#settings-status", has_text="new conversation").wait_for()
+    first_session = page.locator("#session input").first.input_value()
     page.get_by_role("tab", name="Chat").click()
     _send_text(page, "Hi, it's me again.")
     _turn_done(page, 1)
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#new-session").click()
+    page.locator("#settings-status", has_text="new conversation").wait_for()
+    assert page.locator("#session input").first.input_value() != first_session
+    assert page.evaluate(USER_TEXTS) == []
+    # Resume the first conversation: its messages come back.
+    page.locator("#session input").first.fill(first_session)
+    page.locator("#session input").first.press("Enter")
+    page.locator("#resume").click()
+    page.locator("#settings-status", has_text=f"Resumed {first_session}").wait_for()
+    assert page.evaluate(USER_TEXTS) == ["Hi, it's me again."]
     # A bad server URL for the served backend is refused with a clear message, not a crash.
     page.get_by_role("tab", name="Settings").click()
     page.locator("#llm-url input, #llm-url textarea").first.fill("not-a-url")
