@@ -83,6 +83,14 @@ class TurnResult:
     audio_chunks: tuple[Any, ...] = ()
     #: How the reply was spoken: voice, prosody, chunk texts and durations, first-audio latency.
     speech: dict[str, Any] = field(default_factory=dict)
+    #: The safety stage's assessment (``crisis``, ``category``, ``score``, ``signals``; on a crisis
+    #: the protocol's ``message`` and ``resources``). {} when the safety stage is off.
+    safety: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def crisis(self) -> bool:
+        """The safety stage flagged this turn (the reply is the crisis protocol's)."""
+        return bool(self.safety.get("crisis"))
 
     @property
     def audio(self) -> Any:
@@ -162,7 +170,7 @@ class Agent:
         t0 = time.perf_counter()
         await s.llm.load()
         out["llm"] = time.perf_counter() - t0
-        for name in ("text_encoder", "speech", "face", "tts"):
+        for name in ("text_encoder", "speech", "face", "safety", "tts"):
             part = getattr(s, name)
             if part is not None and hasattr(part, "load") and (name != "tts" or speak):
                 t = time.perf_counter()
@@ -236,6 +244,7 @@ class Agent:
             seen=dict(final.get("seen") or {}), register=dict(final.get("register") or {}),
             agent_mood=tuple(final.get("agent_mood") or ()), memories=tuple(final.get("memories") or ()),
             audio_chunks=tuple(audio_chunks), speech=dict(final.get("speech") or {}),
+            safety=dict(final.get("safety") or {}),
         )
 
     async def respond(self, user_id: str, session_id: str, *, text: str | bytes | None = None,

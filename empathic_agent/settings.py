@@ -146,6 +146,21 @@ class Settings:
     #: Extract simple facts/preferences ("my name is ...", "I love ...") in the remember step.
     memory_extract_facts: bool = True
 
+    # --- safety ---
+    #: The safety stage (crisis detection before generation; the vetted protocol on a crisis).
+    #: Turning it off is for research on the detector only; an app for people must keep it on.
+    safety_enabled: bool = True
+    #: Locale of the crisis resources (en-US, en-GB, en-IE, en-AU, en-CA, intl; see the protocol file).
+    safety_locale: str = "en-US"
+    #: Crisis protocol TOML (replies + resources per locale); empty = the packaged default.
+    safety_protocol: str = ""
+    #: The semantic layer of the crisis detector (MiniLM similarity to exemplars) besides patterns.
+    safety_semantic: bool = True
+    #: POST a JSON crisis event here (the embedding app's escalation endpoint); empty = none.
+    safety_webhook_url: str = ""
+    #: Include the person's message text in the webhook payload (off: ids, category, score only).
+    safety_webhook_include_text: bool = False
+
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:

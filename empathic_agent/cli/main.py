@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_memory_parser(sub, common)
 
+    from empathic_agent.cli import safety as safety_cli
+
+    safety_cli.add_parser(sub, common)
     p = sub.add_parser("ui", parents=[common], help="start the web UI (the same as python app.py)")
     from empathic_agent.ui.options import add_ui_arguments
 
@@ -203,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli.memory import run as run_memory
 
             return run_memory(settings, args)
+        if args.command == "safety":
+            from empathic_agent.cli import safety as safety_cli
+
+            return safety_cli.run(settings, args)
         if args.command == "ui":
             from empathic_agent.ui.web import launch
 

@@ -48,6 +48,8 @@ class Services:
     face: Any = None
     #: Long-term, mood-congruent memory of every person (None: no memory).
     memory: "MemoryService | None" = None
+    #: Crisis screening before generation + the vetted protocol (None: no safety stage).
+    safety: Any = None
 
 
 _DEFAULT = object()
@@ -55,7 +57,7 @@ _DEFAULT = object()
 
 def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: Any = _DEFAULT,
                    memory: Any = _DEFAULT, speech: Any = _DEFAULT, face: Any = _DEFAULT,
-                   persona: Any = None, tts: Any = _DEFAULT) -> Services:
+                   persona: Any = None, tts: Any = _DEFAULT, safety: Any = _DEFAULT) -> Services:
     """Services from settings; pass components explicitly to override (tests pass fakes, or
     ``None`` to leave a step out). Weights load on first use, not here."""
     if text_encoder is _DEFAULT:
@@ -88,30 +90,53 @@ def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: 
             from empathic_agent.speak import load_tts
 
             tts = load_tts(settings.tts_voice, settings)
+    if safety is _DEFAULT:
+        safety = None
+        if settings.safety_enabled:
+            from empathic_agent.safety import SafetyStage
+
+            # Shares the memory's sentence embedder (one MiniLM in memory, not two).
+            safety = SafetyStage.from_settings(settings, embedder=getattr(memory, "embedder", None))
     if persona is None:
         from empathic_agent.plan import load_persona
 
         persona = load_persona(settings.persona)
     return Services(settings=settings, llm=llm if llm is not None else load_llm(settings),
                     text_encoder=text_encoder, memory=memory, speech=speech, face=face, persona=persona,
-                    tts=tts)
+                    tts=tts, safety=safety)
 
 
 def build_graph(services: Services, *, checkpointer: Any = None) -> Any:
-    """Compile the turn graph. ``checkpointer`` persists conversations (None: LangGraph decides)."""
+    """Compile the turn graph. ``checkpointer`` persists conversations (None: LangGraph decides).
+
+    perceive → encode → check_safety ─┬─(no crisis)→ recall → plan → generate ∥ speak ─┬→ remember
+                                      └─(crisis)───→ respond_safely ∥ speak ───────────┘
+    (steps whose service is off are left out)."""
     nodes = make_nodes(services)
     g = StateGraph(TurnState, context_schema=TurnContext)
-    flow = ["perceive", "encode", "recall", "plan", "generate", "remember"]
-    flow = [step for step in flow if step in nodes]
-    for step in flow:
-        g.add_node(step, nodes[step])
-    g.add_edge(START, flow[0])
-    for a, b in zip(flow, flow[1:]):
+    for name, fn in nodes.items():
+        g.add_node(name, fn)
+    head = [s for s in ("perceive", "encode", "check_safety") if s in nodes]
+    body = [s for s in ("recall", "plan") if s in nodes]
+    end = "remember" if "remember" in nodes else END
+    g.add_edge(START, head[0])
+    for a, b in zip(head, head[1:]):
         g.add_edge(a, b)
-    g.add_edge(flow[-1], END)
+    if "check_safety" in nodes:
+        def route(state: dict[str, Any]) -> Any:
+            return ["respond_safely", "speak"] if (state.get("safety") or {}).get("crisis") else body[0]
+
+        g.add_conditional_edges("check_safety", route, ["respond_safely", "speak", body[0]])
+        g.add_edge("respond_safely", end)
+    else:
+        g.add_edge(head[-1], body[0])
+    for a, b in zip(body, body[1:]):
+        g.add_edge(a, b)
     # The voice: a branch beside generate, joined again before remember (or the end).
-    g.add_node("speak", nodes["speak"])
-    g.add_edge("plan", "speak")
-    after = flow[flow.index("generate") + 1] if flow[-1] != "generate" else END
-    g.add_edge("speak", after)
+    g.add_edge(body[-1], "generate")
+    g.add_edge(body[-1], "speak")
+    g.add_edge("generate", end)
+    g.add_edge("speak", end)
+    if end != END:
+        g.add_edge(end, END)
     return g.compile(checkpointer=checkpointer, name="empathic-agent")

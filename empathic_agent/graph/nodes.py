@@ -27,7 +27,7 @@ from empathic_agent.perceive.text import clean_text
 if TYPE_CHECKING:
     from empathic_agent.graph.builder import Services
 
-__all__ = ["make_nodes", "FALLBACK_REPLY"]
+__all__ = ["make_nodes", "FALLBACK_REPLY", "CRISIS_REGISTER"]
 
 #: What the person reads when the language model fails. It must not pretend to be a reply, must not
 #: lose their message (it stays in the history), and must invite them to go on.
@@ -35,6 +35,14 @@ FALLBACK_REPLY = (
     "I'm sorry — I couldn't form a reply just now because my language model is not responding. "
     "Your message is saved; please try again in a moment."
 )
+
+
+#: How the agent sounds and plans on a crisis turn: calm, warm, steady (the voice follows it).
+CRISIS_REGISTER: dict[str, Any] = {
+    "strategy": "Crisis protocol", "family": "safety",
+    "target": {"valence": 0.15, "arousal": -0.45, "dominance": 0.25},
+    "tone": ["calm", "warm", "steady", "clear"], "pace": "slow", "length": "medium", "notes": [],
+}
 
 
 def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
@@ -158,6 +166,10 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         from empathic_agent.latent import FusedState
 
         t0 = time.perf_counter()
+        if (state.get("safety") or {}).get("crisis"):
+            # A crisis disclosure stays in the conversation (the person can see, export and delete
+            # it) but is not turned into a long-term memory that resurfaces in later recall.
+            return {"remembered": [], "timings": {"remember": time.perf_counter() - t0}}
         if state.get("degraded") and any(e["step"] == "generate" for e in state["degraded"]):
             # No real reply: the person's words stay in the conversation, but an exchange that did
             # not happen is not remembered.
@@ -319,7 +331,54 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                   "first_audio_s": getattr(stats, "first_audio_s", None)}
         return {"speech": speech, "timings": {"speak": time.perf_counter() - t0}, "degraded": errors}
 
+    async def check_safety(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Screen the person's words for a crisis (suicidal ideation, self-harm, abuse, someone
+        else at risk).  On a crisis: the protocol's reply and resources, a calm steady register for
+        the voice, and the escalation hook; the graph then answers by the protocol, not the LLM."""
+        from empathic_agent.safety import CrisisEvent
+
+        t0 = time.perf_counter()
+        try:
+            assessment = await asyncio.to_thread(services.safety.assess, state.get("user_text", ""))
+        except Exception as exc:  # noqa: BLE001
+            # A broken detector must not silence the conversation, but it is never quiet about it.
+            return {"safety": {"crisis": False, "error": str(exc)}, "timings": {"safety": time.perf_counter() - t0},
+                    "degraded": [StepError(step="safety", error=type(exc).__name__, message=str(exc))]}
+        out: dict[str, Any] = {"safety": assessment.to_dict(), "timings": {"safety": time.perf_counter() - t0}}
+        if assessment.crisis:
+            ctx = runtime.context
+            event = CrisisEvent(user_id=ctx.user_id, session_id=ctx.session_id, turn_id=state.get("turn_id") or "",
+                                category=assessment.category or "", score=assessment.score, signals=assessment.signals,
+                                at=time.time(), text=state.get("user_text", ""))
+            errors = await asyncio.to_thread(services.safety.escalate, event)
+            out["register"] = CRISIS_REGISTER | {"rationale": [f"safety: {assessment.category} "
+                                                               f"({', '.join(assessment.signals)}) -> vetted protocol"]}
+            if errors:
+                out["degraded"] = [StepError(step="safety", error="EscalationError", message=e) for e in errors]
+        return out
+
+    async def respond_safely(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
+        """Answer a crisis with the protocol's vetted reply (never free generation)."""
+        t0 = time.perf_counter()
+        reply = state["safety"]["message"]
+        channel = runtime.context.text_channel if runtime.context is not None else None
+        get_stream_writer()({"type": "text", "text": reply})
+        if channel is not None:
+            channel.put_nowait(reply)
+            channel.put_nowait(None)
+        turn_id = state.get("turn_id")
+        return {"reply": reply,
+                "messages": [AIMessage(content=reply, id=f"{turn_id}-agent" if turn_id else None,
+                                       additional_kwargs={"safety_protocol": services.safety.protocol.name})],
+                "generation": {"backend": "safety-protocol", "model": services.safety.protocol.name,
+                               "time_to_first_chunk_s": time.perf_counter() - t0, "chunks": 1, "seed": None},
+                "strategies": ["Crisis protocol"],
+                "timings": {"respond_safely": time.perf_counter() - t0}}
+
     nodes = {"perceive": perceive, "plan": plan, "generate": generate, "speak": speak}
+    if services.safety is not None:
+        nodes["check_safety"] = check_safety
+        nodes["respond_safely"] = respond_safely
     if services.text_encoder is not None or services.speech is not None or services.face is not None:
         nodes["encode"] = encode
     if services.memory is not None:

@@ -65,6 +65,10 @@ class TurnState(TypedDict, total=False):
     emotion_trajectory: Annotated[list[dict[str, Any]], operator.add]
     #: Short description of the fused state, as given to the prompt.
     perception: str
+    # -- safety ---------------------------------------------------------------------------------
+    #: The safety stage's assessment of this turn (``SafetyAssessment.to_dict()``): crisis flag,
+    #: category, score, signals; on a crisis the protocol's message and resources.
+    safety: dict[str, Any]
     # -- recall ---------------------------------------------------------------------------------
     #: Memories recalled for this turn: id, kind, text, top category, rank and per-component scores.
     memories: list[dict[str, Any]]

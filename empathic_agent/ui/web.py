@@ -66,16 +66,18 @@ def _count(records: list[Any]) -> str:
 
 
 def _banner(result: Any) -> Any:
-    """The crisis banner: shown when the turn's safety assessment flags a crisis."""
+    """The crisis banner: shown when the turn's safety assessment flags a crisis, with the
+    configured resources (the chat carries the protocol's reply)."""
     import gradio as gr
 
     safety = getattr(result, "safety", None) or {}
     if not safety.get("crisis"):
         return gr.update(visible=False, value="")
-    lines = ["### You don't have to face this alone",
-             safety.get("message") or "If you are in danger or thinking about ending your life, please reach out now:"]
+    lines = ["### You don't have to face this alone — help is available now"]
+    if safety.get("emergency"):
+        lines.append(f"**In immediate danger: call {safety['emergency']}.**")
     for r in safety.get("resources") or ():
-        lines.append(f"- **{r.get('name', '')}** — {r.get('contact', '')}")
+        lines.append(f"- **{r.get('name', '')}**: {r.get('contact', '')}")
     return gr.update(visible=True, value="\n".join(lines))
 
 

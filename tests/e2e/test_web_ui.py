@@ -304,3 +304,21 @@ def test_recording_with_the_microphone_sends_the_turn(app_server, artifacts, tmp
         assert "call" in said.lower() and "tomorrow" in said.lower(), said
         page.screenshot(path=str(artifacts / "microphone-recording.png"), full_page=True)
         browser.close()
+
+
+def test_a_crisis_shows_the_banner_with_resources(page, app_server, artifacts):
+    _open(page, app_server)
+    assert not page.locator("#crisis-banner").is_visible()
+    _send_text(page, "I can't do this anymore. I want to kill myself.")
+    _turn_done(page, 1)
+    banner = page.locator("#crisis-banner")
+    banner.wait_for(state="visible")
+    text = banner.inner_text()
+    assert "988" in text and "911" in text, text
+    reply = page.evaluate(BOT_TEXTS)[-1]
+    assert "988" in reply and "are you safe right now" in reply.lower()
+    assert "answered by safety-protocol" in page.locator("#turn-status").inner_text()
+    # The next ordinary turn hides it again.
+    _send_text(page, "Thank you. I'm calling them now.")
+    _turn_done(page, 2)
+    banner.wait_for(state="hidden")

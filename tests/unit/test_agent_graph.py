@@ -34,7 +34,7 @@ async def test_reply_streams_in_chunks_and_result_comes_last(settings):
     assert len(chunks) > 1 and "".join(chunks) == "That sounds really hard."
     res = events[-1]
     assert res.reply == "That sounds really hard." and res.user_text == "I lost my job" and res.ok
-    assert set(res.timings) == {"perceive", "plan", "generate"}
+    assert set(res.timings) == {"perceive", "safety", "plan", "generate"}
     assert res.generation["backend"] == "fake"
 
 
@@ -83,7 +83,7 @@ async def test_failed_turn_errors_do_not_leak_into_the_next_turn(settings):
     saver = InMemorySaver()
     await (await _agent(settings, FakeLLM(error=LLMConnectionError("down")), saver)).respond("u", "s", text="a")
     res = await (await _agent(settings, FakeLLM(["ok"]), saver)).respond("u", "s", text="b")
-    assert res.degraded == () and set(res.timings) == {"perceive", "plan", "generate"}
+    assert res.degraded == () and set(res.timings) == {"perceive", "safety", "plan", "generate"}
 
 
 @pytest.mark.parametrize("text, err", [("", EmptyInputError), ("  \n\t", EmptyInputError),
@@ -182,7 +182,7 @@ async def test_without_an_encoder_the_graph_has_no_encode_step(settings):
     agent = await _agent(settings, FakeLLM(["ok"]))
     assert "encode" not in agent.graph.nodes
     res = await agent.respond("u", "s", text="hi")
-    assert res.emotion is None and set(res.timings) == {"perceive", "plan", "generate"}
+    assert res.emotion is None and set(res.timings) == {"perceive", "safety", "plan", "generate"}
 
 
 # --- recall and remember (real Chroma in a temp dir, fake embedder) ------------------------------

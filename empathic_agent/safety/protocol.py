@@ -1,0 +1,171 @@
+"""The crisis protocol: the vetted reply and the locale's resources for a flagged turn, and the
+escalation hook that tells the embedding app.
+
+The reply is a template from a TOML protocol file (``protocols/default.toml``, or your
+organisation's own via ``EMPATHIC_SAFETY_PROTOCOL``) filled with the locale's resources — never
+free generation.  Escalation: in-process callbacks (``SafetyStage.on_crisis``) and an optional
+webhook (``EMPATHIC_SAFETY_WEBHOOK_URL``) receive who/when/what category — not the message text
+unless ``safety_webhook_include_text`` is set — and can never fail the turn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import tomllib
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from empathic_agent.errors import ConfigError
+from empathic_agent.safety.detect import CATEGORIES, CrisisDetector, SafetyAssessment
+
+if TYPE_CHECKING:
+    from empathic_agent.settings import Settings
+
+__all__ = ["CrisisProtocol", "SafetyStage", "load_protocol", "DEFAULT_PROTOCOL", "CrisisEvent"]
+
+log = logging.getLogger(__name__)
+DEFAULT_PROTOCOL = Path(__file__).resolve().parent / "protocols" / "default.toml"
+
+
+@dataclass(frozen=True)
+class CrisisProtocol:
+    name: str
+    replies: Mapping[str, str]
+    locales: Mapping[str, Mapping[str, Any]]
+    default_locale: str = "en-US"
+    source: str = ""
+
+    def locale(self, locale: str | None) -> Mapping[str, Any]:
+        """The locale's entry: exact (en-GB), then same language's default, then ``intl``."""
+        loc = locale or self.default_locale
+        if loc in self.locales:
+            return self.locales[loc]
+        return self.locales.get("intl") or self.locales[self.default_locale]
+
+    def resources(self, category: str, locale: str | None) -> tuple[dict[str, str], ...]:
+        entry = self.locale(locale)
+        return tuple({"name": r["name"], "contact": r["contact"]} for r in entry.get("resources", ())
+                     if category in r.get("categories", ()) or "all" in r.get("categories", ()))
+
+    def reply(self, category: str, locale: str | None) -> str:
+        entry = self.locale(locale)
+        resources = self.resources(category, locale)
+        listed = " ".join(f"You can reach {r['name']}: {r['contact']}." for r in resources)
+        template = self.replies.get(category) or self.replies["suicide"]
+        return template.format(resources=listed, emergency=entry.get("emergency", "your local emergency number"))
+
+
+def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
+    """Read and validate a protocol file (default: the packaged one)."""
+    p = Path(path) if path else DEFAULT_PROTOCOL
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"safety protocol file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"safety protocol {p} is not valid TOML: {exc}") from None
+    replies = data.get("replies") or {}
+    missing = [c for c in CATEGORIES if c not in replies]
+    if missing:
+        raise ConfigError(f"safety protocol {p} lacks replies for: {', '.join(missing)}")
+    locales = data.get("locales") or {}
+    default = data.get("default_locale", "en-US")
+    if default not in locales:
+        raise ConfigError(f"safety protocol {p}: default_locale {default!r} has no [locales.{default}] entry")
+    for name, entry in locales.items():
+        for r in entry.get("resources", ()):
+            if not r.get("name") or not r.get("contact"):
+                raise ConfigError(f"safety protocol {p}: a resource of locale {name!r} lacks name or contact")
+    for cat, template in replies.items():
+        try:
+            template.format(resources="", emergency="")
+        except (KeyError, IndexError) as exc:
+            raise ConfigError(f"safety protocol {p}: reply {cat!r} uses an unknown field {exc}") from None
+    return CrisisProtocol(name=data.get("name", p.stem), replies=replies, locales=locales, default_locale=default,
+                          source=str(p))
+
+
+@dataclass(frozen=True)
+class CrisisEvent:
+    """What the escalation hook receives (no message text unless configured)."""
+
+    user_id: str
+    session_id: str
+    turn_id: str
+    category: str
+    score: float
+    signals: tuple[str, ...]
+    at: float
+    text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": "crisis", "user_id": self.user_id, "session_id": self.session_id, "turn_id": self.turn_id,
+                "category": self.category, "score": round(self.score, 4), "signals": list(self.signals),
+                "at": self.at, **({"text": self.text} if self.text is not None else {})}
+
+
+@dataclass
+class SafetyStage:
+    """Detector + protocol + escalation, as the graph's safety step uses them."""
+
+    detector: CrisisDetector
+    protocol: CrisisProtocol
+    locale: str = "en-US"
+    webhook_url: str = ""
+    webhook_include_text: bool = False
+    webhook_timeout_s: float = 5.0
+    #: In-process escalation callbacks: ``fn(CrisisEvent)``; exceptions are logged, never raised.
+    on_crisis: list[Callable[[CrisisEvent], Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", *, embedder: Any = None) -> "SafetyStage":
+        return cls(detector=CrisisDetector.from_settings(settings, embedder=embedder),
+                   protocol=load_protocol(settings.safety_protocol or None), locale=settings.safety_locale,
+                   webhook_url=settings.safety_webhook_url, webhook_include_text=settings.safety_webhook_include_text)
+
+    def load(self) -> None:
+        self.detector.load()
+
+    def assess(self, text: str) -> SafetyAssessment:
+        """The detector's verdict, with the protocol's reply and resources attached on a crisis."""
+        a = self.detector.assess(text)
+        if not a.crisis:
+            return a
+        return replace(a, resources=self.protocol.resources(a.category, self.locale),
+                       message=self.protocol.reply(a.category, self.locale),
+                       emergency=str(self.protocol.locale(self.locale).get("emergency", "")))
+
+    def escalate(self, event: CrisisEvent) -> list[str]:
+        """Tell the embedding app (callbacks now; the webhook in a background thread). Returns
+        the errors of failing callbacks (logged too)."""
+        errors = []
+        for fn in list(self.on_crisis):
+            try:
+                fn(event)
+            except Exception as exc:  # noqa: BLE001 — a broken hook must not break the turn
+                log.error("safety: escalation callback %r failed: %s", fn, exc)
+                errors.append(f"callback {getattr(fn, '__name__', fn)!s}: {exc}")
+        if self.webhook_url:
+            payload = event.to_dict()
+            if not self.webhook_include_text:
+                payload.pop("text", None)
+            threading.Thread(target=self._post, args=(payload,), daemon=True, name="crisis-webhook").start()
+        return errors
+
+    def _post(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        for attempt in range(3):
+            try:
+                req = urllib.request.Request(self.webhook_url, data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=self.webhook_timeout_s) as r:
+                    if 200 <= r.status < 300:
+                        return
+            except Exception as exc:  # noqa: BLE001
+                log.error("safety: webhook %s failed (attempt %d): %s", self.webhook_url, attempt + 1, exc)
+            time.sleep(0.5 * (attempt + 1))

@@ -1,0 +1,13 @@
+"""Unit-test settings: the safety stage runs its pattern layer only (the semantic layer loads the
+real MiniLM; it is tested in tests/integration/test_safety.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+
+@pytest.fixture
+def settings(settings):
+    return dataclasses.replace(settings, safety_semantic=False)
