@@ -161,6 +161,17 @@ class Settings:
     #: Include the person's message text in the webhook payload (off: ids, category, score only).
     safety_webhook_include_text: bool = False
 
+    # --- HTTP API (empathic serve) ---
+    #: API keys and the audit log (SQLite); empty = ``memory_dir / "api.sqlite"``.
+    api_keys_db: str = ""
+    #: Largest request body (MB): audio and images included.
+    api_max_body_mb: float = 25.0
+    #: Requests per minute per app (token bucket) and the burst allowed at once.
+    api_rate_per_minute: float = 120.0
+    api_rate_burst: int = 30
+    #: Allowed browser origins (comma-separated); empty = CORS off.
+    api_cors_origins: str = ""
+
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
@@ -185,6 +196,10 @@ class Settings:
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint_db) if self.checkpoint_db else self.memory_dir / "conversations.sqlite"
+
+    @property
+    def api_keys_path(self) -> Path:
+        return Path(self.api_keys_db) if self.api_keys_db else self.memory_dir / "api.sqlite"
 
     @property
     def encoder_modalities(self) -> tuple[str, ...]:

@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     from empathic_agent.cli import safety as safety_cli
 
     safety_cli.add_parser(sub, common)
+    from empathic_agent.cli import api as api_cli
+
+    api_cli.add_parsers(sub, common)
     p = sub.add_parser("ui", parents=[common], help="start the web UI (the same as python app.py)")
     from empathic_agent.ui.options import add_ui_arguments
 
@@ -206,6 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli.memory import run as run_memory
 
             return run_memory(settings, args)
+        if args.command == "serve":
+            from empathic_agent.cli.api import run_serve
+
+            return run_serve(settings, args)
+        if args.command == "api-key":
+            from empathic_agent.cli.api import run_api_key
+
+            return run_api_key(settings, args)
         if args.command == "safety":
             from empathic_agent.cli import safety as safety_cli
 

@@ -1,0 +1,416 @@
+"""The HTTP API for apps that embed the agent (FastAPI; ``empathic serve``).
+
+Every route but the health checks needs an API key (``Authorization: Bearer <key>`` or
+``X-API-Key``); each key belongs to one app, and each app's users live in their own namespace
+(``<app>@<user>`` inside the agent), so no app can reach another app's people.  Request bodies are
+size-limited, each app is rate-limited (token bucket), CORS is off unless configured, and the
+access log carries no message contents (user ids are hashed).
+
+Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
+``POST /v1/turns`` (JSON; audio/image as base64), ``POST /v1/turns/stream`` (SSE: ``text``,
+``audio``, ``result`` events), ``POST /v1/turns/upload`` (multipart with audio/image files),
+``GET /v1/users/{user}/sessions``, ``GET /v1/users/{user}/sessions/{session}``,
+``GET /v1/users/{user}/export``, ``DELETE /v1/users/{user}``, ``GET /v1/users/{user}/audit``,
+``POST /v1/chat/completions`` (OpenAI-compatible facade), ``GET /healthz``, ``GET /readyz``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import math
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Literal
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from empathic_agent.api.keys import KeyStore, scoped_user, unscoped_user
+from empathic_agent.errors import EmpathicError, InputError
+from empathic_agent.ids import validate_id
+from empathic_agent.settings import Settings
+
+__all__ = ["create_api", "ApiLimits", "RateLimiter"]
+
+log = logging.getLogger("empathic_agent.api")
+access_log = logging.getLogger("empathic_agent.api.access")
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,94}$"
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    max_body_bytes: int = 25 * 1024 * 1024
+    rate_per_minute: float = 120.0
+    burst: int = 30
+
+
+class RateLimiter:
+    """A token bucket per app: ``burst`` requests at once, refilled at ``rate_per_minute``."""
+
+    def __init__(self, rate_per_minute: float, burst: int) -> None:
+        self.rate = rate_per_minute / 60.0
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> float:
+        """0 if allowed, else seconds until a request would be."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate if self.rate > 0 else 60.0
+
+
+# -- request / response models ---------------------------------------------------------------------
+
+class TurnRequest(BaseModel):
+    user_id: str = Field(pattern=ID_PATTERN, description="your app's id of the person")
+    session_id: str = Field(pattern=ID_PATTERN, description="the conversation")
+    text: str | None = Field(default=None, max_length=20000, description="what the person typed")
+    audio_base64: str | None = Field(default=None, description="their voice: wav/flac/ogg/webm/mp3 bytes, base64")
+    image_base64: str | None = Field(default=None, description="a photo/webcam frame (JPEG/PNG/WebP), base64")
+    speak: bool = Field(default=False, description="speak the reply (audio in the result)")
+
+
+class ChatCompletionMessage(BaseModel):
+    role: str = Field(max_length=32)
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    model: str = Field(default="empathic-agent", max_length=200)
+    messages: list[ChatCompletionMessage] = Field(min_length=1, max_length=500)
+    stream: bool = False
+    user: str | None = Field(default=None, pattern=ID_PATTERN)
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class ErrorBody(BaseModel):
+    error: dict[str, str]
+
+
+def _b64(data: str | None, what: str) -> bytes | None:
+    if data is None:
+        return None
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"{what} is not valid base64") from None
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def result_json(result: Any, app_id: str, *, include_audio: bool) -> dict[str, Any]:
+    """A turn's result for the API (the app's own user id; audio as base64 WAV when spoken)."""
+    fused = result.fused_state
+    out = {
+        "user_id": unscoped_user(app_id, result.user_id), "session_id": result.session_id, "turn_id": result.turn_id,
+        "user_text": result.user_text, "reply": result.reply, "crisis": result.crisis, "safety": result.safety,
+        "emotion": None if fused is None else {
+            "vad": dict(zip(("valence", "arousal", "dominance"), (round(x, 4) for x in fused.reading.mean))),
+            "top_category": fused.reading.top_category, "confidence": round(fused.reading.confidence, 4),
+            "categories": {k: round(v, 4) for k, v in fused.reading.category_dict().items()},
+            "mixed_signals": bool(fused.mixed_signals.flag), "description": result.perception},
+        "readings": result.readings, "register": result.register, "agent_mood": list(result.agent_mood),
+        "memories": [{k: m.get(k) for k in ("id", "kind", "text", "rank", "scores")} for m in result.memories],
+        "heard": result.heard, "seen": result.seen, "timings": result.timings, "generation": result.generation,
+        "degraded": list(result.degraded),
+    }
+    if include_audio and result.audio is not None:
+        out["audio_wav_base64"] = base64.b64encode(result.audio.to_wav_bytes()).decode()
+    return out
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+
+
+@dataclass
+class _State:
+    agent: Any = None
+    keys: KeyStore | None = None
+    ready: bool = False
+    started: float = field(default_factory=time.time)
+
+
+def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None = None,
+               limits: ApiLimits | None = None, warm_up: bool = True, cors_origins: list[str] | None = None) -> FastAPI:
+    """The API app.  ``agent`` (an :class:`~empathic_agent.agent.Agent`) and ``keys`` default to
+    the ones built from ``settings`` at startup (tests pass their own)."""
+    limits = limits or ApiLimits(max_body_bytes=int(settings.api_max_body_mb * 1024 * 1024),
+                                 rate_per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
+    state = _State(agent=agent, keys=keys)
+    limiter = RateLimiter(limits.rate_per_minute, limits.burst)
+    owns_agent = agent is None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        from empathic_agent.agent import Agent
+
+        if state.keys is None:
+            state.keys = KeyStore(settings.api_keys_path)
+        if state.agent is None:
+            state.agent = await Agent.open(settings)
+            if warm_up:
+                await state.agent.warm_up()
+        state.ready = True
+        try:
+            yield
+        finally:
+            state.ready = False
+            if owns_agent:
+                await state.agent.aclose()
+
+    app = FastAPI(title="Empathic Agent API", version="1", lifespan=lifespan,
+                  description="Turns, streaming, data rights and an OpenAI-compatible facade for apps that embed "
+                              "the empathic agent. Every /v1 route needs an API key.")
+    origins = cors_origins if cors_origins is not None else [o for o in settings.api_cors_origins.split(",") if o]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Session-Id", "X-User-Id"])
+
+    @app.middleware("http")
+    async def limit_and_log(request: Request, call_next):
+        t0 = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
+            return JSONResponse({"error": {"type": "too_large", "message":
+                                           f"request body over {limits.max_body_bytes} bytes"}}, status_code=413)
+        try:
+            response = await call_next(request)
+        except Exception:  # noqa: BLE001 — logged; the client gets a generic 500
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = JSONResponse({"error": {"type": "internal", "message": "internal error"}}, status_code=500)
+        route = request.scope.get("route")
+        access_log.info(json.dumps({"at": round(time.time(), 3), "method": request.method,
+                                    "route": getattr(route, "path", request.url.path), "status": response.status_code,
+                                    "ms": round(1000 * (time.perf_counter() - t0), 1),
+                                    "app": request.scope.get("empathic_app")}))
+        return response
+
+    @app.exception_handler(InputError)
+    async def input_error(_request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=422)
+
+    @app.exception_handler(EmpathicError)
+    async def empathic_error(_request: Request, exc: EmpathicError) -> JSONResponse:
+        return JSONResponse({"error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
+        return JSONResponse({"error": {"type": "invalid_request", "message": details}}, status_code=422)
+
+    async def app_of(request: Request, authorization: str | None = Header(default=None),
+                     x_api_key: str | None = Header(default=None)) -> str:
+        key = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
+        if not state.ready or state.keys is None:
+            raise HTTPException(503, "starting up")
+        app_id = state.keys.verify(key)
+        if app_id is None:
+            raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+        wait = limiter.take(app_id)
+        if wait > 0:
+            raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(math.ceil(wait))})
+        request.scope["empathic_app"] = app_id
+        return app_id
+
+    responses = {401: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody},
+                 429: {"model": ErrorBody}}
+
+    async def run_turn(app_id: str, user_id: str, session_id: str, text: str | None, audio: Any, image: Any,
+                       speak: bool) -> Any:
+        state.keys.audit(app_id, user_id, "turn", f"session={session_id}")
+        return await state.agent.respond(scoped_user(app_id, user_id), session_id, text=text, audio=audio,
+                                         image=image, speak=speak)
+
+    # -- turns ---------------------------------------------------------------------------------
+    @app.post("/v1/turns", responses=responses, tags=["turns"])
+    async def turn(body: TurnRequest, app_id: str = Depends(app_of)) -> dict[str, Any]:
+        """One turn: the reply, the perceived state, the plan, memories used, safety, timings."""
+        audio, image = _b64(body.audio_base64, "audio_base64"), _b64(body.image_base64, "image_base64")
+        result = await run_turn(app_id, body.user_id, body.session_id, body.text, audio, image, body.speak)
+        return result_json(result, app_id, include_audio=body.speak)
+
+    @app.post("/v1/turns/upload", responses=responses, tags=["turns"])
+    async def turn_upload(user_id: str = Form(pattern=ID_PATTERN), session_id: str = Form(pattern=ID_PATTERN),
+                          text: str | None = Form(default=None, max_length=20000), speak: bool = Form(default=False),
+                          audio: UploadFile | None = File(default=None), image: UploadFile | None = File(default=None),
+                          app_id: str = Depends(app_of)) -> dict[str, Any]:
+        """The same turn with multipart files (audio, image)."""
+        audio_bytes = await audio.read() if audio is not None else None
+        image_bytes = await image.read() if image is not None else None
+        result = await run_turn(app_id, user_id, session_id, text, audio_bytes or None, image_bytes or None, speak)
+        return result_json(result, app_id, include_audio=speak)
+
+    @app.post("/v1/turns/stream", responses=responses, tags=["turns"],
+              response_class=StreamingResponse)
+    async def turn_stream(body: TurnRequest, app_id: str = Depends(app_of)) -> StreamingResponse:
+        """Server-sent events: ``text`` (reply chunks), ``audio`` (spoken sentences, base64 WAV),
+        then ``result`` (as ``POST /v1/turns``), or ``error``."""
+        from empathic_agent.agent import AudioChunk, TextChunk, TurnResult
+
+        audio, image = _b64(body.audio_base64, "audio_base64"), _b64(body.image_base64, "image_base64")
+        scoped = scoped_user(app_id, body.user_id)
+        validate_id(body.session_id, "session id")
+        if audio is None:
+            from empathic_agent.perceive.text import clean_text
+
+            clean_text(body.text, max_chars=settings.max_input_chars)  # a bad message is a 422, not a stream
+        state.keys.audit(app_id, body.user_id, "turn", f"session={body.session_id}")
+
+        async def events() -> AsyncIterator[str]:
+            try:
+                async for ev in state.agent.stream(scoped, body.session_id, text=body.text, audio=audio, image=image,
+                                                   speak=body.speak):
+                    if isinstance(ev, TextChunk):
+                        yield _sse("text", {"text": ev.text})
+                    elif isinstance(ev, AudioChunk):
+                        yield _sse("audio", {"index": ev.index, "text": ev.text,
+                                             "wav_base64": base64.b64encode(ev.audio.to_wav_bytes()).decode()})
+                    elif isinstance(ev, TurnResult):
+                        yield _sse("result", result_json(ev, app_id, include_audio=False))
+            except EmpathicError as exc:
+                yield _sse("error", {"type": type(exc).__name__, "message": str(exc)})
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    # -- conversations and data rights ---------------------------------------------------------
+    def user_param(user_id: str) -> str:
+        if len(user_id) > 95:
+            raise InputError("invalid user id: at most 95 characters")
+        validate_id(user_id, "user id")
+        return user_id
+
+    @app.get("/v1/users/{user_id}/sessions", responses=responses, tags=["data"])
+    async def sessions(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
+        user_param(user_id)
+        state.keys.audit(app_id, user_id, "list_sessions")
+        return {"user_id": user_id, "sessions": await state.agent.sessions(scoped_user(app_id, user_id))}
+
+    @app.get("/v1/users/{user_id}/sessions/{session_id}", responses=responses, tags=["data"])
+    async def history(user_id: str, session_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
+        user_param(user_id)
+        validate_id(session_id, "session id")
+        state.keys.audit(app_id, user_id, "read_conversation", f"session={session_id}")
+        messages = await state.agent.history(scoped_user(app_id, user_id), session_id)
+        return {"user_id": user_id, "session_id": session_id, "messages": [m.to_dict() for m in messages]}
+
+    @app.get("/v1/users/{user_id}/export", responses=responses, tags=["data"])
+    async def export(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
+        """Everything held about the person: conversations, memories, voice baseline, audit log."""
+        user_param(user_id)
+        state.keys.audit(app_id, user_id, "export")
+        data = await state.agent.export_user(scoped_user(app_id, user_id))
+        data["user_id"] = user_id
+        if isinstance(data.get("memories"), dict):
+            data["memories"]["user_id"] = user_id
+        data["audit"] = state.keys.audit_entries(app_id, user_id)
+        return data
+
+    @app.delete("/v1/users/{user_id}", responses=responses, tags=["data"])
+    async def delete_user(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
+        """Erase the person: memories, conversation checkpoints, voice baseline, audit entries."""
+        user_param(user_id)
+        counts = await state.agent.delete_user(scoped_user(app_id, user_id))
+        counts["user_id"] = user_id
+        counts["audit_entries"] = state.keys.forget_user(app_id, user_id)
+        return counts
+
+    @app.get("/v1/users/{user_id}/audit", responses=responses, tags=["data"])
+    async def audit(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
+        user_param(user_id)
+        return {"user_id": user_id, "entries": state.keys.audit_entries(app_id, user_id)}
+
+    # -- OpenAI-compatible facade --------------------------------------------------------------
+    @app.post("/v1/chat/completions", responses=responses, tags=["openai"])
+    async def chat_completions(body: ChatCompletionRequest, app_id: str = Depends(app_of),
+                               x_user_id: str | None = Header(default=None, pattern=ID_PATTERN),
+                               x_session_id: str | None = Header(default=None, pattern=ID_PATTERN)) -> Any:
+        """Existing chat clients talk to the agent: the last user message is the turn (the agent
+        keeps the conversation itself, per user and ``X-Session-Id``, default ``chat``). The user
+        comes from ``X-User-Id`` or the ``user`` field."""
+        user_id = x_user_id or body.user
+        if not user_id:
+            raise InputError("name the person: the X-User-Id header or the 'user' field")
+        last = next((m for m in reversed(body.messages) if m.role == "user"), None)
+        if last is None:
+            raise InputError("no user message in 'messages'")
+        content = last.content
+        text = content if isinstance(content, str) else " ".join(
+            str(p.get("text", "")) for p in (content or []) if isinstance(p, dict) and p.get("type") == "text")
+        session_id = x_session_id or "chat"
+        scoped = scoped_user(app_id, user_id)
+        created, cid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
+        if not body.stream:
+            result = await run_turn(app_id, user_id, session_id, text, None, None, False)
+            return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": result.reply},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                    "empathic": {"crisis": result.crisis, "safety": result.safety,
+                                 "emotion": result_json(result, app_id, include_audio=False)["emotion"],
+                                 "register": result.register}}
+        from empathic_agent.agent import TextChunk, TurnResult
+        from empathic_agent.perceive.text import clean_text
+
+        clean_text(text, max_chars=settings.max_input_chars)
+        state.keys.audit(app_id, user_id, "turn", f"session={session_id}")
+
+        async def chunks() -> AsyncIterator[str]:
+            def chunk(delta: dict[str, Any], finish: str | None = None, extra: dict | None = None) -> str:
+                obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **(extra or {})}
+                return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+            yield chunk({"role": "assistant"})
+            try:
+                async for ev in state.agent.stream(scoped, session_id, text=text):
+                    if isinstance(ev, TextChunk):
+                        yield chunk({"content": ev.text})
+                    elif isinstance(ev, TurnResult):
+                        yield chunk({}, "stop", {"empathic": {"crisis": ev.crisis, "safety": ev.safety}})
+            except EmpathicError as exc:
+                yield f"data: {json.dumps({'error': {'type': type(exc).__name__, 'message': str(exc)}})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    @app.get("/v1/models", responses=responses, tags=["openai"])
+    async def models(app_id: str = Depends(app_of)) -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "empathic-agent", "object": "model", "owned_by": "empathic-agent"}]}
+
+    # -- health ----------------------------------------------------------------------------------
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "uptime_s": round(time.time() - state.started, 1)}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the agent is built (and warmed up) and the checkpointer answers."""
+        if not state.ready:
+            return JSONResponse({"ready": False}, status_code=503)
+        try:
+            await asyncio.wait_for(state.agent.sessions("readyz-probe"), timeout=5)
+        except Exception as exc:  # noqa: BLE001
+            return JSONResponse({"ready": False, "error": type(exc).__name__}, status_code=503)
+        return JSONResponse({"ready": True})
+
+    return app

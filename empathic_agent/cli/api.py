@@ -1,0 +1,56 @@
+"""``empathic serve`` (the HTTP API) and ``empathic api-key create|list|revoke``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from empathic_agent.settings import Settings
+
+__all__ = ["add_parsers", "run_serve", "run_api_key"]
+
+
+def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    p = subparsers.add_parser("serve", parents=[common], help="serve the HTTP API (FastAPI + uvicorn)")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--no-warm-up", action="store_true", help="accept requests before every model is loaded")
+    p = subparsers.add_parser("api-key", help="API keys of the HTTP API (one app per key)")
+    sub = p.add_subparsers(dest="key_command", metavar="SUBCOMMAND", required=True)
+    q = sub.add_parser("create", parents=[common], help="create a key for an app (printed once)")
+    q.add_argument("--app", required=True, help="app id: 1-32 lower-case letters, digits or '-'")
+    sub.add_parser("list", parents=[common], help="keys (prefixes only) and their apps")
+    q = sub.add_parser("revoke", parents=[common], help="revoke every key of an app")
+    q.add_argument("--app", required=True)
+
+
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from empathic_agent.api.server import create_api
+
+    app = create_api(settings, warm_up=not args.no_warm_up)
+    print(f"Empathic Agent API: http://{args.host}:{args.port}/docs  (keys: empathic api-key create --app NAME)",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def run_api_key(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.api.keys import KeyStore
+
+    store = KeyStore(settings.api_keys_path)
+    try:
+        if args.key_command == "create":
+            key = store.create_key(args.app)
+            print(key)
+            print("store it now: only its hash is kept", file=sys.stderr)
+        elif args.key_command == "list":
+            print(json.dumps([k.__dict__ for k in store.keys()], indent=1))
+        else:
+            print(json.dumps({"app": args.app, "revoked": store.revoke(args.app)}))
+    finally:
+        store.close()
+    return 0
