@@ -26,7 +26,7 @@ from empathic_agent.ids import split_thread_id, thread_id, validate_id
 from empathic_agent.perceive.text import clean_text
 from empathic_agent.settings import Settings
 
-__all__ = ["Agent", "TurnResult", "TextChunk", "AudioChunk", "validate_id", "thread_id"]
+__all__ = ["Agent", "TurnResult", "TextChunk", "AudioChunk", "validate_id", "thread_id", "open_checkpointer"]
 
 @dataclass(frozen=True)
 class TextChunk:
@@ -141,7 +141,7 @@ class Agent:
         services = services or build_services(settings)
         closer = None
         if checkpointer is None:
-            checkpointer, closer = await open_sqlite_checkpointer(settings.checkpoint_path)
+            checkpointer, closer = await open_checkpointer(settings)
         return cls(services, checkpointer=checkpointer, _closer=closer)
 
     async def __aenter__(self) -> "Agent":
@@ -317,6 +317,45 @@ async def list_threads(checkpointer: Any) -> set[str]:
     async for item in checkpointer.alist(None):
         threads.add(item.config["configurable"]["thread_id"])
     return threads
+
+
+async def open_checkpointer(settings: Settings) -> tuple[Any, Any]:
+    """The conversation store named by ``settings.checkpoint_backend``: (saver, closer)."""
+    if settings.checkpoint_backend == "postgres":
+        return await open_postgres_checkpointer(settings.postgres_url)
+    return await open_sqlite_checkpointer(settings.checkpoint_path)
+
+
+async def open_postgres_checkpointer(url: str) -> tuple[Any, Any]:
+    """An AsyncPostgresSaver on a connection pool (tables created if missing), for several
+    server processes sharing conversations."""
+    try:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
+    except ImportError as exc:
+        from empathic_agent.errors import ConfigError
+
+        raise ConfigError("checkpoint_backend=postgres needs the 'scale' extra "
+                          "(pip install 'empathic-agent[scale]')") from exc
+    pool = AsyncConnectionPool(conninfo=url, min_size=1, max_size=8, open=False,
+                               kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
+    try:
+        await pool.open(wait=True, timeout=15)
+        saver = AsyncPostgresSaver(pool)
+        await saver.setup()
+    except Exception as exc:
+        await pool.close()
+        from empathic_agent.errors import ConfigError
+
+        raise ConfigError(f"cannot use the PostgreSQL checkpoint store at {_redact(url)}: {exc}") from exc
+    return saver, pool
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 async def open_sqlite_checkpointer(path: Path) -> tuple[Any, Any]:

@@ -123,6 +123,12 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     #: SQLite file of conversation checkpoints; empty = ``memory_dir / "conversations.sqlite"``.
     checkpoint_db: str = ""
+    #: Where conversations persist: "sqlite" (``checkpoint_db``, one host) or "postgres"
+    #: (``postgres_url``; several server processes behind a load balancer share it).
+    checkpoint_backend: str = "sqlite"
+    #: PostgreSQL connection string for the postgres checkpoint backend, e.g.
+    #: ``postgresql://empathic@127.0.0.1:5432/empathic`` (password via PGPASSWORD or the URL).
+    postgres_url: str = ""
 
     # --- memory ---
     #: Long-term memory of each person (recall before generating, remember after).
@@ -175,6 +181,10 @@ class Settings:
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
+        if self.checkpoint_backend not in ("sqlite", "postgres"):
+            raise ConfigError(f"checkpoint_backend={self.checkpoint_backend!r} is not valid; choose sqlite or postgres")
+        if self.checkpoint_backend == "postgres" and not self.postgres_url:
+            raise ConfigError("checkpoint_backend=postgres needs postgres_url (EMPATHIC_POSTGRES_URL)")
         if self.llm_backend not in LLM_BACKENDS:
             raise ConfigError(
                 f"llm_backend={self.llm_backend!r} is not valid; choose one of {', '.join(LLM_BACKENDS)}"

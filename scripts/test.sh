@@ -6,6 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The scale-out test runs a real PostgreSQL server (Debian's, on 127.0.0.1, throw-away cluster).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing Debian's postgresql for the scale-out test"
+        apt-get install -y -q postgresql >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q postgresql >/dev/null; }
+    else
+        echo "warning: postgresql not installed (sudo apt-get install postgresql); the scale-out test will fail" >&2
+    fi
+fi
 # The web UI's end-to-end tests drive Debian's Chromium (Playwright never downloads a browser).
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -174,13 +174,13 @@ class UIController:
     async def start(self, *, warm_up: bool = True) -> None:
         """Open the shared services and checkpointer; with ``warm_up``, load every model now so
         that the first message is answered at full speed."""
-        from empathic_agent.agent import open_sqlite_checkpointer
+        from empathic_agent.agent import open_checkpointer
         from empathic_agent.graph.builder import build_services
 
         if self._services is None:
             self._services = await asyncio.to_thread(build_services, self.settings, tts=None)
         if self._checkpointer is None:
-            self._checkpointer, self._closer = await open_sqlite_checkpointer(self.settings.checkpoint_path)
+            self._checkpointer, self._closer = await open_checkpointer(self.settings)
         self._llms[self.default_options.llm_key()] = self._services.llm
         if warm_up:
             agent = await self.agent(self.default_options)
