@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     from empathic_agent.ui import bench as bench_ui
 
     bench_ui.add_parser(bsub, common)
+    from empathic_agent.api import bench as bench_api
+
+    bench_api.add_parser(bsub, common)
     from empathic_agent.cli.plan import add_parsers as add_plan_parsers
 
     add_plan_parsers(sub, common)
@@ -161,6 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli.bench_turn import run as run_turn_bench
 
             return run_turn_bench(settings, args)
+        if args.command == "bench" and args.bench_command == "api":
+            from empathic_agent.api import bench as bench_api
+
+            return bench_api.run(settings, args)
         if args.command == "bench" and args.bench_command == "ui":
             from empathic_agent.ui import bench as bench_ui
 
