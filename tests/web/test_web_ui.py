@@ -8,6 +8,7 @@ change settings.  The page must never reach outside this machine.  Timing figure
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -237,7 +238,7 @@ def test_chat_through_a_real_openai_compatible_server(page, app_server, artifact
 def test_with_logins_each_person_sees_only_their_own_memories(browser, artifacts, tmp_path):
     """Served with ``--auth``: a login page; the login is the user (the user field is gone), and
     one person never sees another's memories."""
-    from tests.e2e.conftest import start_app
+    from tests.web.conftest import start_app
 
     with start_app(tmp_path, artifacts / "app-auth.log", "--auth", "ann:pw-ann,bob:pw-bob", "--no-warm-up") as app:
         for who, password in (("ann", "pw-ann"), ("bob", "pw-bob")):
@@ -276,20 +277,19 @@ def test_with_logins_each_person_sees_only_their_own_memories(browser, artifacts
         context.close()
 
 
-def test_recording_with_the_microphone_sends_the_turn(app_server, artifacts, tmp_path):
+def test_recording_with_the_microphone_sends_the_turn(browser, app_server, artifacts, tmp_path):
     """A real recording: Chromium's fake capture device plays a synthesised sentence into the
     microphone; stopping the recording sends the turn and the transcript appears."""
-    from playwright.sync_api import sync_playwright
-
     from empathic_agent.speak import load_tts
     from empathic_agent.ui.process import CHROMIUM, CHROMIUM_ARGS
 
     wav = load_tts("piper-joe-medium").synthesize("Please call my sister tomorrow morning.").write_wav(tmp_path / "mic.wav")
     args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                             f"--use-file-for-fake-audio-capture={wav}"]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"])
+    # A second browser from the same Playwright instance (the fake device is a launch flag); a
+    # second sync_playwright() in one thread is refused.
+    with contextlib.closing(browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=args)) as mic_browser:
+        context = mic_browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"])
         page = context.new_page()
         page.set_default_timeout(120_000)
         _open(page, app_server)
@@ -303,7 +303,6 @@ def test_recording_with_the_microphone_sends_the_turn(app_server, artifacts, tmp
         said = [t for t in page.evaluate(USER_TEXTS) if t.startswith("(voice)")][-1]
         assert "call" in said.lower() and "tomorrow" in said.lower(), said
         page.screenshot(path=str(artifacts / "microphone-recording.png"), full_page=True)
-        browser.close()
 
 
 def test_a_crisis_shows_the_banner_with_resources(page, app_server, artifacts):

@@ -21,7 +21,7 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def app_server(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
     """``python app.py`` on a free loopback port with its own memory folder; yields the base URL
     and facts about the start (seconds until ready)."""
@@ -34,8 +34,10 @@ def start_app(home: Path, log_path: Path, *args: str):
     return serve_app(home, log_path, *args, env={"EMPATHIC_MAX_NEW_TOKENS": "40", "EMPATHIC_TEMPERATURE": "0"})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped: Playwright's sync API keeps an event loop on this thread while it is open, so
+    it must be closed before any asyncio test of another module runs (this folder also sorts last)."""
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (scripts/test.sh does) or set EMPATHIC_CHROMIUM")
     from playwright.sync_api import sync_playwright
