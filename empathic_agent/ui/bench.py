@@ -51,8 +51,8 @@ def bench_ui(*, runs: int = 4, speak: bool = True) -> dict[str, Any]:
             page.locator("#send").click()
             page.wait_for_function(
                 f"() => {{ const m = [...document.querySelectorAll('#chat .message.bot')];"
-                f" return m.length > {i} && m[m.length-1].innerText.trim().length > 1"
-                f" && m[m.length-1].innerText.trim() !== '…'; }}", polling=10)
+                f" return m.length > {i} && !['', '…', 'Loading content'].includes(m[m.length-1].innerText.trim()); }}",
+                polling=10)  # not our placeholder, nor Gradio's transient pending bubble
             first = time.perf_counter() - start
             status = page.locator("#turn-status", has_text=f"Turn {i + 1} answered")
             status.wait_for()
