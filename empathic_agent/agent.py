@@ -211,9 +211,7 @@ class Agent:
         arrive sentence by sentence while the text is still streaming.
         """
         config = self._config(user_id, session_id)
-        if audio is None:
-            # Validate before touching the conversation, so bad input leaves no trace in the history.
-            clean_text(text, max_chars=self.settings.max_input_chars)
+        self.check_input(text, audio)
         text = text if text is not None else ""
         turn_id = turn_id or uuid.uuid4().hex
         final: dict[str, Any] = {}
@@ -246,6 +244,13 @@ class Agent:
             audio_chunks=tuple(audio_chunks), speech=dict(final.get("speech") or {}),
             safety=dict(final.get("safety") or {}),
         )
+
+    def check_input(self, text: str | bytes | None, audio: Any = None) -> None:
+        """Raise the turn's :class:`InputError` now (empty, too long, ...): callers that must answer
+        before the turn starts (e.g. a streaming HTTP response) check first; ``stream`` checks too,
+        before touching the conversation, so bad input leaves no trace in the history."""
+        if audio is None:
+            clean_text(text, max_chars=self.settings.max_input_chars)
 
     async def respond(self, user_id: str, session_id: str, *, text: str | bytes | None = None,
                       audio: Any = None, image: Any = None, speak: bool | None = None,

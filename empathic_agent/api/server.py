@@ -4,7 +4,7 @@ Every route but the health checks needs an API key (``Authorization: Bearer <key
 ``X-API-Key``); each key belongs to one app, and each app's users live in their own namespace
 (``<app>@<user>`` inside the agent), so no app can reach another app's people.  Request bodies are
 size-limited, each app is rate-limited (token bucket), CORS is off unless configured, and the
-access log carries no message contents (user ids are hashed).
+access log carries neither message contents nor user ids (method, route, status, time, app).
 
 Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
 ``POST /v1/turns`` (JSON; audio/image as base64), ``POST /v1/turns/stream`` (SSE: ``text``,
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import math
@@ -110,10 +109,6 @@ def _b64(data: str | None, what: str) -> bytes | None:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise InputError(f"{what} is not valid base64") from None
-
-
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:12]
 
 
 def result_json(result: Any, app_id: str, *, include_audio: bool) -> dict[str, Any]:
@@ -269,10 +264,7 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
         audio, image = _b64(body.audio_base64, "audio_base64"), _b64(body.image_base64, "image_base64")
         scoped = scoped_user(app_id, body.user_id)
         validate_id(body.session_id, "session id")
-        if audio is None:
-            from empathic_agent.perceive.text import clean_text
-
-            clean_text(body.text, max_chars=settings.max_input_chars)  # a bad message is a 422, not a stream
+        state.agent.check_input(body.text, audio)  # a bad message is a 422, not a stream
         state.keys.audit(app_id, body.user_id, "turn", f"session={body.session_id}")
 
         async def events() -> AsyncIterator[str]:
@@ -293,9 +285,7 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
 
     # -- conversations and data rights ---------------------------------------------------------
     def user_param(user_id: str) -> str:
-        if len(user_id) > 95:
-            raise InputError("invalid user id: at most 95 characters")
-        validate_id(user_id, "user id")
+        scoped_user("x", user_id)  # the same id rules as every other route
         return user_id
 
     @app.get("/v1/users/{user_id}/sessions", responses=responses, tags=["data"])
@@ -368,9 +358,8 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
                                  "emotion": result_json(result, app_id, include_audio=False)["emotion"],
                                  "register": result.register}}
         from empathic_agent.agent import TextChunk, TurnResult
-        from empathic_agent.perceive.text import clean_text
 
-        clean_text(text, max_chars=settings.max_input_chars)
+        state.agent.check_input(text)
         state.keys.audit(app_id, user_id, "turn", f"session={session_id}")
 
         async def chunks() -> AsyncIterator[str]:

@@ -292,10 +292,10 @@ class CrisisDetector:
                 log.warning("safety: semantic layer failed (%s); patterns only", exc)
                 best, best_safe, cat = 0.0, 0.0, None
             # Negated messages ("I would never hurt myself") sit close to crisis exemplars by
-            # meaning; only a very close match may override an explicit negation.
+            # meaning: after an explicit negation both bars are raised.
             floor = self.sure_sim if discounted else self.min_sim
-            if cat is not None and (best >= max(self.sure_sim, floor + 0.1 if discounted else 0)
-                                    or (best >= floor and best - best_safe >= self.margin)):
+            sure = self.sure_sim + (0.1 if discounted else 0.0)
+            if cat is not None and (best >= sure or (best >= floor and best - best_safe >= self.margin)):
                 signals.append(f"semantic:{cat}:{best:.3f}/{best_safe:.3f}")
                 category, score = cat, best
         return SafetyAssessment(crisis=bool(signals), category=category, score=score, signals=tuple(signals),
