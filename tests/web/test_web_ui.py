@@ -207,8 +207,12 @@ def test_settings_switch_persona_and_start_a_new_conversation(page, app_server, 
     assert page.evaluate(USER_TEXTS) == ["Hi, it's me again."]
     # A bad server URL for the served backend is refused with a clear message, not a crash.
     page.get_by_role("tab", name="Settings").click()
-    page.locator("#llm-url input, #llm-url textarea").first.fill("not-a-url")
+    # Backend first, then the URL: leaving the URL field (blur) applies it. (Checking the radio
+    # right after typing could send the field's previous value under load: a CI flake.)
     page.get_by_label("openai-compatible").check()
+    url_field = page.locator("#llm-url input, #llm-url textarea").first
+    url_field.fill("not-a-url")
+    url_field.press("Tab")
     page.locator("#settings-status", has_text="must start with http").wait_for()
     assert page.watch.failed == []
 
@@ -225,9 +229,11 @@ def test_chat_through_a_real_openai_compatible_server(page, app_server, artifact
     with open(tmp_path / "server.log", "w") as log, LocalOpenAIServer(model_dir, log=log) as server:
         _open(page, app_server)
         page.get_by_role("tab", name="Settings").click()
-        page.locator("#llm-url input, #llm-url textarea").first.fill(server.base_url)
-        page.locator("#llm-model input, #llm-model textarea").first.fill(server.model_id)
         page.get_by_label("openai-compatible").check()
+        page.locator("#llm-model input, #llm-model textarea").first.fill(server.model_id)
+        url_field = page.locator("#llm-url input, #llm-url textarea").first
+        url_field.fill(server.base_url)
+        url_field.press("Tab")  # leaving the field applies it
         page.locator("#settings-status", has_text=server.base_url).wait_for()
         page.get_by_role("tab", name="Chat").click()
         _send_text(page, "I finally finished my thesis today!")
