@@ -146,7 +146,6 @@ class FaceNetExpression(ExpressionModel):
             if not self.weights.is_file():
                 raise ModelError(f"face expression weights not found: {self.weights}; "
                                  "train them with `empathic encoders train face`")
-            import torch
             from safetensors.torch import load_file
 
             from empathic_agent.encode.face_model import FaceNet

@@ -1362,7 +1362,7 @@ class SpeechPerception:
                  update_baseline: bool = True) -> SpeechPerceptionResult:
         """Transcribe and read one utterance.  Never raises for bad audio or a failed stage:
         the result's ``errors`` say what went wrong (wrong-type arguments still raise)."""
-        from empathic_agent.perceive.stt import Transcript, TranscribeOptions
+        from empathic_agent.perceive.stt import TranscribeOptions
 
         t0 = time.perf_counter()
         timings: dict[str, float] = {}

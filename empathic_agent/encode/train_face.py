@@ -33,10 +33,13 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Final, Sequence
+from typing import TYPE_CHECKING, Any, Final, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    import torch
 
 from empathic_agent.latent import CATEGORIES
 

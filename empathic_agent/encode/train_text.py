@@ -267,7 +267,6 @@ def build_cache(cfg: TrainConfig, splits: dict[str, Split], tokenizer: Any, bert
     """Fill ``ids``/``lengths``/``frozen``/``hidden`` of every split (from disk if cached)."""
     import torch
 
-    from empathic_agent.encode import text_model as tm
 
     for split in splits.values():
         enc = tokenizer(split.texts, truncation=True, max_length=cfg.max_length)

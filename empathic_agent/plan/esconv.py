@@ -30,7 +30,7 @@ import numpy as np
 
 from empathic_agent.errors import ConfigError
 from empathic_agent.plan.persona import Persona, load_persona, update_mood
-from empathic_agent.plan.register import FAMILIES, STRATEGY_FAMILY, PlanInput, family_of, plan_register
+from empathic_agent.plan.register import FAMILIES, PlanInput, family_of, plan_register
 
 __all__ = ["load_esconv", "evaluate_esconv"]
 

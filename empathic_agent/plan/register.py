@@ -45,7 +45,7 @@ persona's temperament colours every reply.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Mapping, Sequence
 
 import numpy as np
