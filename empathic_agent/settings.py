@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -178,6 +179,17 @@ class Settings:
     #: Allowed browser origins (comma-separated); empty = CORS off.
     api_cors_origins: str = ""
 
+    # --- Dialogue evaluation (empathic eval) ---
+    #: OpenAI-compatible server of the empathy judge; empty = the rule-based scorer.
+    judge_base_url: str = ""
+    #: The judge's model (empty: the server's first).
+    judge_model: str = ""
+    judge_api_key: str = "EMPTY"
+    #: OpenAI-compatible server of the user simulator; empty = the agent's own LLM.
+    simulator_base_url: str = ""
+    simulator_model: str = ""
+    simulator_api_key: str = "EMPTY"
+
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
@@ -229,8 +241,11 @@ class Settings:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             out[f.name] = str(value) if isinstance(value, Path) else value
-        if redact and out.get("openai_api_key") not in ("", "EMPTY"):
-            out["openai_api_key"] = "***"
+        for key in ("openai_api_key", "judge_api_key", "simulator_api_key"):
+            if redact and out.get(key) not in ("", "EMPTY"):
+                out[key] = "***"
+        if redact and "@" in str(out.get("postgres_url", "")):  # credentials in the URL
+            out["postgres_url"] = re.sub(r"//[^@/]*@", "//***@", out["postgres_url"])
         return out
 
     @classmethod

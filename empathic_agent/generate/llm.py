@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChatMessage",
+    "Choice",
     "GenerationOptions",
     "GenerationStats",
     "LLM",
@@ -90,6 +91,21 @@ class GenerationStats:
     completion_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The model's answer to a closed question (e.g. a judge's score "0", "1" or "2").
+
+    ``probabilities`` covers every allowed answer and sums to 1.  ``calibrated`` says whether
+    they are the model's own token probabilities (from logprobs) or only the parsed answer as a
+    one-hot distribution (servers without logprobs, or an answer outside the choices: uniform).
+    """
+
+    answer: str | None
+    probabilities: dict[str, float]
+    calibrated: bool
+    raw: str = ""
+
+
 class LLM(ABC):
     """Base class of every chat LLM backend."""
 
@@ -145,6 +161,30 @@ class LLM(ABC):
         """The whole reply as one string."""
         return "".join([c async for c in self.stream(messages, options)])
 
+    async def choose(self, messages: Sequence[ChatMessage], choices: Sequence[str],
+                     options: GenerationOptions | None = None) -> Choice:
+        """Ask a closed question whose answer is one of ``choices`` (short strings such as digits).
+
+        The default generates a few tokens greedily and takes the first choice that the answer
+        starts with (a one-hot, uncalibrated distribution); backends that expose token
+        probabilities override :meth:`_choose_impl` to return real ones.
+        """
+        if not choices or len(set(choices)) != len(choices):
+            raise ValueError("choices must be distinct and not empty")
+        options = options or GenerationOptions(max_new_tokens=4, temperature=0.0)
+        await self.load()
+        try:
+            return await self._choose_impl(list(messages), list(choices), options)
+        except EmpathicError:
+            raise
+        except Exception as exc:
+            raise self._translate_error(exc) from exc
+
+    async def _choose_impl(self, messages: list[ChatMessage], choices: list[str],
+                           options: GenerationOptions) -> Choice:
+        text = await self.complete(messages, options)
+        return parse_choice(text, choices)
+
     async def aclose(self) -> None:
         """Release connections/threads. Safe to call twice."""
 
@@ -167,6 +207,15 @@ class LLM(ABC):
             raise
         except Exception as exc:
             raise self._translate_error(exc) from exc
+
+
+def parse_choice(text: str, choices: Sequence[str]) -> Choice:
+    """The first allowed answer in ``text`` as a one-hot :class:`Choice` (uniform when none)."""
+    stripped = (text or "").strip().strip("*\"'`([ ").lower()
+    for c in choices:
+        if stripped.startswith(c.lower()):
+            return Choice(c, {x: float(x == c) for x in choices}, calibrated=False, raw=text)
+    return Choice(None, {x: 1.0 / len(choices) for x in choices}, calibrated=False, raw=text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from empathic_agent.errors import (
     LLMRequestError,
     LLMTimeoutError,
 )
-from empathic_agent.generate.llm import LLM, ChatMessage, GenerationOptions
+from empathic_agent.generate.llm import LLM, ChatMessage, Choice, GenerationOptions, parse_choice
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -47,6 +47,8 @@ class OpenAICompatibleLLM(LLM):
         self.max_retries = max_retries
         self.extra_body = dict(extra_body or {})
         self._client: Any = None
+        #: Whether the server returns logprobs (None: not asked yet).
+        self._logprobs: bool | None = None
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "OpenAICompatibleLLM":
@@ -119,6 +121,48 @@ class OpenAICompatibleLLM(LLM):
                     yield delta.content
         finally:
             await stream.close()
+
+    async def _choose_impl(self, messages: list[ChatMessage], choices: list[str],
+                           options: GenerationOptions) -> Choice:
+        """One token with its top log-probabilities: the distribution over ``choices`` is the
+        model's own (vLLM and OpenAI return ``top_logprobs``); servers that refuse logprobs get
+        the parsed answer instead (remembered, so they are asked once)."""
+        import math
+
+        import openai
+
+        client = self._get_client()
+        kwargs: dict[str, Any] = dict(model=self.model, messages=[m.to_dict() for m in messages],
+                                      max_tokens=max(1, options.max_new_tokens), temperature=0.0)
+        if options.seed is not None:
+            kwargs["seed"] = options.seed
+        if self._logprobs is not False:
+            try:
+                r = await client.chat.completions.create(**kwargs, logprobs=True, top_logprobs=10)
+            except openai.BadRequestError:
+                self._logprobs = False
+            else:
+                text = (r.choices[0].message.content or "") if r.choices else ""
+                lp = r.choices[0].logprobs if r.choices else None
+                tokens = (lp.content or []) if lp is not None else []
+                # The first token that is not whitespace/punctuation carries the answer.
+                first = next((t for t in tokens if t.token.strip(" *\"'`([\n")), None)
+                if first is not None and first.top_logprobs:
+                    mass = {c: 0.0 for c in choices}
+                    for alt in first.top_logprobs:
+                        tok = alt.token.strip(" *\"'`([\n").lower()
+                        for c in choices:
+                            if tok and tok == c.lower():
+                                mass[c] += math.exp(alt.logprob)
+                    total = sum(mass.values())
+                    if total > 0:
+                        self._logprobs = True
+                        probs = {c: m / total for c, m in mass.items()}
+                        return Choice(max(probs, key=probs.__getitem__), probs, calibrated=True, raw=text)
+                self._logprobs = False if first is not None and not first.top_logprobs else self._logprobs
+                return parse_choice(text, choices)
+        r = await client.chat.completions.create(**kwargs)
+        return parse_choice((r.choices[0].message.content or "") if r.choices else "", choices)
 
     def _translate_error(self, exc: Exception) -> LLMError:
         import openai
