@@ -102,7 +102,9 @@ class Encoder(ABC):
         """Load weights once (called automatically by the first encode). Thread-safe."""
         if self._loaded:
             return
-        with self._load_lock:
+        from empathic_agent.models.base import LOAD_LOCK
+
+        with self._load_lock, LOAD_LOCK:
             if self._loaded:
                 return
             t0 = time.perf_counter()

@@ -12,6 +12,7 @@ Backends (chosen by ``Settings.llm_backend``)::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -115,6 +116,7 @@ class LLM(ABC):
     def __init__(self) -> None:
         self.last_stats: GenerationStats | None = None
         self._loaded = False
+        self._load_gate: asyncio.Lock | None = None
 
     # -- public API ------------------------------------------------------------------------------
     @property
@@ -122,8 +124,15 @@ class LLM(ABC):
         return "?"
 
     async def load(self) -> None:
-        """Load weights / check the connection once. Called automatically by the first request."""
-        if not self._loaded:
+        """Load weights / check the connection once. Called automatically by the first request;
+        concurrent first requests wait for one load (single flight)."""
+        if self._loaded:
+            return
+        if self._load_gate is None:
+            self._load_gate = asyncio.Lock()
+        async with self._load_gate:
+            if self._loaded:
+                return
             t0 = time.perf_counter()
             await self._translate(self._load_impl)
             self._loaded = True

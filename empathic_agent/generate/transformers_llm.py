@@ -49,7 +49,13 @@ class TransformersLLM(LLM):
         return self.model_spec
 
     async def _load_impl(self) -> None:
-        await asyncio.to_thread(self._load_sync)
+        await asyncio.to_thread(self._load_locked)
+
+    def _load_locked(self) -> None:
+        from empathic_agent.models.base import LOAD_LOCK
+
+        with LOAD_LOCK:  # transformers' imports and loads are not thread-safe (see LOAD_LOCK)
+            self._load_sync()
 
     def _load_sync(self) -> None:
         try:

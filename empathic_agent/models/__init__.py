@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from empathic_agent.errors import ModelNotFoundError
 from empathic_agent.models.base import (
+    LOAD_LOCK,
     HubId,
     LocalPath,
     ModelSource,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from empathic_agent.settings import Settings
 
 __all__ = [
+    "LOAD_LOCK",
     "ROLES",
     "available_models",
     "model_source",

@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import shutil
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -33,7 +34,15 @@ from typing import Callable, Iterator
 
 from empathic_agent.errors import ModelNotFoundError, ModelPreparationError
 
+#: Held by every model load in this process.  ``transformers`` is not thread-safe while it imports
+#: (two threads importing from it at once get "ImportError: cannot import name 'AutoModel'") or
+#: loads weights (it patches torch's initialisers globally), and the agent loads its models lazily
+#: from worker threads — e.g. the first turns of two conversations at once.  Loads are rare and
+#: slow anyway; running them one at a time costs nothing.
+LOAD_LOCK = threading.RLock()
+
 __all__ = [
+    "LOAD_LOCK",
     "ResolvedModel",
     "ModelStatus",
     "ModelSource",

@@ -180,7 +180,7 @@ async def test_run_writes_reports_and_resumes(settings, tmp_path):
     scenarios = [parse_scenario(d, default_id=d["id"]) for d in DOCS]
     out = tmp_path / "run"
     services = _services(settings, ["I'm sorry. What happened?", "You should get a new dog."])
-    report = await run_eval(scenarios, settings, RunOptions(out=out, parallel=2, progress=False), services=services)
+    report = await run_eval(scenarios, settings, RunOptions(out=out, parallel=1, progress=False), services=services)
     assert (out / "report.json").is_file() and (out / "report.html").is_file()
     assert report["schema"] == "empathic-eval-report/1" and report["run"]["seed"] == 0
     assert report["run"]["judge"]["kind"] == "rules"
@@ -224,3 +224,20 @@ def test_bad_scenarios_are_config_errors(tmp_path):
         parse_scenario({"id": "x", "config": {"nope": 1}, "turns": [{"text": "hi"}]}, default_id="x")
     with pytest.raises(ConfigError, match="not found"):
         parse_scenario({"turns": [{"text": "hi", "image": "missing.jpg"}]}, default_id="x", base=tmp_path)
+
+
+async def test_concurrent_first_requests_load_the_llm_once():
+    """Two conversations starting at once must not load the model twice (transformers' loading is
+    not thread-safe: the eval's parallel scenarios got garbage replies before this was fixed)."""
+    import asyncio
+
+    class SlowLoad(FakeLLM):
+        loads = 0
+
+        async def _load_impl(self):
+            SlowLoad.loads += 1
+            await asyncio.sleep(0.05)
+
+    llm = SlowLoad(["fine"])
+    out = await asyncio.gather(*(llm.complete([ChatMessage("user", "hi")]) for _ in range(3)))
+    assert out == ["fine"] * 3 and SlowLoad.loads == 1
