@@ -90,7 +90,9 @@ class Expect:
 
     def merged(self, other: "Expect") -> "Expect":
         """This expectation with ``other``'s content checks added (goals that apply to every turn)."""
-        return Expect(**{**self.__dict__, "must": self.must + other.must, "must_not": self.must_not + other.must_not})
+        must = self.must + tuple(c for c in other.must if c not in self.must)
+        must_not = self.must_not + tuple(c for c in other.must_not if c not in self.must_not)
+        return Expect(**{**self.__dict__, "must": must, "must_not": must_not})
 
 
 @dataclass(frozen=True)

@@ -241,3 +241,19 @@ async def test_concurrent_first_requests_load_the_llm_once():
     llm = SlowLoad(["fine"])
     out = await asyncio.gather(*(llm.complete([ChatMessage("user", "hi")]) for _ in range(3)))
     assert out == ["fine"] * 3 and SlowLoad.loads == 1
+
+
+def test_the_readme_scenario_example_is_valid():
+    """The README's scenario example follows the schema (its image path is illustrative)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"\*\*Scenario format\*\*.*?```yaml\n(.*?)```", text, re.S).group(1)
+    doc = yaml.safe_load(block)
+    for turn in doc["turns"]:
+        turn.pop("image", None)
+    s = parse_scenario(doc, default_id="readme")
+    assert s.id == "grief-pet" and s.simulate is not None and s.turns[0].expect.families == ("exploration", "comforting")
