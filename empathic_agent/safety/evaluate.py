@@ -1,7 +1,7 @@
 """``empathic safety eval``: the crisis detector on labelled messages (CSV ``text,crisis`` with 0/1,
 optionally ``kind``), as JSON: recall, precision, false positives and negatives, per-kind recall.
 
-Shipped sets (``safety/data``): ``crisis_eval.csv`` (137 messages: explicit, implicit, self-harm,
+Shipped sets (``safety/data``): ``crisis_eval.csv`` (138 messages: explicit, implicit, self-harm,
 abuse, someone else at risk; idioms, negations, topic mentions, recovery stories, sadness without
 danger) and ``crisis_holdout.csv`` (61 messages written later, after the detector was first frozen;
 see the model card in ``safety/data/README.md`` for how both were used).

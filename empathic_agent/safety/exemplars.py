@@ -75,6 +75,8 @@ SAFE_EXEMPLARS: Final[tuple[str, ...]] = (
     "I'm anxious about the future.",
     "I cried all evening after the breakup.",
     "I hate my job so much.",
+    "I don't want to go back to work tomorrow.",
+    "I'm not sure I want to go back to school after the holidays.",
     "Nobody texted me on my birthday.",
     "I feel stuck and unmotivated.",
     "My back is killing me after the move.",
