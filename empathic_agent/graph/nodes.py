@@ -45,6 +45,17 @@ CRISIS_REGISTER: dict[str, Any] = {
 }
 
 
+def _turn_ids(messages: Any) -> set[str]:
+    """Turn ids of conversation messages (their ids are ``<turn_id>-user`` / ``<turn_id>-agent``)."""
+    out = set()
+    for m in messages:
+        mid = getattr(m, "id", None) or ""
+        for suffix in ("-user", "-agent"):
+            if mid.endswith(suffix):
+                out.add(mid[: -len(suffix)])
+    return out
+
+
 def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
     settings = services.settings
 
@@ -144,21 +155,28 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
 
         t0 = time.perf_counter()
         fused = FusedState.from_dict(state["emotion"]) if state.get("emotion") else None
+        # Exchanges still in the prompt's history window are already in front of the model: recalling
+        # them again would only repeat them (and lengthen the prompt, which the small model pays
+        # for in time to first token), so they are skipped and the next memories take their place.
+        in_window = _turn_ids(state.get("messages", [])[-settings.history_messages:])
+        k = services.memory.options.k
         try:
             # Isolation is the store's job: it only ever searches this user's own collection.
             result = await asyncio.to_thread(services.memory.recall, runtime.context.user_id,
-                                             state["user_text"], fused)
+                                             state["user_text"], fused, k=k + len(in_window))
         except EmpathicError as exc:
             return {"memories": [], "memory_prompt": "", "timings": {"recall": time.perf_counter() - t0},
                     "degraded": [StepError(step="recall", error=type(exc).__name__, message=str(exc))]}
+        kept = [m for m in result.memories
+                if not (m.record.session_id == runtime.context.session_id and m.record.turn_id in in_window)][:k]
         memories = [
-            {"id": m.record.id, "kind": m.record.kind, "text": m.record.text, "rank": m.rank,
+            {"id": m.record.id, "kind": m.record.kind, "text": m.record.text, "rank": rank,
              "top_category": m.record.top_category, "created_at": m.record.created_at,
              "scores": m.scores.to_dict()}
-            for m in result.memories
+            for rank, m in enumerate(kept, start=1)
         ]
         return {"memories": memories,
-                "memory_prompt": services.memory.format_memories_for_prompt(result.memories),
+                "memory_prompt": services.memory.format_memories_for_prompt(kept),
                 "timings": {"recall": time.perf_counter() - t0}}
 
     async def remember(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:

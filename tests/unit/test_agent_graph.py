@@ -212,6 +212,26 @@ async def test_an_earlier_moment_is_recalled_into_the_prompt_as_a_memory(setting
     assert res.ok
 
 
+async def test_exchanges_still_in_the_history_window_are_not_recalled_again(settings, memory):
+    """The prompt already holds the recent exchanges; recalling them would only repeat them."""
+    import dataclasses
+
+    settings = dataclasses.replace(settings, history_messages=4)
+    llm = FakeLLM(["I'm sorry about Biscuit.", "That makes sense.", "I hear you.", "Go on."])
+    agent = await _agent(settings, llm, memory=memory)
+    await agent.respond("ann", "s", text="my dog Biscuit died last spring")
+    await agent.respond("ann", "s", text="Biscuit the dog was my best friend")
+    snap = await agent.graph.aget_state(agent._config("ann", "s"))
+    assert snap.values["memories"] == []  # the first exchange is in the window
+    await agent.respond("ann", "s", text="work is busy")
+    await agent.respond("ann", "s", text="I keep thinking about Biscuit the dog")
+    snap = await agent.graph.aget_state(agent._config("ann", "s"))
+    recalled = [m["text"] for m in snap.values["memories"]]
+    # Turns 1-2 have left the 4-message window and come back as memories; turn 3 has not.
+    assert "my dog Biscuit died last spring" in recalled and "work is busy" not in recalled
+    assert [m["rank"] for m in snap.values["memories"]] == list(range(1, len(recalled) + 1))
+
+
 async def test_memories_of_one_user_never_reach_another(settings, memory):
     llm = FakeLLM(["ok"])
     agent = await _agent(settings, llm, memory=memory)
