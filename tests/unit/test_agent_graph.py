@@ -45,8 +45,10 @@ async def test_history_reaches_the_prompt_with_system_prompt_first(settings):
     await agent.respond("u1", "s1", text="again")
     last = llm.prompts[-1]
     assert last[0].role == "system" and last[0].content.startswith(settings.system_prompt)
-    assert "You are Sam" in last[0].content and " tone." in last[0].content  # persona + register
-    assert [(m.role, _words(m.content)) for m in last[1:]] == [("user", "hello"), ("assistant", "one"), ("user", "again")]
+    assert "You are Sam" in last[0].content  # persona first; this turn's register last, before the message
+    assert last[-2].role == "system" and " tone." in last[-2].content
+    assert [(m.role, _words(m.content)) for m in last[1:-2] + last[-1:]] == [
+        ("user", "hello"), ("assistant", "one"), ("user", "again")]
 
 
 async def test_sessions_and_users_do_not_share_history(settings):
@@ -75,7 +77,7 @@ async def test_llm_failure_gives_a_graceful_reply_and_keeps_the_conversation(set
     agent2 = await _agent(settings, back, saver)
     res2 = await agent2.respond("u", "s", text="third")
     assert res2.ok and res2.degraded == ()
-    prompt = [(m.role, _words(m.content)) for m in back.prompts[-1][1:]]
+    prompt = [(m.role, _words(m.content)) for m in back.prompts[-1][1:] if m.role != "system"]
     assert prompt == [("user", "first"), ("assistant", "fine"), ("user", "second\nthird")]
 
 
@@ -122,7 +124,8 @@ async def test_conversation_survives_reopening_the_sqlite_checkpointer(settings)
         await a2.respond("u", "s", text="still there?")
         assert [m.content for m in await a2.history("u", "s")] == [
             "remember me", "first reply", "still there?", "second reply"]
-    assert [_words(m.content) for m in llm.prompts[0][1:]] == ["remember me", "first reply", "still there?"]
+    assert [_words(m.content) for m in llm.prompts[0][1:] if m.role != "system"] == [
+        "remember me", "first reply", "still there?"]
 
 
 async def test_parallel_users_get_their_own_replies(settings):
@@ -150,7 +153,7 @@ async def test_encode_step_puts_the_fused_state_into_the_result_and_the_prompt(s
     assert res.readings["text"]["modality"] == "text"
     assert "sad" in res.perception
     assert "encode" in res.timings
-    system = llm.prompts[-1][0].content
+    system = "\n".join(m.content for m in llm.prompts[-1] if m.role == "system")
     assert system.startswith(settings.system_prompt) and res.perception in system
 
 
@@ -175,7 +178,7 @@ async def test_failing_encoder_degrades_and_the_turn_still_gets_a_reply(settings
     res = await agent.respond("u", "s", text="hello")
     assert res.reply == "still here"
     assert [e["step"] for e in res.degraded] == ["encode"] and "onnx exploded" in res.degraded[0]["message"]
-    assert res.emotion is None and "What you perceive" not in llm.prompts[-1][0].content
+    assert res.emotion is None and not any("What you perceive" in m.content for m in llm.prompts[-1])
 
 
 async def test_without_an_encoder_the_graph_has_no_encode_step(settings):
@@ -207,7 +210,7 @@ async def test_an_earlier_moment_is_recalled_into_the_prompt_as_a_memory(setting
     recalled = snap.values["memories"]
     assert recalled and recalled[0]["text"] == "my dog Biscuit died last spring"
     assert recalled[0]["scores"]["semantic"] > 0
-    system = llm.prompts[-1][0].content
+    system = "\n".join(m.content for m in llm.prompts[-1] if m.role == "system")
     assert "my dog Biscuit died last spring" in system
     assert res.ok
 

@@ -26,7 +26,7 @@ async def test_each_turn_is_planned_and_the_plan_reaches_the_prompt(settings):
     first = await agent.respond("u", "s", text="I lost my job")
     assert first.register["strategy"] == "Question" and first.register["family"] == "exploration"
     assert any("explore before advising" in r for r in first.register["rationale"])
-    system = llm.prompts[-1][0].content
+    system = "\n".join(m.content for m in llm.prompts[-1] if m.role == "system")
     assert "You are Sam" in system and "tone" in system and "Never: no diagnosis" in system
     assert llm.prompts[-1][-1].content.endswith("ask one open question about what they feel or what happened.")
     second = await agent.respond("u", "s", text="I feel useless")

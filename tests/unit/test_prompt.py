@@ -1,6 +1,6 @@
 from langchain_core.messages import AIMessage, HumanMessage
 
-from empathic_agent.generate.prompt import build_prompt
+from empathic_agent.generate.prompt import build_prompt, window_start
 
 
 def test_system_prompt_first_then_history_in_order():
@@ -21,3 +21,22 @@ def test_fallback_replies_are_left_out_and_person_messages_merged():
             HumanMessage("second")]
     p = build_prompt("SYS", hist, max_messages=8)
     assert [(m.role, m.content) for m in p[1:]] == [("user", "first\nsecond")]
+
+
+def test_this_turns_context_comes_last_before_the_newest_message():
+    hist = [HumanMessage("a"), AIMessage("b"), HumanMessage("c")]
+    p = build_prompt("SYS", hist, max_messages=8, perception="seems sad", memories="MEM", register="REG",
+                     reply_hint="HINT")
+    assert [m.role for m in p] == ["system", "user", "assistant", "system", "user"]
+    assert p[0].content == "SYS" and p[3].content == "What you perceive in the person right now: seems sad.\nMEM\nREG"
+    assert p[4].content == "c\n\nHINT"
+    # The next turn's prompt starts with this one's system prompt and history: a reusable prefix.
+    nxt = build_prompt("SYS", hist + [AIMessage("d"), HumanMessage("e")], max_messages=8, register="REG2")
+    assert [(m.role, m.content) for m in nxt[:3]] == [(m.role, m.content) for m in p[:3]]
+
+
+def test_the_history_window_moves_in_steps():
+    starts = [window_start(n, 8) for n in range(1, 16, 2)]  # prompts have an odd message count
+    assert starts == [0, 0, 0, 0, 4, 4, 8, 8]
+    assert all(n - window_start(n, 8) <= 8 for n in range(1, 40))
+    assert window_start(9, 4) == 6 and window_start(1, 1) == 0
