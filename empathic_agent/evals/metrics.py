@@ -211,6 +211,7 @@ def summarise(scenarios: Sequence[Mapping[str, Any]], *, judge: Mapping[str, Any
             if isinstance(v, (int, float)):
                 steps.setdefault(k, []).append(float(v))
     latency = {"turn_s": _pcts([t["turn_s"] for t in turns if t.get("turn_s") is not None]),
+               "first_text_s": _pcts([t["first_text_s"] for t in turns if t.get("first_text_s") is not None]),
                "steps": {k: _pcts(v) for k, v in sorted(steps.items())}}
 
     return {

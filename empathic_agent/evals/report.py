@@ -376,6 +376,8 @@ def _headline_rows(summary: dict) -> list[tuple[str, str, str]]:
     ]
     for stat in ("p50", "p95", "mean"):
         rows.append((f"Latency per turn ({stat})", _seconds(get(s, "latency", "turn_s", stat)), ""))
+    for stat in ("p50", "p95"):
+        rows.append((f"First words of the reply ({stat})", _seconds(get(s, "latency", "first_text_s", stat)), ""))
     return rows
 
 

@@ -184,6 +184,7 @@ class _Run:
             "empathy": empathy, "checks": checks,
             "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
             "turn_s": round(turn_s, 4), "degraded": degraded,
+            "first_text_s": result.generation.get("time_to_first_chunk_s"),
             "generation": {k: result.generation.get(k) for k in ("backend", "model", "seed", "tokens")},
         }
 
