@@ -71,6 +71,10 @@ class Settings:
     llm_backend: str = "transformers"
     #: Embedded model: a registry name (see ``empathic models list``), a local directory, or a hub id.
     llm_model: str = "smollm2-135m-instruct"
+    #: Number format of the embedded LLM's weights: ``auto`` (bfloat16 on CPUs with native bf16
+    #: arithmetic — AVX512-BF16/AMX: 2.5x faster prompt reading, 1.8x faster decoding for
+    #: SmolLM2-135M on our CPUs, same greedy replies — else float32), ``float32`` or ``bfloat16``.
+    llm_dtype: str = "auto"
     #: Base URL of the OpenAI-compatible server, e.g. ``vllm serve`` on port 8000.
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     #: Model name to request from the server; empty = the first model the server lists.
@@ -197,6 +201,8 @@ class Settings:
             raise ConfigError(f"checkpoint_backend={self.checkpoint_backend!r} is not valid; choose sqlite or postgres")
         if self.checkpoint_backend == "postgres" and not self.postgres_url:
             raise ConfigError("checkpoint_backend=postgres needs postgres_url (EMPATHIC_POSTGRES_URL)")
+        if self.llm_dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"llm_dtype={self.llm_dtype!r} is not valid; choose auto, float32 or bfloat16")
         if self.llm_backend not in LLM_BACKENDS:
             raise ConfigError(
                 f"llm_backend={self.llm_backend!r} is not valid; choose one of {', '.join(LLM_BACKENDS)}"

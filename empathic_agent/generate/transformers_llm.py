@@ -29,7 +29,7 @@ from empathic_agent.models import resolve_model
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
 
-__all__ = ["TransformersLLM"]
+__all__ = ["TransformersLLM", "resolve_dtype"]
 
 #: Seconds the streaming bridge waits for the next chunk before declaring the worker stuck.
 _CHUNK_POLL_S = 0.05
@@ -45,10 +45,12 @@ class TransformersLLM(LLM):
 
     name = "transformers"
 
-    def __init__(self, model: str, *, cache_dir: Path, timeout_s: float = 60.0) -> None:
+    def __init__(self, model: str, *, cache_dir: Path, timeout_s: float = 60.0, dtype: str = "auto") -> None:
         super().__init__()
         self.model_spec = model
         self.cache_dir = Path(cache_dir)
+        #: "float32" or "bfloat16" ("auto" resolved here: see :func:`resolve_dtype`).
+        self.dtype = resolve_dtype(dtype)
         self.timeout_s = timeout_s
         self._model: Any = None
         self._tok: Any = None
@@ -60,7 +62,8 @@ class TransformersLLM(LLM):
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "TransformersLLM":
-        return cls(settings.llm_model, cache_dir=settings.cache_dir, timeout_s=settings.llm_timeout_s)
+        return cls(settings.llm_model, cache_dir=settings.cache_dir, timeout_s=settings.llm_timeout_s,
+                   dtype=settings.llm_dtype)
 
     @property
     def model_name(self) -> str:
@@ -91,7 +94,7 @@ class TransformersLLM(LLM):
         where = resolved.location
         try:
             self._tok = AutoTokenizer.from_pretrained(where)
-            self._model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32)
+            self._model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, self.dtype))
         except OSError as exc:
             hint = " (a hub id needs network access)" if resolved.is_hub else ""
             raise ModelError(f"could not load LLM {self.model_spec!r} from {where}{hint}: {exc}") from exc
@@ -207,6 +210,19 @@ class TransformersLLM(LLM):
         self._prefixes[key] = cache
         while len(self._prefixes) > PREFIX_CACHE_ENTRIES:
             self._prefixes.popitem(last=False)
+
+
+def resolve_dtype(dtype: str) -> str:
+    """``auto`` -> ``bfloat16`` when this CPU does bf16 arithmetic natively (AVX512-BF16 or AMX
+    flags in /proc/cpuinfo), else ``float32`` (emulated bf16 would be slower than float32)."""
+    if dtype != "auto":
+        return dtype
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = set(next((line for line in fh if line.startswith("flags")), "").split())
+    except OSError:
+        return "float32"
+    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
 
 
 def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:

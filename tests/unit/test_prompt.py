@@ -40,3 +40,16 @@ def test_the_history_window_moves_in_steps():
     assert starts == [0, 0, 0, 0, 4, 4, 8, 8]
     assert all(n - window_start(n, 8) <= 8 for n in range(1, 40))
     assert window_start(9, 4) == 6 and window_start(1, 1) == 0
+
+
+def test_llm_dtype_setting():
+    import pytest
+
+    from empathic_agent.errors import ConfigError
+    from empathic_agent.generate.transformers_llm import resolve_dtype
+    from empathic_agent.settings import Settings
+
+    assert resolve_dtype("float32") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
+    assert resolve_dtype("auto") in ("float32", "bfloat16")
+    with pytest.raises(ConfigError, match="llm_dtype"):
+        Settings.from_env({}, llm_dtype="int4")
