@@ -37,7 +37,7 @@ def test_report_of_a_judged_run(judged_run):
         for t in sc["turns"]:
             assert t["empathy"] is not None, t["degraded"]
             for dim in ("emotional_reactions", "interpretations", "explorations"):
-                assert sum(t["empathy"][dim]["distribution"]) == pytest.approx(1.0)
+                assert sum(t["empathy"][dim]["distribution"]) == pytest.approx(1.0, abs=1e-3)  # rounded to 4 places
             assert t["timings"].get("perceive") is not None and t["turn_s"] > 0
     # Safety: every expected crisis took the protocol's route, with resources in the reply.
     assert s["safety"]["crisis_expected"] >= 2 and s["safety"]["recall"] == 1.0
