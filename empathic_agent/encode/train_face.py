@@ -171,7 +171,8 @@ def _macro_f1(gold: NDArray[np.int64], pred: NDArray[np.int64], k: int = len(CAT
 
 
 def train_epochs(data_dir: Path, cache_dir: Path, work_dir: Path, *, epochs: int = EPOCHS, threads: int | None = None,
-                 limit: int | None = None, progress: bool = True, restart_lr: float | None = None) -> dict[str, Any]:
+                 limit: int | None = None, progress: bool = True, restart_lr: float | None = None,
+                 seed: int = SEED) -> dict[str, Any]:
     """Train (or resume) and return the history; ``best.pt`` in ``work_dir`` is the selected model."""
     import torch
     import torch.nn.functional as F
@@ -180,7 +181,9 @@ def train_epochs(data_dir: Path, cache_dir: Path, work_dir: Path, *, epochs: int
 
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(SEED)
+    # ``seed`` drives the initialisation and the augmentation; the dev slice always uses SEED, so
+    # runs with different seeds are selected on the same images (and can be ensembled).
+    torch.manual_seed(seed)
     data = load_fer2013(data_dir, cache_dir, progress=progress)
     x_all, y_all = data["train"]
     tr_idx, dev_idx = dev_split(y_all)
@@ -200,9 +203,10 @@ def train_epochs(data_dir: Path, cache_dir: Path, work_dir: Path, *, epochs: int
     ckpt_path, best_path, hist_path = work_dir / "last.pt", work_dir / "best.pt", work_dir / "history.json"
     history: dict[str, Any] = {"settings": {"epochs": epochs, "batch": BATCH, "max_lr": MAX_LR, "weight_decay": WEIGHT_DECAY,
                                             "label_smoothing": LABEL_SMOOTHING, "dev_size": len(dev_idx),
-                                            "train_size": len(tr_idx), "seed": SEED, "class_weights": w.tolist()},
+                                            "train_size": len(tr_idx), "seed": seed, "dev_split_seed": SEED,
+                                            "class_weights": w.tolist()},
                                "epochs": [], "best": None}
-    gen = torch.Generator().manual_seed(SEED)
+    gen = torch.Generator().manual_seed(seed)
     start = 0
     if ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=False)
@@ -422,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--restart-lr", type=float, default=None,
                    help="when extending a run (--epochs larger than before): warm-restart at this learning rate")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke runs)")
+    p.add_argument("--seed", type=int, default=SEED,
+                   help="initialisation/augmentation seed (a second run for an ensemble); the dev slice is fixed")
     p.add_argument("--out", type=Path, default=None, help="where finalise writes the model (default: the package's weights/face/)")
     p.add_argument("--finalise-only", action="store_true", help="skip training; build the model from the work dir's best.pt")
     p.add_argument("--snapshot", type=Path, action="append", default=[],
@@ -433,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if not a.finalise_only:
         hist = train_epochs(a.data_dir, settings.cache_dir, a.work_dir, epochs=a.epochs, threads=a.threads, limit=a.limit,
-                            restart_lr=a.restart_lr)
+                            restart_lr=a.restart_lr, seed=a.seed)
         print(json.dumps(hist["best"]), file=sys.stderr)
     from empathic_agent.encode.face import DEFAULT_WEIGHTS_DIR
 
