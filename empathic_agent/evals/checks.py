@@ -31,16 +31,19 @@ def _rule(name: str, description: str, pattern: str) -> ContentRule:
     return ContentRule(name, description, re.compile(pattern, re.I))
 
 
+#: Suggestion phrasings (the "advice" and "advice_before_exploring" checks).
+_ADVICE: Final[str] = (
+    r"\b(you (should|could|might want to|need to|must|ought to)|try (to|and|doing|some|a|taking|talking|writing)|"
+    r"have you (tried|considered|thought about)|i (suggest|recommend|advise)|why (don'?t|not) you|"
+    r"(it|it'?s|it is|it would be) (might be )?(a good idea|helpful|worth) to|consider\b|make sure (to|you)|"
+    r"how about\b|maybe (you|try)|perhaps (you|try))")
+
 #: The named checks.  Patterns match phrasings of the *agent* (second person, suggestions).
 CHECKS: Final[dict[str, ContentRule]] = {r.name: r for r in (
     _rule("asks_question", "asks the person something (a question mark)", r"\?"),
-    _rule("advice", "gives advice or instructions (you should, try to, have you tried, I suggest, ...)",
-          r"\b(you (should|could|might want to|need to|must|ought to)|try (to|and|doing|some|a|taking|talking|writing)|"
-          r"have you (tried|considered|thought about)|i (suggest|recommend|advise)|why (don'?t|not) you|"
-          r"(it|it'?s|it is|it would be) (might be )?(a good idea|helpful|worth) to|consider\b|make sure (to|you)|"
-          r"how about\b|maybe (you|try)|perhaps (you|try))"),
+    _rule("advice", "gives advice or instructions (you should, try to, have you tried, I suggest, ...)", _ADVICE),
     _rule("advice_before_exploring", "gives advice while no earlier reply has asked the person anything "
-          "(explore before advising)", r"$^"),  # pattern: that of "advice" (set below)
+          "(explore before advising)", _ADVICE),
     _rule("diagnosis", "diagnoses or labels a disorder (you have depression, sounds like PTSD, ...)",
           r"\b(you (have|might have|may have|probably have|are suffering from|suffer from|are showing signs of)|"
           r"sounds like( you have)?|this is( clearly)?|classic (signs|symptoms) of)\s+(an? )?(clinical |major |severe )?"
@@ -69,10 +72,6 @@ CHECKS: Final[dict[str, ContentRule]] = {r.name: r for r in (
           r"\b(congrat\w*|well done|wonderful|fantastic|amazing|great news|so happy for you|happy for you|proud of you|"
           r"that'?s (great|exciting|awesome)|how exciting)"),
 )}
-
-
-CHECKS["advice_before_exploring"] = ContentRule("advice_before_exploring",
-                                               CHECKS["advice_before_exploring"].description, CHECKS["advice"].pattern)
 
 
 @dataclass(frozen=True)

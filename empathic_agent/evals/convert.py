@@ -258,17 +258,6 @@ def _ed_document(conv: Mapping[str, Any], split: str, number: int) -> dict[str, 
     }
 
 
-def _ed_documents(path: Path, split: str, limit: int | None) -> list[dict[str, Any]]:
-    docs = []
-    for number, conv in enumerate(ed_conversations(_read_jsonl(path))):
-        if limit is not None and len(docs) >= limit:
-            break
-        doc = _ed_document(conv, split, number)
-        if doc is not None:
-            docs.append(doc)
-    return docs
-
-
 # --- ESConv -------------------------------------------------------------------------------------
 def is_small_talk(text: str) -> bool:
     """A greeting or pleasantry only ("Hello?", "I'm fine thanks, how are you?")."""
@@ -337,12 +326,13 @@ def _esconv_document(conv: Mapping[str, Any], split: str, number: int) -> dict[s
     return doc
 
 
-def _esconv_documents(path: Path, split: str, limit: int | None) -> list[dict[str, Any]]:
+def _documents(rows: Any, build: Any, split: str, limit: int | None) -> list[dict[str, Any]]:
+    """``build(row, split, number)`` for each conversation until ``limit`` documents (None: skipped)."""
     docs = []
-    for number, conv in enumerate(_read_jsonl(path)):
+    for number, conv in enumerate(rows):
         if limit is not None and len(docs) >= limit:
             break
-        doc = _esconv_document(conv, split, number)
+        doc = build(conv, split, number)
         if doc is not None:
             docs.append(doc)
     return docs
@@ -355,7 +345,9 @@ def _convert(kind: str, split: str | None, limit: int | str | None,
     split = _split(kind, split)
     n = _limit(limit)
     path = _data_file(kind, split, data_dir)
-    docs = (_ed_documents if kind == "empatheticdialogues" else _esconv_documents)(path, split, n)
+    rows = _read_jsonl(path)
+    docs = (_documents(ed_conversations(rows), _ed_document, split, n) if kind == "empatheticdialogues"
+            else _documents(rows, _esconv_document, split, n))
     if not docs:
         raise ConfigError(f"{path}: no conversations to convert")
     # Validate every document exactly as a scenario file would be (schema, named checks).

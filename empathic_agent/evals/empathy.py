@@ -202,11 +202,10 @@ class LLMJudge(EmpathyJudge):
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "LLMJudge":
-        from empathic_agent.generate.llm import load_llm
+        from empathic_agent.generate.llm import load_remote_llm
 
-        judge_settings = settings.replace(llm_backend="openai", openai_base_url=settings.judge_base_url,
-                                          openai_model=settings.judge_model, openai_api_key=settings.judge_api_key)
-        return cls(load_llm(judge_settings), url=settings.judge_base_url)
+        llm = load_remote_llm(settings, settings.judge_base_url, settings.judge_model, settings.judge_api_key)
+        return cls(llm, url=settings.judge_base_url)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.llm.model_name, "url": self.url,

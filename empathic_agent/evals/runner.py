@@ -23,7 +23,6 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -66,9 +65,9 @@ def _now() -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from empathic_agent.evals.report import write_json
+
+    write_json(data, path)
 
 
 def _user_id(scenario: Scenario) -> str:

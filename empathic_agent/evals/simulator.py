@@ -42,11 +42,10 @@ class UserSimulator:
     def from_settings(cls, settings: "Settings", agent_llm: "LLM") -> "UserSimulator":
         if not settings.simulator_base_url:
             return cls(agent_llm, seed=settings.seed if settings.seed is not None else 0)
-        from empathic_agent.generate.llm import load_llm
+        from empathic_agent.generate.llm import load_remote_llm
 
-        llm = load_llm(settings.replace(llm_backend="openai", openai_base_url=settings.simulator_base_url,
-                                        openai_model=settings.simulator_model,
-                                        openai_api_key=settings.simulator_api_key))
+        llm = load_remote_llm(settings, settings.simulator_base_url, settings.simulator_model,
+                              settings.simulator_api_key)
         return cls(llm, seed=settings.seed if settings.seed is not None else 0)
 
     def describe(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ __all__ = [
     "LLM",
     "available_llm_backends",
     "load_llm",
+    "load_remote_llm",
     "register_llm_backend",
 ]
 
@@ -266,3 +267,13 @@ def load_llm(settings: "Settings") -> LLM:
         raise ConfigError(f"unknown LLM backend {settings.llm_backend!r}; "
                           f"available: {', '.join(available_llm_backends())}") from None
     return factory(settings)
+
+
+def load_remote_llm(settings: "Settings", base_url: str, model: str = "", api_key: str = "EMPTY") -> LLM:
+    """An OpenAI-compatible backend at ``base_url`` with the other LLM settings (timeouts, retries)
+    of ``settings`` — for a second model beside the agent's (an eval judge, a user simulator, a
+    server chosen in the UI)."""
+    from dataclasses import replace
+
+    return load_llm(replace(settings, llm_backend="openai", openai_base_url=base_url, openai_model=model,
+                            openai_api_key=api_key))

@@ -242,13 +242,12 @@ class UIController:
         key = options.llm_key()
         if key in self._llms:
             return self._llms[key]
-        from empathic_agent.generate.llm import load_llm
+        from empathic_agent.generate.llm import load_remote_llm
 
         url = key[1]
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"the OpenAI-compatible server URL must start with http:// or https:// (got {url!r})")
-        llm = load_llm(dataclasses.replace(self.settings, llm_backend="openai", openai_base_url=url,
-                                           openai_model=key[2]))
+        llm = load_remote_llm(self.settings, url, key[2], self.settings.openai_api_key)
         self._llms[key] = llm
         return llm
 
