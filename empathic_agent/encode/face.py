@@ -86,7 +86,8 @@ PRIOR_VARIANCE: Final[float] = 1.0 / 3.0
 FULL_DETAIL_PX: Final[int] = 96
 SMALL_FACE_PX: Final[int] = 32
 SMALL_FACE_DOUBT: Final[float] = 0.5
-#: Haar detections backed by few merged neighbours are shakier (false positives have few).
+#: Haar detections backed by few merged neighbours are shakier (false positives have few); each
+#: detector states its own threshold (``FaceDetector.weak_score``), this is Haar's.
 WEAK_DETECTION_SCORE: Final[float] = 1.0
 WEAK_DETECTION_DOUBT: Final[float] = 0.3
 #: Floor on a single frame's doubt: FER-2013-trained models are ~70 % right on posed, cropped
@@ -300,13 +301,14 @@ def reading_from_probabilities(probs: NDArray[np.float64], doubt: float) -> Read
                    categories=(1.0 - u) * p + u / len(CATEGORIES), modality=MODALITY_FACE)
 
 
-def doubt_of(box: "FaceBox", whole_image_crop: bool) -> dict[str, float]:
-    """Reasons to doubt one face's reading, combined as independent: ``1 - prod(1 - u_i)``."""
+def doubt_of(box: "FaceBox", whole_image_crop: bool, weak_below: float = WEAK_DETECTION_SCORE) -> dict[str, float]:
+    """Reasons to doubt one face's reading, combined as independent: ``1 - prod(1 - u_i)``.
+    ``weak_below``: the detector's score under which a detection is shaky (its ``weak_score``)."""
     small = 0.0
     if not whole_image_crop:  # a data set's 48x48 crop is what the models were trained on
         side = min(box.w, box.h)
         small = SMALL_FACE_DOUBT * float(np.clip((FULL_DETAIL_PX - side) / (FULL_DETAIL_PX - SMALL_FACE_PX), 0.0, 1.0))
-    weak = WEAK_DETECTION_DOUBT if (not whole_image_crop and box.score < WEAK_DETECTION_SCORE) else 0.0
+    weak = WEAK_DETECTION_DOUBT if (not whole_image_crop and box.score < weak_below) else 0.0
     total = 1.0 - (1.0 - BASE_DOUBT) * (1.0 - small) * (1.0 - weak)
     return {"base": BASE_DOUBT, "small_face": small, "weak_detection": weak, "doubt": total}
 
@@ -337,14 +339,16 @@ class FaceEncoder(Encoder):
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "FaceEncoder":
-        return cls()
+        from empathic_agent.perceive.face import load_face_detector
+
+        return cls(detector=load_face_detector(settings.face_detector))
 
     @property
     def detector(self) -> "FaceDetector":
         if self._detector is None:
             from empathic_agent.perceive.face import load_face_detector
 
-            self._detector = load_face_detector("haar")
+            self._detector = load_face_detector("auto")
         return self._detector
 
     def _load_impl(self) -> None:
@@ -383,7 +387,7 @@ class FaceEncoder(Encoder):
             out["facenet"] = {"snapshots": len(cnn.weights),
                               "views_per_face": cnn.tta.n_views * len(cnn.weights)}
         out.update({"members": [m.name for m in self.members], "member_weights": self.member_weights,
-                    "temperature": self.temperature, "detector": self._detector.name if self._detector else "haar",
+                    "temperature": self.temperature, "detector": self.detector.name,
                     "trained_on": "FER-2013 train split", "licence": "FER-2013: research use"})
         return out
 
@@ -423,9 +427,10 @@ class FaceEncoder(Encoder):
             timings["total_s"] = time.perf_counter() - t0
             return FaceAnalysis(None, "no_face", None, 0, frame.original_size, timings=timings)
         whole = max(frame.width, frame.height) <= CROP_MAX_SIDE
-        crop = crop_face(frame.gray(), box, scale=frame.scale)
+        det = self.detector
+        crop = crop_face(frame.rgb, box, scale=frame.scale, margin=det.crop_margin, lift=det.crop_lift)
         probs = self.probabilities(crop[None])[0]
-        doubt = doubt_of(box, whole)
+        doubt = doubt_of(box, whole, weak_below=det.weak_score)
         reading = reading_from_probabilities(probs, doubt["doubt"])
         timings["expression_s"] = time.perf_counter() - t2
         timings["total_s"] = time.perf_counter() - t0

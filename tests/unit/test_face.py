@@ -27,12 +27,17 @@ from empathic_agent.encode.face import (  # noqa: E402
 )
 from empathic_agent.latent import CATEGORIES, MODALITY_FACE, Reading, fuse  # noqa: E402
 from empathic_agent.perceive.face import (  # noqa: E402
+    BLAZEFACE_FULL,
+    BLAZEFACE_SHORT,
     CROP_MAX_SIDE,
+    BlazeFaceDetector,
     FaceBox,
     HaarFaceDetector,
     crop_face,
+    default_face_detector,
     load_face_detector,
     pick_face,
+    weighted_nms,
 )
 from empathic_agent.perceive.image import decode_image  # noqa: E402
 
@@ -68,21 +73,75 @@ def test_detector_finds_the_astronauts_face() -> None:
     assert det.last_detect_s is not None and det.last_detect_s > 0
 
 
+def test_blazeface_finds_the_astronauts_face_and_is_the_default() -> None:
+    assert default_face_detector() == "blazeface"  # scripts/setup.sh installs its model files
+    det = load_face_detector("auto")
+    assert isinstance(det, BlazeFaceDetector)
+    (b,) = det.detect(decode_image(ASTRONAUT))
+    # BlazeFace's box sits a little lower than Haar's (eyes to below the chin).
+    assert 120 <= b.x <= 150 and 45 <= b.y <= 75 and 60 <= b.w <= 85
+    assert 0.7 <= b.score <= 1.0
+
+
+@pytest.mark.parametrize("detector", ["haar", "blazeface"])
 @pytest.mark.parametrize("path", [CAT, COFFEE])
-def test_no_human_face_no_box(path: Path) -> None:
-    assert HaarFaceDetector().detect(decode_image(path)) == []
+def test_no_human_face_no_box(path: Path, detector: str) -> None:
+    assert load_face_detector(detector).detect(decode_image(path)) == []
 
 
-def test_face_found_in_a_webcam_sized_frame_and_in_original_coordinates() -> None:
+@pytest.mark.parametrize("detector", ["haar", "blazeface"])
+def test_face_found_in_a_webcam_sized_frame_and_in_original_coordinates(detector: str) -> None:
     frame = decode_image(_frame_with_face(160))
-    boxes = HaarFaceDetector().detect(frame)
+    boxes = load_face_detector(detector).detect(frame)
     assert len(boxes) == 1
     b = boxes[0]
     cx, cy = b.x + b.w / 2, b.y + b.h / 2
     assert abs(cx - 320) < 30 and abs(cy - 240) < 40 and 130 <= b.w <= 200
 
 
-def test_downscaled_image_boxes_map_back_to_original_pixels() -> None:
+def test_blazeface_full_range_model_finds_a_small_distant_face() -> None:
+    """A 40-px face in a 640x480 frame is too small for the short-range model; the full-range
+    model's second look finds it (Haar does not search below 48 px at all)."""
+    frame = decode_image(_frame_with_face(40))
+    short_only = BlazeFaceDetector(models=(BLAZEFACE_SHORT,))
+    assert short_only.detect(frame) == []
+    (b,) = BlazeFaceDetector().detect(frame)
+    assert abs(b.x + b.w / 2 - 320) < 20 and 25 <= b.w <= 60
+
+
+def test_blazeface_anchor_layouts_match_the_models() -> None:
+    assert len(BLAZEFACE_SHORT.anchor_centres()) == 896
+    assert len(BLAZEFACE_FULL.anchor_centres()) == 2304
+    a = BLAZEFACE_SHORT.anchor_centres()
+    # The first feature map: a 16x16 grid, two anchors per cell, centres at cell middles.
+    assert np.allclose(a[0], [0.5 / 16, 0.5 / 16]) and np.allclose(a[1], a[0])
+    assert np.allclose(a[2], [1.5 / 16, 0.5 / 16])
+    assert np.allclose(a[512], [0.5 / 8, 0.5 / 8]) and np.allclose(a[-1], [7.5 / 8, 7.5 / 8])
+
+
+def test_weighted_nms_merges_overlapping_boxes_by_score() -> None:
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.1, 0.0, 1.1, 1.0], [3.0, 3.0, 4.0, 4.0]], np.float32)
+    scores = np.array([0.9, 0.6, 0.8], np.float32)
+    (b1, s1), (b2, s2) = weighted_nms(boxes, scores)
+    assert s1 == pytest.approx(0.9) and s2 == pytest.approx(0.8)
+    assert b1[0] == pytest.approx(0.1 * 0.6 / 1.5) and b1[2] == pytest.approx(1.0 + 0.1 * 0.6 / 1.5)
+    assert np.allclose(b2, [3, 3, 4, 4])
+    assert weighted_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32)) == []
+
+
+def test_unknown_face_detector_is_a_clear_error() -> None:
+    from empathic_agent.errors import ConfigError
+    from empathic_agent.settings import Settings
+
+    with pytest.raises(ConfigError, match="blazeface"):
+        load_face_detector("yolo")
+    with pytest.raises(ConfigError, match="face_detector"):
+        Settings(face_detector="yolo")
+    assert FaceEncoder.from_settings(Settings(face_detector="haar")).detector.name == "haar"
+
+
+@pytest.mark.parametrize("detector", ["haar", "blazeface"])
+def test_downscaled_image_boxes_map_back_to_original_pixels(detector: str) -> None:
     from PIL import Image
 
     big = Image.open(ASTRONAUT).resize((1536, 1536))  # work_side 1280 -> decoded at scale 0.833
@@ -90,7 +149,7 @@ def test_downscaled_image_boxes_map_back_to_original_pixels() -> None:
     big.save(buf, "JPEG")
     frame = decode_image(buf.getvalue())
     assert frame.scale < 1
-    (b,) = HaarFaceDetector().detect(frame)
+    (b,) = load_face_detector(detector).detect(frame)
     assert 460 <= b.x <= 600 and 250 <= b.w <= 360  # ~4x the 384-px box
 
 
@@ -114,6 +173,23 @@ def test_crop_face_is_48px_and_pads_at_the_edges() -> None:
     gray = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100).astype(np.uint8)
     crop = crop_face(gray, FaceBox(-10, -10, 40, 40))  # partly outside the image
     assert crop.shape == (48, 48) and crop.dtype == np.uint8
+
+
+def test_crop_face_from_rgb_equals_crop_from_the_frames_gray() -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    frame = decode_image(rgb)
+    for box in (FaceBox(30, 20, 60, 60), FaceBox(-10, 90, 50, 50)):
+        assert np.array_equal(crop_face(frame.rgb, box, lift=0.1), crop_face(frame.gray(), box, lift=0.1))
+    small = decode_image(rgb[:48, :48])  # an already-cropped face: the whole image
+    assert np.array_equal(crop_face(small.rgb, FaceBox(0, 0, 48, 48)), small.gray())
+
+
+def test_crop_face_lift_moves_the_crop_up() -> None:
+    gray = np.repeat(np.arange(200, dtype=np.uint8)[:, None], 200, axis=1)  # value = row
+    box = FaceBox(50, 80, 48, 48)
+    plain = crop_face(gray, box, margin=0.0)
+    lifted = crop_face(gray, box, margin=0.0, lift=0.25)
+    assert plain[0, 0] == pytest.approx(80, abs=1) and lifted[0, 0] == pytest.approx(68, abs=1)
 
 
 # -- the encoder ---------------------------------------------------------------------------------
