@@ -51,6 +51,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     q.add_argument("--no-baselines", action="store_true", help="skip the lexicon baselines (VADER, NRC EmoLex)")
     q.add_argument("--batch-size", type=int, default=64, help="inputs per encode_batch call (default 64)")
     q.add_argument("--out", help="also write the JSON to this file")
+    q.add_argument("--in-frames", action="store_true",
+                   help="face: place each crop in a 640x480 frame (random size and place, seeded by --seed), so "
+                        "face detection and cropping are measured too")
     from empathic_agent.cli.speech import add_eval_arguments
 
     add_eval_arguments(q)

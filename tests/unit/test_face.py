@@ -367,3 +367,20 @@ def test_face_analysis_to_dict_is_json() -> None:
 
     a = FaceAnalysis(None, "no_face", None, 0, (640, 480), timings={"total_s": 0.01})
     assert json.loads(json.dumps(a.to_dict()))["status"] == "no_face"
+
+
+def test_framed_faces_are_deterministic_webcam_frames_with_the_face_findable(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from empathic_agent.perceive.face import FramedFaces
+
+    crop = tmp_path / "face.png"
+    Image.open(ASTRONAUT).crop((120, 35, 220, 135)).convert("L").save(crop)  # a FER-like tight crop
+    frames = FramedFaces([crop, crop, crop], seed=3)
+    assert len(frames) == 3
+    batch = frames[0:2]
+    assert len(batch) == 2 and batch[0].shape == (480, 640, 3) and batch[0].dtype == np.uint8
+    assert np.array_equal(frames[1], batch[1]) and not np.array_equal(batch[0], batch[1])
+    assert np.array_equal(FramedFaces([crop], seed=3)[0], frames[0])
+    found = [load_face_detector("blazeface").detect(decode_image(f)) for f in frames[0:3]]
+    assert all(len(b) == 1 for b in found)
