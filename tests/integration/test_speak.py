@@ -90,8 +90,13 @@ def test_each_prosody_parameter_moves_the_measured_speech(voices, voice):
     assert slow["rate_syl_per_s"] < neutral["rate_syl_per_s"] < fast["rate_syl_per_s"]
     up = _measure(tts.synthesize(SENTENCE, Prosody(pitch_shift_st=4.0)))
     assert up["f0_median_st"] - neutral["f0_median_st"] == pytest.approx(4.0, abs=1.5)
-    flat, wide = (_measure(tts.synthesize(SENTENCE, Prosody(pitch_range=r))) for r in (0.5, 1.8))
-    assert flat["f0_range_st"] < neutral["f0_range_st"] < wide["f0_range_st"]
+    # Piper samples noise on every call, and now and then the pitch tracker jumps an octave on one
+    # clip (a 22-st "range" for the flattened voice was seen once in CI): compare the median of three.
+    def f0_range(prosody: Prosody | None) -> float:
+        return float(np.median([_measure(tts.synthesize(SENTENCE, prosody))["f0_range_st"] for _ in range(3)]))
+
+    flat, mid, wide = (f0_range(Prosody(pitch_range=r)) for r in (0.5, 1.0, 1.8))
+    assert flat < mid < wide
     quiet = _measure(tts.synthesize(SENTENCE, Prosody(gain_db=-10.0)))
     assert neutral["energy_db"] - quiet["energy_db"] == pytest.approx(10.0, abs=2.0)
 
