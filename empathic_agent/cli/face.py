@@ -129,12 +129,13 @@ def bench_face(settings: Settings, *, image: Any = None, runs: int = 20) -> dict
         a = enc.analyze(frame)
         rows.append(a.timings)
     med = {k: round(statistics.median(r[k] for r in rows if k in r), 5) for k in rows[0]}
+    info = enc.info()
     out: dict[str, Any] = {
         "bench": "face", "frame": {"source": frame_source, "size": list(frame.original_size),
                                    "face_found": first.status == "ok", "box": first.box.to_dict() if first.box else None,
                                    "top_category": first.reading.top_category if first.reading else None},
-        "detector": enc.detector.name, "members": enc.info()["members"],
-        "views_per_face": enc.info().get("facenet", {}).get("views_per_face"), "runs": len(rows), "load_s": round(load_s, 3),
+        "detector": enc.detector.name, "members": info["members"],
+        "views_per_face": info.get("facenet", {}).get("views_per_face"), "runs": len(rows), "load_s": round(load_s, 3),
         "frame_median_s": med, "frame_total_s_median": med.get("total_s"),
         "frame_target_s": FRAME_TARGET_S, "frame_meets_target": med.get("total_s", 1.0) <= FRAME_TARGET_S,
     }

@@ -88,9 +88,6 @@ PRIOR_VARIANCE: Final[float] = 1.0 / 3.0
 FULL_DETAIL_PX: Final[int] = 96
 SMALL_FACE_PX: Final[int] = 32
 SMALL_FACE_DOUBT: Final[float] = 0.5
-#: Haar detections backed by few merged neighbours are shakier (false positives have few); each
-#: detector states its own threshold (``FaceDetector.weak_score``), this is Haar's.
-WEAK_DETECTION_SCORE: Final[float] = 1.0
 WEAK_DETECTION_DOUBT: Final[float] = 0.3
 #: Floor on a single frame's doubt: FER-2013-trained models are ~70 % right on posed, cropped
 #: faces and worse on webcam frames, so even a clear face never reads as certain.
@@ -298,9 +295,14 @@ def reading_from_probabilities(probs: NDArray[np.float64], doubt: float) -> Read
                    categories=(1.0 - u) * p + u / len(CATEGORIES), modality=MODALITY_FACE)
 
 
-def doubt_of(box: "FaceBox", whole_image_crop: bool, weak_below: float = WEAK_DETECTION_SCORE) -> dict[str, float]:
+def doubt_of(box: "FaceBox", whole_image_crop: bool, weak_below: float | None = None) -> dict[str, float]:
     """Reasons to doubt one face's reading, combined as independent: ``1 - prod(1 - u_i)``.
-    ``weak_below``: the detector's score under which a detection is shaky (its ``weak_score``)."""
+    ``weak_below``: the detector's score under which a detection is shaky (its ``weak_score``;
+    default: the Haar cascade's, where the score counts merged neighbours)."""
+    if weak_below is None:
+        from empathic_agent.perceive.face import HaarFaceDetector
+
+        weak_below = HaarFaceDetector.weak_score
     small = 0.0
     if not whole_image_crop:  # a data set's 48x48 crop is what the models were trained on
         side = min(box.w, box.h)
