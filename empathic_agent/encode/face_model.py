@@ -85,6 +85,8 @@ class TestTimeAugmentation:
     forward pass (~3-5 ms per view on one CPU core).
     """
 
+    __test__ = False  # a "Test*" name that pytest should not try to collect from importing modules
+
     flip: bool = True
     shift_px: int = 0
     scales: tuple[float, ...] = (1.0,)

@@ -4,7 +4,8 @@ For each voice, fixed sentences are synthesised in contrasting registers — low
 arousal, negative vs positive target valence (the other dimensions at 0) — and each clip is
 
 * **measured** (praat-parselmouth + numpy, :func:`measure_speech`): F0 median (semitones re
-  100 Hz) and F0 range (10th-90th percentile, semitones) over voiced frames; speaking rate
+  100 Hz) and F0 range (10th-90th percentile, semitones) over voiced frames (two-pass pitch
+  tracking, :func:`voiced_f0`); speaking rate
   (syllables of the text per second of speech, from the first to the last sounding frame — the
   text is the same in every register, so this is a duration measure); energy (mean power of the
   sounding frames, dBFS);
@@ -45,6 +46,7 @@ __all__ = [
     "Contrast",
     "RoundTrip",
     "measure_speech",
+    "voiced_f0",
     "count_syllables",
     "word_error_rate",
     "run_roundtrip",
@@ -90,6 +92,11 @@ PITCH_STEP_S: Final[float] = 0.01
 PITCH_FLOOR_HZ: Final[float] = 60.0
 PITCH_CEILING_HZ: Final[float] = 500.0
 SEMITONE_REF_HZ: Final[float] = 100.0
+#: Second pitch pass (:func:`voiced_f0`): floor and ceiling as factors on the first pass's 35th and
+#: 65th F0 percentiles (De Looze & Hirst 2008), the floor never below 40 Hz.
+SECOND_PASS_FLOOR: Final[float] = 0.72
+SECOND_PASS_CEILING: Final[float] = 1.9
+SECOND_PASS_MIN_FLOOR_HZ: Final[float] = 40.0
 #: A frame "sounds" when within this many dB of the clip's loudest frame (25 ms frames, 10 ms hop).
 ACTIVE_RANGE_DB: Final[float] = 35.0
 
@@ -105,6 +112,28 @@ def count_syllables(text: str) -> int:
             n -= 1
         total += max(1, n)
     return total
+
+
+def _track_f0(sound: Any, floor_hz: float, ceiling_hz: float) -> NDArray[np.float64]:
+    pitch = sound.to_pitch_ac(time_step=PITCH_STEP_S, pitch_floor=floor_hz, pitch_ceiling=ceiling_hz)
+    f0 = np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
+    return f0[f0 > 0]
+
+
+def voiced_f0(sound: Any) -> NDArray[np.float64]:
+    """F0 (Hz) of the voiced frames of a ``parselmouth.Sound``, in two passes (De Looze & Hirst
+    2008): a wide first pass finds the speaker's register, the second tracks within
+    ``[0.72 x q35, 1.9 x q65]`` of it.  One wide pass alone "voices" fricatives now and then
+    (Piper's /s/ and /th/ at 300-500 Hz, 20+ semitones above the speaker), which put a 22-st
+    "range" on a flattened voice in CI; the second pass drops those frames but keeps an
+    expressive range (the ceiling sits 11 st above the 65th percentile)."""
+    f0 = _track_f0(sound, PITCH_FLOOR_HZ, PITCH_CEILING_HZ)
+    if f0.size < 3:
+        return f0
+    q35, q65 = np.percentile(f0, [35, 65])
+    floor = max(SECOND_PASS_MIN_FLOOR_HZ, SECOND_PASS_FLOOR * float(q35))
+    ceiling = max(floor * 2.0, SECOND_PASS_CEILING * float(q65))
+    return _track_f0(sound, floor, ceiling)
 
 
 def measure_speech(samples: NDArray[np.floating], sample_rate: int, text: str) -> dict[str, float]:
@@ -123,10 +152,7 @@ def measure_speech(samples: NDArray[np.floating], sample_rate: int, text: str) -
     energy = float(10.0 * np.log10(np.mean(10.0 ** (levels[active] / 10.0)))) if active.any() else math.nan
     idx = np.flatnonzero(active)
     speech_s = float((idx[-1] - idx[0] + 1) * 0.01 + 0.015) if idx.size else 0.0
-    pitch = parselmouth.Sound(x, sampling_frequency=float(sample_rate)).to_pitch_ac(
-        time_step=PITCH_STEP_S, pitch_floor=PITCH_FLOOR_HZ, pitch_ceiling=PITCH_CEILING_HZ)
-    f0 = np.asarray(pitch.selected_array["frequency"], dtype=np.float64)
-    f0 = f0[f0 > 0]
+    f0 = voiced_f0(parselmouth.Sound(x, sampling_frequency=float(sample_rate)))
     if f0.size >= 3:
         st = 12.0 * np.log2(f0 / SEMITONE_REF_HZ)
         p10, p50, p90 = np.percentile(st, [10, 50, 90])
