@@ -130,12 +130,10 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
                         gr.Markdown("#### What I perceived")
                         perception = gr.Markdown("*Nothing perceived yet — say something.*", elem_id="perception")
                         categories = gr.Label(label="Emotion (fused)", num_top_classes=4, elem_id="categories")
-                        valence_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1],
-                                                   title="Valence over turns", elem_id="valence-plot", height=200,
-                                                   caption="lines from turn 2")
-                        arousal_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1],
-                                                   title="Arousal over turns", elem_id="arousal-plot", height=200,
-                                                   caption="lines from turn 2")
+                        valence_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1], x_axis_format="d",
+                                                   title="Valence over turns (lines from turn 2)", elem_id="valence-plot", height=200)
+                        arousal_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1], x_axis_format="d",
+                                                   title="Arousal over turns (lines from turn 2)", elem_id="arousal-plot", height=200)
                         recalled = gr.Dataframe(headers=RECALLED_HEADERS, label="Memories recalled this turn",
                                                 interactive=False, elem_id="recalled", wrap=True,
                                                 column_widths=["8%", "52%", "15%", "25%"])
