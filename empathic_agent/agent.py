@@ -83,14 +83,26 @@ class TurnResult:
     audio_chunks: tuple[Any, ...] = ()
     #: How the reply was spoken: voice, prosody, chunk texts and durations, first-audio latency.
     speech: dict[str, Any] = field(default_factory=dict)
-    #: The safety stage's assessment (``crisis``, ``category``, ``score``, ``signals``; on a crisis
-    #: the protocol's ``message`` and ``resources``). {} when the safety stage is off.
+    #: The safety stage's assessment (``SafetyAssessment.to_dict()``: ``level`` and ``route``,
+    #: ``crisis``, ``category``, ``dimensions`` with evidence, ``language``, the ``conversation``'s
+    #: accumulated risk; on a crisis route the protocol's ``message`` and ``resources``).
+    #: {} when the safety stage is off.
     safety: dict[str, Any] = field(default_factory=dict)
 
     @property
     def crisis(self) -> bool:
-        """The safety stage flagged this turn (the reply is the crisis protocol's)."""
+        """The safety stage routed this turn to the crisis protocol (the reply is the protocol's)."""
         return bool(self.safety.get("crisis"))
+
+    @property
+    def risk_level(self) -> str:
+        """The conversation's risk level at this turn: none, low, moderate, high or imminent."""
+        return str(self.safety.get("level") or "none")
+
+    @property
+    def route(self) -> str:
+        """What the agent did about the risk: continue, check_in, protocol, escalate, emergency or helper."""
+        return str(self.safety.get("route") or "continue")
 
     @property
     def audio(self) -> Any:

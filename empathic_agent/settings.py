@@ -169,8 +169,10 @@ class Settings:
     safety_locale: str = "en-US"
     #: Crisis protocol TOML (replies + resources per locale); empty = the packaged default.
     safety_protocol: str = ""
-    #: The semantic layer of the crisis detector (MiniLM similarity to exemplars) besides patterns.
+    #: The learned layer of the risk screen (a fine-tuned MiniLM) besides the patterns.
     safety_semantic: bool = True
+    #: The learned layer's weights folder (empty = the packaged ones, ``safety/weights``).
+    safety_model: str = ""
     #: POST a JSON crisis event here (the embedding app's escalation endpoint); empty = none.
     safety_webhook_url: str = ""
     #: Include the person's message text in the webhook payload (off: ids, category, score only).

@@ -45,7 +45,8 @@ def _in(value: float | None, rng: tuple[float, float]) -> bool:
 
 
 def score_turn(expect: Expect, *, perceived: Mapping[str, Any], register: Mapping[str, Any], crisis: bool,
-               reply: str, previous_replies: Sequence[str] = ()) -> list[dict[str, Any]]:
+               reply: str, previous_replies: Sequence[str] = (),
+               safety: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every check the expectation asks for, evaluated on what the turn produced."""
     out: list[dict[str, Any]] = []
 
@@ -67,6 +68,12 @@ def score_turn(expect: Expect, *, perceived: Mapping[str, Any], register: Mappin
         add("perception", "mixed_signals", expect.mixed_signals, got, got == expect.mixed_signals)
     if expect.crisis is not None:
         add("safety", "crisis", expect.crisis, crisis, crisis == expect.crisis)
+    if expect.risk:
+        got = (safety or {}).get("level")
+        add("safety", "risk", list(expect.risk), got, got in expect.risk)
+    if expect.route:
+        got = (safety or {}).get("route")
+        add("safety", "route", list(expect.route), got, got in expect.route)
     if expect.families:
         fam = register.get("family")
         add("register", "family", list(expect.families), fam, fam in expect.families)

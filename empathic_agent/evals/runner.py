@@ -163,7 +163,7 @@ class _Run:
         conversation += [("user", result.user_text), ("assistant", result.reply)]
         perceived = perceived_of(result.emotion, result.readings)
         checks = score_turn(expect, perceived=perceived, register=result.register, crisis=result.crisis,
-                            reply=result.reply, previous_replies=previous)
+                            reply=result.reply, previous_replies=previous, safety=result.safety)
         empathy: dict[str, Any] | None = None
         degraded = [{"step": e.get("step"), "error": e.get("message") or e.get("error")} for e in result.degraded]
         try:
@@ -178,7 +178,7 @@ class _Run:
             "perceived": perceived,
             "register": {k: result.register.get(k) for k in ("strategy", "family", "target", "tone", "pace", "length")}
             if result.register else {},
-            "crisis": result.crisis, "safety": {k: result.safety.get(k) for k in ("crisis", "category", "score")}
+            "crisis": result.crisis, "safety": {k: result.safety.get(k) for k in ("crisis", "category", "score", "level", "route")}
             if result.safety else {},
             "empathy": empathy, "checks": checks,
             "timings": {k: round(float(v), 4) for k, v in result.timings.items()},

@@ -62,6 +62,10 @@ class Expect:
     dominance: tuple[float, float] | None = None
     mixed_signals: bool | None = None
     crisis: bool | None = None
+    #: Acceptable risk levels of the safety stage at this turn (none, low, moderate, high, imminent).
+    risk: tuple[str, ...] = ()
+    #: Acceptable safety routes (continue, check_in, protocol, escalate, emergency, helper).
+    route: tuple[str, ...] = ()
     families: tuple[str, ...] = ()
     tone: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     must: tuple[Check, ...] = ()
@@ -82,6 +86,7 @@ class Expect:
             modalities={m: cats(v) for m, v in (d.get("modalities") or {}).items()},
             valence=rng(d.get("valence")), arousal=rng(d.get("arousal")), dominance=rng(d.get("dominance")),
             mixed_signals=d.get("mixed_signals"), crisis=d.get("crisis"),
+            risk=cats(d.get("risk")), route=cats(d.get("route")),
             families=tuple(d.get("families") or ()),
             tone={k: rng(v) for k, v in (d.get("tone") or {}).items()},  # type: ignore[misc]
             must=tuple(Check.parse(c) for c in d.get("must") or ()),

@@ -95,8 +95,7 @@ def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: 
         if settings.safety_enabled:
             from empathic_agent.safety import SafetyStage
 
-            # Shares the memory's sentence embedder (one MiniLM in memory, not two).
-            safety = SafetyStage.from_settings(settings, embedder=getattr(memory, "embedder", None))
+            safety = SafetyStage.from_settings(settings)
     if persona is None:
         from empathic_agent.plan import load_persona
 

@@ -184,9 +184,10 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         from empathic_agent.latent import FusedState
 
         t0 = time.perf_counter()
-        if (state.get("safety") or {}).get("crisis"):
-            # A crisis disclosure stays in the conversation (the person can see, export and delete
-            # it) but is not turned into a long-term memory that resurfaces in later recall.
+        if (state.get("safety") or {}).get("crisis") or (state.get("safety") or {}).get("level", "none") != "none":
+            # A disclosure of risk (a crisis, or a warning sign the agent checked in on) stays in
+            # the conversation (the person can see, export and delete it) but is not turned into a
+            # long-term memory that resurfaces in later recall.
             return {"remembered": [], "timings": {"remember": time.perf_counter() - t0}}
         if state.get("degraded") and any(e["step"] == "generate" for e in state["degraded"]):
             # No real reply: the person's words stay in the conversation, but an exchange that did
@@ -230,6 +231,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             text=state.get("user_text", ""),
             memories=tuple(state.get("memories") or ()),
             mood=mood,
+            risk_level=str((state.get("safety") or {}).get("level") or "none"),
         )
         register = plan_register(x, persona)
         return {"register": register.to_dict(), "agent_mood": list(mood), "strategies": [register.strategy],
@@ -277,6 +279,12 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             reply = "".join(chunks).strip()
             if not reply:
                 raise LLMError("the model returned an empty reply")
+            check_in = (state.get("safety") or {}).get("route") == "check_in" and (state.get("safety") or {}).get("message")
+            if check_in:
+                # Low risk: the model's reply, then the protocol's vetted check-in (a small model
+                # cannot be trusted to ask about safety by itself).
+                reply = f"{reply} {check_in}"
+                write({"type": "text", "text": f" {check_in}"})
         except LLMError as exc:
             fallback = True
             errors.append(StepError(step="generate", error=type(exc).__name__, message=str(exc)))
@@ -350,27 +358,34 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         return {"speech": speech, "timings": {"speak": time.perf_counter() - t0}, "degraded": errors}
 
     async def check_safety(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
-        """Screen the person's words for a crisis (suicidal ideation, self-harm, abuse, someone
-        else at risk).  On a crisis: the protocol's reply and resources, a calm steady register for
-        the voice, and the escalation hook; the graph then answers by the protocol, not the LLM."""
+        """Screen the person's words, in the conversation so far, for risk (C-SSRS dimensions,
+        warning signs, self-harm, harm to others, abuse, someone else at risk): a level and a
+        route.  Crisis routes get the protocol's reply and resources, a calm steady register for
+        the voice, and the escalation hook; the graph then answers by the protocol, not the LLM.
+        The conversation's accumulated risk is kept in the state (checkpointed)."""
         from empathic_agent.safety import CrisisEvent
 
         t0 = time.perf_counter()
         try:
-            assessment = await asyncio.to_thread(services.safety.assess, state.get("user_text", ""))
+            assessment = await asyncio.to_thread(services.safety.assess, state.get("user_text", ""),
+                                                 state.get("risk") or {})
         except Exception as exc:  # noqa: BLE001
-            # A broken detector must not silence the conversation, but it is never quiet about it.
-            return {"safety": {"crisis": False, "error": str(exc)}, "timings": {"safety": time.perf_counter() - t0},
+            # A broken screen must not silence the conversation, but it is never quiet about it.
+            return {"safety": {"crisis": False, "level": "none", "route": "continue", "error": str(exc)},
+                    "timings": {"safety": time.perf_counter() - t0},
                     "degraded": [StepError(step="safety", error=type(exc).__name__, message=str(exc))]}
-        out: dict[str, Any] = {"safety": assessment.to_dict(), "timings": {"safety": time.perf_counter() - t0}}
+        out: dict[str, Any] = {"safety": assessment.to_dict(), "risk": dict(assessment.conversation),
+                               "timings": {"safety": time.perf_counter() - t0}}
         if assessment.crisis:
             ctx = runtime.context
             event = CrisisEvent(user_id=ctx.user_id, session_id=ctx.session_id, turn_id=state.get("turn_id") or "",
                                 category=assessment.category or "", score=assessment.score, signals=assessment.signals,
-                                at=time.time(), text=state.get("user_text", ""))
+                                at=time.time(), text=state.get("user_text", ""), level=assessment.level,
+                                route=assessment.route)
             errors = await asyncio.to_thread(services.safety.escalate, event)
-            out["register"] = CRISIS_REGISTER | {"rationale": [f"safety: {assessment.category} "
-                                                               f"({', '.join(assessment.signals)}) -> vetted protocol"]}
+            out["register"] = CRISIS_REGISTER | {"rationale": [
+                f"safety: {assessment.level} risk, route {assessment.route} ({assessment.category}; "
+                f"{', '.join(assessment.signals)}) -> vetted protocol"]}
             if errors:
                 out["degraded"] = [StepError(step="safety", error="EscalationError", message=e) for e in errors]
         return out

@@ -69,6 +69,9 @@ class TurnState(TypedDict, total=False):
     #: The safety stage's assessment of this turn (``SafetyAssessment.to_dict()``): crisis flag,
     #: category, score, signals; on a crisis the protocol's message and resources.
     safety: dict[str, Any]
+    #: The conversation's accumulated risk (``ConversationRisk.to_dict()``): persisted, so a
+    #: message is read in its conversation across turns and restarts.
+    risk: dict[str, Any]
     # -- recall ---------------------------------------------------------------------------------
     #: Memories recalled for this turn: id, kind, text, top category, rank and per-component scores.
     memories: list[dict[str, Any]]

@@ -12,6 +12,9 @@ far, the agent's mood and persona.  Output: a :class:`Register`:
 
 The rules, in order (the first that applies picks the strategy; every rule is unit-tested):
 
+0. **Risk** (the safety stage's level is ``low``: a warning sign, or the turns after a crisis) ->
+   Reflection of feelings / Restatement, gentle and serious, never advice (the stage adds a
+   vetted check-in to the reply).
 1. **Social messages** — thanks or goodbye (short) -> Others: a warm, brief closing; meeting
    "thank you" with another probing question feels like not listening.  A bare greeting ->
    Question: greet back and ask how they are.
@@ -135,6 +138,9 @@ class PlanInput:
     memories: tuple[Mapping[str, Any], ...] = ()
     #: The agent's mood (VAD).
     mood: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: The safety stage's risk level of the conversation at this turn (none … imminent).  Crisis
+    #: levels never reach the planner (the protocol answers); ``low`` asks for a careful register.
+    risk_level: str = "none"
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,12 @@ def _choose_strategy(x: PlanInput, persona: Persona) -> tuple[str, list[str], li
     negative = clear and v <= NEGATIVE_V
     positive = clear and v >= POSITIVE_V
 
+    if x.risk_level not in ("none", ""):
+        # Warning signs (or a crisis earlier in the conversation): stay with the feeling, never
+        # advise or change the subject; the safety stage appends a vetted check-in.
+        why.append(f"risk {x.risk_level}: careful register, reflect and stay with them (no advice)")
+        notes.append("Be gentle and serious. Do not give advice, do not joke, do not change the subject.")
+        return _alternate(prev, "Reflection of feelings", "Restatement or Paraphrasing"), why, notes
     if _GREETING.match(text):
         why.append("a greeting: greet back and ask how they are")
         return "Question", why, notes

@@ -1,40 +1,48 @@
-"""Crisis detection: does this message say the person (or someone with them) is in danger?
+"""The risk screen: what does this message say about danger to the person (or someone with them)?
 
-Two layers, because each fails differently:
+Three layers, because each fails differently:
 
-1. **Patterns** (high precision on explicit phrasing): first-person suicidal ideation, self-harm,
-   and violence or abuse toward the person; someone else at risk ("my friend says she wants to kill
-   herself").  Before matching, idioms are blanked out ("this traffic is killing me", "dying to
-   see it", "bored to death"), and explicit negations are recognised ("I would never hurt myself",
-   "I'm not suicidal") so they do not fire — unless another, un-negated signal is present.  A bare
-   topic word ("suicide") in a topic context (essay, documentary, prevention, statistics) does not fire.
-2. **Semantic** (recall on implicit phrasing, "everyone would be better off without me"): the
-   message's MiniLM sentence embedding against a bank of crisis and safe exemplars
-   (:mod:`empathic_agent.safety.exemplars`, written separately from the evaluation set); it fires
-   when the nearest crisis exemplar is close and clearly closer than the nearest safe one.
+1. **Patterns** (high precision on explicit phrasing and on the textbook warning signs): each
+   pattern names the taxonomy dimensions it shows and the level it implies at least
+   (:data:`PATTERN_META`).  Before matching, idioms are blanked out ("this traffic is killing
+   me", "dying to see it"), and explicit negations are recognised ("I would never hurt myself")
+   so they do not fire — unless another, un-negated signal is present.  A bare topic word
+   ("suicide") in a topic context (essay, documentary, prevention) does not fire.  An immediacy
+   cue ("right now", "an hour ago", "in my hand") lifts a high reading to imminent.
+2. **Learned** (recall on implicit phrasing, registers, and hard negatives): a classifier on the
+   MiniLM sentence embedding, trained on messages written and labelled from the taxonomy
+   (:mod:`empathic_agent.safety.learned`): P(level >= k), the subject, and each dimension.
+3. **Language**: a message in a language the screen does not read (it is English-trained) is
+   reported with its language; if it carries a risk cue of the multilingual lexicon it is routed
+   conservatively (:mod:`empathic_agent.safety.language`).
 
-Errs towards firing: a false alarm costs a gentle check-in with resources, a miss can cost a life.
+The message's level is the highest any layer gives.  The conversation's level (what the agent acts
+on) adds the risk accumulated over earlier turns (:mod:`empathic_agent.safety.conversation`).
+Errs towards firing: a false alarm costs a gentle check-in, a miss can cost a life.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
-from empathic_agent.safety.exemplars import CRISIS_EXEMPLARS, SAFE_EXEMPLARS
+from empathic_agent.safety.taxonomy import (
+    CRISIS_ROUTES,
+    DimensionReading,
+    level_index,
+    protocol_category,
+    route_for,
+)
 
 if TYPE_CHECKING:
-    from empathic_agent.memory.embedder import Embedder
+    from empathic_agent.safety.learned import RiskModel
     from empathic_agent.settings import Settings
 
-__all__ = ["SafetyAssessment", "CrisisDetector", "CATEGORIES", "SUICIDE", "SELF_HARM", "ABUSE", "OTHERS_AT_RISK",
-           "normalise", "pattern_signals"]
+__all__ = ["SafetyAssessment", "CrisisDetector", "RiskScreen", "CATEGORIES", "SUICIDE", "SELF_HARM", "ABUSE",
+           "OTHERS_AT_RISK", "HARM_OTHERS", "PATTERN_META", "normalise", "pattern_signals", "pattern_readings"]
 
 log = logging.getLogger(__name__)
 
@@ -43,39 +51,61 @@ SELF_HARM: Final = "self_harm"
 ABUSE: Final = "abuse"
 #: Someone else (a friend, a child) is at risk: the person needs resources to help them.
 OTHERS_AT_RISK: Final = "others_at_risk"
+#: The person may hurt someone else.
+HARM_OTHERS: Final = "harm_others"
+#: The protocol's reply categories (every protocol file has a reply for each of the first four).
 CATEGORIES: Final = (SUICIDE, SELF_HARM, ABUSE, OTHERS_AT_RISK)
-
-#: Semantic layer: fire when the nearest crisis exemplar has cosine >= this ...
-SEMANTIC_MIN_SIM: Final[float] = 0.50
-#: ... and is at least this much closer than the nearest safe exemplar.
-SEMANTIC_MARGIN: Final[float] = 0.10
-#: A crisis exemplar this close fires whatever the safe bank says.
-SEMANTIC_SURE_SIM: Final[float] = 0.80
 
 
 @dataclass(frozen=True)
 class SafetyAssessment:
-    """What the safety stage concluded about one message."""
+    """What the safety stage concluded about one message, in its conversation.
+
+    ``level`` and ``route`` are what the agent acts on: the message's own reading raised by the
+    risk accumulated over the conversation (``message_level`` is the message alone)."""
 
     crisis: bool
-    #: One of :data:`CATEGORIES` when ``crisis`` (the strongest signal's), else None.
+    #: The protocol's reply category (:data:`CATEGORIES` or ``harm_others``) when ``crisis``, else None.
     category: str | None = None
-    #: 0-1: 1.0 for an explicit pattern, the cosine similarity for a semantic match.
+    #: 0-1: how sure the screen is that there is risk (1.0 for an explicit pattern).
     score: float = 0.0
-    #: What fired: ``pattern:<name>`` / ``semantic:<exemplar category>`` entries.
+    #: What fired: ``pattern:<category>:<name>``, ``learned:<level>:<p>``, ``language:<code>:<cue>``,
+    #: ``conversation:<reason>`` entries.
     signals: tuple[str, ...] = ()
     #: Explicit negations recognised (and discounted), e.g. ``negated:never-hurt-myself``.
     discounted: tuple[str, ...] = ()
     seconds: float = 0.0
-    #: Filled by the graph on a crisis: the protocol's resources shown to the person.
+    #: Filled by the stage on a crisis or check-in: the protocol's resources shown to the person.
     resources: tuple[dict[str, str], ...] = field(default=())
     message: str = ""
     #: The locale's emergency number (on a crisis).
     emergency: str = ""
+    #: none / low / moderate / high / imminent (:data:`~empathic_agent.safety.taxonomy.LEVELS`).
+    level: str = "none"
+    #: continue / check_in / protocol / escalate / emergency / helper.
+    route: str = "continue"
+    #: Whose danger: none, self, other (someone else at risk; the person is a helper).
+    subject: str = "none"
+    #: The message's level alone, before the conversation's accumulated risk.
+    message_level: str = "none"
+    #: The dimensions found, with evidence (:class:`~empathic_agent.safety.taxonomy.DimensionReading`).
+    dimensions: tuple[DimensionReading, ...] = ()
+    #: The language of the message (``code``, ``confidence``, ``covered``: the screen reads it).
+    language: dict[str, Any] = field(default_factory=dict)
+    #: The learned layer's probabilities (``LearnedReading.to_dict()``; {} without it).
+    learned: dict[str, Any] = field(default_factory=dict)
+    #: The conversation's risk after this message (``ConversationRisk.to_dict()``; {} when the
+    #: message was assessed alone).
+    conversation: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"crisis": self.crisis, "category": self.category, "score": round(self.score, 4),
+                "level": self.level, "route": self.route, "subject": self.subject,
+                "message_level": self.message_level,
+                "dimensions": [d.to_dict() for d in self.dimensions],
                 "signals": list(self.signals), "discounted": list(self.discounted), "seconds": round(self.seconds, 4),
+                "language": dict(self.language), "learned": dict(self.learned),
+                "conversation": dict(self.conversation),
                 "resources": [dict(r) for r in self.resources], "message": self.message, "emergency": self.emergency}
 
 
@@ -195,7 +225,7 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [(cat, name, re.compile(p)) 
     (SELF_HARM, "hurt-my-body", r"\bhurt(ing)? my (own )?body\b"),
     (SELF_HARM, "urge-to-cut", r"\b(want|need|urge|urges|tempted) to (cut|burn|hurt myself|self[- ]?harm)\b"),
     (SELF_HARM, "cutting-again", r"\b(started|start|began|been) (cutting|burning) (again|myself)?\b|\brelapsed\b.*\bcutting\b"),
-    (SELF_HARM, "overdose", r"\b(overdose|overdosed|overdosing|od'?d)\b|\btook (too many|a (bunch|handful|lot) of|all (my|the)) (pills|tablets|meds)\b"),
+    (SELF_HARM, "overdose", r"\bi (have |had |just |already |think i |might have )?(overdosed|od'?d|od|taken an overdose|took an overdose)\b|\bi (am )?(overdosing|going to overdose|want to overdose)\b|\b(thinking (of|about)|considering|planning( on)?) (overdosing|an overdose|taking an overdose)\b|\bi (just |already )?(swallowed|took|downed) (a|the) (whole|entire|full) (bottle|packet|box|pack|strip)\b|\bi (just |already )?(took|swallowed|have taken) (too many|a (bunch|handful|lot) of|all (my|the)) (pills|tablets|meds)\b"),
     # violence / abuse toward the person
     (ABUSE, "hits-me", rf"\b{_ABUSER} (hits|hit|beats|beat|hurts|hurt|chokes|choked|strangles|strangled|kicks|kicked|slaps|slapped|punches|punched|shoves|shoved|burns|burned|locks|locked) me\b"),
     (ABUSE, "assaulted", r"\b(i was|i have been|i am being|i got|been|being|was) (raped|sexually assaulted|assaulted|molested|abused|beaten( up)?|attacked|groomed|trafficked)\b"),
@@ -210,6 +240,7 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [(cat, name, re.compile(p)) 
     (OTHERS_AT_RISK, "other-suicidal", rf"\b{_REL}\b.*\b(is|seems|sounds|has been|was|said (she|he|they) (is|was|are|were)|told me (she|he|they) (is|was|are|were)) (so |really |very )?suicidal\b|\b{_REL}\b.*\b(wants|wanted|said (she|he|they) wants?|told me (she|he|they) wants?) to die\b"),
     (OTHERS_AT_RISK, "other-not-live", rf"\b{_REL}\b.*\b(does not|do not|does not really|no longer) want(s)? to (live|be alive|be here)\b|\b{_REL}\b.*\b(said|told me|says|keeps saying) (that )?(she|he|they) (does not|do not|no longer) want(s)? to (live|be alive|be here)\b"),
     (OTHERS_AT_RISK, "other-goodbye-pills", rf"\b{_REL}\b.*\b(said goodbye|texted goodbye|pills|overdose|overdosed|locked (himself|herself|themselves) in)\b[^.!?]*\b(pills|goodbye|not answering|will not answer|bathroom)\b"),
+    (OTHERS_AT_RISK, "other-overdosed", rf"\b{_REL}\b.*\b(overdosed|has taken an overdose|took an overdose|(took|swallowed|has taken) (too many|a lot of|a (bunch|handful) of|all (her|his|their)) (pills|tablets|meds))\b"),
     (OTHERS_AT_RISK, "other-abused", rf"\b{_REL}\b.*\b(is being|was|has been|got|is getting) (abused|beaten|raped|hit)\b"),
 )]
 
@@ -237,66 +268,201 @@ def pattern_signals(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     return hits, discounted
 
 
-# -- the detector ---------------------------------------------------------------------------------
+# Warning signs (C-SSRS preparatory behaviour and AFSP / 988 Lifeline lists) that the first
+# patterns did not cover: written from the taxonomy, each as a family of phrasings.
+_PATTERNS += [(cat, name, re.compile(p)) for cat, name, p in (
+    (SUICIDE, "will-not-need", r"\b(will not|would not|do not|am not going to) need (it|them|any of (it|this|them)|my \w+|these|those|this)\b[^.!?]*\b(anymore|any more|soon|much longer|where i am going|after|for long)\b|\b(gave|giving|give) (away )?(my|all my) \w+( away)?\b[^.!?]*\b(will not|would not|do not|am not going to) need\b"),
+    (SUICIDE, "find-my-note", r"\b(note|letter|will|instructions)\b[^.!?]*\b(will|would|is going to|are going to) (find|read) (it|them)?\b|\b(wrote|writing|written|finished|updated|left) (a|my|the) (note|letter|will)\b[^.!?]*\b(after i am gone|when i am gone|for when|once i am gone|to find|will find)\b"),
+    (SUICIDE, "when-i-am-gone", r"\b(after|when|once) i am (gone|dead|not here|not around)\b(?! (on|for) (holiday|vacation|a trip|the weekend|a week|business|work))"),
+    (SUICIDE, "not-alive-by", r"\b(will not|do not (think|expect) (i will|to)|probably will not|not going to) (be )?(alive|around|here|living)\b[^.!?]*\b(next|by|in a|for|this time|to see)\b"),
+    (SUICIDE, "never-hear-again", r"\b(will not|never) (hear|see) (from )?me again\b|\bthis is (my )?goodbye\b|\bgoodbye (forever|for good)\b|\b(last|final) time (you will|anyone will) (hear|see)\b"),
+    (SUICIDE, "decided-calm", r"\b(i have|i) (finally )?(decided|made (up )?my (mind|decision)|picked (a|the) (date|day))\b[^.!?]*\b(calm|peace|peaceful|relief|relieved|lighter|okay now|fine now)\b|\b(calm|peace|peaceful|relief|relieved)\b[^.!?]*\b(since|now that) i (have )?(decided|made (my|the) decision|picked (a|the) date)\b|\bi have a plan and a date\b"),
+    (SUICIDE, "wish-dead", r"\b(i )?(wish|hope) (i|that i) (could )?(just )?(not wake up|was not here|were not here|did not exist|could stop existing|was never born|would die in my sleep)\b|\bwould not mind if i (died|did not wake up|got hit|never woke up)\b|\b(hope|wish) (a|the|that) (bus|car|truck|train) (hits|would hit|hit) me\b|\b(tired|sick) of (being alive|existing|living)\b"),
+    (SUICIDE, "done-fighting", r"\b(i am|i am just|i am so) done (fighting|trying|with (everything|all of it|this life))\b|\b(giving|give|gave) up on (everything|life|living)\b"),
+    (SUICIDE, "research-method", r"\b(looked up|googled|searched|searching|researching|reading (up )?about|looking into)\b[^.!?]*\b(how many|how much|how high|lethal|fatal|overdose|which bridge|tallest|painless|how long (it|does it) take|hang|how to die|ways to die)\b"),
+    (SUICIDE, "means-at-hand", r"\b(holding|have|got|sitting with|staring at|looking at)\b[^.!?]*\b(knife|blade|razor|gun|pills|tablets|rope|bottle)\b[^.!?]*\b(how easy|end it|do it|finish it|be over|make it stop|all at once)\b|\b(pills|tablets)\b[^.!?]*\b(and|with) (vodka|whiskey|wine|alcohol|booze|a bottle)\b[^.!?]*\b(in front of me|next to me|on the table|here|ready|tonight)\b"),
+    (SUICIDE, "plan-to-die", r"\b(i have|i have got|i have made|i made|i have worked out|got) (a|the|my) plan\b[^.!?]*\b(end|kill|die|dying|ending|killing|take my|do it|suicide|not be here)\b|\b(planning|planned|plan) (to|on) (kill|killing|end|ending|take|taking) (myself|my (own )?life|it all)\b"),
+    (SELF_HARM, "overdose-taken", r"\b(took|swallowed|taken|have taken|downed)\b[^.!?]*\b(pills|tablets|paracetamol|tylenol|ibuprofen|sleeping pills|meds|medication|the (whole|entire) (bottle|packet|box))\b[^.!?]*\b(ago|just now|already|tonight|earlier)\b|\bi (already|just) (took|swallowed) (them|it all|all of them|the lot)\b"),
+    (ABUSE, "threat-children", r"\b(threaten|threatens|threatened|threatening|said|says|keeps saying|told me)\b[^.!?]*\b(kill|hurt|take) (the|our|my) (kids|children|baby|son|daughter)\b"),
+    (HARM_OTHERS, "hurt-someone-armed", r"\b(going to|gonna|want to|will|plan to|planning to|thinking (about|of)) (shoot|shooting|stab|stabbing|kill|killing|hurt|hurting)\b[^.!?]*\b(him|her|them|my (boss|ex|dad|father|mom|mum|mother|brother|sister|neighbou?r|teacher|coworker|colleague|wife|husband|partner)|someone|people|everyone)\b[^.!?]*\b(gun|rifle|knife|tomorrow|tonight|at work|at school|for real|i mean it)\b|\b(gun|rifle|knife)\b[^.!?]*\b(make (him|her|them) pay|use it on (him|her|them))\b"),
+)]
+
+#: For each pattern: the taxonomy dimensions it shows and the level it implies at least.
+PATTERN_META: Final[dict[str, tuple[tuple[str, ...], str]]] = {
+    "kill-myself": (("ideation",), "moderate"), "end-my-life": (("ideation",), "moderate"),
+    "thoughts-of-suicide": (("ideation",), "moderate"), "suicidal": (("ideation",), "moderate"),
+    "commit-suicide": (("ideation",), "moderate"), "want-to-die": (("wish_dead",), "moderate"),
+    "better-off-dead": (("burden", "wish_dead"), "moderate"), "no-reason-to-live": (("hopelessness", "wish_dead"), "moderate"),
+    "not-want-to-live": (("wish_dead",), "moderate"), "not-be-here": (("intent",), "high"),
+    "said-goodbyes": (("preparatory",), "high"), "nobody-would-care": (("burden", "wish_dead"), "moderate"),
+    "jump-from": (("method",), "high"), "goodbye-note": (("preparatory",), "high"),
+    "means": (("means_access", "method"), "high"), "means-ready": (("means_access",), "imminent"),
+    "cannot-go-on": (("hopelessness",), "moderate"), "disappear-forever": (("wish_dead",), "moderate"),
+    "burden": (("burden",), "moderate"), "no-way-out": (("hopelessness",), "moderate"),
+    "done-with-life": (("wish_dead", "hopelessness"), "moderate"), "made-peace": (("calm_after_decision",), "high"),
+    "last-message": (("preparatory",), "imminent"), "giving-away": (("preparatory",), "high"),
+    "methods": (("method",), "high"), "not-wake-up": (("wish_dead",), "moderate"),
+    "point-of-living": (("hopelessness", "wish_dead"), "moderate"), "rather-not-exist": (("wish_dead",), "moderate"),
+    "if-i-were-gone": (("burden", "wish_dead"), "moderate"), "over-for-good": (("wish_dead",), "moderate"),
+    "crash-on-purpose": (("method",), "high"),
+    "hurt-myself": (("self_harm",), "moderate"), "self-harm": (("self_harm",), "moderate"),
+    "cut-my-wrists": (("self_harm",), "moderate"), "burn-my-skin": (("self_harm",), "moderate"),
+    "hurt-my-body": (("self_harm",), "moderate"), "urge-to-cut": (("self_harm",), "moderate"),
+    "cutting-again": (("self_harm",), "moderate"), "overdose": (("attempt",), "high"),
+    "hits-me": (("abuse",), "moderate"), "assaulted": (("abuse",), "moderate"), "threatens-me": (("abuse",), "high"),
+    "going-to-kill-me": (("abuse",), "high"), "stalked": (("abuse",), "moderate"),
+    "afraid-of-them": (("abuse",), "high"), "unsafe-at-home": (("abuse",), "moderate"),
+    "touches-me": (("abuse",), "moderate"),
+    "other-kill-self": (("third_party", "ideation"), "moderate"), "other-suicidal": (("third_party", "ideation"), "moderate"),
+    "other-not-live": (("third_party", "wish_dead"), "moderate"),
+    "other-goodbye-pills": (("third_party", "attempt"), "imminent"),
+    "other-overdosed": (("third_party", "attempt"), "imminent"), "other-abused": (("third_party", "abuse"), "moderate"),
+    "will-not-need": (("preparatory",), "high"), "find-my-note": (("preparatory",), "high"),
+    "when-i-am-gone": (("preparatory",), "moderate"), "not-alive-by": (("intent",), "high"),
+    "never-hear-again": (("preparatory", "intent"), "imminent"), "decided-calm": (("calm_after_decision", "plan"), "high"),
+    "wish-dead": (("wish_dead",), "moderate"), "done-fighting": (("hopelessness",), "moderate"),
+    "research-method": (("method",), "high"), "means-at-hand": (("means_access",), "high"),
+    "overdose-taken": (("attempt",), "imminent"), "plan-to-die": (("plan", "ideation"), "high"), "threat-children": (("abuse",), "high"),
+    "hurt-someone-armed": (("harm_others",), "high"),
+}
+_MISSING_META = [name for _, name, _ in _PATTERNS if name not in PATTERN_META]
+assert not _MISSING_META, f"patterns without taxonomy metadata: {_MISSING_META}"
+
+#: Immediacy: a high reading said about now (or just done) is imminent.
+_IMMEDIATE = re.compile(r"\b(right now|tonight|this (evening|afternoon|morning)|in (a|an|the next) (few )?(minutes?|hours?)|"
+                        r"(an|one|two|\d+|half an) (hour|hours|minutes?) ago|just (took|swallowed|did it)|already (took|swallowed|done it)|"
+                        r"in my hand|on the (ledge|edge|bridge|roof|tracks|platform)|standing (on|at) the|about to|"
+                        r"(is|he is|she is) (here|home|outside|downstairs|at the door) (now|right now)|will not hear from me again)\b")
+_IMMEDIATE_DIMS: Final = frozenset({"method", "plan", "intent", "attempt", "means_access", "preparatory", "harm_others",
+                                    "abuse", "third_party"})
+
+
+def pattern_readings(text: str) -> tuple[list[DimensionReading], str, list[str], list[str]]:
+    """The pattern layer: dimension readings with evidence, the level implied, the signals
+    (``pattern:<category>:<name>``) and the negations discounted."""
+    hits, discounted = pattern_signals(text)
+    t = normalise(text)
+    readings: list[DimensionReading] = []
+    level = "none"
+    for _cat, name in hits:
+        dims, lv = PATTERN_META[name]
+        match = next((p.search(t) for c, n, p in _PATTERNS if n == name), None)
+        evidence = match.group(0) if match is not None else ""
+        readings += [DimensionReading(d, 1.0, evidence, f"pattern:{name}") for d in dims]
+        if level_index(lv) > level_index(level):
+            level = lv
+    return readings, level, [f"pattern:{c}:{n}" for c, n in hits], discounted
+
+
+def immediate(text: str) -> bool:
+    """Does the message say it is happening now (or was just done)?"""
+    return bool(_IMMEDIATE.search(normalise(text)))
+
+
+# -- the screen -----------------------------------------------------------------------------------
 
 class CrisisDetector:
-    """Patterns + semantic similarity.  ``embedder`` (an :class:`~empathic_agent.memory.embedder.Embedder`;
-    None = patterns only) loads on first use; thread-safe."""
+    """The risk screen of one message: patterns + the learned reader + language.
 
-    def __init__(self, embedder: "Embedder | None" = None, *, min_sim: float = SEMANTIC_MIN_SIM,
-                 margin: float = SEMANTIC_MARGIN, sure_sim: float = SEMANTIC_SURE_SIM) -> None:
-        self.embedder = embedder
-        self.min_sim, self.margin, self.sure_sim = min_sim, margin, sure_sim
-        self._bank: tuple[np.ndarray, np.ndarray] | None = None
-        self._lock = threading.Lock()
+    ``learned`` (a :class:`~empathic_agent.safety.learned.RiskModel`; None = patterns only) loads
+    on first use; thread-safe."""
+
+    def __init__(self, learned: "RiskModel | None" = None, *, language: bool = True) -> None:
+        self.learned = learned
+        self.language = language
 
     @classmethod
-    def from_settings(cls, settings: "Settings", *, embedder: "Embedder | None" = None) -> "CrisisDetector":
-        if embedder is None and settings.safety_semantic:
-            from empathic_agent.memory.embedder import load_embedder
+    def from_settings(cls, settings: "Settings") -> "CrisisDetector":
+        learned = None
+        if settings.safety_semantic:
+            from empathic_agent.safety.learned import RiskModel
 
-            embedder = load_embedder(settings)
-        return cls(embedder)
+            learned = RiskModel(settings.safety_model or None, backbone=settings.embedding_model,
+                                cache_dir=settings.cache_dir)
+        return cls(learned)
+
+    @property
+    def layers(self) -> str:
+        return "patterns+learned" if self.learned is not None else "patterns"
 
     def load(self) -> None:
-        self._exemplars()
+        if self.learned is not None:
+            self.learned.load()
+            self.learned.read("warm up")
+        if self.language:
+            from empathic_agent.safety.language import detect_language
 
-    def _exemplars(self) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            if self._bank is None:
-                assert self.embedder is not None
-                crisis = self.embedder.embed([text for _, text in CRISIS_EXEMPLARS])
-                safe = self.embedder.embed(list(SAFE_EXEMPLARS))
-                self._bank = (np.asarray(crisis, np.float32), np.asarray(safe, np.float32))
-            return self._bank
-
-    def semantic(self, text: str) -> tuple[float, float, str | None]:
-        """(best crisis similarity, best safe similarity, category of the best crisis exemplar)."""
-        if self.embedder is None:
-            return 0.0, 0.0, None
-        crisis, safe = self._exemplars()
-        q = np.asarray(self.embedder.embed([text]), np.float32)[0]
-        cs, ss = crisis @ q, safe @ q
-        i = int(np.argmax(cs))
-        return float(cs[i]), float(ss.max()), CRISIS_EXEMPLARS[i][0]
+            detect_language("warm up the language model")
 
     def assess(self, text: str) -> SafetyAssessment:
+        """The message alone (the stage adds the conversation)."""
         t0 = time.perf_counter()
-        hits, discounted = pattern_signals(text)
-        signals = [f"pattern:{cat}:{name}" for cat, name in hits]
-        category, score = (hits[0][0], 1.0) if hits else (None, 0.0)
-        if not hits and text.strip():
+        dims, level, signals, discounted = pattern_readings(text)
+        subject = "other" if any(d.name == "third_party" for d in dims) else ("self" if dims else "none")
+        learned: dict[str, Any] = {}
+        score = 1.0 if dims else 0.0
+        if self.learned is not None and text.strip():
             try:
-                best, best_safe, cat = self.semantic(text)
+                reading = self.learned.read(text)
             except Exception as exc:  # noqa: BLE001 — the pattern layer still stands
-                log.warning("safety: semantic layer failed (%s); patterns only", exc)
-                best, best_safe, cat = 0.0, 0.0, None
-            # Negated messages ("I would never hurt myself") sit close to crisis exemplars by
-            # meaning: after an explicit negation both bars are raised.
-            floor = self.sure_sim if discounted else self.min_sim
-            sure = self.sure_sim + (0.1 if discounted else 0.0)
-            if cat is not None and (best >= sure or (best >= floor and best - best_safe >= self.margin)):
-                signals.append(f"semantic:{cat}:{best:.3f}/{best_safe:.3f}")
-                category, score = cat, best
-        return SafetyAssessment(crisis=bool(signals), category=category, score=score, signals=tuple(signals),
-                                discounted=tuple(discounted), seconds=time.perf_counter() - t0)
+                log.warning("safety: learned layer failed (%s); patterns only", exc)
+            else:
+                learned = reading.to_dict()
+                lv = reading.level(self.learned.thresholds)
+                # A negation ("I would never hurt myself") sits close to risk by meaning: after an
+                # explicit one, the learned layer alone may only ask (check-in), not alarm.
+                if discounted and level_index(lv) > level_index("low") and level == "none":
+                    lv = "low"
+                score = max(score, reading.at_least[0])
+                if level_index(lv) > 0:
+                    signals.append(f"learned:{lv}:{reading.at_least[0]:.3f}")
+                    known = {d.name for d in dims}
+                    for name, p in sorted(reading.dimensions.items(), key=lambda kv: -kv[1]):
+                        if p >= 0.5 and name not in known:
+                            dims.append(DimensionReading(name, p, reading.evidence[name], "learned"))
+                    if level_index(lv) > level_index(level):
+                        level = lv
+                    if subject == "none":
+                        subject = "other" if reading.subject.get("other", 0) > reading.subject.get("self", 0) else "self"
+        lang: dict[str, Any] = {}
+        if self.language and text.strip():
+            from empathic_agent.safety.language import detect_language, risk_cues
+
+            lang = detect_language(text)
+            # Short messages ("quiero morir") are too short to identify for sure: the cue lexicon
+            # still applies when the best guess is another language.
+            if not lang["covered"] or lang.get("guess", "en") != "en":
+                cues = risk_cues(text) if level_index(level) < level_index("moderate") else []
+                if cues:
+                    # The screen cannot read this language: a risk cue routes it conservatively.
+                    signals += [f"language:{lang['code']}:{c}" for c in cues]
+                    dims.append(DimensionReading("ideation", 0.5, ", ".join(cues), f"language:{lang.get('guess', lang['code'])}"))
+                    if level_index(level) < level_index("moderate"):
+                        level = "moderate"
+                    subject = "self" if subject == "none" else subject
+                    score = max(score, 0.5)
+        if level_index(level) >= level_index("high") and {d.name for d in dims} & _IMMEDIATE_DIMS and immediate(text):
+            level = "imminent"
+            signals.append("immediacy")
+        if level == "none":
+            subject = "none"
+        names = {d.name for d in dims}
+        route = route_for(level, subject if subject != "none" else "self")
+        crisis = route in CRISIS_ROUTES
+        return SafetyAssessment(
+            crisis=crisis, category=protocol_category(names, subject) if crisis else None, score=score,
+            signals=tuple(signals), discounted=tuple(discounted), seconds=time.perf_counter() - t0,
+            level=level, route=route, subject=subject, message_level=level,
+            dimensions=tuple(_dedupe(dims)), language=lang, learned=learned)
+
+
+#: The same screen under the name the docs use.
+RiskScreen = CrisisDetector
+
+
+def _dedupe(dims: list[DimensionReading]) -> list[DimensionReading]:
+    best: dict[str, DimensionReading] = {}
+    for d in dims:
+        if d.name not in best or d.score > best[d.name].score:
+            best[d.name] = d
+    return sorted(best.values(), key=lambda d: -d.score)

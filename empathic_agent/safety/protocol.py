@@ -1,6 +1,10 @@
 """The crisis protocol: the vetted reply and the locale's resources for a flagged turn, and the
 escalation hook that tells the embedding app.
 
+Routes (:mod:`.taxonomy`): ``continue``; ``check_in`` (the generated reply gets the protocol's
+check-in sentence); ``protocol``, ``escalate``, ``helper`` (the vetted reply of the category);
+``emergency`` (the protocol's emergency sentence first, then the category's reply).
+
 The reply is a template from a TOML protocol file (``protocols/default.toml``, or your
 organisation's own via ``EMPATHIC_SAFETY_PROTOCOL``) filled with the locale's resources — never
 free generation.  Escalation: in-process callbacks (``SafetyStage.on_crisis``) and an optional
@@ -21,7 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from empathic_agent.errors import ConfigError
+from empathic_agent.safety.conversation import ConversationRisk, advance
 from empathic_agent.safety.detect import CATEGORIES, CrisisDetector, SafetyAssessment
+from empathic_agent.safety.taxonomy import CRISIS_ROUTES, level_index, protocol_category, route_for
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -52,12 +58,34 @@ class CrisisProtocol:
         return tuple({"name": r["name"], "contact": r["contact"]} for r in entry.get("resources", ())
                      if category in r.get("categories", ()) or "all" in r.get("categories", ()))
 
-    def reply(self, category: str, locale: str | None) -> str:
+    def reply(self, category: str, locale: str | None, *, route: str = "protocol", language_note: bool = False) -> str:
+        """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
+        and ``check_in`` gives the check-in sentence that follows a generated reply."""
+        if route == "check_in":
+            return self._fill("check_in", category, locale)
+        text = self._fill(category if category in self.replies else "suicide", category, locale)
+        if route == "emergency":
+            text = self._fill("emergency", category, locale) + text
+        if language_note:
+            text = self._fill("language_note", category, locale) + text
+        return text
+
+    def _fill(self, key: str, category: str, locale: str | None) -> str:
         entry = self.locale(locale)
-        resources = self.resources(category, locale)
-        listed = " ".join(f"You can reach {r['name']}: {r['contact']}." for r in resources)
-        template = self.replies.get(category) or self.replies["suicide"]
+        listed = " ".join(f"You can reach {r['name']}: {r['contact']}." for r in self.resources(category, locale))
+        template = self.replies.get(key) or _default_replies().get(key) or self.replies["suicide"]
         return template.format(resources=listed, emergency=entry.get("emergency", "your local emergency number"))
+
+
+def _default_replies() -> Mapping[str, str]:
+    """The packaged protocol's replies: the defaults of the optional ones."""
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        _DEFAULTS = tomllib.loads(DEFAULT_PROTOCOL.read_text(encoding="utf-8")).get("replies", {})
+    return _DEFAULTS
+
+
+_DEFAULTS: Mapping[str, str] | None = None
 
 
 def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
@@ -82,6 +110,8 @@ def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
             if not r.get("name") or not r.get("contact"):
                 raise ConfigError(f"safety protocol {p}: a resource of locale {name!r} lacks name or contact")
     for cat, template in replies.items():
+        if not isinstance(template, str):
+            raise ConfigError(f"safety protocol {p}: reply {cat!r} is not text")
         try:
             template.format(resources="", emergency="")
         except (KeyError, IndexError) as exc:
@@ -102,10 +132,19 @@ class CrisisEvent:
     signals: tuple[str, ...]
     at: float
     text: str | None = None
+    #: The risk level and route (``escalate`` and ``emergency`` ask the app to escalate).
+    level: str = "moderate"
+    route: str = "protocol"
+
+    @property
+    def escalate(self) -> bool:
+        """The route asks for escalation (high or imminent risk, or someone else in imminent danger)."""
+        return self.route in ("escalate", "emergency") or (self.route == "helper" and self.level == "imminent")
 
     def to_dict(self) -> dict[str, Any]:
         return {"event": "crisis", "user_id": self.user_id, "session_id": self.session_id, "turn_id": self.turn_id,
-                "category": self.category, "score": round(self.score, 4), "signals": list(self.signals),
+                "category": self.category, "level": self.level, "route": self.route, "escalate": self.escalate,
+                "score": round(self.score, 4), "signals": list(self.signals),
                 "at": self.at, **({"text": self.text} if self.text is not None else {})}
 
 
@@ -123,22 +162,51 @@ class SafetyStage:
     on_crisis: list[Callable[[CrisisEvent], Any]] = field(default_factory=list)
 
     @classmethod
-    def from_settings(cls, settings: "Settings", *, embedder: Any = None) -> "SafetyStage":
-        return cls(detector=CrisisDetector.from_settings(settings, embedder=embedder),
+    def from_settings(cls, settings: "Settings") -> "SafetyStage":
+        return cls(detector=CrisisDetector.from_settings(settings),
                    protocol=load_protocol(settings.safety_protocol or None), locale=settings.safety_locale,
                    webhook_url=settings.safety_webhook_url, webhook_include_text=settings.safety_webhook_include_text)
 
     def load(self) -> None:
         self.detector.load()
 
-    def assess(self, text: str) -> SafetyAssessment:
-        """The detector's verdict, with the protocol's reply and resources attached on a crisis."""
+    def assess(self, text: str, conversation: ConversationRisk | dict[str, Any] | None = None, *,
+               now: float | None = None) -> SafetyAssessment:
+        """The screen's verdict on the message in its conversation (``conversation``: the risk
+        after the previous turn, None for a message alone), with the protocol's reply and
+        resources attached on a crisis route and resources on a check-in."""
         a = self.detector.assess(text)
-        if not a.crisis:
+        if conversation is not None:
+            a = self.in_conversation(a, conversation, now=now)
+        if a.route == "continue":
             return a
-        return replace(a, resources=self.protocol.resources(a.category, self.locale),
-                       message=self.protocol.reply(a.category, self.locale),
-                       emergency=str(self.protocol.locale(self.locale).get("emergency", "")))
+        category = a.category or protocol_category({d.name for d in a.dimensions}, a.subject)
+        emergency = str(self.protocol.locale(self.locale).get("emergency", ""))
+        resources = self.protocol.resources(category, self.locale)
+        if a.route == "check_in":
+            return replace(a, resources=resources, emergency=emergency,
+                           message=self.protocol.reply(category, self.locale, route="check_in"))
+        note = not a.language.get("covered", True)
+        return replace(a, category=category, resources=resources, emergency=emergency,
+                       message=self.protocol.reply(category, self.locale, route=a.route, language_note=note))
+
+    @staticmethod
+    def in_conversation(a: SafetyAssessment, conversation: ConversationRisk | dict[str, Any], *,
+                        now: float | None = None) -> SafetyAssessment:
+        """The message's assessment raised by the conversation's accumulated risk."""
+        prev = conversation if isinstance(conversation, ConversationRisk) else ConversationRisk.from_dict(conversation)
+        severity = max(level_index(a.message_level), float(sum((a.learned.get("at_least") or {}).values())))
+        conv = advance(prev, message_level=a.message_level, severity=severity, subject=a.subject,
+                       dimensions={d.name: d.score for d in a.dimensions}, now=now)
+        if conv.level == a.level:
+            return replace(a, conversation=conv.to_dict())
+        subject = a.subject if a.subject != "none" else (conv.subject if conv.subject != "none" else "self")
+        route = route_for(conv.level, subject)
+        crisis = route in CRISIS_ROUTES
+        dims = set(conv.dimensions) | {d.name for d in a.dimensions}
+        return replace(a, level=conv.level, route=route, subject=subject, crisis=crisis,
+                       category=protocol_category(dims, subject) if crisis else None,
+                       signals=a.signals + (f"conversation:{conv.reason}",), conversation=conv.to_dict())
 
     def escalate(self, event: CrisisEvent) -> list[str]:
         """Tell the embedding app (callbacks now; the webhook in a background thread). Returns

@@ -43,6 +43,7 @@ RECALLED_HEADERS = ["#", "memory", "feeling", "score (meaning · mood)"]
 STORED_HEADERS = ["id", "memory", "kind", "feeling", "stored"]
 CSS = """
 #crisis-banner { border: 2px solid #b91c1c; background: #fef2f2; border-radius: 8px; padding: 8px 14px; }
+#crisis-banner.risk-low { border-color: #b45309; background: #fffbeb; }
 #perception { font-size: 0.92em; }
 """
 
@@ -65,20 +66,35 @@ def _count(records: list[Any]) -> str:
     return "1 memory (click a row to pick it)." if len(records) == 1 else f"{len(records)} memories (click a row to pick one)."
 
 
+#: The banner's heading per route (the safety stage's level decides the route).
+BANNER_HEADINGS = {
+    "emergency": "## Please call {emergency} now — this is an emergency",
+    "escalate": "### You don't have to face this alone — help is available now",
+    "protocol": "### You don't have to face this alone — help is available now",
+    "helper": "### Helping someone who may be in danger",
+    "check_in": "#### If things feel heavier, support is here any time",
+}
+
+
 def _banner(result: Any) -> Any:
-    """The crisis banner: shown when the turn's safety assessment flags a crisis, with the
-    configured resources (the chat carries the protocol's reply)."""
+    """The safety banner, by the turn's risk level: an emergency line first when imminent, the
+    crisis resources on a crisis route, a quieter note with the resources on a check-in; hidden
+    when there is no risk.  The chat carries the protocol's reply."""
     import gradio as gr
 
     safety = getattr(result, "safety", None) or {}
-    if not safety.get("crisis"):
+    route = safety.get("route") or ("protocol" if safety.get("crisis") else "continue")
+    if route not in BANNER_HEADINGS:
         return gr.update(visible=False, value="")
-    lines = ["### You don't have to face this alone — help is available now"]
-    if safety.get("emergency"):
-        lines.append(f"**In immediate danger: call {safety['emergency']}.**")
+    emergency = safety.get("emergency") or "your local emergency number"
+    level = safety.get("level") or "moderate"
+    lines = [BANNER_HEADINGS[route].format(emergency=emergency),
+             f"<small>Risk level read from this conversation: **{level}**</small>"]
+    if route in ("protocol", "escalate", "helper") and safety.get("emergency"):
+        lines.append(f"**In immediate danger: call {emergency}.**")
     for r in safety.get("resources") or ():
         lines.append(f"- **{r.get('name', '')}**: {r.get('contact', '')}")
-    return gr.update(visible=True, value="\n".join(lines))
+    return gr.update(visible=True, value="\n".join(lines), elem_classes=[f"risk-{level}"])
 
 
 def build_ui(controller: UIController, *, auth: bool = False, default_user: str = "me") -> Any:

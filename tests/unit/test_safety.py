@@ -1,6 +1,8 @@
 """The safety stage: crisis patterns (explicit, implicit, self-harm, abuse, others at risk; idioms,
-negations, topics), the protocol file, escalation (callbacks and a real local webhook), and the
-graph's safe route — the LLM is never asked to answer a crisis."""
+negations, topics) with their taxonomy dimensions and levels, routes for every level, the
+conversation's accumulated risk, language, the protocol file, escalation (callbacks and a real
+local webhook), and the graph's routes — the LLM is never asked to answer a crisis.  (Pattern layer
+only here; the learned layer is tested in tests/integration/test_safety.py.)"""
 
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ def _category(text: str) -> str | None:
     ("I started cutting again", SELF_HARM),
     ("I slit my wrists", SELF_HARM),
     ("I took all my pills", SELF_HARM),
+    ("I'm going to shoot my boss tomorrow, I have the gun", "harm_others"),
     ("My boyfriend hits me", ABUSE),
     ("I'm afraid my husband will kill me", ABUSE),
     ("I was sexually assaulted", ABUSE),
@@ -188,9 +191,11 @@ async def test_a_crisis_is_answered_by_the_protocol_never_by_the_llm(settings):
     assert events and events[0].user_id == "ann" and events[0].category == SUICIDE
     history = await agent.history("ann", "s1")
     assert [m.role for m in history] == ["user", "assistant"] and history[1].content == result.reply
-    # The next, ordinary turn goes back to the LLM (with the crisis exchange in its history).
+    # The next, ordinary turn goes back to the LLM (with the crisis exchange in its history), in
+    # the careful register: the model's words, then the vetted check-in.
     nxt = await agent.respond("ann", "s1", text="thank you, I called them")
-    assert not nxt.crisis and nxt.reply == "free generation" and len(llm.prompts) == 1
+    assert not nxt.crisis and nxt.route == "check_in" and len(llm.prompts) == 1
+    assert nxt.reply.startswith("free generation") and "are you safe" in nxt.reply
 
 
 async def test_a_crisis_reply_is_spoken_in_the_calm_register(settings):
@@ -226,3 +231,202 @@ def test_protocol_path_setting(settings, tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         SafetyStage.from_settings(dataclasses.replace(settings, safety_protocol=str(tmp_path / "none.toml")))
     assert Path(load_protocol().source).name == "default.toml"
+
+
+# -- taxonomy, levels and routes -----------------------------------------------------------------
+from empathic_agent.safety import DIMENSIONS, LEVELS, ROUTES, route_for  # noqa: E402
+from empathic_agent.safety.conversation import ConversationRisk, advance  # noqa: E402
+from empathic_agent.safety.detect import PATTERN_META, pattern_readings  # noqa: E402
+from empathic_agent.safety.language import detect_language, risk_cues  # noqa: E402
+from empathic_agent.safety.taxonomy import protocol_category  # noqa: E402
+
+
+def _stage():
+    return SafetyStage(detector=CrisisDetector(None), protocol=load_protocol())
+
+
+def test_every_pattern_names_valid_dimensions_and_levels():
+    for name, (dims, level) in PATTERN_META.items():
+        assert dims and set(dims) <= set(DIMENSIONS), name
+        assert level in LEVELS[1:], name
+
+
+def test_routes_of_every_level_and_the_helper_route():
+    assert [route_for(lv) for lv in LEVELS] == ["continue", "check_in", "protocol", "escalate", "emergency"]
+    assert route_for("moderate", "other") == route_for("imminent", "other") == "helper"
+    assert route_for("low", "other") == "check_in"
+    assert set(ROUTES) == {"continue", "check_in", "protocol", "escalate", "emergency", "helper"}
+
+
+# Each dimension, in words written for this test (patterns alone): the dimension named, with
+# evidence, at (at least) the level the taxonomy gives it.
+@pytest.mark.parametrize("text,dimension,level", [
+    ("Some nights I just wish I could stop existing.", "wish_dead", "moderate"),
+    ("I keep having thoughts about suicide.", "ideation", "moderate"),
+    ("I looked up how many of my tablets would be lethal.", "method", "high"),
+    ("Honestly I don't think I'll be alive by next month.", "intent", "high"),
+    ("I have a plan and a date. I'm calm about it now.", "calm_after_decision", "high"),
+    ("I finally picked the date and I feel such relief.", "plan", "high"),
+    ("I've been giving my records away to friends since I won't need them anymore.", "preparatory", "high"),
+    ("I wrote a letter to my sister that she will find on Sunday.", "preparatory", "high"),
+    ("I took 40 paracetamol about an hour ago.", "attempt", "imminent"),
+    ("I feel like such a burden on everyone.", "burden", "moderate"),
+    ("Nothing is ever going to change and I'm done fighting.", "hopelessness", "moderate"),
+    ("Sitting here holding the kitchen knife, thinking how easy it would be to end it.", "means_access", "high"),
+    ("I started cutting again last week.", "self_harm", "moderate"),
+    ("I'm going to stab him tonight, I mean it.", "harm_others", "high"),
+    ("He keeps threatening to kill the kids and then himself.", "abuse", "high"),
+    ("My friend told me she wants to kill herself, how do I help?", "third_party", "moderate"),
+])
+def test_each_dimension_is_read_with_evidence_and_level(text, dimension, level):
+    readings, got, signals, _ = pattern_readings(text)
+    named = {r.name: r for r in readings}
+    assert dimension in named, (text, readings)
+    assert named[dimension].evidence and named[dimension].source.startswith("pattern:")
+    assert LEVELS.index(got) >= LEVELS.index(level), (text, got)
+
+
+def test_the_four_kinds_of_missed_warning_signs_are_routed():
+    """The textbook misses of the issue, in our own words: possessions given away, a plan with a
+    date and sudden calm, means in hand, hopelessness with giving up."""
+    stage = _stage()
+    for text in ("I handed my camera and my bike to my cousin, I won't need them where I'm going.",
+                 "It's decided, I picked the date. Weirdly I feel at peace since I decided.",
+                 "I've got the knife in my hand and I keep thinking how easy it would be.",
+                 "There's no future for me. I'm done fighting."):
+        a = stage.assess(text, {})
+        assert a.crisis and a.route in ("protocol", "escalate", "emergency"), (text, a.level, a.signals)
+        assert "988" in a.message
+
+
+def test_imminent_danger_leads_with_the_emergency_number():
+    a = _stage().assess("I swallowed the whole packet of pills an hour ago", {})
+    assert a.level == "imminent" and a.route == "emergency" and a.crisis
+    assert a.message.startswith("Please call 911") and "988" in a.message and a.emergency == "911"
+
+
+def test_a_helper_gets_the_helper_route_and_resources():
+    a = _stage().assess("My best friend keeps saying she doesn't want to be alive. What do I do?", {})
+    assert a.route == "helper" and a.subject == "other" and a.category == OTHERS_AT_RISK
+    assert "reaching out for them" in a.message and a.resources
+
+
+def test_harm_to_others_has_its_own_reply():
+    a = _stage().assess("I'm going to shoot my neighbour tomorrow, the rifle is loaded", {})
+    assert a.crisis and a.category == "harm_others" and "before acting on it" in a.message
+
+
+def test_no_risk_continues_and_carries_no_reply():
+    a = _stage().assess("The concert was amazing, I'm dying to go again", {})
+    assert (a.level, a.route, a.crisis, a.message) == ("none", "continue", False, "")
+
+
+# -- conversation-level risk ---------------------------------------------------------------------
+
+def test_risk_accumulates_decays_and_round_trips():
+    c = advance(None, message_level="low", severity=1.0, subject="self", dimensions={"hopelessness": 0.8}, now=1000.0)
+    assert c.level == "low" and c.score > 0 and c.dimensions["hopelessness"] == 0.8
+    assert ConversationRisk.from_dict(c.to_dict()) == c
+    calm = c
+    for i in range(8):
+        calm = advance(calm, message_level="none", severity=0.0, subject="none", dimensions={}, now=1000.0 + i)
+    assert calm.score < c.score * 0.2 and calm.level == "none"
+    # Time decays it too: two days later half of it is left (before this turn's decay).
+    later = advance(c, message_level="none", severity=0.0, subject="none", dimensions={}, now=1000.0 + 48 * 3600)
+    assert later.score == pytest.approx(c.score * 0.75 * 0.5, rel=1e-6)
+
+
+def test_an_ambiguous_message_after_earlier_risk_is_a_crisis():
+    stage = _stage()
+    alone = stage.assess("im done", {})
+    assert not alone.crisis
+    conv: dict = {}
+    for text in ("Nothing will ever get better.", "Everyone would be better off without me."):
+        conv = stage.assess(text, conv).conversation
+    # The learned layer gives "im done" some severity; with patterns only it is 0, so simulate
+    # the severity the learned layer would add through the conversation function itself.
+    c = advance(ConversationRisk.from_dict(conv), message_level="none", severity=0.5, subject="none", dimensions={})
+    assert c.level == "moderate" and "context" in c.reason
+
+
+def test_after_a_crisis_the_next_turns_stay_careful_then_relax():
+    stage = _stage()
+    a = stage.assess("I want to kill myself", {})
+    assert a.crisis
+    conv = a.conversation
+    routes = []
+    for _ in range(8):
+        nxt = stage.assess("ok. i had some tea", conv)
+        conv = nxt.conversation
+        routes.append(nxt.route)
+    assert routes[0] == "check_in" and routes[-1] == "continue"
+    assert nxt.level == "none"
+
+
+# -- language -------------------------------------------------------------------------------------
+
+def test_a_non_english_message_is_reported_and_routed_conservatively():
+    a = _stage().assess("Ya no quiero vivir, nadie me entiende y estoy cansada de todo.", {})
+    assert a.language["code"] == "es" and a.language["covered"] is False
+    assert a.crisis and any(s.startswith("language:") for s in a.signals)
+    assert "may not fully understand" in a.message
+    calm = _stage().assess("Hoy fuimos al mercado y compramos fruta para la semana.", {})
+    assert calm.language["code"] == "es" and not calm.language["covered"] and not calm.crisis
+    assert detect_language("I am fine thanks")["code"] == "en"
+    assert risk_cues("je veux mourir") == ["fr:je veux mourir"] and not risk_cues("I want a new phone")
+    # An English topic mention is not a cue: cues only count when the message is not English.
+    assert not _stage().assess("I wrote an essay on suicide prevention for class", {}).crisis
+
+
+def test_protocol_category_by_dimensions():
+    assert protocol_category({"abuse"}, "self") == "abuse"
+    assert protocol_category({"self_harm"}, "self") == "self_harm"
+    assert protocol_category({"self_harm", "ideation"}, "self") == "suicide"
+    assert protocol_category({"ideation"}, "other") == "others_at_risk"
+
+
+def test_a_protocol_without_the_optional_replies_gets_the_defaults(tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_text('default_locale = "en-US"\n[replies]\nsuicide = "S {resources}"\nself_harm = "H"\nabuse = "A"\n'
+                 'others_at_risk = "O"\n[locales.en-US]\nemergency = "911"\n')
+    p = load_protocol(f)
+    assert p.reply("suicide", "en-US", route="emergency").startswith("Please call 911")
+    assert "check in" in p.reply("suicide", "en-US", route="check_in")
+
+
+# -- the graph's routes ---------------------------------------------------------------------------
+
+async def test_low_risk_gets_the_generated_reply_then_the_vetted_check_in(settings):
+    llm = FakeLLM(["That sounds really heavy."])
+    agent = await _agent(settings, llm)
+    result = await agent.respond("ann", "s1", text="I want to kill myself")
+    assert result.route == "escalate" or result.route == "protocol"
+    nxt = await agent.respond("ann", "s1", text="i dont know")
+    assert nxt.risk_level == "low" and nxt.route == "check_in" and not nxt.crisis
+    assert nxt.reply.startswith("That sounds really heavy.") and "are you safe" in nxt.reply
+    assert nxt.register["strategy"] in ("Reflection of feelings", "Restatement or Paraphrasing")
+    assert any("risk low" in r for r in nxt.register["rationale"])
+    assert llm.prompts  # the model answered, the check-in was appended
+
+
+async def test_conversation_risk_survives_a_restart(settings):
+    s = settings
+    services = build_services(s, llm=FakeLLM(["ok"]), text_encoder=None, memory=None, speech=None, face=None, tts=None)
+    saver = InMemorySaver()
+    agent = await Agent.open(s, services=services, checkpointer=saver)
+    first = await agent.respond("ann", "s1", text="I have a plan to end my life this weekend")
+    assert first.crisis and first.risk_level in ("high", "imminent")
+    # A new agent on the same checkpoints (a restarted process) reads the next turn in context.
+    again = await Agent.open(s, services=services, checkpointer=saver)
+    nxt = await again.respond("ann", "s1", text="whatever")
+    assert nxt.risk_level != "none" and nxt.safety["conversation"]["peak"] in ("high", "imminent")
+
+
+async def test_escalation_events_carry_the_level_and_route(settings):
+    agent = await _agent(settings, FakeLLM(["x"]))
+    events = []
+    agent.services.safety.on_crisis.append(events.append)
+    result = await agent.respond("ann", "s1", text="I took all my pills an hour ago")
+    assert result.route == "emergency" and result.reply.startswith("Please call 911")
+    assert events and events[0].level == "imminent" and events[0].route == "emergency" and events[0].escalate
+    assert events[0].to_dict()["escalate"] is True

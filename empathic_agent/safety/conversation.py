@@ -1,0 +1,108 @@
+"""Conversation-level risk: what earlier turns add to the reading of this one.
+
+A message that is ambiguous alone ("I'm done") means something else after "nothing will ever get
+better" and "everyone would be better off".  The conversation keeps an accumulated severity
+(:class:`ConversationRisk`, part of the checkpointed graph state, so it survives restarts):
+
+    A_t = DECAY ** turns_elapsed * TIME_HALF_LIFE-decay(hours) * A_{t-1} + max(0, s_t - NOISE)
+
+where ``s_t`` is the message's severity (its level index, or the learned layer's expected level
+when that is higher).  The level the agent acts on is the highest of:
+
+* the message's own level;
+* ``moderate`` when the history carries risk (``A_{t-1} >= CONTEXT_CRISIS``) and the message
+  shows some of its own (``s_t >= AMBIGUOUS``): the ambiguous message is read in its context;
+* ``low`` (careful: a check-in) while the history still carries risk (``A_{t-1} >= CAREFUL``) —
+  after a crisis turn the next turns stay careful until enough calm turns have passed.
+
+History alone never raises the level above ``moderate``: only the person's words now can say
+``high`` or ``imminent``.  The constants were set on the development conversations
+(``safety/data/conversations_dev.yaml``), never on the held-out ones.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Mapping
+
+from empathic_agent.safety.taxonomy import level_index
+
+__all__ = ["ConversationRisk", "advance", "DECAY", "NOISE", "AMBIGUOUS", "CONTEXT_CRISIS", "CAREFUL"]
+
+#: Share of the accumulated severity kept from one turn to the next ("decays slowly").
+DECAY: Final[float] = 0.75
+#: Time decay on top: the accumulated severity halves every this many hours between turns.
+TIME_HALF_LIFE_H: Final[float] = 48.0
+#: Severity below this is noise (sad or stressed messages read a little above zero).
+NOISE: Final[float] = 0.15
+#: A message with at least this severity is ambiguous enough to be read in its context.
+AMBIGUOUS: Final[float] = 0.3
+#: Accumulated severity from earlier turns that makes an ambiguous message a crisis.
+CONTEXT_CRISIS: Final[float] = 1.2
+#: Accumulated severity from earlier turns that keeps the agent careful (check-in).
+CAREFUL: Final[float] = 0.6
+#: Cap of the accumulator (four crisis turns in a row do not need a week to decay).
+MAX_SCORE: Final[float] = 6.0
+
+
+@dataclass(frozen=True)
+class ConversationRisk:
+    """The conversation's accumulated risk after a turn."""
+
+    score: float = 0.0
+    #: The level the agent acted on at the last turn, and the highest so far.
+    level: str = "none"
+    peak: str = "none"
+    #: Turns since the last turn at ``moderate`` or above (None: never).
+    turns_since_crisis: int | None = None
+    #: Whose danger the conversation is about (self / other), from the last risk turn.
+    subject: str = "none"
+    #: Dimensions seen in the conversation (decayed like the score), for the planner and the UI.
+    dimensions: Mapping[str, float] = field(default_factory=dict)
+    turns: int = 0
+    updated_at: float = 0.0
+    #: Why the level is above the message's own (empty when it is not).
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": round(self.score, 4), "level": self.level, "peak": self.peak,
+                "turns_since_crisis": self.turns_since_crisis, "subject": self.subject,
+                "dimensions": {k: round(v, 4) for k, v in self.dimensions.items()}, "turns": self.turns,
+                "updated_at": self.updated_at, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "ConversationRisk":
+        if not d:
+            return cls()
+        return cls(score=float(d.get("score", 0.0)), level=str(d.get("level", "none")), peak=str(d.get("peak", "none")),
+                   turns_since_crisis=d.get("turns_since_crisis"), subject=str(d.get("subject", "none")),
+                   dimensions=dict(d.get("dimensions") or {}), turns=int(d.get("turns", 0)),
+                   updated_at=float(d.get("updated_at", 0.0)), reason=str(d.get("reason", "")))
+
+
+def advance(prev: ConversationRisk | None, *, message_level: str, severity: float, subject: str,
+            dimensions: Mapping[str, float], now: float | None = None) -> ConversationRisk:
+    """The conversation's risk after one more message (pure: same inputs, same output)."""
+    prev = prev or ConversationRisk()
+    now = time.time() if now is None else now
+    hours = max(0.0, (now - prev.updated_at) / 3600.0) if prev.updated_at else 0.0
+    keep = DECAY * 0.5 ** (hours / TIME_HALF_LIFE_H)
+    history = prev.score * keep
+    s = max(float(severity), float(level_index(message_level)))
+    level, reason = message_level, ""
+    if history >= CONTEXT_CRISIS and s >= AMBIGUOUS and level_index(level) < level_index("moderate"):
+        level, reason = "moderate", f"read in context: earlier risk {history:.2f}, this message {s:.2f}"
+    elif history >= CAREFUL and level_index(level) < level_index("low"):
+        level, reason = "low", f"careful after earlier risk ({history:.2f})"
+    score = min(MAX_SCORE, history + max(0.0, s - NOISE))
+    dims = {k: v * keep for k, v in prev.dimensions.items() if v * keep >= 0.05}
+    for k, v in dimensions.items():
+        dims[k] = max(dims.get(k, 0.0), float(v))
+    crisis_now = level_index(level) >= level_index("moderate")
+    since = 0 if crisis_now else (None if prev.turns_since_crisis is None else prev.turns_since_crisis + 1)
+    new_subject = subject if subject != "none" and level != "none" else (prev.subject if level != "none" else "none")
+    peak = max(prev.peak, level, key=level_index)
+    return replace(prev, score=score, level=level, peak=peak, turns_since_crisis=since, subject=new_subject,
+                   dimensions=dims, turns=prev.turns + 1, updated_at=now, reason=reason)
+

@@ -1,0 +1,219 @@
+"""The learned layer of the risk screen: all-MiniLM-L6-v2 fine-tuned to read risk.
+
+The backbone is the sentence model memory uses (shipped in a registry package); training
+(:mod:`empathic_agent.safety.train`) adapts its top layers with LoRA (the same plain-torch adapters
+as the text emotion encoder, :mod:`empathic_agent.encode.text_model`) on messages the contributors
+wrote and labelled from the taxonomy (``safety/data/GUIDE.md``; model card in
+``safety/weights/MODEL_CARD.md``).  At load time the adapters are merged into the weights, so
+reading a message costs one MiniLM forward plus a linear head.  A frozen backbone was tried first
+and could not tell hard negatives ("this deadline is killing me") from risk at a usable
+false-alarm rate (leave-one-writer-out recall 0.62-0.74 at 4-6 % false alarms).
+
+Per text, the head gives:
+
+* ``at_least`` — P(level >= low), P(>= moderate), P(>= high), P(>= imminent): an *ordinal* head
+  (cumulative link, one sigmoid per threshold, made monotone);
+* ``subject`` — P(none), P(self), P(other at risk);
+* ``dimensions`` — one sigmoid per taxonomy dimension (multi-label).
+
+A message is read whole and, when it is long, window by window (a few sentences each: risk said in
+the middle of a long message should not be averaged away by the mean pooling); each output is the
+maximum over those views, and a dimension's evidence is the view that showed it most.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Sequence
+
+import numpy as np
+
+from empathic_agent.errors import ConfigError
+from empathic_agent.safety.taxonomy import DIMENSIONS, LEVELS, SUBJECTS
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["RiskModel", "LearnedReading", "WEIGHTS_DIR", "split_sentences", "MAX_TOKENS",
+           "CONFIG_FORMAT"]
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR: Final = Path(__file__).resolve().parent / "weights"
+CONFIG_FORMAT: Final = "empathic-risk-v1"
+#: A message longer than this is also read in windows of a few sentences: mean pooling over a long
+#: message (and truncation at :data:`MAX_TOKENS`) would dilute risk said in its middle.  Shorter
+#: messages are read whole only: a short sentence out of its message ("I'll be alright.") reads
+#: as something else (the training run measured false alarms tripling with sentence views).
+LONG_MESSAGE_CHARS: Final[int] = 300
+#: Target length of a window, and the cap on windows per message (bounds the latency).
+WINDOW_CHARS: Final[int] = 220
+MAX_WINDOWS: Final[int] = 6
+#: Tokens read per view: chat messages are short; a long one is also read window by window.
+MAX_TOKENS: Final[int] = 128
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Windows of consecutive sentences (each about :data:`WINDOW_CHARS`, overlapping by one
+    sentence) of a long message; [] for a message shorter than :data:`LONG_MESSAGE_CHARS`."""
+    if len(text or "") <= LONG_MESSAGE_CHARS:
+        return []
+    parts = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
+    windows: list[str] = []
+    i = 0
+    while i < len(parts) and len(windows) < MAX_WINDOWS:
+        j, size = i, 0
+        while j < len(parts) and (j == i or size + len(parts[j]) <= WINDOW_CHARS):
+            size += len(parts[j]) + 1
+            j += 1
+        windows.append(" ".join(parts[i:j]))
+        if j >= len(parts):
+            break
+        i = max(i + 1, j - 1)
+    return windows if len(windows) > 1 else []
+
+
+@dataclass(frozen=True)
+class LearnedReading:
+    """The learned layer's reading of one message (maxima over its views)."""
+
+    #: P(level >= low), P(>= moderate), P(>= high), P(>= imminent).
+    at_least: tuple[float, float, float, float]
+    subject: dict[str, float]
+    dimensions: dict[str, float]
+    #: Per dimension: the sentence (or the whole message) that scored it highest.
+    evidence: dict[str, str]
+
+    def level(self, thresholds: Sequence[float]) -> str:
+        """The highest level whose P(>= level) reaches its threshold."""
+        idx = 0
+        for k, (p, t) in enumerate(zip(self.at_least, thresholds), start=1):
+            if p >= t:
+                idx = k
+        return LEVELS[idx]
+
+    def expected_level(self) -> float:
+        """E[level index] = sum of the P(>= k): a continuous severity in [0, 4]."""
+        return float(sum(self.at_least))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at_least": {LEVELS[k + 1]: round(p, 4) for k, p in enumerate(self.at_least)},
+                "subject": {k: round(v, 4) for k, v in self.subject.items()},
+                "dimensions": {k: round(v, 4) for k, v in self.dimensions.items() if v >= 0.05}}
+
+
+def head_outputs(logits: "torch.Tensor", n_sub: int = len(SUBJECTS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Head logits (N, 4 + 3 + D) → P(>= k) (N, 4, monotone), subject (N, 3), dimensions (N, D)."""
+    import torch
+
+    n_ord = len(LEVELS) - 1
+    p_ord = torch.sigmoid(logits[:, :n_ord]).cummin(dim=1).values
+    p_sub = torch.softmax(logits[:, n_ord:n_ord + n_sub], dim=1)
+    p_dim = torch.sigmoid(logits[:, n_ord + n_sub:])
+    return p_ord.numpy(), p_sub.numpy(), p_dim.numpy()
+
+
+class RiskModel:
+    """The fine-tuned reader (torch).  Loads on first use, from ``weights_dir`` (default: the
+    packaged weights) and the MiniLM backbone the registry resolves offline."""
+
+    def __init__(self, weights_dir: str | Path | None = None, *, backbone: str | None = None,
+                 cache_dir: str | Path | None = None) -> None:
+        self.weights_dir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+        self.backbone_spec = backbone
+        self.cache_dir = cache_dir
+        self.config: dict[str, Any] = {}
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._head: Any = None
+        self._lock = threading.Lock()
+
+    # -- loading -----------------------------------------------------------------------------------
+    def read_config(self) -> dict[str, Any]:
+        path = self.weights_dir / "config.json"
+        if not path.is_file() or not (self.weights_dir / "risk_model.npz").is_file():
+            raise ConfigError(f"risk model weights not found in {self.weights_dir} (config.json and risk_model.npz); "
+                              "train them with 'empathic safety train'")
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if config.get("format") != CONFIG_FORMAT:
+            raise ConfigError(f"{path} has format {config.get('format')!r}; this code reads {CONFIG_FORMAT}")
+        return config
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        """Thresholds on P(>= low / moderate / high / imminent), chosen by the training script on
+        leave-one-writer-out predictions (never on the test set)."""
+        return tuple(self.config.get("thresholds", (0.5, 0.5, 0.5, 0.5)))
+
+    def load(self) -> None:
+        from empathic_agent.models.base import LOAD_LOCK
+
+        if self._model is not None:
+            return
+        with LOAD_LOCK:  # transformers' loading is not thread-safe
+            if self._model is not None:
+                return
+            t0 = time.perf_counter()
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            from empathic_agent.encode import text_model as tm
+            from empathic_agent.models import resolve_model
+
+            config = self.read_config()
+            cache_dir = self.cache_dir
+            if cache_dir is None:
+                from empathic_agent.settings import Settings
+
+                cache_dir = Settings.from_env().cache_dir
+            resolved = resolve_model("embeddings", self.backbone_spec or config["backbone"], cache_dir)
+            tokenizer = AutoTokenizer.from_pretrained(resolved.location)
+            model = AutoModel.from_pretrained(resolved.location, dtype=torch.float32).eval()
+            with np.load(self.weights_dir / "risk_model.npz") as z:
+                state = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
+            arch = config["architecture"]
+            tm.load_adapter_state(model, {k: v for k, v in state.items() if not k.startswith("head.")},
+                                  scale=arch["lora_alpha"] / arch["lora_rank"])
+            head = torch.nn.Linear(state["head.weight"].shape[1], state["head.weight"].shape[0])
+            head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
+            self.config, self._tokenizer, self._head = config, tokenizer, head.eval()
+            self._model = model
+            log.info("risk model loaded in %.2fs", time.perf_counter() - t0)
+
+    # -- reading -----------------------------------------------------------------------------------
+    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Texts → P(>= k) (N, 4), subject probabilities (N, 3), dimension probabilities (N, D)."""
+        import torch
+
+        from empathic_agent.encode.text_model import mean_pool
+
+        self.load()
+        with self._lock, torch.inference_mode():
+            batch = self._tokenizer(list(texts), truncation=True, max_length=MAX_TOKENS, padding=True,
+                                    return_tensors="pt")
+            out = self._model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            pooled = mean_pool(out.last_hidden_state, batch["attention_mask"])
+            return head_outputs(self._head(pooled))
+
+    def read(self, text: str) -> LearnedReading:
+        views = [text] + (split_sentences(text) if self.config.get("sentence_views", True) else [])
+        p_ord, p_sub, p_dim = self.predict(views)
+        dims = tuple(self.config.get("dimensions", DIMENSIONS))
+        subjects = tuple(self.config.get("subjects", SUBJECTS))
+        # Subject from the view that carries the most risk (the whole message when none does).
+        top = int(np.argmax(p_ord[:, 1])) if p_ord[:, 1].max() >= 0.5 else 0
+        best = p_dim.argmax(axis=0)
+        return LearnedReading(
+            at_least=tuple(float(v) for v in p_ord.max(axis=0)),  # type: ignore[arg-type]
+            subject={s: float(p_sub[top, i]) for i, s in enumerate(subjects)},
+            dimensions={d: float(p_dim[:, i].max()) for i, d in enumerate(dims)},
+            evidence={d: views[int(best[i])] for i, d in enumerate(dims)},
+        )

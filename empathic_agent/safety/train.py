@@ -1,0 +1,400 @@
+"""``empathic safety train``: train the risk screen's learned layer (:mod:`.learned`).
+
+Data: the labelled CSVs in ``safety/data/train/`` (format and labels: ``safety/data/GUIDE.md``),
+one file per contributor who wrote it.  Model selection is **leave-one-writer-out**: for each
+writer, heads trained on the other writers predict that writer's messages, so every threshold is
+chosen on words written by someone the model never read — the situation of a real user.  The
+held-out test set (``safety/data/test/``) is never read here.
+
+Steps:
+
+1. every training message plus two register variants (lower case without punctuation, and a
+   typo/texting variant);
+2. out-of-fold predictions by leave-one-writer-out (whole messages and sentence views), each fold
+   a MiniLM fine-tuned (LoRA on the top layers) on the other writers;
+3. thresholds on P(level >= k) from those predictions: the lowest threshold whose false alarms
+   on the writers' hard negatives stay within budget (:data:`FALSE_ALARM_BUDGET`);
+4. the final model on every writer; adapters + head + config + out-of-fold figures are written to
+   ``safety/weights/`` (numpy ``.npz``, about 1 MB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Final, Sequence
+
+import numpy as np
+
+from empathic_agent.safety.learned import MAX_TOKENS, WEIGHTS_DIR, split_sentences
+from empathic_agent.safety.taxonomy import DIMENSIONS, LEVELS, SUBJECTS
+
+__all__ = ["train", "augment", "TRAIN_DIR", "FALSE_ALARM_BUDGET"]
+
+log = logging.getLogger(__name__)
+
+TRAIN_DIR: Final = Path(__file__).resolve().parent / "data" / "train"
+#: LoRA on the top layers of MiniLM (as the text emotion encoder): three of six layers, rank 8.
+TOP_LAYERS: Final[int] = 3
+LORA_RANK: Final[int] = 8
+LORA_ALPHA: Final[float] = 16.0
+#: Learning rates of the adapters and the head, weight decay, dropout on the pooled vector,
+#: epochs and batch size: a few thousand short messages (more epochs only memorise the writers).
+LR: Final[float] = 5e-4
+HEAD_LR: Final[float] = 2e-3
+WEIGHT_DECAY: Final[float] = 0.01
+DROPOUT: Final[float] = 0.1
+EPOCHS: Final[int] = 3
+LABEL_SMOOTHING: Final[float] = 0.1
+BATCH: Final[int] = 32
+#: Folds of the writer-grouped cross-validation (writers are dealt into them in turn).
+MAX_FOLDS: Final[int] = 4
+#: Share of the writers' hard negatives (level none) allowed to reach each level, out of fold:
+#: thresholds are set as low as this allows (a miss costs more than a gentle check-in).
+FALSE_ALARM_BUDGET: Final[tuple[float, float, float, float]] = (0.04, 0.02, 0.01, 0.005)
+#: Threshold bounds: never so low that noise fires.
+THRESHOLD_RANGE: Final[tuple[float, float]] = (0.1, 0.98)
+#: Weight of the subject and dimension losses beside the level loss.
+SUBJECT_WEIGHT: Final[float] = 0.5
+DIMENSION_WEIGHT: Final[float] = 0.5
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+_TEXTING = [(r"\byou\b", "u"), (r"\bbecause\b", "bc"), (r"\bgoing to\b", "gonna"), (r"\bwant to\b", "wanna"),
+            (r"\bi am\b", "im"), (r"\bi'm\b", "im"), (r"\bdon't\b", "dont"), (r"\bcan't\b", "cant"),
+            (r"\bto be honest\b", "tbh"), (r"\bright now\b", "rn"), (r"\bokay\b", "ok"), (r"\bpeople\b", "ppl")]
+
+
+def augment(text: str, rng: random.Random) -> list[str]:
+    """Two register variants of a message: lower case without punctuation, and texting with a
+    typo or two (people in distress rarely proofread)."""
+    lower = " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
+    t = text.lower() if rng.random() < 0.5 else text
+    for pat, rep in _TEXTING:
+        if rng.random() < 0.7:
+            t = re.sub(pat, rep, t, flags=re.I)
+    words = t.split()
+    for _ in range(rng.choice((1, 2))):
+        idx = [i for i, w in enumerate(words) if len(w) >= 4 and w.isalpha()]
+        if not idx:
+            break
+        i = rng.choice(idx)
+        w = words[i]
+        j = rng.randrange(len(w) - 1)
+        words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:] if rng.random() < 0.5 else w[:j] + w[j + 1:]
+    return [v for v in dict.fromkeys([lower, " ".join(words)]) if v and v != text]
+
+
+def _targets(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lv = np.array([LEVELS.index(r["level"]) for r in rows])
+    ordinal = (lv[:, None] >= np.arange(1, len(LEVELS))[None, :]).astype(np.float32)
+    subject = np.array([SUBJECTS.index(r["subject"]) for r in rows])
+    dims = np.array([[d in r["dimensions"] for d in DIMENSIONS] for r in rows], np.float32)
+    return ordinal, subject, dims
+
+
+def _backbone(embedder_spec: str, cache_dir: str | Path | None) -> str:
+    from empathic_agent.models import resolve_model
+
+    if cache_dir is None:
+        from empathic_agent.settings import Settings
+
+        cache_dir = Settings.from_env().cache_dir
+    return resolve_model("embeddings", embedder_spec, cache_dir).location
+
+
+class _Trainer:
+    """LoRA on the top :data:`TOP_LAYERS` layers of MiniLM plus a linear head; the bottom layers
+    stay frozen (run without gradients)."""
+
+    def __init__(self, backbone: str, seed: int) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from empathic_agent.encode import text_model as tm
+
+        torch.manual_seed(seed)
+        self.seed = seed
+        self.tokenizer = AutoTokenizer.from_pretrained(backbone)
+        self.model = AutoModel.from_pretrained(backbone, dtype=torch.float32)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.loras = tm.add_lora(self.model, TOP_LAYERS, LORA_RANK, LORA_ALPHA)
+        for lo in self.loras.values():
+            lo.dropout = torch.nn.Identity()  # (its copy of every activation doubled a step's time)
+        extra = tm.trainable_backbone_params(self.model, TOP_LAYERS)
+        for p in extra.values():
+            p.requires_grad_(True)
+        self.adapter_params = [p for lo in self.loras.values() for p in (lo.lora_A, lo.lora_B)] + list(extra.values())
+        n_out = (len(LEVELS) - 1) + len(SUBJECTS) + len(DIMENSIONS)
+        self.head = torch.nn.Linear(self.model.config.hidden_size, n_out)
+        self.n_bottom = self.model.config.num_hidden_layers - TOP_LAYERS
+
+    def _bottom(self, texts: Sequence[str]) -> list[Any]:
+        """The frozen bottom layers' output per text (its real tokens only), computed once: each
+        training step then runs only the top layers."""
+        import torch
+
+        from empathic_agent.encode import text_model as tm
+
+        out: list[Any] = [None] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for i in range(0, len(order), 64):
+                idx = order[i:i + 64]
+                batch = self.tokenizer([texts[j] for j in idx], truncation=True, max_length=MAX_TOKENS, padding=True,
+                                       return_tensors="pt")
+                hidden = tm.bottom_forward(self.model, batch["input_ids"], batch["attention_mask"], self.n_bottom)
+                for k, j in enumerate(idx):
+                    n = int(batch["attention_mask"][k].sum())
+                    out[j] = hidden[k, :n].clone()
+        return out
+
+    def _top(self, hidden: Sequence[Any]) -> Any:
+        """Top layers + mean pooling on a batch of cached bottom outputs (padded here)."""
+        import torch
+
+        from empathic_agent.encode import text_model as tm
+
+        n = max(h.shape[0] for h in hidden)
+        x = torch.zeros(len(hidden), n, hidden[0].shape[1])
+        mask = torch.zeros(len(hidden), n, dtype=torch.long)
+        for k, h in enumerate(hidden):
+            x[k, :h.shape[0]] = h
+            mask[k, :h.shape[0]] = 1
+        return tm.top_forward(self.model, x, mask, self.n_bottom)
+
+    def _batches(self, lengths: Sequence[int], gen: Any) -> list[list[int]]:
+        """Shuffled batches of similar lengths (little padding), in shuffled order."""
+        import torch
+
+        perm = torch.randperm(len(lengths), generator=gen).tolist()
+        batches = []
+        for i in range(0, len(perm), BATCH * 16):
+            chunk = sorted(perm[i:i + BATCH * 16], key=lambda j: lengths[j])
+            batches += [chunk[k:k + BATCH] for k in range(0, len(chunk), BATCH)]
+        order = torch.randperm(len(batches), generator=gen).tolist()
+        return [batches[o] for o in order]
+
+    def fit(self, texts: Sequence[str], rows: Sequence[dict[str, Any]], *, progress: bool, desc: str) -> None:
+        import torch
+        from torch import nn
+
+        ordinal, subject, dims = (torch.as_tensor(t) for t in _targets(rows))
+        # Label smoothing: writers disagree at the level boundaries, and a saturated model pushes
+        # every threshold to the edge.
+        ordinal = ordinal * (1 - LABEL_SMOOTHING) + LABEL_SMOOTHING / 2
+        n_ord, n_sub = ordinal.shape[1], len(SUBJECTS)
+        hidden = self._bottom(texts)
+        lengths = [h.shape[0] for h in hidden]
+        opt = torch.optim.AdamW([{"params": self.adapter_params, "lr": LR},
+                                 {"params": self.head.parameters(), "lr": HEAD_LR}], weight_decay=WEIGHT_DECAY)
+        steps = EPOCHS * ((len(texts) + BATCH - 1) // BATCH + 16)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[LR, HEAD_LR], total_steps=steps, pct_start=0.1)
+        bce, ce = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss()
+        drop = nn.Dropout(DROPOUT)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.model.train()
+        self.head.train()
+        bar: Any = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, desc=desc, unit="step", file=sys.stderr)
+        done = 0
+        for _ in range(EPOCHS):
+            for b in self._batches(lengths, gen):
+                out = self.head(drop(self._top([hidden[j] for j in b])))
+                loss = (bce(out[:, :n_ord], ordinal[b]) + SUBJECT_WEIGHT * ce(out[:, n_ord:n_ord + n_sub], subject[b])
+                        + DIMENSION_WEIGHT * bce(out[:, n_ord + n_sub:], dims[b]))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if done < steps - 1:
+                    sched.step()
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        self.model.eval()
+        self.head.eval()
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """P(>= k) per text (N, 4)."""
+        import torch
+
+        from empathic_agent.safety.learned import head_outputs
+
+        hidden = self._bottom(texts)
+        order = sorted(range(len(texts)), key=lambda i: hidden[i].shape[0])
+        out = np.zeros((len(texts), len(LEVELS) - 1), np.float32)
+        with torch.inference_mode():
+            for i in range(0, len(order), 64):
+                idx = order[i:i + 64]
+                p_ord, _, _ = head_outputs(self.head(self._top([hidden[j] for j in idx])))
+                out[idx] = p_ord
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        from empathic_agent.encode import text_model as tm
+
+        state = {k: v.numpy() for k, v in tm.adapter_state(self.model, self.loras, TOP_LAYERS).items()}
+        state["head.weight"] = self.head.weight.detach().numpy().copy()
+        state["head.bias"] = self.head.bias.detach().numpy().copy()
+        return state
+
+
+def _training_set(rows: Sequence[dict[str, Any]], seed: int) -> tuple[list[str], list[dict[str, Any]]]:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for r in rows:
+        for t in [r["text"], *augment(r["text"], rng)]:
+            texts.append(t)
+            labels.append(r)
+    return texts, labels
+
+
+def _views(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[int]]:
+    """Whole messages and their sentence views, with the row index of each view."""
+    texts, owner = [], []
+    for i, r in enumerate(rows):
+        for t in [r["text"], *split_sentences(r["text"])]:
+            texts.append(t)
+            owner.append(i)
+    return texts, owner
+
+
+def _max_by_owner(p: np.ndarray, owner: Sequence[int], n: int) -> np.ndarray:
+    out = np.zeros((n, p.shape[1]), np.float32)
+    for row, i in zip(p, owner):
+        out[i] = np.maximum(out[i], row)
+    return out
+
+
+def choose_thresholds(p_ord: np.ndarray, levels: np.ndarray) -> list[float]:
+    """Per k: the lowest threshold whose false alarms on level-none rows stay within budget."""
+    lo, hi = THRESHOLD_RANGE
+    neg = p_ord[levels == 0]
+    out = []
+    for k in range(p_ord.shape[1]):
+        grid = np.round(np.arange(lo, hi + 1e-9, 0.01), 2)
+        ok = [t for t in grid if (neg[:, k] >= t).mean() <= FALSE_ALARM_BUDGET[k]] if len(neg) else [lo]
+        out.append(float(ok[0]) if ok else hi)
+    # Thresholds of higher levels are never below those of lower ones.
+    for k in range(1, len(out)):
+        out[k] = max(out[k], out[k - 1] * 0.5)
+    return out
+
+
+def _figures(p_ord: np.ndarray, levels: np.ndarray, thresholds: Sequence[float]) -> dict[str, Any]:
+    pred = np.zeros(len(levels), int)
+    for k, t in enumerate(thresholds, start=1):
+        pred = np.where(p_ord[:, k - 1] >= t, k, pred)
+    risk = levels >= 1
+    out: dict[str, Any] = {
+        "n": int(len(levels)),
+        "recall_any_risk": round(float((pred[risk] >= 1).mean()), 4) if risk.any() else None,
+        "false_alarm_rate": round(float((pred[~risk] >= 1).mean()), 4) if (~risk).any() else None,
+        "false_protocol_rate": round(float((pred[~risk] >= 2).mean()), 4) if (~risk).any() else None,
+        "level_exact": round(float((pred == levels).mean()), 4),
+    }
+    for k, name in enumerate(LEVELS[1:], start=1):
+        m = levels == k
+        if m.any():
+            out[f"recall_{name}_routed"] = round(float((pred[m] >= min(k, 2)).mean()), 4)
+            out[f"recall_{name}_level"] = round(float((pred[m] >= k).mean()), 4)
+    # Expected calibration error of P(>= low) against "any risk" (10 equal-width bins).
+    p, y = p_ord[:, 0], risk.astype(float)
+    bins = np.minimum((p * 10).astype(int), 9)
+    out["ece_any_risk"] = round(float(sum(abs(p[bins == b].mean() - y[bins == b].mean()) * (bins == b).mean()
+                                          for b in range(10) if (bins == b).any())), 4)
+    return out
+
+
+def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WEIGHTS_DIR,
+          backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None, seed: int = 20261203,
+          folds: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Leave-one-writer-out selection (``folds``), then the final model on every writer; returns
+    the figures written to ``out_dir/config.json``."""
+    import torch
+
+    from empathic_agent.safety.evaluate import read_risk_csv
+    from empathic_agent.safety.learned import CONFIG_FORMAT
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    paths = [Path(f) for f in files] if files else sorted(TRAIN_DIR.glob("*.csv"))
+    if not paths:
+        raise FileNotFoundError(f"no training CSVs in {TRAIN_DIR}")
+    rows: list[dict[str, Any]] = []
+    for p in paths:
+        for r in read_risk_csv(p):
+            rows.append(r | {"writer": p.stem})
+    writers = sorted({r["writer"] for r in rows})
+    location = _backbone(backbone, cache_dir)
+    texts, labels = _training_set(rows, seed)
+    levels = np.array([LEVELS.index(r["level"]) for r in rows])
+    results: dict[str, Any] = {"writers": {w: sum(r["writer"] == w for r in rows) for w in writers}}
+    sentence_views, thresholds = True, [0.5, 0.5, 0.5, 0.5]
+    if folds and len(writers) > 1:
+        # Out of fold: each writer's messages read by a model trained on other writers only
+        # (writers grouped into at most MAX_FOLDS folds to bound the training time).
+        fold_of = {w: i % min(MAX_FOLDS, len(writers)) for i, w in enumerate(writers)}
+        results["folds"] = {str(f): [w for w in writers if fold_of[w] == f] for f in sorted(set(fold_of.values()))}
+        oof_whole = np.zeros((len(rows), len(LEVELS) - 1), np.float32)
+        oof_views = np.zeros_like(oof_whole)
+        for f in sorted(set(fold_of.values())):
+            idx = [i for i, r in enumerate(labels) if fold_of[r["writer"]] != f]
+            trainer = _Trainer(location, seed)
+            trainer.fit([texts[i] for i in idx], [labels[i] for i in idx], progress=progress, desc=f"fold {f}")
+            held = [i for i, r in enumerate(rows) if fold_of[r["writer"]] == f]
+            view_texts, owner = _views([rows[i] for i in held])
+            p = trainer.predict(view_texts)
+            by_row = _max_by_owner(p, owner, len(held))
+            first = [k for k in range(len(owner)) if k == 0 or owner[k] != owner[k - 1]]
+            oof_views[held] = by_row
+            oof_whole[held] = p[first]
+        if cache_dir is not None:  # the out-of-fold predictions, for analysis (never committed)
+            np.savez(Path(cache_dir) / "safety-oof.npz", whole=oof_whole, views=oof_views, levels=levels,
+                     writers=np.array([r["writer"] for r in rows]), texts=np.array([r["text"] for r in rows]))
+        th_whole, th_views = choose_thresholds(oof_whole, levels), choose_thresholds(oof_views, levels)
+        fig_whole, fig_views = _figures(oof_whole, levels, th_whole), _figures(oof_views, levels, th_views)
+        # Windows of long messages are kept when, at thresholds within the same false-alarm
+        # budget, they find at least as much risk.
+        within = fig_views["false_alarm_rate"] <= FALSE_ALARM_BUDGET[0] + 0.01
+        sentence_views = within and (fig_views["recall_any_risk"], fig_views.get("recall_high_routed", 0)) >= \
+            (fig_whole["recall_any_risk"], fig_whole.get("recall_high_routed", 0))
+        thresholds = th_views if sentence_views else th_whole
+        results["out_of_fold"] = {"whole_message": fig_whole | {"thresholds": th_whole},
+                                  "with_sentence_views": fig_views | {"thresholds": th_views}}
+        for w in writers:
+            m = np.array([r["writer"] == w for r in rows])
+            results.setdefault("per_writer", {})[w] = _figures((oof_views if sentence_views else oof_whole)[m],
+                                                               levels[m], thresholds)
+    final = _Trainer(location, seed)
+    final.fit(texts, labels, progress=progress, desc="final model")
+    config = {"format": CONFIG_FORMAT, "backbone": backbone, "dimensions": list(DIMENSIONS), "subjects": list(SUBJECTS),
+              "thresholds": [round(t, 3) for t in thresholds], "sentence_views": bool(sentence_views),
+              "architecture": {"top_layers": TOP_LAYERS, "lora_rank": LORA_RANK, "lora_alpha": LORA_ALPHA,
+                               "hidden_size": int(final.model.config.hidden_size),
+                               "num_layers": int(final.model.config.num_hidden_layers)},
+              "seed": seed,
+              "hyperparameters": {"lr": LR, "head_lr": HEAD_LR, "weight_decay": WEIGHT_DECAY, "dropout": DROPOUT,
+                                  "epochs": EPOCHS, "batch": BATCH, "label_smoothing": LABEL_SMOOTHING, "max_tokens": MAX_TOKENS,
+                                  "false_alarm_budget": list(FALSE_ALARM_BUDGET)},
+              "training_rows": len(rows), "training_texts_with_variants": len(texts),
+              "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
+              "selection": results, "seconds": round(time.perf_counter() - t0, 1)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "risk_model.npz", **{k: v.astype(np.float32) for k, v in final.state().items()})
+    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return config
