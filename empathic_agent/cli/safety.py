@@ -40,6 +40,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q = sub.add_parser("train", parents=[common], help="re-train the learned layer (JSON figures)")
     q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
+    q.add_argument("--rethreshold", action="store_true",
+                   help="only choose the thresholds again from the last run's out-of-fold predictions")
     q.add_argument("--no-folds", action="store_true", help="skip leave-one-writer-out selection (keeps no thresholds)")
     q.add_argument("--train-seed", type=int, default=20261203, help="initialisation and augmentation seed")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
@@ -54,8 +56,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if getattr(args, "locale", None):
         settings = dataclasses.replace(settings, safety_locale=args.locale)
     if args.safety_command == "train":
-        from empathic_agent.safety.train import train
+        from empathic_agent.safety.train import rethreshold, train
 
+        if args.rethreshold:
+            out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
+            print(json.dumps(rethreshold(Path(settings.cache_dir) / "safety-oof.npz", out / "config.json"), indent=1))
+            return 0
         config = train(args.csv, out_dir=args.out or Path(__file__).resolve().parents[1] / "safety" / "weights",
                        backbone=settings.embedding_model, cache_dir=settings.cache_dir, seed=args.train_seed,
                        folds=not args.no_folds)

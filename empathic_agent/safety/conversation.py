@@ -37,7 +37,7 @@ TIME_HALF_LIFE_H: Final[float] = 48.0
 #: Severity below this is noise (sad or stressed messages read a little above zero).
 NOISE: Final[float] = 0.15
 #: A message with at least this severity is ambiguous enough to be read in its context.
-AMBIGUOUS: Final[float] = 0.3
+AMBIGUOUS: Final[float] = 0.5
 #: Accumulated severity from earlier turns that makes an ambiguous message a crisis.
 CONTEXT_CRISIS: Final[float] = 1.2
 #: Accumulated severity from earlier turns that keeps the agent careful (check-in).

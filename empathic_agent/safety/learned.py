@@ -93,12 +93,10 @@ class LearnedReading:
     evidence: dict[str, str]
 
     def level(self, thresholds: Sequence[float]) -> str:
-        """The highest level whose P(>= level) reaches its threshold."""
-        idx = 0
-        for k, (p, t) in enumerate(zip(self.at_least, thresholds), start=1):
-            if p >= t:
-                idx = k
-        return LEVELS[idx]
+        """The highest level reached by a chain of thresholds: level k needs P(>= k) at its
+        threshold *and* every lower level reached (a message that is not even ``low`` is never
+        ``imminent``, whatever the thresholds' order)."""
+        return LEVELS[chain_level(self.at_least, thresholds)]
 
     def expected_level(self) -> float:
         """E[level index] = sum of the P(>= k): a continuous severity in [0, 4]."""
@@ -108,6 +106,16 @@ class LearnedReading:
         return {"at_least": {LEVELS[k + 1]: round(p, 4) for k, p in enumerate(self.at_least)},
                 "subject": {k: round(v, 4) for k, v in self.subject.items()},
                 "dimensions": {k: round(v, 4) for k, v in self.dimensions.items() if v >= 0.05}}
+
+
+def chain_level(at_least: Sequence[float], thresholds: Sequence[float]) -> int:
+    """Index of the highest level k with P(>= j) >= threshold j for every j <= k."""
+    idx = 0
+    for k, (p, t) in enumerate(zip(at_least, thresholds), start=1):
+        if p < t:
+            break
+        idx = k
+    return idx
 
 
 def head_outputs(logits: "torch.Tensor", n_sub: int = len(SUBJECTS)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

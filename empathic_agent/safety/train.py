@@ -56,8 +56,10 @@ BATCH: Final[int] = 32
 #: Folds of the writer-grouped cross-validation (writers are dealt into them in turn).
 MAX_FOLDS: Final[int] = 4
 #: Share of the writers' hard negatives (level none) allowed to reach each level, out of fold:
-#: thresholds are set as low as this allows (a miss costs more than a gentle check-in).
-FALSE_ALARM_BUDGET: Final[tuple[float, float, float, float]] = (0.04, 0.02, 0.01, 0.005)
+#: thresholds are set as low as this allows.  A check-in (low) on a hard negative costs a gentle
+#: question; the protocol (moderate and up) interrupts the conversation, so its budget is tighter.
+#: (A first budget of 4 % for low kept only 0.88 of the risk out of fold; at 8 %, 0.92.)
+FALSE_ALARM_BUDGET: Final[tuple[float, float, float, float]] = (0.08, 0.03, 0.015, 0.005)
 #: Threshold bounds: never so low that noise fires.
 THRESHOLD_RANGE: Final[tuple[float, float]] = (0.1, 0.98)
 #: Weight of the subject and dimension losses beside the level loss.
@@ -295,9 +297,9 @@ def choose_thresholds(p_ord: np.ndarray, levels: np.ndarray) -> list[float]:
 
 
 def _figures(p_ord: np.ndarray, levels: np.ndarray, thresholds: Sequence[float]) -> dict[str, Any]:
-    pred = np.zeros(len(levels), int)
-    for k, t in enumerate(thresholds, start=1):
-        pred = np.where(p_ord[:, k - 1] >= t, k, pred)
+    from empathic_agent.safety.learned import chain_level
+
+    pred = np.array([chain_level(row, thresholds) for row in p_ord])
     risk = levels >= 1
     out: dict[str, Any] = {
         "n": int(len(levels)),
@@ -397,4 +399,28 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "risk_model.npz", **{k: v.astype(np.float32) for k, v in final.state().items()})
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return config
+
+
+def rethreshold(oof_path: str | Path, config_path: str | Path) -> dict[str, Any]:
+    """Choose the thresholds again from saved out-of-fold predictions (``safety-oof.npz`` of a
+    training run) with the current :data:`FALSE_ALARM_BUDGET`; updates ``config.json``."""
+    with np.load(oof_path) as z:
+        oof = {k: z[k] for k in ("whole", "views", "levels", "writers")}
+    config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    sel = config["selection"]
+    th_whole, th_views = choose_thresholds(oof["whole"], oof["levels"]), choose_thresholds(oof["views"], oof["levels"])
+    fig_whole, fig_views = _figures(oof["whole"], oof["levels"], th_whole), _figures(oof["views"], oof["levels"], th_views)
+    within = fig_views["false_alarm_rate"] <= FALSE_ALARM_BUDGET[0] + 0.01
+    views = within and (fig_views["recall_any_risk"], fig_views.get("recall_high_routed", 0)) >= \
+        (fig_whole["recall_any_risk"], fig_whole.get("recall_high_routed", 0))
+    sel["out_of_fold"] = {"whole_message": fig_whole | {"thresholds": th_whole},
+                          "with_sentence_views": fig_views | {"thresholds": th_views}}
+    config["thresholds"] = [round(t, 3) for t in (th_views if views else th_whole)]
+    config["sentence_views"] = bool(views)
+    pred = oof["views"] if views else oof["whole"]
+    sel["per_writer"] = {str(w): _figures(pred[oof["writers"] == w], oof["levels"][oof["writers"] == w],
+                                          config["thresholds"]) for w in sorted(set(oof["writers"].tolist()))}
+    config["hyperparameters"]["false_alarm_budget"] = list(FALSE_ALARM_BUDGET)
+    Path(config_path).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     return config
