@@ -42,7 +42,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
     q.add_argument("--rethreshold", action="store_true",
                    help="only choose the thresholds again from the last run's out-of-fold predictions")
-    q.add_argument("--no-folds", action="store_true", help="skip leave-one-writer-out selection (keeps no thresholds)")
+    q.add_argument("--no-folds", action="store_true", help="skip the cross-validation (keeps no thresholds)")
+    q.add_argument("--folds", type=int, default=4, help="writer-grouped folds of the cross-validation (default 4)")
     q.add_argument("--train-seed", type=int, default=20261203, help="initialisation and augmentation seed")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
     q.add_argument("--runs", type=int, default=3, help="passes over the benchmark messages")
@@ -64,7 +65,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         config = train(args.csv, out_dir=args.out or Path(__file__).resolve().parents[1] / "safety" / "weights",
                        backbone=settings.embedding_model, cache_dir=settings.cache_dir, seed=args.train_seed,
-                       folds=not args.no_folds)
+                       folds=0 if args.no_folds else args.folds)
         print(json.dumps(config, indent=1))
         return 0
     stage = SafetyStage.from_settings(settings)

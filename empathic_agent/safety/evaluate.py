@@ -54,60 +54,60 @@ def _progress(items: Sequence[Any], desc: str, progress: bool) -> Iterable[Any]:
     return tqdm(items, desc=desc, unit="msg", file=sys.stderr)
 
 
-def read_labelled(path: str | Path) -> list[dict[str, Any]]:
-    """A binary CSV (``text,crisis`` 0/1, optional ``kind``)."""
+def _csv_rows(path: str | Path, required: set[str], columns: str) -> tuple[Path, list[tuple[int, dict[str, str]]]]:
+    """(path, [(line number, row)]) of a labelled CSV; clear errors for a missing file, missing
+    columns or no rows."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
     with open(p, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"text", "crisis"} <= set(reader.fieldnames):
-            raise InputError(f"{p}: needs the columns text,crisis (got {reader.fieldnames})")
-        rows = []
-        for i, r in enumerate(reader, start=2):
-            label = (r.get("crisis") or "").strip()
-            if label not in ("0", "1"):
-                raise InputError(f"{p}:{i}: crisis must be 0 or 1, got {label!r}")
-            if not (r.get("text") or "").strip():
-                raise InputError(f"{p}:{i}: empty text")
-            rows.append({"text": r["text"], "crisis": label == "1", "kind": (r.get("kind") or "").strip() or None})
+        if not reader.fieldnames or not required <= set(reader.fieldnames):
+            raise InputError(f"{p}: needs the columns {columns} (got {reader.fieldnames})")
+        rows = list(enumerate(reader, start=2))
     if not rows:
         raise InputError(f"{p}: no rows")
+    return p, rows
+
+
+def read_labelled(path: str | Path) -> list[dict[str, Any]]:
+    """A binary CSV (``text,crisis`` 0/1, optional ``kind``)."""
+    p, lines = _csv_rows(path, {"text", "crisis"}, "text,crisis")
+    rows = []
+    for i, r in lines:
+        label = (r.get("crisis") or "").strip()
+        if label not in ("0", "1"):
+            raise InputError(f"{p}:{i}: crisis must be 0 or 1, got {label!r}")
+        if not (r.get("text") or "").strip():
+            raise InputError(f"{p}:{i}: empty text")
+        rows.append({"text": r["text"], "crisis": label == "1", "kind": (r.get("kind") or "").strip() or None})
     return rows
 
 
 def read_risk_csv(path: str | Path) -> list[dict[str, Any]]:
     """A risk CSV (``text,level,subject,dimensions,kind,register``), validated line by line."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    with open(p, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"text", "level"} <= set(reader.fieldnames):
-            raise InputError(f"{p}: needs the columns {','.join(RISK_COLUMNS)} (got {reader.fieldnames})")
-        rows = []
-        for i, r in enumerate(reader, start=2):
-            text = (r.get("text") or "").strip()
-            level = (r.get("level") or "").strip()
-            subject = (r.get("subject") or "").strip() or ("none" if level == "none" else "self")
-            dims = tuple(d.strip() for d in (r.get("dimensions") or "").split(";") if d.strip())
-            if not text:
-                raise InputError(f"{p}:{i}: empty text")
-            if level not in LEVELS:
-                raise InputError(f"{p}:{i}: level must be one of {', '.join(LEVELS)}, got {level!r}")
-            if subject not in SUBJECTS:
-                raise InputError(f"{p}:{i}: subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
-            bad = [d for d in dims if d not in DIMENSIONS]
-            if bad:
-                raise InputError(f"{p}:{i}: unknown dimension(s) {', '.join(bad)}; valid: {', '.join(DIMENSIONS)}")
-            if level == "none":
-                subject, dims = "none", ()
-            elif subject == "none":
-                subject = "self"
-            rows.append({"text": text, "level": level, "subject": subject, "dimensions": dims,
-                         "kind": (r.get("kind") or "").strip(), "register": (r.get("register") or "").strip() or "plain"})
-    if not rows:
-        raise InputError(f"{p}: no rows")
+    p, lines = _csv_rows(path, {"text", "level"}, ",".join(RISK_COLUMNS))
+    rows = []
+    for i, r in lines:
+        text = (r.get("text") or "").strip()
+        level = (r.get("level") or "").strip()
+        subject = (r.get("subject") or "").strip() or ("none" if level == "none" else "self")
+        dims = tuple(d.strip() for d in (r.get("dimensions") or "").split(";") if d.strip())
+        if not text:
+            raise InputError(f"{p}:{i}: empty text")
+        if level not in LEVELS:
+            raise InputError(f"{p}:{i}: level must be one of {', '.join(LEVELS)}, got {level!r}")
+        if subject not in SUBJECTS:
+            raise InputError(f"{p}:{i}: subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
+        bad = [d for d in dims if d not in DIMENSIONS]
+        if bad:
+            raise InputError(f"{p}:{i}: unknown dimension(s) {', '.join(bad)}; valid: {', '.join(DIMENSIONS)}")
+        if level == "none":
+            subject, dims = "none", ()
+        elif subject == "none":
+            subject = "self"
+        rows.append({"text": text, "level": level, "subject": subject, "dimensions": dims,
+                     "kind": (r.get("kind") or "").strip(), "register": (r.get("register") or "").strip() or "plain"})
     return rows
 
 

@@ -323,9 +323,9 @@ def _figures(p_ord: np.ndarray, levels: np.ndarray, thresholds: Sequence[float])
 
 def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WEIGHTS_DIR,
           backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None, seed: int = 20261203,
-          folds: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Leave-one-writer-out selection (``folds``), then the final model on every writer; returns
-    the figures written to ``out_dir/config.json``."""
+          folds: int = MAX_FOLDS, progress: bool = True) -> dict[str, Any]:
+    """Writer-grouped cross-validation in ``folds`` folds (0: none), then the final model on every
+    writer; returns the figures written to ``out_dir/config.json``."""
     import torch
 
     from empathic_agent.safety.evaluate import read_risk_csv
@@ -346,10 +346,10 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
     levels = np.array([LEVELS.index(r["level"]) for r in rows])
     results: dict[str, Any] = {"writers": {w: sum(r["writer"] == w for r in rows) for w in writers}}
     sentence_views, thresholds = True, [0.5, 0.5, 0.5, 0.5]
-    if folds and len(writers) > 1:
+    if folds > 1 and len(writers) > 1:
         # Out of fold: each writer's messages read by a model trained on other writers only
         # (writers grouped into at most MAX_FOLDS folds to bound the training time).
-        fold_of = {w: i % min(MAX_FOLDS, len(writers)) for i, w in enumerate(writers)}
+        fold_of = {w: i % min(folds, len(writers)) for i, w in enumerate(writers)}
         results["folds"] = {str(f): [w for w in writers if fold_of[w] == f] for f in sorted(set(fold_of.values()))}
         oof_whole = np.zeros((len(rows), len(LEVELS) - 1), np.float32)
         oof_views = np.zeros_like(oof_whole)

@@ -410,16 +410,19 @@ async def test_low_risk_gets_the_generated_reply_then_the_vetted_check_in(settin
 
 
 async def test_conversation_risk_survives_a_restart(settings):
-    s = settings
-    services = build_services(s, llm=FakeLLM(["ok"]), text_encoder=None, memory=None, speech=None, face=None, tts=None)
-    saver = InMemorySaver()
-    agent = await Agent.open(s, services=services, checkpointer=saver)
-    first = await agent.respond("ann", "s1", text="I have a plan to end my life this weekend")
-    assert first.crisis and first.risk_level in ("high", "imminent")
-    # A new agent on the same checkpoints (a restarted process) reads the next turn in context.
-    again = await Agent.open(s, services=services, checkpointer=saver)
-    nxt = await again.respond("ann", "s1", text="whatever")
-    assert nxt.risk_level != "none" and nxt.safety["conversation"]["peak"] in ("high", "imminent")
+    services = build_services(settings, llm=FakeLLM(["ok"]), text_encoder=None, memory=None, speech=None, face=None,
+                              tts=None)
+    # The real SQLite checkpointer of the settings: the agent is closed and opened again, as a
+    # restarted process would.
+    async with await Agent.open(settings, services=services) as agent:
+        first = await agent.respond("ann", "s1", text="I have a plan to end my life this weekend")
+        assert first.crisis and first.risk_level in ("high", "imminent")
+    async with await Agent.open(settings, services=services) as again:
+        nxt = await again.respond("ann", "s1", text="whatever")
+        assert nxt.risk_level != "none" and nxt.safety["conversation"]["peak"] in ("high", "imminent")
+        # Another conversation of the same person starts without that history.
+        other = await again.respond("ann", "s2", text="whatever")
+        assert other.risk_level == "none"
 
 
 async def test_escalation_events_carry_the_level_and_route(settings):
@@ -430,3 +433,18 @@ async def test_escalation_events_carry_the_level_and_route(settings):
     assert result.route == "emergency" and result.reply.startswith("Please call 911")
     assert events and events[0].level == "imminent" and events[0].route == "emergency" and events[0].escalate
     assert events[0].to_dict()["escalate"] is True
+
+
+def test_risk_csv_errors_name_the_line_and_the_valid_values(tmp_path):
+    from empathic_agent.safety.evaluate import read_risk_csv
+
+    f = tmp_path / "risk.csv"
+    f.write_text("text,level,subject,dimensions,kind,register\nhello,severe,self,,,plain\n")
+    with pytest.raises(Exception, match="risk.csv:2: level must be one of none, low, moderate, high, imminent"):
+        read_risk_csv(f)
+    f.write_text("text,level,subject,dimensions,kind,register\nhello,high,self,despair,,plain\n")
+    with pytest.raises(Exception, match="unknown dimension"):
+        read_risk_csv(f)
+    f.write_text("text,level,subject,dimensions,kind,register\nI feel low,low,,hopelessness,,\n")
+    assert read_risk_csv(f)[0] | {} == {"text": "I feel low", "level": "low", "subject": "self",
+                                        "dimensions": ("hopelessness",), "kind": "", "register": "plain"}
