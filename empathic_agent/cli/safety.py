@@ -80,6 +80,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return _bench(stage, args.runs)
     from empathic_agent.safety.evaluate import (
         CONVERSATION_SETS,
+        EVERYDAY_TEST_SET,
         SHIPPED_SETS,
         TEST_SET,
         evaluate_conversations,
@@ -87,7 +88,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     )
 
     default = not args.csv and not args.conversations
-    files = args.csv or ([str(TEST_SET)] + [str(p) for p in SHIPPED_SETS.values()] if default else [])
+    files = args.csv or ([str(p) for p in (TEST_SET, EVERYDAY_TEST_SET) if p.exists()]
+                         + [str(p) for p in SHIPPED_SETS.values()] if default else [])
     convs = args.conversations or ([str(CONVERSATION_SETS["test"])] if default else [])
     results = [evaluate_csv(stage.detector, f, progress=True) for f in files]
     results += [evaluate_conversations(stage, f) for f in convs]

@@ -11,7 +11,8 @@ when that is higher).  The level the agent acts on is the highest of:
 
 * the message's own level;
 * ``moderate`` when the history carries risk (``A_{t-1} >= CONTEXT_CRISIS``) and the message
-  shows some of its own (``s_t >= AMBIGUOUS``): the ambiguous message is read in its context;
+  shows some of its own (``s_t >= AMBIGUOUS``) or is a short giving-up or taking-back turn ("I'm
+  done", "forget it", "jk"): the ambiguous message is read in its context;
 * ``low`` (careful: a check-in) while the history still carries risk (``A_{t-1} >= CAREFUL``) —
   after a crisis turn the next turns stay careful until enough calm turns have passed.
 
@@ -22,6 +23,7 @@ History alone never raises the level above ``moderate``: only the person's words
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Mapping
@@ -81,8 +83,17 @@ class ConversationRisk:
                    updated_at=float(d.get("updated_at", 0.0)), reason=str(d.get("reason", "")))
 
 
+#: Short turns that are ambiguous alone and, after risk, read as giving up or taking a disclosure
+#: back ("I'm done", "forget it", "jk", "it's fine", "doesn't matter"): a careful listener stays
+#: with the risk.  (The learned reader, trained on plain everyday chat, reads them as nothing.)
+_GIVING_UP = re.compile(r"(?i)\b(i'?m|i am|im) (so )?(done|finished|out|tired)\b|\b(forget (it|i said)|never ?mind|nvm|"
+                        r"doesn'?t matter|does not matter|whatever|(just )?(kidding|joking)|jk|(i'?m|im) (fine|ok|okay)|"
+                        r"it'?s (fine|nothing|ok)|don'?t worry|dw|what'?s the point|no point|can'?t anymore|"
+                        r"(don'?t|do not) (want to|wanna) talk)\b")
+
+
 def advance(prev: ConversationRisk | None, *, message_level: str, severity: float, subject: str,
-            dimensions: Mapping[str, float], now: float | None = None) -> ConversationRisk:
+            dimensions: Mapping[str, float], now: float | None = None, text: str = "") -> ConversationRisk:
     """The conversation's risk after one more message (pure: same inputs, same output)."""
     prev = prev or ConversationRisk()
     now = time.time() if now is None else now
@@ -91,7 +102,8 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
     history = prev.score * keep
     s = max(float(severity), float(level_index(message_level)))
     level, reason = message_level, ""
-    if history >= CONTEXT_CRISIS and s >= AMBIGUOUS and level_index(level) < level_index("moderate"):
+    if (history >= CONTEXT_CRISIS and (s >= AMBIGUOUS or _GIVING_UP.search(text or ""))
+            and level_index(level) < level_index("moderate")):
         level, reason = "moderate", f"read in context: earlier risk {history:.2f}, this message {s:.2f}"
     elif history >= CAREFUL and level_index(level) < level_index("low"):
         level, reason = "low", f"careful after earlier risk ({history:.2f})"

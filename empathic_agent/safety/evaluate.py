@@ -36,10 +36,12 @@ if TYPE_CHECKING:
     from empathic_agent.safety.protocol import SafetyStage
 
 __all__ = ["evaluate_csv", "evaluate_risk_csv", "evaluate_conversations", "read_labelled", "read_risk_csv",
-           "SHIPPED_SETS", "TEST_SET", "CONVERSATION_SETS", "DATA_DIR"]
+           "SHIPPED_SETS", "TEST_SET", "EVERYDAY_TEST_SET", "CONVERSATION_SETS", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TEST_SET = DATA_DIR / "test" / "crisis_test.csv"
+#: Held out too: plain everyday chat turns (false alarms on ordinary conversation).
+EVERYDAY_TEST_SET = DATA_DIR / "test" / "everyday_test.csv"
 SHIPPED_SETS = {"eval": DATA_DIR / "crisis_eval.csv", "holdout": DATA_DIR / "crisis_holdout.csv"}
 CONVERSATION_SETS = {"test": Path(__file__).resolve().parents[1] / "evals" / "scenarios" / "risk_emerging.yaml",
                      "dev": DATA_DIR / "conversations_dev.yaml"}

@@ -177,7 +177,7 @@ class SafetyStage:
         resources attached on a crisis route and resources on a check-in."""
         a = self.detector.assess(text)
         if conversation is not None:
-            a = self.in_conversation(a, conversation, now=now)
+            a = self.in_conversation(a, conversation, now=now, text=text)
         if a.route == "continue":
             return a
         category = a.category or protocol_category({d.name for d in a.dimensions}, a.subject)
@@ -192,12 +192,12 @@ class SafetyStage:
 
     @staticmethod
     def in_conversation(a: SafetyAssessment, conversation: ConversationRisk | dict[str, Any], *,
-                        now: float | None = None) -> SafetyAssessment:
+                        now: float | None = None, text: str = "") -> SafetyAssessment:
         """The message's assessment raised by the conversation's accumulated risk."""
         prev = conversation if isinstance(conversation, ConversationRisk) else ConversationRisk.from_dict(conversation)
         severity = max(level_index(a.message_level), float(sum((a.learned.get("at_least") or {}).values())))
         conv = advance(prev, message_level=a.message_level, severity=severity, subject=a.subject,
-                       dimensions={d.name: d.score for d in a.dimensions}, now=now)
+                       dimensions={d.name: d.score for d in a.dimensions}, now=now, text=text)
         if conv.level == a.level:
             return replace(a, conversation=conv.to_dict())
         subject = a.subject if a.subject != "none" else (conv.subject if conv.subject != "none" else "self")

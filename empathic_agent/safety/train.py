@@ -296,6 +296,15 @@ def choose_thresholds(p_ord: np.ndarray, levels: np.ndarray) -> list[float]:
     return out
 
 
+def _everyday_rate(p_ord: np.ndarray, thresholds: Sequence[float]) -> float | None:
+    """Share of plain everyday messages given any risk level."""
+    from empathic_agent.safety.learned import chain_level
+
+    if not len(p_ord):
+        return None
+    return round(float(np.mean([chain_level(row, thresholds) >= 1 for row in p_ord])), 4)
+
+
 def _figures(p_ord: np.ndarray, levels: np.ndarray, thresholds: Sequence[float]) -> dict[str, Any]:
     from empathic_agent.safety.learned import chain_level
 
@@ -344,6 +353,9 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
     location = _backbone(backbone, cache_dir)
     texts, labels = _training_set(rows, seed)
     levels = np.array([LEVELS.index(r["level"]) for r in rows])
+    # Thresholds and figures are set on the hard negatives: plain everyday chat (kind "everyday")
+    # is trained on but would dilute the false-alarm budget.
+    hard = np.array([r["kind"] != "everyday" for r in rows])
     results: dict[str, Any] = {"writers": {w: sum(r["writer"] == w for r in rows) for w in writers}}
     sentence_views, thresholds = True, [0.5, 0.5, 0.5, 0.5]
     if folds > 1 and len(writers) > 1:
@@ -365,10 +377,13 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
             oof_views[held] = by_row
             oof_whole[held] = p[first]
         if cache_dir is not None:  # the out-of-fold predictions, for analysis (never committed)
-            np.savez(Path(cache_dir) / "safety-oof.npz", whole=oof_whole, views=oof_views, levels=levels,
+            np.savez(Path(cache_dir) / "safety-oof.npz", whole=oof_whole, views=oof_views, levels=levels, hard=hard,
                      writers=np.array([r["writer"] for r in rows]), texts=np.array([r["text"] for r in rows]))
-        th_whole, th_views = choose_thresholds(oof_whole, levels), choose_thresholds(oof_views, levels)
-        fig_whole, fig_views = _figures(oof_whole, levels, th_whole), _figures(oof_views, levels, th_views)
+        th_whole, th_views = choose_thresholds(oof_whole[hard], levels[hard]), choose_thresholds(oof_views[hard], levels[hard])
+        fig_whole = _figures(oof_whole[hard], levels[hard], th_whole) | {
+            "everyday_false_alarm_rate": _everyday_rate(oof_whole[~hard], th_whole)}
+        fig_views = _figures(oof_views[hard], levels[hard], th_views) | {
+            "everyday_false_alarm_rate": _everyday_rate(oof_views[~hard], th_views)}
         # Windows of long messages are kept when, at thresholds within the same false-alarm
         # budget, they find at least as much risk.
         within = fig_views["false_alarm_rate"] <= FALSE_ALARM_BUDGET[0] + 0.01
@@ -378,7 +393,9 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
         results["out_of_fold"] = {"whole_message": fig_whole | {"thresholds": th_whole},
                                   "with_sentence_views": fig_views | {"thresholds": th_views}}
         for w in writers:
-            m = np.array([r["writer"] == w for r in rows])
+            m = np.array([r["writer"] == w for r in rows]) & hard
+            if not m.any():
+                continue
             results.setdefault("per_writer", {})[w] = _figures((oof_views if sentence_views else oof_whole)[m],
                                                                levels[m], thresholds)
     final = _Trainer(location, seed)
@@ -407,6 +424,9 @@ def rethreshold(oof_path: str | Path, config_path: str | Path) -> dict[str, Any]
     training run) with the current :data:`FALSE_ALARM_BUDGET`; updates ``config.json``."""
     with np.load(oof_path) as z:
         oof = {k: z[k] for k in ("whole", "views", "levels", "writers")}
+        hard = z["hard"] if "hard" in z.files else np.ones(len(oof["levels"]), bool)
+    everyday = {k: oof[k][~hard] for k in ("whole", "views")}
+    oof = {k: v[hard] for k, v in oof.items()}
     config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     sel = config["selection"]
     th_whole, th_views = choose_thresholds(oof["whole"], oof["levels"]), choose_thresholds(oof["views"], oof["levels"])
@@ -414,6 +434,8 @@ def rethreshold(oof_path: str | Path, config_path: str | Path) -> dict[str, Any]
     within = fig_views["false_alarm_rate"] <= FALSE_ALARM_BUDGET[0] + 0.01
     views = within and (fig_views["recall_any_risk"], fig_views.get("recall_high_routed", 0)) >= \
         (fig_whole["recall_any_risk"], fig_whole.get("recall_high_routed", 0))
+    fig_whole["everyday_false_alarm_rate"] = _everyday_rate(everyday["whole"], th_whole)
+    fig_views["everyday_false_alarm_rate"] = _everyday_rate(everyday["views"], th_views)
     sel["out_of_fold"] = {"whole_message": fig_whole | {"thresholds": th_whole},
                           "with_sentence_views": fig_views | {"thresholds": th_views}}
     config["thresholds"] = [round(t, 3) for t in (th_views if views else th_whole)]

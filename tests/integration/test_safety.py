@@ -27,7 +27,7 @@ def stage():
 def test_older_shipped_sets_keep_their_recall(stage, name):
     """The first stage's binary sets: crisis = routed to the protocol.  The new screen reads some
     of their crisis messages as low (a check-in, not the protocol), and some of their negatives as
-    risk; measured 2026-12-03: recall 0.97 / 0.91, false positives 9 % / 10 % (README)."""
+    risk; measured 2026-12-03: recall 1.0 / 0.97, false positives 1.5 % / 3.4 % (README)."""
     result = evaluate_csv(stage.detector, SHIPPED_SETS[name])
     assert result["layers"] == "patterns+learned"
     assert result["recall"] >= 0.85, result["false_negatives"]

@@ -448,3 +448,15 @@ def test_risk_csv_errors_name_the_line_and_the_valid_values(tmp_path):
     f.write_text("text,level,subject,dimensions,kind,register\nI feel low,low,,hopelessness,,\n")
     assert read_risk_csv(f)[0] | {} == {"text": "I feel low", "level": "low", "subject": "self",
                                         "dimensions": ("hopelessness",), "kind": "", "register": "plain"}
+
+
+def test_a_giving_up_or_taking_back_turn_is_read_in_its_context():
+    stage = _stage()
+    conv = stage.assess("I can't go on like this anymore", {}).conversation
+    for text in ("forget it", "lol jk im fine", "I'm done."):
+        a = stage.assess(text, conv)
+        assert a.crisis and a.level == "moderate" and any(s.startswith("conversation:") for s in a.signals), text
+    # Alone, or after an ordinary conversation, the same words are nothing.
+    assert stage.assess("forget it", {}).level == "none"
+    calm = stage.assess("The film was fun", {}).conversation
+    assert stage.assess("I'm done.", calm).level == "none"
