@@ -133,6 +133,13 @@ def test_a_crisis_over_the_api_is_marked_and_answered_by_the_protocol(api):
                        json={"user_id": "el", "session_id": "s", "text": "I want to end my life"}).json()
     assert body["crisis"] is True and body["safety"]["category"] == "suicide" and "988" in body["reply"]
     assert body["generation"]["backend"] == "safety-protocol"
+    # The risk level and route of the conversation, with the dimensions and their evidence.
+    assert body["risk_level"] == body["safety"]["level"] and body["risk_level"] in ("moderate", "high", "imminent")
+    assert body["route"] in ("protocol", "escalate", "emergency")
+    assert body["safety"]["dimensions"] and body["safety"]["dimensions"][0]["evidence"]
+    # The next turn of that conversation stays careful: a check-in, not ordinary chat.
+    nxt = client.post("/v1/turns", headers=h["a"], json={"user_id": "el", "session_id": "s", "text": "ok"}).json()
+    assert nxt["risk_level"] == "low" and nxt["route"] == "check_in" and "are you safe" in nxt["reply"]
 
 
 def test_openai_facade_plain_and_streaming(api):
