@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 def _bench(stage: Any, runs: int) -> int:
     """Latency of ``SafetyStage.assess`` per message over the shipped binary sets (short and long
     messages), after a warm-up: what one turn's screening costs."""
-    import numpy as np
-
-    from empathic_agent.safety.evaluate import SHIPPED_SETS, read_labelled
+    from empathic_agent.safety.evaluate import SHIPPED_SETS, latency_ms, read_labelled
 
     texts = [r["text"] for p in SHIPPED_SETS.values() for r in read_labelled(p)]
     long = " ".join(texts[:12])  # a long message (~12 sentences) as the worst case
@@ -121,10 +120,7 @@ def _bench(stage: Any, runs: int) -> int:
         t0 = time.perf_counter()
         stage.assess(long, {})
         long_s.append(time.perf_counter() - t0)
-    ms = np.asarray(seconds) * 1000
-    print(json.dumps({"messages": len(texts), "runs": runs, "layers": stage.detector.layers,
-                      "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
-                      "max_ms": round(float(ms.max()), 2),
-                      "long_message_ms": round(1000 * float(np.median(long_s)), 2), "long_message_chars": len(long)},
+    print(json.dumps({"messages": len(texts), "runs": runs, "layers": stage.detector.layers, **latency_ms(seconds),
+                      "long_message_ms": round(1000 * statistics.median(long_s), 2), "long_message_chars": len(long)},
                      indent=1))
     return 0

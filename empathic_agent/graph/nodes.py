@@ -279,7 +279,8 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             reply = "".join(chunks).strip()
             if not reply:
                 raise LLMError("the model returned an empty reply")
-            check_in = (state.get("safety") or {}).get("route") == "check_in" and (state.get("safety") or {}).get("message")
+            safety = state.get("safety") or {}
+            check_in = safety.get("message") if safety.get("route") == "check_in" else ""
             if check_in:
                 # Low risk: the model's reply, then the protocol's vetted check-in (a small model
                 # cannot be trusted to ask about safety by itself).

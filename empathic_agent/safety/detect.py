@@ -251,8 +251,9 @@ def _suppress_topic(name: str, text: str) -> bool:
         r"\bi (am|was|have been|keep|cannot stop) (thinking|considering|planning)\b", text)
 
 
-def pattern_signals(text: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(category, pattern name) matches of a normalised message, and the negations discounted."""
+def _scan(text: str) -> tuple[list[tuple[str, str, re.Match[str]]], list[str]]:
+    """The pattern layer's one pass over a message: (category, name, match) of every pattern that
+    fires on the normalised text with idioms blanked and negations discounted, and those negations."""
     t = normalise(text)
     for idiom in _IDIOMS:
         t = idiom.sub(" ~ ", t)
@@ -261,11 +262,18 @@ def pattern_signals(text: str) -> tuple[list[tuple[str, str]], list[str]]:
         if neg.search(t):
             discounted.append(f"negated:{name}")
             t = neg.sub(" ~ ", t)
-    hits = [(cat, name) for cat, name, pat in _PATTERNS if pat.search(t) and not _suppress_topic(name, t)]
+    hits = [(cat, name, m) for cat, name, pat in _PATTERNS
+            if (m := pat.search(t)) is not None and not _suppress_topic(name, t)]
     # "my friend ... kill herself" must not also count as the speaker's own words.
-    if any(cat == OTHERS_AT_RISK for cat, _ in hits):
-        hits = [(c, n) for c, n in hits if c == OTHERS_AT_RISK or not re.search(r"\b(herself|himself|themsel(f|ves))\b", t)]
+    if any(cat == OTHERS_AT_RISK for cat, _, _ in hits):
+        hits = [h for h in hits if h[0] == OTHERS_AT_RISK or not re.search(r"\b(herself|himself|themsel(f|ves))\b", t)]
     return hits, discounted
+
+
+def pattern_signals(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(category, pattern name) matches of a normalised message, and the negations discounted."""
+    hits, discounted = _scan(text)
+    return [(cat, name) for cat, name, _ in hits], discounted
 
 
 # Warning signs (C-SSRS preparatory behaviour and AFSP / 988 Lifeline lists) that the first
@@ -340,18 +348,15 @@ _IMMEDIATE_DIMS: Final = frozenset({"method", "plan", "intent", "attempt", "mean
 def pattern_readings(text: str) -> tuple[list[DimensionReading], str, list[str], list[str]]:
     """The pattern layer: dimension readings with evidence, the level implied, the signals
     (``pattern:<category>:<name>``) and the negations discounted."""
-    hits, discounted = pattern_signals(text)
-    t = normalise(text)
+    hits, discounted = _scan(text)
     readings: list[DimensionReading] = []
     level = "none"
-    for _cat, name in hits:
+    for _cat, name, match in hits:
         dims, lv = PATTERN_META[name]
-        match = next((p.search(t) for c, n, p in _PATTERNS if n == name), None)
-        evidence = match.group(0) if match is not None else ""
-        readings += [DimensionReading(d, 1.0, evidence, f"pattern:{name}") for d in dims]
+        readings += [DimensionReading(d, 1.0, match.group(0), f"pattern:{name}") for d in dims]
         if level_index(lv) > level_index(level):
             level = lv
-    return readings, level, [f"pattern:{c}:{n}" for c, n in hits], discounted
+    return readings, level, [f"pattern:{c}:{n}" for c, n, _ in hits], discounted
 
 
 def immediate(text: str) -> bool:
@@ -414,6 +419,7 @@ class CrisisDetector:
                 # was tried: chosen on the first model's out-of-fold predictions it cut crisis-route
                 # false alarms 11.5 % -> 4.8 %, but with the model trained on everyday chat too it
                 # silenced "I really feel like killing myself today".  A miss costs more.)
+                #
                 # A negation ("I would never hurt myself") sits close to risk by meaning: after an
                 # explicit one, the learned layer alone may only ask (check-in), not alarm.
                 if discounted and level_index(lv) > level_index("low") and level == "none":

@@ -123,7 +123,8 @@ def _rate(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def _latency(seconds: Sequence[float]) -> dict[str, float]:
+def latency_ms(seconds: Sequence[float]) -> dict[str, float]:
+    """p50, p95 and max of per-message seconds, in milliseconds."""
     ms = np.asarray(seconds) * 1000.0
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
             "max_ms": round(float(ms.max()), 2)}
@@ -190,7 +191,7 @@ def evaluate_risk_csv(detector: "CrisisDetector", path: str | Path, *, progress:
                      for i in risk if lv(preds[i]) == 0 or (level_index(rows[i]["level"]) >= 2 and not preds[i].crisis)]
     out["false_alarms"] = [{"text": rows[i]["text"], "kind": rows[i]["kind"], "predicted": preds[i].level,
                             "signals": list(preds[i].signals)} for i in neg if lv(preds[i]) >= 1]
-    out["latency"] = _latency(seconds)
+    out["latency"] = latency_ms(seconds)
     return out
 
 
@@ -243,7 +244,7 @@ def evaluate_csv(detector: "CrisisDetector", path: str | Path, *, progress: bool
         "false_positives": false_pos, "false_negatives": false_neg,
         "by_kind": {k: {"n": v["n"], ("recall" if v["crisis"] else "flag_rate"): round(v["flagged"] / v["n"], 4)}
                     for k, v in sorted(by_kind.items())},
-        "layers": detector.layers, "latency": _latency(seconds),
+        "layers": detector.layers, "latency": latency_ms(seconds),
         "ms_per_message": round(1000 * sum(seconds) / len(rows), 2),
     }
 
