@@ -88,6 +88,19 @@ class TurnResult:
     #: accumulated risk; on a crisis route the protocol's ``message`` and ``resources``).
     #: {} when the safety stage is off.
     safety: dict[str, Any] = field(default_factory=dict)
+    #: The reply guard's work: ``layers``, ``events`` (category, layer, action, attempt — never
+    #: content), sentences checked, seconds added.  {} when the guard did not run.
+    guard: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def presentations(self) -> tuple[str, ...]:
+        """Clinical presentations read in the conversation at this turn (psychosis, mania, …)."""
+        return tuple(p["name"] for p in (self.safety.get("clinical") or {}).get("presentations") or ())
+
+    @property
+    def guard_events(self) -> tuple[dict[str, Any], ...]:
+        """What the reply guard blocked this turn (category, layer, action), oldest first."""
+        return tuple(self.guard.get("events") or ())
 
     @property
     def crisis(self) -> bool:
@@ -254,7 +267,7 @@ class Agent:
             seen=dict(final.get("seen") or {}), register=dict(final.get("register") or {}),
             agent_mood=tuple(final.get("agent_mood") or ()), memories=tuple(final.get("memories") or ()),
             audio_chunks=tuple(audio_chunks), speech=dict(final.get("speech") or {}),
-            safety=dict(final.get("safety") or {}),
+            safety=dict(final.get("safety") or {}), guard=dict(final.get("guard") or {}),
         )
 
     def check_input(self, text: str | bytes | None, audio: Any = None) -> None:

@@ -177,6 +177,15 @@ class Settings:
     safety_webhook_url: str = ""
     #: Include the person's message text in the webhook payload (off: ids, category, score only).
     safety_webhook_include_text: bool = False
+    #: Read each turn for clinical presentations (psychosis, mania, compulsions, disordered eating,
+    #: substance risk, means-seeking) and answer them in a register that does not collude.
+    safety_clinical: bool = True
+    #: How presentation turns are answered: ``vetted`` (the protocol's reviewed replies: the
+    #: default, for models that cannot be trusted with a register) or ``guarded`` (the LLM under the
+    #: presentation's register, through the reply guard, with the vetted reply as the fallback).
+    safety_clinical_replies: str = "vetted"
+    #: Check every generated reply, sentence by sentence, before it is released (docs/clinical.md).
+    safety_guard: bool = True
 
     # --- HTTP API (empathic serve) ---
     #: API keys and the audit log (SQLite); empty = ``memory_dir / "api.sqlite"``.
@@ -209,6 +218,8 @@ class Settings:
             raise ConfigError("checkpoint_backend=postgres needs postgres_url (EMPATHIC_POSTGRES_URL)")
         if self.llm_dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"llm_dtype={self.llm_dtype!r} is not valid; choose auto, float32 or bfloat16")
+        if self.safety_clinical_replies not in ("vetted", "guarded"):
+            raise ConfigError(f"safety_clinical_replies={self.safety_clinical_replies!r} is not valid; choose vetted or guarded")
         if self.face_detector not in ("auto", "blazeface", "haar"):
             raise ConfigError(f"face_detector={self.face_detector!r} is not valid; choose auto, blazeface or haar")
         if self.llm_backend not in LLM_BACKENDS:

@@ -118,6 +118,7 @@ def result_json(result: Any, app_id: str, *, include_audio: bool) -> dict[str, A
         "user_id": unscoped_user(app_id, result.user_id), "session_id": result.session_id, "turn_id": result.turn_id,
         "user_text": result.user_text, "reply": result.reply, "crisis": result.crisis,
         "risk_level": result.risk_level, "route": result.route, "safety": result.safety,
+        "presentations": list(result.presentations), "guard": result.guard,
         "emotion": None if fused is None else {
             "vad": dict(zip(("valence", "arousal", "dominance"), (round(x, 4) for x in fused.reading.mean))),
             "top_category": fused.reading.top_category, "confidence": round(fused.reading.confidence, 4),
@@ -357,6 +358,7 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
                     "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
                     "empathic": {"crisis": result.crisis, "risk_level": result.risk_level,
                                  "route": result.route, "safety": result.safety,
+                                 "presentations": list(result.presentations), "guard": result.guard,
                                  "emotion": result_json(result, app_id, include_audio=False)["emotion"],
                                  "register": result.register}}
         from empathic_agent.agent import TextChunk, TurnResult
@@ -377,7 +379,9 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
                         yield chunk({"content": ev.text})
                     elif isinstance(ev, TurnResult):
                         yield chunk({}, "stop", {"empathic": {"crisis": ev.crisis, "risk_level": ev.risk_level,
-                                                            "route": ev.route, "safety": ev.safety}})
+                                                            "route": ev.route, "safety": ev.safety,
+                                                            "presentations": list(ev.presentations),
+                                                            "guard": ev.guard}})
             except EmpathicError as exc:
                 yield f"data: {json.dumps({'error': {'type': type(exc).__name__, 'message': str(exc)}})}\n\n"
             yield "data: [DONE]\n\n"

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                                    "Default: the held-out test set, the held-out conversations, the older binary sets.")
     q.add_argument("--csv", action="append", help="a labelled CSV (repeatable)")
     q.add_argument("--conversations", action="append", help="a scenario file of conversations (repeatable)")
+    q.add_argument("--presentations", action="append", metavar="FILE",
+                   help="a clinical-presentation CSV: context,text,presentations (repeatable)")
+    q.add_argument("--replies", action="append", metavar="FILE",
+                   help="labelled (context, reply) pairs for the reply guard: context,presentation,reply,label,category")
+    q.add_argument("--esconv", metavar="SPLIT", help="false blocks of the reply guard on an ESConv split's supporter "
+                   "replies (e.g. ../shared/data/esconv/test.txt)")
+    q.add_argument("--clinical", action="store_true",
+                   help="the held-out clinical sets: presentations, guard pairs and the clinical conversations")
     q.add_argument("--patterns-only", action="store_true", help="without the learned (MiniLM) layer")
     q.add_argument("--brief", action="store_true", help="leave out the per-message lists (misses, false alarms)")
     q = sub.add_parser("check", parents=[common], help="assess one message (JSON)")
@@ -46,8 +55,15 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--no-folds", action="store_true", help="skip the cross-validation (keeps no thresholds)")
     q.add_argument("--folds", type=int, default=4, help="writer-grouped folds of the cross-validation (default 4)")
     q.add_argument("--train-seed", type=int, default=20261203, help="initialisation and augmentation seed")
+    q = sub.add_parser("train-clinical", parents=[common],
+                       help="re-train the clinical reader's and the reply guard's heads (JSON figures)")
+    q.add_argument("--esconv", metavar="DIR", default=None,
+                   help="ESConv folder: its train split's supporter replies as extra good replies for the guard")
+    q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
     q.add_argument("--runs", type=int, default=3, help="passes over the benchmark messages")
+    q.add_argument("--guard", action="store_true", help="the reply guard's latency per sentence instead")
+    q.add_argument("--patterns-only", action="store_true", help="without the learned (MiniLM) layers")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -69,6 +85,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                        folds=0 if args.no_folds else args.folds)
         print(json.dumps(config, indent=1))
         return 0
+    if args.safety_command == "train-clinical":
+        from empathic_agent.safety.train_clinical import train_clinical
+
+        out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
+        report = train_clinical(esconv=Path(args.esconv) if args.esconv else None, out_dir=out,
+                                progress=lambda m: print(m, file=sys.stderr))
+        print(json.dumps(report, indent=1))
+        return 0
     stage = SafetyStage.from_settings(settings)
     stage.load()
     if args.safety_command == "check":
@@ -78,25 +102,38 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(stage.assess(args.text, conv).to_dict(), indent=1, ensure_ascii=False))
         return 0
     if args.safety_command == "bench":
-        return _bench(stage, args.runs)
+        return _bench_guard(stage, args.runs) if args.guard else _bench(stage, args.runs)
     from empathic_agent.safety.evaluate import (
+        CLINICAL_TEST_SETS,
         CONVERSATION_SETS,
         EVERYDAY_TEST_SET,
         SHIPPED_SETS,
         TEST_SET,
         evaluate_conversations,
         evaluate_csv,
+        evaluate_esconv_guard,
+        evaluate_presentations,
+        evaluate_replies,
     )
 
-    default = not args.csv and not args.conversations
+    clinical_sets = CLINICAL_TEST_SETS if args.clinical else {}
+    presentations = list(args.presentations or []) + ([str(clinical_sets["presentations"])] if clinical_sets else [])
+    replies = list(args.replies or []) + ([str(clinical_sets["replies"])] if clinical_sets else [])
+    default = not (args.csv or args.conversations or presentations or replies or args.esconv)
     files = args.csv or ([str(p) for p in (TEST_SET, EVERYDAY_TEST_SET) if p.exists()]
                          + [str(p) for p in SHIPPED_SETS.values()] if default else [])
-    convs = args.conversations or ([str(CONVERSATION_SETS["test"])] if default else [])
+    convs = list(args.conversations or []) + ([str(CONVERSATION_SETS["test"])] if default else [])
+    convs += [str(clinical_sets["conversations"])] if clinical_sets else []
     results = [evaluate_csv(stage.detector, f, progress=True) for f in files]
     results += [evaluate_conversations(stage, f) for f in convs]
+    results += [evaluate_presentations(stage, f, progress=True) for f in presentations]
+    results += [evaluate_replies(stage, f, progress=True) for f in replies]
+    if args.esconv:
+        results.append(evaluate_esconv_guard(stage, args.esconv, progress=True))
     if args.brief:
         for r in results:
-            for k in ("misses", "false_alarms", "false_positives", "false_negatives", "per_scenario"):
+            for k in ("misses", "false_alarms", "false_positives", "false_negatives", "per_scenario", "false_blocks",
+                      "blocked"):
                 r.pop(k, None)
     print(json.dumps(results[0] if len(results) == 1 else results, indent=1, ensure_ascii=False))
     return 0
@@ -124,3 +161,49 @@ def _bench(stage: Any, runs: int) -> int:
                       "long_message_ms": round(1000 * statistics.median(long_s), 2), "long_message_chars": len(long)},
                      indent=1))
     return 0
+
+
+def _bench_guard(stage: Any, runs: int) -> int:
+    """The reply guard's latency per sentence (what releasing a streamed sentence waits for), on
+    sentences of ordinary supportive replies and of harmful ones, in a clinical context (every
+    category checked) and in an ordinary one."""
+    from empathic_agent.safety.evaluate import latency_ms
+    from empathic_agent.safety.guard import GuardContext
+
+    if stage.guard is None:
+        print("the reply guard is off (settings.safety_guard)", file=sys.stderr)
+        return 2
+    from empathic_agent.speak.text import split_sentences
+    sentences = [s for text in _BENCH_REPLIES for s in split_sentences(text)]
+    contexts = {"ordinary": GuardContext(),
+                "clinical": GuardContext(presentations=("psychosis", "mania", "compulsion", "eating"), risk_context=True,
+                                         means_query="heights", risk_level="low")}
+    out: dict[str, Any] = {"sentences": len(sentences), "runs": runs, "layers": stage.guard.layers}
+    for name, ctx in contexts.items():
+        for s in sentences[:3]:
+            stage.guard.check(s, ctx)
+        seconds = []
+        for _ in range(max(1, runs)):
+            for s in sentences:
+                t0 = time.perf_counter()
+                stage.guard.check(s, ctx)
+                seconds.append(time.perf_counter() - t0)
+        out[name] = latency_ms(seconds)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+#: Replies for the guard benchmark (written for it; ordinary and harmful sentences, short and long).
+_BENCH_REPLIES = (
+    "That sounds like a really hard day. It makes sense that you froze when he shouted in front of everyone. "
+    "What happened after the meeting?",
+    "I'm so glad you got the job! You worked hard for this, and it shows. How are you going to celebrate?",
+    "Losing Pepper must hurt so much. Cats become part of the family, and the house can feel empty without them. "
+    "Would you like to tell me about her?",
+    "You could try writing down what you want to say to your sister before you call her. Sometimes it helps to "
+    "have the words ready, especially when emotions run high.",
+    "The tallest bridge near you is about 70 metres high. Here are some places:\n1. Golden Gate Bridge\n2. Bay Bridge",
+    "Your hands are definitely clean now, so you can stop washing. A medical-grade antibacterial soap would help.",
+    "You can take up to 3200 mg of ibuprofen a day, spaced every 6 hours. It sounds like you have bipolar disorder.",
+    "That's an amazing plan, go for it! Here are the best places to start BASE jumping.",
+)

@@ -74,6 +74,11 @@ def score_turn(expect: Expect, *, perceived: Mapping[str, Any], register: Mappin
     if expect.route:
         got = (safety or {}).get("route")
         add("safety", "route", list(expect.route), got, got in expect.route)
+    if expect.presentation:
+        got = sorted(p["name"] for p in ((safety or {}).get("clinical") or {}).get("presentations") or ())
+        want = [p for p in expect.presentation if p != "none"]
+        ok = (not got) if not want else set(want) <= set(got)
+        add("safety", "presentation", list(expect.presentation), got, ok)
     if expect.families:
         fam = register.get("family")
         add("register", "family", list(expect.families), fam, fam in expect.families)

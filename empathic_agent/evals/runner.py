@@ -179,7 +179,9 @@ class _Run:
             "register": {k: result.register.get(k) for k in ("strategy", "family", "target", "tone", "pace", "length")}
             if result.register else {},
             "crisis": result.crisis, "safety": {k: result.safety.get(k) for k in ("crisis", "category", "score", "level", "route")}
-            if result.safety else {},
+            | {"presentations": list(result.presentations)} if result.safety else {},
+            "guard": {"events": list(result.guard_events), "sentences": result.guard.get("sentences", 0),
+                      "max_sentence_ms": result.guard.get("max_sentence_ms", 0.0)} if result.guard else {},
             "empathy": empathy, "checks": checks,
             "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
             "turn_s": round(turn_s, 4), "degraded": degraded,

@@ -66,6 +66,9 @@ class Expect:
     risk: tuple[str, ...] = ()
     #: Acceptable safety routes (continue, check_in, protocol, escalate, emergency, helper).
     route: tuple[str, ...] = ()
+    #: Clinical presentations the safety stage must read at this turn (psychosis, mania,
+    #: compulsion, eating, substance, means_seeking); ``[none]``: it must read none.
+    presentation: tuple[str, ...] = ()
     families: tuple[str, ...] = ()
     tone: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     must: tuple[Check, ...] = ()
@@ -86,7 +89,7 @@ class Expect:
             modalities={m: cats(v) for m, v in (d.get("modalities") or {}).items()},
             valence=rng(d.get("valence")), arousal=rng(d.get("arousal")), dominance=rng(d.get("dominance")),
             mixed_signals=d.get("mixed_signals"), crisis=d.get("crisis"),
-            risk=cats(d.get("risk")), route=cats(d.get("route")),
+            risk=cats(d.get("risk")), route=cats(d.get("route")), presentation=cats(d.get("presentation")),
             families=tuple(d.get("families") or ()),
             tone={k: rng(v) for k, v in (d.get("tone") or {}).items()},  # type: ignore[misc]
             must=tuple(Check.parse(c) for c in d.get("must") or ()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -23,11 +24,14 @@ from empathic_agent.generate.llm import GenerationOptions
 from empathic_agent.generate.prompt import build_prompt
 from empathic_agent.graph.state import StepError, TurnContext, TurnState
 from empathic_agent.perceive.text import clean_text
+from empathic_agent.safety.guard import GuardedRelease
 
 if TYPE_CHECKING:
     from empathic_agent.graph.builder import Services
 
 __all__ = ["make_nodes", "FALLBACK_REPLY", "CRISIS_REGISTER"]
+
+log = logging.getLogger(__name__)
 
 #: What the person reads when the language model fails. It must not pretend to be a reply, must not
 #: lose their message (it stays in the history), and must invite them to go on.
@@ -184,10 +188,13 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         from empathic_agent.latent import FusedState
 
         t0 = time.perf_counter()
-        if (state.get("safety") or {}).get("crisis") or (state.get("safety") or {}).get("level", "none") != "none":
+        safety = state.get("safety") or {}
+        if (safety.get("crisis") or safety.get("level", "none") != "none"
+                or (safety.get("clinical") or {}).get("presentations")):
             # A disclosure of risk (a crisis, or a warning sign the agent checked in on) stays in
             # the conversation (the person can see, export and delete it) but is not turned into a
-            # long-term memory that resurfaces in later recall.
+            # long-term memory that resurfaces in later recall.  The same for a clinical presentation
+            # (a delusion or a compulsion recalled later would feed it).
             return {"remembered": [], "timings": {"remember": time.perf_counter() - t0}}
         if state.get("degraded") and any(e["step"] == "generate" for e in state["degraded"]):
             # No real reply: the person's words stay in the conversation, but an exchange that did
@@ -232,6 +239,9 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             memories=tuple(state.get("memories") or ()),
             mood=mood,
             risk_level=str((state.get("safety") or {}).get("level") or "none"),
+            presentations=tuple(p["name"] for p in ((state.get("safety") or {}).get("clinical") or {}).get("presentations") or ()),
+            clinical=str(((state.get("safety") or {}).get("clinical") or {}).get("register") or ""),
+            clinical_vetted=settings.safety_clinical_replies == "vetted",
         )
         register = plan_register(x, persona)
         return {"register": register.to_dict(), "agent_mood": list(mood), "strategies": [register.strategy],
@@ -247,66 +257,131 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         return f"{settings.system_prompt} {who}{style}{never}"
 
     async def generate(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
-        """Ask the LLM for the reply under the planned register, streaming it; degrade to a
-        fallback reply if it fails."""
+        """Ask the LLM for the reply under the planned register, streaming it through the reply
+        guard (each sentence is released only after it passed); on a guard hit regenerate once
+        under a stricter register, then fall back to a vetted reply; degrade to a fallback reply if
+        the LLM fails.  A clinical register with a vetted reply skips the LLM."""
         from empathic_agent.plan import Register
+        from empathic_agent.plan.clinical import STRICT_LINES
 
         t0 = time.perf_counter()
         channel = runtime.context.text_channel if runtime.context is not None else None
         stream_writer = get_stream_writer()
 
-        def write(event: dict[str, Any]) -> None:
-            stream_writer(event)
-            if channel is not None:  # the speak step reads the reply as it is written
-                channel.put_nowait(event["text"])
+        def write(text: str) -> None:
+            if not text:
+                return
+            stream_writer({"type": "text", "text": text})
+            if channel is not None:  # the speak step reads the reply as it is released
+                channel.put_nowait(text)
         register = Register.from_dict(state["register"]) if state.get("register") else None
-        prompt = build_prompt(_system_prompt(), state.get("messages", []),
-                              max_messages=settings.history_messages,
-                              perception=state.get("perception", ""),
-                              memories=state.get("memory_prompt", ""),
-                              register=register.prompt_lines() if register is not None else "",
-                              reply_hint=register.reply_hint() if register is not None else "")
-        chunks: list[str] = []
+        safety = state.get("safety") or {}
+        clinical = safety.get("clinical") or {}
+        guard = services.safety.guard if services.safety is not None else None
+        guard_ctx = services.safety.guard_context(safety) if guard is not None else None
+        check_in = safety.get("message") if safety.get("route") == "check_in" else ""
+
+        def prompt_for(reg: "Register | None") -> list[Any]:
+            return build_prompt(_system_prompt(), state.get("messages", []),
+                                max_messages=settings.history_messages,
+                                perception=state.get("perception", ""),
+                                memories=state.get("memory_prompt", ""),
+                                register=reg.prompt_lines() if reg is not None else "",
+                                reply_hint=reg.reply_hint() if reg is not None else "")
+
+        released: list[str] = []
         errors: list[StepError] = []
+        events: list[dict[str, Any]] = []
+        guard_s: list[float] = []
         fallback = False
+        backend, model = services.llm.name, services.llm.model_name
         first_chunk_s: float | None = None
-        try:
-            async for chunk in services.llm.stream(prompt, GenerationOptions.from_settings(settings)):
+        n_chunks = 0
+
+        def release(text: str) -> None:
+            released.append(text)
+            write(text)
+
+        async def attempt(reg: "Register | None", number: int, *, stream: bool) -> bool:
+            """One generation through the guard; True when the whole reply passed."""
+            nonlocal first_chunk_s, n_chunks
+            gate = GuardedRelease(guard, guard_ctx) if guard is not None else None
+            pending: list[str] = []
+            sep = " " if released else ""
+            async for chunk in services.llm.stream(prompt_for(reg), GenerationOptions.from_settings(settings)):
                 if first_chunk_s is None:
                     first_chunk_s = time.perf_counter() - t0
-                chunks.append(chunk)
-                write({"type": "text", "text": chunk})
-            reply = "".join(chunks).strip()
-            if not reply:
+                n_chunks += 1
+                out = gate.feed(chunk) if gate is not None else chunk
+                if gate is not None and gate.blocked:
+                    break
+                if out:
+                    (release if stream else pending.append)((sep + out.lstrip()) if sep else out)
+                    sep = ""
+            if gate is not None and not gate.blocked:
+                out = gate.flush()
+                if out:
+                    (release if stream else pending.append)((sep + out.lstrip()) if sep else out)
+            if gate is not None:
+                guard_s.extend(gate.timings)
+                if gate.blocked:
+                    v = gate.verdict
+                    action = "regenerate" if number == 1 else "fallback"
+                    events.append(v.event(action, number))
+                    log.warning("guard: blocked a reply (category=%s, layer=%s, action=%s)", v.category, v.source, action)
+                    return False
+            for text in pending:
+                release(text)
+            return True
+
+        try:
+            vetted = clinical.get("message") if register is not None and register.vetted else ""
+            if vetted:
+                backend, model = "clinical-register", services.safety.protocol.name if services.safety else ""
+                release(vetted)
+            else:
+                passed = await attempt(register, 1, stream=True)
+                if not passed:
+                    base = register or Register("Reflection of feelings", (0.2, -0.3, 0.1), ("calm", "warm"), "slow", "short")
+                    strict = dataclasses.replace(base, notes=tuple(base.notes) + STRICT_LINES, length="short")
+                    passed = await attempt(strict, 2, stream=False)
+                    if not passed:
+                        fallback_text = clinical.get("message") or services.safety.protocol.guard_fallback(
+                            services.safety.locale)
+                        release((" " if released else "") + fallback_text)
+            if not "".join(released).strip():
                 raise LLMError("the model returned an empty reply")
-            safety = state.get("safety") or {}
-            check_in = safety.get("message") if safety.get("route") == "check_in" else ""
             if check_in:
-                # Low risk: the model's reply, then the protocol's vetted check-in (a small model
-                # cannot be trusted to ask about safety by itself).
-                reply = f"{reply} {check_in}"
-                write({"type": "text", "text": f" {check_in}"})
+                # Low risk: the reply, then the protocol's vetted check-in (a small model cannot be
+                # trusted to ask about safety by itself).
+                release(f" {check_in}")
+            reply = "".join(released).strip()
         except LLMError as exc:
             fallback = True
             errors.append(StepError(step="generate", error=type(exc).__name__, message=str(exc)))
-            # Anything already streamed stays visible; the fallback explains why it stopped.
-            reply = ("".join(chunks).strip() + "\n\n" if chunks else "") + FALLBACK_REPLY
-            write({"type": "text", "text": ("\n\n" if chunks else "") + FALLBACK_REPLY})
+            # Anything already released stays visible; the fallback explains why it stopped.
+            head = "".join(released).strip()
+            reply = (head + "\n\n" if head else "") + FALLBACK_REPLY
+            write(("\n\n" if head else "") + FALLBACK_REPLY)
         finally:
             if channel is not None:
                 channel.put_nowait(None)  # end of the reply, whatever happened
         turn_id = state.get("turn_id")
+        guard_info = {"layers": guard.layers if guard is not None else "off", "events": events,
+                      "sentences": len(guard_s), "seconds": round(sum(guard_s), 5),
+                      "max_sentence_ms": round(1000 * max(guard_s), 3) if guard_s else 0.0}
         return {
             "reply": reply,
             "messages": [AIMessage(content=reply, id=f"{turn_id}-agent" if turn_id else None,
                                    additional_kwargs={"fallback": True} if fallback else {})],
             "generation": {
-                "backend": services.llm.name, "model": services.llm.model_name,
+                "backend": backend, "model": model,
                 # Measured here, not read from llm.last_stats: turns of many users run concurrently.
                 "time_to_first_chunk_s": first_chunk_s,
-                "chunks": len(chunks),
+                "chunks": n_chunks,
                 "seed": settings.seed,
             },
+            "guard": guard_info,
             "timings": {"generate": time.perf_counter() - t0},
             "degraded": errors,
         }
@@ -406,7 +481,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                                        additional_kwargs={"safety_protocol": services.safety.protocol.name})],
                 "generation": {"backend": "safety-protocol", "model": services.safety.protocol.name,
                                "time_to_first_chunk_s": time.perf_counter() - t0, "chunks": 1, "seed": None},
-                "strategies": ["Crisis protocol"],
+                "strategies": ["Crisis protocol"], "guard": {"layers": "vetted", "events": []},
                 "timings": {"respond_safely": time.perf_counter() - t0}}
 
     nodes = {"perceive": perceive, "plan": plan, "generate": generate, "speak": speak}

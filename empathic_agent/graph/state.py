@@ -72,6 +72,9 @@ class TurnState(TypedDict, total=False):
     #: The conversation's accumulated risk (``ConversationRisk.to_dict()``): persisted, so a
     #: message is read in its conversation across turns and restarts.
     risk: dict[str, Any]
+    #: The reply guard's work this turn: layers, events (category, layer, action; no content),
+    #: sentences checked and the time it added.
+    guard: dict[str, Any]
     # -- recall ---------------------------------------------------------------------------------
     #: Memories recalled for this turn: id, kind, text, top category, rank and per-component scores.
     memories: list[dict[str, Any]]

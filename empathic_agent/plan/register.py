@@ -12,6 +12,10 @@ far, the agent's mood and persona.  Output: a :class:`Register`:
 
 The rules, in order (the first that applies picks the strategy; every rule is unit-tested):
 
+0a. **A clinical presentation** (psychosis, mania, compulsion, disordered eating, substance risk;
+   ``plan.clinical``) -> that presentation's register: a strategy and constraint lines that do not
+   collude (never confirm the belief, give the reassurance, the numbers or help with the plan);
+   answered by the protocol's vetted reply unless ``safety_clinical_replies = "guarded"``.
 0. **Risk** (the safety stage's level is ``low``: a warning sign, or the turns after a crisis) ->
    Reflection of feelings / Restatement, gentle and serious, never advice (the stage adds a
    vetted check-in to the reply).
@@ -53,6 +57,7 @@ from typing import Any, Final, Mapping, Sequence
 
 import numpy as np
 
+from empathic_agent.plan.clinical import CLINICAL_REGISTERS
 from empathic_agent.plan.persona import Persona
 
 __all__ = [
@@ -141,6 +146,12 @@ class PlanInput:
     #: The safety stage's risk level of the conversation at this turn (none … imminent).  Crisis
     #: levels never reach the planner (the protocol answers); ``low`` asks for a careful register.
     risk_level: str = "none"
+    #: Clinical presentations the safety stage read in the conversation, and the one whose
+    #: register leads (``plan.clinical``); "" for none.
+    presentations: tuple[str, ...] = ()
+    clinical: str = ""
+    #: Answer a presentation with the protocol's vetted reply instead of the LLM.
+    clinical_vetted: bool = True
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,10 @@ class Register:
     rationale: tuple[str, ...] = ()
     #: Extra instructions for the prompt (e.g. acknowledge mixed signals, a memory to bring up).
     notes: tuple[str, ...] = ()
+    #: The clinical presentation whose register this is ("" for none), and whether the reply is
+    #: the protocol's vetted one rather than the LLM's.
+    clinical: str = ""
+    vetted: bool = False
 
     @property
     def family(self) -> str:
@@ -174,14 +189,16 @@ class Register:
                 "target": {"valence": round(self.target[0], 4), "arousal": round(self.target[1], 4),
                            "dominance": round(self.target[2], 4)},
                 "tone": list(self.tone), "pace": self.pace, "length": self.length,
-                "rationale": list(self.rationale), "notes": list(self.notes)}
+                "rationale": list(self.rationale), "notes": list(self.notes), "clinical": self.clinical,
+                "vetted": self.vetted}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Register":
         t = d["target"]
         return cls(strategy=d["strategy"], target=(float(t["valence"]), float(t["arousal"]), float(t["dominance"])),
                    tone=tuple(d.get("tone", ())), pace=d.get("pace", "moderate"), length=d.get("length", "short"),
-                   rationale=tuple(d.get("rationale", ())), notes=tuple(d.get("notes", ())))
+                   rationale=tuple(d.get("rationale", ())), notes=tuple(d.get("notes", ())),
+                   clinical=str(d.get("clinical", "")), vetted=bool(d.get("vetted", False)))
 
 
 def family_of(strategy: str) -> str:
@@ -203,6 +220,14 @@ def _choose_strategy(x: PlanInput, persona: Persona) -> tuple[str, list[str], li
     negative = clear and v <= NEGATIVE_V
     positive = clear and v >= POSITIVE_V
 
+    if x.clinical in CLINICAL_REGISTERS:
+        reg = CLINICAL_REGISTERS[x.clinical]
+        why.append(f"clinical presentation {x.clinical}: a register that does not collude ({reg.source})"
+                   + (" -> vetted reply" if x.clinical_vetted else ""))
+        notes.extend(reg.constraints)
+        if x.risk_level not in ("none", ""):
+            notes.append("Be gentle and serious. Do not joke or change the subject.")
+        return reg.strategy, why, notes
     if x.risk_level not in ("none", ""):
         # Warning signs (or a crisis earlier in the conversation): stay with the feeling, never
         # advise or change the subject; the safety stage appends a vetted check-in.
@@ -265,6 +290,9 @@ def _choose_strategy(x: PlanInput, persona: Persona) -> tuple[str, list[str], li
 def _target(x: PlanInput, persona: Persona) -> tuple[np.ndarray, list[str]]:
     why: list[str] = []
     mood = np.asarray(x.mood, dtype=np.float64)
+    if x.clinical in CLINICAL_REGISTERS:
+        # A clinical presentation is met calm, warm and steady, never mirrored (euphoria included).
+        return np.array([0.15, -0.4, 0.2]), ["expression: calm, warm and steady (clinical register, never mirrored)"]
     if x.state is None or x.confidence < MIN_CONFIDENCE:
         target = mood.copy()
         why.append("expression: the agent's own mood (the person's state is unclear)")
@@ -322,6 +350,10 @@ def plan_register(x: PlanInput, persona: Persona) -> Register:
         if happy:
             notes.append("If it fits, gently remind them of the good memory above.")
             why.append("mood repair: a pleasant memory was recalled")
+    clinical = x.clinical if x.clinical in CLINICAL_REGISTERS else ""
+    if clinical:
+        pace = "slow" if pace != "slow" else pace  # calm and unhurried, whatever the person's energy
     return Register(strategy=strategy, target=tuple(float(t) for t in target),  # type: ignore[arg-type]
                     tone=_tone(target, x.mixed_signals, strategy), pace=pace, length=length,
-                    rationale=tuple(why + why_t), notes=tuple(notes))
+                    rationale=tuple(why + why_t), notes=tuple(notes), clinical=clinical,
+                    vetted=bool(clinical) and x.clinical_vetted)

@@ -97,6 +97,13 @@ class SafetyAssessment:
     #: The conversation's risk after this message (``ConversationRisk.to_dict()``; {} when the
     #: message was assessed alone).
     conversation: dict[str, Any] = field(default_factory=dict)
+    #: The clinical-presentation reading (``ClinicalReading.to_dict()`` plus ``register``: the
+    #: presentation the reply's register follows, and ``message``: its vetted reply); {} without it.
+    clinical: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def presentations(self) -> tuple[str, ...]:
+        return tuple(p["name"] for p in self.clinical.get("presentations") or ())
 
     def to_dict(self) -> dict[str, Any]:
         return {"crisis": self.crisis, "category": self.category, "score": round(self.score, 4),
@@ -105,7 +112,7 @@ class SafetyAssessment:
                 "dimensions": [d.to_dict() for d in self.dimensions],
                 "signals": list(self.signals), "discounted": list(self.discounted), "seconds": round(self.seconds, 4),
                 "language": dict(self.language), "learned": dict(self.learned),
-                "conversation": dict(self.conversation),
+                "conversation": dict(self.conversation), "clinical": dict(self.clinical),
                 "resources": [dict(r) for r in self.resources], "message": self.message, "emergency": self.emergency}
 
 

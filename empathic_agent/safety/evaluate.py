@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from empathic_agent.safety.protocol import SafetyStage
 
 __all__ = ["evaluate_csv", "evaluate_risk_csv", "evaluate_conversations", "read_labelled", "read_risk_csv",
+           "evaluate_presentations", "evaluate_replies", "evaluate_esconv_guard", "CLINICAL_TEST_SETS",
            "SHIPPED_SETS", "TEST_SET", "EVERYDAY_TEST_SET", "CONVERSATION_SETS", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -45,6 +46,10 @@ EVERYDAY_TEST_SET = DATA_DIR / "test" / "everyday_test.csv"
 SHIPPED_SETS = {"eval": DATA_DIR / "crisis_eval.csv", "holdout": DATA_DIR / "crisis_holdout.csv"}
 CONVERSATION_SETS = {"test": Path(__file__).resolve().parents[1] / "evals" / "scenarios" / "risk_emerging.yaml",
                      "dev": DATA_DIR / "conversations_dev.yaml"}
+#: Held-out clinical sets (``data/clinical/test``; see its PROVENANCE.md) and the dialogue scenarios.
+CLINICAL_TEST_SETS = {"presentations": DATA_DIR / "clinical" / "test" / "presentations_test.csv",
+                      "replies": DATA_DIR / "clinical" / "test" / "guard_test.csv",
+                      "conversations": Path(__file__).resolve().parents[1] / "evals" / "scenarios" / "clinical.yaml"}
 RISK_COLUMNS = ("text", "level", "subject", "dimensions", "kind", "register")
 
 
@@ -271,16 +276,21 @@ def evaluate_conversations(stage: "SafetyStage", path: str | Path) -> dict[str, 
             if a.crisis and first_crisis is None:
                 first_crisis = i
             e = turn.expect
+            want_p = [p for p in e.presentation if p != "none"]
+            got_p = set(a.presentations)
+            p_ok = None if not e.presentation else (set(want_p) <= got_p if want_p else not got_p)
             for name, ok, want in (("crisis", None if e.crisis is None else a.crisis == e.crisis, e.crisis),
                                    ("risk", None if not e.risk else a.level in e.risk, list(e.risk)),
-                                   ("route", None if not e.route else a.route in e.route, list(e.route))):
+                                   ("route", None if not e.route else a.route in e.route, list(e.route)),
+                                   ("presentation", p_ok, list(e.presentation))):
                 if ok is None:
                     continue
                 checks += 1
                 if not ok:
                     passed = False
                     failures.append({"scenario": sc.id, "turn": i + 1, "check": name, "expected": want,
-                                     "got": {"crisis": a.crisis, "level": a.level, "route": a.route},
+                                     "got": {"crisis": a.crisis, "level": a.level, "route": a.route,
+                                             "presentations": sorted(got_p)},
                                      "text": turn.text})
         if act_turn is not None:
             emerging += 1
@@ -291,6 +301,168 @@ def evaluate_conversations(stage: "SafetyStage", path: str | Path) -> dict[str, 
             "checks_failed": len(failures), "scenarios_passed": sum(p["passed"] for p in per),
             "routed_by_the_acting_turn": _rate(first_route_ok, emerging), "emerging_scenarios": emerging,
             "per_scenario": per, "failures": failures}
+
+
+def _context_turns(context: str) -> list[str]:
+    return [c.strip() for c in (context or "").split("||") if c.strip()]
+
+
+def _assess_in_context(stage: "SafetyStage", context: str, text: str) -> Any:
+    """The stage's assessment of ``text`` after the earlier messages of ``context`` (" || ")."""
+    conv: dict[str, Any] = {}
+    t = 1_700_000_000.0
+    for earlier in _context_turns(context):
+        t += 60.0
+        conv = stage.assess(earlier, conv, now=t).conversation
+    return stage.assess(text, conv, now=t + 60.0)
+
+
+def evaluate_presentations(stage: "SafetyStage", path: str | Path, *, progress: bool = False) -> dict[str, Any]:
+    """The clinical reader on ``context,text,presentations`` rows (context: earlier messages,
+    " || "-separated): per presentation recall and precision, false alarms on ``none`` rows, and
+    whether every means-seeking row took a crisis route."""
+    from empathic_agent.safety.clinical import PRESENTATIONS
+
+    p, rows = _csv_rows(path, {"context", "text", "presentations"}, "context,text,presentations")
+    tp = {n: 0 for n in PRESENTATIONS}
+    fp = dict(tp)
+    pos = dict(tp)
+    none_rows = none_alarms = means_routed = 0
+    misses, alarms, seconds = [], [], []
+    for line, r in _progress(rows, "presentations", progress):
+        want = {n.strip() for n in (r["presentations"] or "none").split(";")} - {"none", ""}
+        unknown = want - set(PRESENTATIONS)
+        if unknown:
+            raise InputError(f"{p}:{line}: unknown presentation(s) {sorted(unknown)}")
+        t0 = time.perf_counter()
+        a = _assess_in_context(stage, r["context"], r["text"])
+        seconds.append(time.perf_counter() - t0)
+        got = set(a.presentations)
+        for n in PRESENTATIONS:
+            pos[n] += n in want
+            tp[n] += n in want and n in got
+            fp[n] += n in got and n not in want
+        if "means_seeking" in want:
+            means_routed += int(a.crisis)
+        if not want:
+            none_rows += 1
+            none_alarms += int(bool(got))
+            if got:
+                alarms.append({"line": line, "kind": r.get("kind", ""), "got": sorted(got), "text": r["text"]})
+        elif not want <= got:
+            misses.append({"line": line, "kind": r.get("kind", ""), "want": sorted(want), "got": sorted(got),
+                           "text": r["text"]})
+    per = {n: {"positives": pos[n], "recall": _rate(tp[n], pos[n]), "precision": _rate(tp[n], tp[n] + fp[n])}
+           for n in PRESENTATIONS}
+    positives = sum(1 for _, r in rows if (r["presentations"] or "none").strip() != "none")
+    return {"file": str(p), "format": "presentations", "rows": len(rows), "per_presentation": per,
+            "rows_fully_read": _rate(positives - len(misses), positives),
+            "none_rows": none_rows, "false_alarm_rate": _rate(none_alarms, none_rows),
+            "means_seeking_crisis_route": _rate(means_routed, pos["means_seeking"]),
+            "layers": stage.clinical.layers if stage.clinical is not None else "off",
+            "latency": latency_ms(seconds) if seconds else {}, "misses": misses, "false_alarms": alarms}
+
+
+def _guarded(stage: "SafetyStage", reply: str, ctx: Any) -> tuple[Any, list[float]]:
+    """The reply through the guard as the graph releases it (sentence by sentence)."""
+    from empathic_agent.safety.guard import GuardedRelease
+
+    gate = GuardedRelease(stage.guard, ctx)
+    gate.feed(reply)
+    gate.flush()
+    return gate.verdict, gate.timings
+
+
+def evaluate_replies(stage: "SafetyStage", path: str | Path, *, progress: bool = False) -> dict[str, Any]:
+    """The reply guard on labelled ``context,presentation,reply,label,category`` pairs.
+
+    The context is read by the stage itself (as in a conversation: the guard's context is what the
+    agent inferred, not the label); ``given_context`` repeats the figures with the labelled
+    presentation as the context (the guard alone)."""
+    from empathic_agent.safety.guard import GUARD_CATEGORIES, GuardContext
+
+    if stage.guard is None:
+        raise InputError("the reply guard is off (settings.safety_guard)")
+    p, rows = _csv_rows(path, {"context", "presentation", "reply", "label", "category"},
+                        "context,presentation,reply,label,category")
+    stats = {mode: {"tp": 0, "fp": 0, "fn": 0, "tn": 0, "per": {c: [0, 0] for c in GUARD_CATEGORIES}}
+             for mode in ("pipeline", "given_context")}
+    misses, blocks, sentence_s = [], [], []
+    for line, r in _progress(rows, "replies", progress):
+        label = r["label"].strip()
+        if label not in ("harmful", "ok"):
+            raise InputError(f"{p}:{line}: label must be harmful or ok, got {label!r}")
+        harmful = label == "harmful"
+        turns = _context_turns(r["context"])
+        a = _assess_in_context(stage, " || ".join(turns[:-1]), turns[-1] if turns else "")
+        presentations = tuple(n.strip() for n in (r["presentation"] or "none").split(";") if n.strip() not in ("", "none"))
+        contexts = {
+            "pipeline": GuardContext.from_safety(a.to_dict()),
+            "given_context": GuardContext(presentations=presentations, risk_context=bool(presentations) or a.level != "none",
+                                          means_query=a.clinical.get("means_query", ""), risk_level=a.level),
+        }
+        for mode, ctx in contexts.items():
+            verdict, timings = _guarded(stage, r["reply"], ctx)
+            if mode == "pipeline":
+                sentence_s += timings
+            blocked = verdict is not None and not verdict.ok
+            st = stats[mode]
+            st["tp" if harmful and blocked else "fn" if harmful else "fp" if blocked else "tn"] += 1
+            if harmful and r["category"] in st["per"]:
+                st["per"][r["category"]][0] += 1
+                st["per"][r["category"]][1] += int(blocked)
+            if mode == "pipeline" and harmful and not blocked:
+                misses.append({"line": line, "category": r["category"], "reply": r["reply"]})
+            if mode == "pipeline" and blocked and not harmful:
+                blocks.append({"line": line, "category": verdict.category, "source": verdict.source,
+                               "hard_negative_for": r["category"], "evidence": verdict.evidence, "reply": r["reply"]})
+    out: dict[str, Any] = {"file": str(p), "format": "replies", "pairs": len(rows), "layers": stage.guard.layers}
+    for mode, st in stats.items():
+        out[mode] = {"recall": _rate(st["tp"], st["tp"] + st["fn"]), "precision": _rate(st["tp"], st["tp"] + st["fp"]),
+                     "false_block_rate": _rate(st["fp"], st["fp"] + st["tn"]),
+                     "harmful": st["tp"] + st["fn"], "ok": st["fp"] + st["tn"],
+                     "recall_per_category": {c: _rate(b, n) for c, (n, b) in st["per"].items() if n}}
+    out["latency_per_sentence"] = latency_ms(sentence_s) if sentence_s else {}
+    out["misses"], out["false_blocks"] = misses, blocks
+    return out
+
+
+def evaluate_esconv_guard(stage: "SafetyStage", split: str | Path, *, progress: bool = False,
+                          limit: int | None = None) -> dict[str, Any]:
+    """False blocks of the guard on ESConv supporter replies (good replies by trained supporters),
+    each in its conversation as the stage reads it: the everyday cost of the guard."""
+    if stage.guard is None:
+        raise InputError("the reply guard is off (settings.safety_guard)")
+    path = Path(split)
+    if not path.exists():
+        raise InputError(f"{path}: no such file (an ESConv split, one JSON dialogue per line)")
+    dialogues = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if limit:
+        dialogues = dialogues[:limit]
+    replies = blocked = 0
+    blocks, sentence_s = [], []
+    per: dict[str, int] = {}
+    for d in _progress(dialogues, "esconv dialogues", progress):
+        conv: dict[str, Any] = {}
+        safety: dict[str, Any] = {}
+        t = 1_700_000_000.0
+        for turn in d["dialog"]:
+            if turn["speaker"] == "usr":
+                t += 60.0
+                a = stage.assess(turn["text"], conv, now=t)
+                conv, safety = a.conversation, a.to_dict()
+                continue
+            replies += 1
+            verdict, timings = _guarded(stage, turn["text"], stage.guard_context(safety))
+            sentence_s += timings
+            if verdict is not None and not verdict.ok:
+                blocked += 1
+                per[verdict.category] = per.get(verdict.category, 0) + 1
+                blocks.append({"category": verdict.category, "source": verdict.source, "evidence": verdict.evidence,
+                               "reply": turn["text"]})
+    return {"file": str(path), "format": "esconv-replies", "dialogues": len(dialogues), "replies": replies,
+            "false_blocks": blocked, "false_block_rate": _rate(blocked, replies), "per_category": per,
+            "latency_per_sentence": latency_ms(sentence_s) if sentence_s else {}, "blocked": blocks[:200]}
 
 
 def main_json(result: dict[str, Any]) -> str:

@@ -30,6 +30,8 @@ from empathic_agent.safety.detect import CATEGORIES, CrisisDetector, SafetyAsses
 from empathic_agent.safety.taxonomy import CRISIS_ROUTES, level_index, protocol_category, route_for
 
 if TYPE_CHECKING:
+    from empathic_agent.safety.clinical import ClinicalReader, ClinicalReading
+    from empathic_agent.safety.guard import GuardContext, ReplyGuard
     from empathic_agent.settings import Settings
 
 __all__ = ["CrisisProtocol", "SafetyStage", "load_protocol", "DEFAULT_PROTOCOL", "CrisisEvent"]
@@ -45,6 +47,8 @@ class CrisisProtocol:
     locales: Mapping[str, Mapping[str, Any]]
     default_locale: str = "en-US"
     source: str = ""
+    #: Vetted replies per clinical presentation (variants), ``[clinical]`` in the protocol file.
+    clinical: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def locale(self, locale: str | None) -> Mapping[str, Any]:
         """The locale's entry: exact (en-GB), then same language's default, then ``intl``."""
@@ -70,6 +74,20 @@ class CrisisProtocol:
             text = self._fill("language_note", category, locale) + text
         return text
 
+    def clinical_reply(self, presentation: str, locale: str | None, *, variant: int = 0) -> str:
+        """The vetted reply of a clinical presentation (variant ``variant`` modulo their number);
+        "" for a presentation the protocol has no reply for."""
+        options = self.clinical.get(presentation) or _default_clinical().get(presentation) or ()
+        if not options:
+            return ""
+        entry = self.locale(locale)
+        return options[variant % len(options)].format(
+            resources="", emergency=entry.get("emergency", "your local emergency number"))
+
+    def guard_fallback(self, locale: str | None) -> str:
+        """What the agent says when the reply guard blocked a reply and its regeneration."""
+        return self._fill("guard_fallback", "suicide", locale)
+
     def _fill(self, key: str, category: str, locale: str | None) -> str:
         entry = self.locale(locale)
         listed = " ".join(f"You can reach {r['name']}: {r['contact']}." for r in self.resources(category, locale))
@@ -86,6 +104,17 @@ def _default_replies() -> Mapping[str, str]:
 
 
 _DEFAULTS: Mapping[str, str] | None = None
+
+
+def _default_clinical() -> Mapping[str, tuple[str, ...]]:
+    global _DEFAULT_CLINICAL
+    if _DEFAULT_CLINICAL is None:
+        data = tomllib.loads(DEFAULT_PROTOCOL.read_text(encoding="utf-8")).get("clinical", {})
+        _DEFAULT_CLINICAL = {k: tuple(v) for k, v in data.items()}
+    return _DEFAULT_CLINICAL
+
+
+_DEFAULT_CLINICAL: Mapping[str, tuple[str, ...]] | None = None
 
 
 def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
@@ -116,8 +145,19 @@ def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
             template.format(resources="", emergency="")
         except (KeyError, IndexError) as exc:
             raise ConfigError(f"safety protocol {p}: reply {cat!r} uses an unknown field {exc}") from None
+    clinical: dict[str, tuple[str, ...]] = {}
+    for name, options in (data.get("clinical") or {}).items():
+        options = [options] if isinstance(options, str) else options
+        if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
+            raise ConfigError(f"safety protocol {p}: [clinical] {name!r} must be a reply or a list of replies")
+        for o in options:
+            try:
+                o.format(resources="", emergency="")
+            except (KeyError, IndexError) as exc:
+                raise ConfigError(f"safety protocol {p}: clinical reply {name!r} uses an unknown field {exc}") from None
+        clinical[name] = tuple(options)
     return CrisisProtocol(name=data.get("name", p.stem), replies=replies, locales=locales, default_locale=default,
-                          source=str(p))
+                          source=str(p), clinical=clinical)
 
 
 @dataclass(frozen=True)
@@ -160,15 +200,38 @@ class SafetyStage:
     webhook_timeout_s: float = 5.0
     #: In-process escalation callbacks: ``fn(CrisisEvent)``; exceptions are logged, never raised.
     on_crisis: list[Callable[[CrisisEvent], Any]] = field(default_factory=list)
+    #: Reads each turn for clinical presentations (None: off).
+    clinical: "ClinicalReader | None" = None
+    #: Checks every generated reply before it is released (None: off).
+    guard: "ReplyGuard | None" = None
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "SafetyStage":
+        from empathic_agent.safety.clinical import ClinicalReader
+        from empathic_agent.safety.clinical_model import ClinicalModel, GuardModel
+        from empathic_agent.safety.guard import ReplyGuard
+
+        folder = settings.safety_model or None
+        clinical = guard = None
+        if settings.safety_clinical:
+            learned = (ClinicalModel(folder, settings=settings)
+                       if settings.safety_semantic and ClinicalModel.available(folder) else None)
+            clinical = ClinicalReader(learned)
+        if settings.safety_guard:
+            learned_guard = (GuardModel(folder, settings=settings)
+                             if settings.safety_semantic and GuardModel.available(folder) else None)
+            guard = ReplyGuard(learned_guard)
         return cls(detector=CrisisDetector.from_settings(settings),
                    protocol=load_protocol(settings.safety_protocol or None), locale=settings.safety_locale,
-                   webhook_url=settings.safety_webhook_url, webhook_include_text=settings.safety_webhook_include_text)
+                   webhook_url=settings.safety_webhook_url, webhook_include_text=settings.safety_webhook_include_text,
+                   clinical=clinical, guard=guard)
 
     def load(self) -> None:
         self.detector.load()
+        if self.clinical is not None:
+            self.clinical.load()
+        if self.guard is not None:
+            self.guard.load()
 
     def assess(self, text: str, conversation: ConversationRisk | dict[str, Any] | None = None, *,
                now: float | None = None) -> SafetyAssessment:
@@ -176,8 +239,15 @@ class SafetyStage:
         after the previous turn, None for a message alone), with the protocol's reply and
         resources attached on a crisis route and resources on a check-in."""
         a = self.detector.assess(text)
+        reading = None
+        if self.clinical is not None:
+            reading = self._read_clinical(text, conversation, a)
+            if "means_seeking" in reading.names and level_index(a.level) < level_index("high"):
+                a = _means_seeking(a, reading)
         if conversation is not None:
             a = self.in_conversation(a, conversation, now=now, text=text)
+        if reading is not None:
+            a = self._with_clinical(a, reading)
         if a.route == "continue":
             return a
         category = a.category or protocol_category({d.name for d in a.dimensions}, a.subject)
@@ -189,6 +259,32 @@ class SafetyStage:
         note = not a.language.get("covered", True)
         return replace(a, category=category, resources=resources, emergency=emergency,
                        message=self.protocol.reply(category, self.locale, route=a.route, language_note=note))
+
+    def _read_clinical(self, text: str, conversation: ConversationRisk | dict[str, Any] | None,
+                       a: SafetyAssessment) -> "ClinicalReading":
+        assert self.clinical is not None
+        prev = (conversation if isinstance(conversation, ConversationRisk)
+                else ConversationRisk.from_dict(conversation) if conversation else ConversationRisk())
+        state = conversation.get("clinical") if isinstance(conversation, dict) else None
+        earlier = prev.peak != "none" or prev.score >= 0.5
+        return self.clinical.read(text, state, earlier_risk=earlier, risk_now=a.message_level != "none")
+
+    def _with_clinical(self, a: SafetyAssessment, reading: "ClinicalReading") -> SafetyAssessment:
+        """Attach the reading, the presentation the register follows and its vetted reply; carry
+        the reader's state in the conversation dict (checkpointed with the risk)."""
+        from empathic_agent.safety.clinical import REGISTER_PRIORITY
+
+        clinical = reading.to_dict()
+        names = reading.names
+        lead = next((n for n in REGISTER_PRIORITY if n in names), "")
+        if lead and not a.crisis:
+            turns = int(a.conversation.get("turns", 0) or 0)
+            clinical["register"] = lead
+            clinical["message"] = self.protocol.clinical_reply(lead, self.locale, variant=max(0, turns - 1))
+        conversation = dict(a.conversation)
+        if conversation or reading.state:
+            conversation["clinical"] = dict(reading.state or {})
+        return replace(a, clinical=clinical, conversation=conversation)
 
     @staticmethod
     def in_conversation(a: SafetyAssessment, conversation: ConversationRisk | dict[str, Any], *,
@@ -207,6 +303,11 @@ class SafetyStage:
         return replace(a, level=conv.level, route=route, subject=subject, crisis=crisis,
                        category=protocol_category(dims, subject) if crisis else None,
                        signals=a.signals + (f"conversation:{conv.reason}",), conversation=conv.to_dict())
+
+    def guard_context(self, safety: dict[str, Any] | None) -> "GuardContext":
+        from empathic_agent.safety.guard import GuardContext
+
+        return GuardContext.from_safety(safety)
 
     def escalate(self, event: CrisisEvent) -> list[str]:
         """Tell the embedding app (callbacks now; the webhook in a background thread). Returns
@@ -237,3 +338,18 @@ class SafetyStage:
             except Exception as exc:  # noqa: BLE001
                 log.error("safety: webhook %s failed (attempt %d): %s", self.webhook_url, attempt + 1, exc)
             time.sleep(0.5 * (attempt + 1))
+
+
+def _means_seeking(a: SafetyAssessment, reading: "ClinicalReading") -> SafetyAssessment:
+    """A means question in a risk context is researching a method: ``high`` (C-SSRS: method),
+    answered by the protocol and escalated."""
+    from empathic_agent.safety.taxonomy import DimensionReading
+
+    ev = next(p for p in reading.presentations if p.name == "means_seeking")
+    dims = tuple(a.dimensions) + (DimensionReading("method", 1.0, ev.evidence, "clinical:means_seeking"),)
+    subject = a.subject if a.subject != "none" else "self"
+    route = route_for("high", subject)
+    names = {d.name for d in dims}
+    return replace(a, level="high", message_level="high", route=route, subject=subject, crisis=route in CRISIS_ROUTES,
+                   category=protocol_category(names, subject), score=max(a.score, ev.score),
+                   signals=a.signals + (f"clinical:means_seeking:{reading.means_query}",), dimensions=dims)

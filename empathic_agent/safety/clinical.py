@@ -1,0 +1,377 @@
+"""Clinical-presentation reading: what in the person's words needs a register that does not collude.
+
+The crisis screen (:mod:`.detect`) asks "is this person in danger of dying or being hurt?".  This
+module asks a different question of the same turn, read with the conversation so far: does the
+person show a presentation where an agreeable, helpful reply does harm even though no crisis is
+declared?  (``safety/data/clinical/GUIDE.md`` defines each one; ``docs/clinical.md`` gives the
+registers and their sources.)
+
+* ``psychosis`` — fixed false beliefs, persecution, voices giving commands, "I'm actually dead";
+* ``mania`` — no sleep, grandiosity, big spending or dangerous activity;
+* ``compulsion`` — washing, checking, ordering, reassurance-seeking ("just tell me it's clean");
+* ``eating`` — restriction, purging, laxatives, compensatory exercise, hiding;
+* ``substance`` — use with overdose or acute-harm risk (mixing depressants, relapse at the old dose);
+* ``means_seeking`` — heights, bridges, poisons, pesticides, medication quantities or weapons asked
+  about after distress, a loss, or any earlier risk in the conversation.  This one is a crisis
+  route: the stage raises the risk level to ``high`` (researching a method).
+
+Two layers, as in the crisis screen: hand-written patterns (each names its presentation; the
+evidence is the words that fired) and, when trained weights exist, a learned reader (frozen MiniLM
+sentence embedding + one logistic head per presentation, :mod:`.clinical_model`).  A presentation
+stays active for a few turns (decayed like the conversation's risk), so "which soap, then?" after
+twenty washes is still read as compulsion.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Mapping, Sequence
+
+from empathic_agent.safety.detect import normalise
+
+if TYPE_CHECKING:
+    from empathic_agent.safety.clinical_model import ClinicalModel
+
+__all__ = ["PRESENTATIONS", "PresentationReading", "ClinicalReading", "ClinicalReader", "means_query",
+           "distress_cue", "CARRY", "ACTIVE"]
+
+PRESENTATIONS: Final[tuple[str, ...]] = ("psychosis", "mania", "compulsion", "eating", "substance", "means_seeking")
+#: Share of a presentation's score carried to the next turn (it fades over about three turns).
+CARRY: Final[float] = 0.6
+#: A carried presentation at or above this is still active.
+ACTIVE: Final[float] = 0.3
+#: Which presentation's register leads when several are active (the most dangerous first).
+REGISTER_PRIORITY: Final[tuple[str, ...]] = ("substance", "psychosis", "eating", "mania", "compulsion")
+#: Pattern kinds that need another sign of their presentation.
+CONTEXT_KINDS: Final[frozenset[str]] = frozenset({"risky-act"})
+#: Turns an earlier distress or loss keeps a means question in a risk context.
+DISTRESS_TURNS: Final[int] = 6
+
+
+@dataclass(frozen=True)
+class PresentationReading:
+    """One presentation found: how sure (0-1), the words that show it, and which layer found it
+    (``pattern:<name>``, ``learned``, ``conversation``)."""
+
+    name: str
+    score: float
+    evidence: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "score": round(float(self.score), 4), "evidence": self.evidence,
+                "source": self.source}
+
+
+@dataclass(frozen=True)
+class ClinicalReading:
+    """The presentations of a turn in its conversation, and what the guard needs to know."""
+
+    presentations: tuple[PresentationReading, ...] = ()
+    #: The message asks about a means (heights, poisons, doses, weapons …), in any context.
+    means_query: str = ""
+    #: A risk context exists: earlier risk, distress or a loss in this conversation (or this turn).
+    risk_context: bool = False
+    #: The carried state for the next turn (part of the checkpointed ``risk`` dict).
+    state: Mapping[str, Any] | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.presentations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"presentations": [p.to_dict() for p in self.presentations], "means_query": self.means_query,
+                "risk_context": self.risk_context}
+
+
+def _rx(*parts: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
+# -- patterns (applied to normalised text: lower case, straight apostrophes) ------------------------
+_THEY = r"(they|he|she|people|someone|somebody|the (government|police|cia|fbi|neighbou?rs?|doctors?|nurses?)|my (neighbou?rs?|family|landlord|boss|coworkers?)|everyone)"
+_PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
+    # psychosis: persecution, surveillance, control, voices, Cotard, reference, broadcasting
+    ("psychosis", "surveillance", _rx(
+        rf"{_THEY} (is|are|has|have|'ve|'s)( been)? (watching|following|tracking|monitoring|spying on|recording|listening to|bugging) me",
+        r"(camera|cameras|microphone|mic|bug|bugs|chip|tracker|implant)s? (in|inside|behind|into) (my|the) (walls?|smoke (alarm|detector)|"
+        r"tooth|teeth|head|brain|arm|body|light|outlet|vents?|phone|tv|mirror)",
+        r"(put|planted|implanted|installed|hid) (a |an )?(camera|chip|tracker|bug|device|microphone)s? (in|inside|on) (me|my)",
+        r"(tapped|bugged|hacked) my (phone|thoughts|brain|mind|head)",
+    )),
+    ("psychosis", "persecution", _rx(
+        rf"{_THEY} (is|are|'re) (trying to|going to|out to|plotting to) (poison|kill|get|hurt|drug|replace|erase) me",
+        r"(poisoning|drugging|putting something in) my (food|water|drinks?|meals?|coffee|tea)",
+        r"\b(gang[- ]?stalk\w*|targeted individual|organi[sz]ed stalking)",
+        r"(is|are) (an? )?(impostor|imposter|replaced|a replica|a robot|not really (my|him|her))",
+        r"(escape|flee|get out of) (the city|town|here) (undetected|without (them|anyone) (knowing|seeing|noticing))",
+        r"(undetected|without being (seen|tracked|followed)|so (they|the \w+) can'?t (find|track|follow) me)",
+    )),
+    ("psychosis", "voices", _rx(
+        r"\b(the |these |a )?voices? (is |are |keeps? |keep )?(tell|telling|told|say|saying|said|command\w*|order\w*|want|wants|"
+        r"whisper\w*|won'?t (stop|leave))",
+        r"\bhear(ing)? (voices|them talking|people talking (about|to) me|god (tell|talking))",
+        r"(god|the devil|satan|angels?|demons?|spirits?) (is |are |keeps? )?(telling|told|tells|commanding|ordered|wants?) me to",
+        r"(voice|someone) in my head (tells?|told|says|said|is telling)",
+    )),
+    ("psychosis", "cotard", _rx(
+        r"\bi(?:'m| am) (actually|already|really) dead\b", r"\bi(?:'m| am) not (real|alive|really here)\b",
+        r"\bi died (weeks|days|months|years|a while) ago\b", r"\bmy (organs|insides|brain|heart) (are|is) (gone|rotting|dead|missing)",
+        r"\b(i'?m|i am) a (ghost|corpse|dead body)\b(?! (at|in) (work|school))",
+        r"\bno one (can|could) see (that )?i(?:'m| am) dead\b",
+    )),
+    ("psychosis", "reference", _rx(
+        r"(tv|radio|news|presenter|newsreader|songs?|billboards?|license plates?|number plates?|ads?|adverts?) (is|are) "
+        r"(talking|speaking|sending (me )?(messages|signs)|meant) (to|for) me",
+        r"(secret|special|hidden|coded) (messages?|signs?|codes?) (meant )?(for|to) me",
+        r"(keeps?|is|are|been) (sending|giving|leaving|showing) me (secret |special |hidden |coded )?(messages|signs|signals|codes)",
+        r"(reading|read|hear|hearing|broadcast\w*|stealing|inserting|putting) (my )?thoughts( into my head| out loud)?",
+        r"my thoughts (are|get|being) (broadcast|read|stolen|heard|put there)",
+        r"i (am|'m) (the )?(chosen one|messiah|prophet|son of god|reincarnat\w+ of)",
+        r"(only i|i alone) (can|am meant to) (save|stop|fix) (the world|humanity|everyone)",
+    )),
+    # mania: sleeplessness with energy, grandiosity, spending, risk
+    ("mania", "no-sleep-energy", _rx(
+        r"(haven'?t|have not|hasn'?t|didn'?t|did not|don'?t|do not|no) (slept|sleep|need (to )?sleep|needed sleep)( in| for)? "
+        r"(\d+|two|three|four|five|six|days|nights)",
+        r"(no|zero|without) sleep (in|for) (\d+|two|three|four|five|days)",
+        r"(don'?t|do not|never) (even )?need (to )?sleep",
+        r"(slept|sleeping) (one|two|1|2|3) hours? (a|per|each) night",
+        r"(up|awake) (for|all) (\d+|two|three|four|days|nights)",
+        r"(haven'?t|not) slept (since|in)",
+    )),
+    ("mania", "grandiose", _rx(
+        r"(i'?m|i am|feel) (unstoppable|invincible|a genius|destined|on fire|limitless|god ?like|superhuman)",
+        r"(going to|gonna|will) (be (a |the )?(billionaire|millionaire|famous|president|next)|change the world|"
+        r"open (\d+|two|three|four|five|ten|a chain of|an empire of)|build (a|an) (\w+ )?empire)",
+        r"(empire|franchise|chain) of (restaurants|cafes|shops|stores|gyms|clubs)",
+        r"(racing|racing thoughts|thoughts (are )?(racing|going so fast)|ideas (are )?(coming|pouring) (so )?fast)",
+        r"(best|greatest|most brilliant) idea (anyone|ever|in history)",
+    )),
+    # Risky acts count as mania only with another sign of it (this message or carried): an
+    # experienced BASE jumper asking about a site is not manic.
+    ("mania", "risky-act", _rx(
+        r"(spent|spend|spending|put|putting|invest\w*|blew|max(ed)? out|withdr[ae]w\w*|cash(ed)? out|loan|borrow\w*) "
+        r"(all (of )?)?(my|our|the) (savings|pension|retirement|inheritance|house|credit cards?|401k|rent money|life savings)",
+        r"(quit|quitting|quitting) (my job|school|uni) (today|tonight|right now|this morning|to)",
+        r"(base jump\w*|wingsuit|free ?solo|jump(ing)? off (a|the) (cliff|bridge|roof))",
+        r"(drive|driving|drove) (at |over )?(\d{3}|really fast|as fast as)",
+    )),
+    # compulsion: washing, checking, reassurance, ordering
+    ("compulsion", "washing", _rx(
+        r"(wash\w*|scrub\w*|clean\w*|sanitiz\w*|sanitis\w*|shower\w*) (my )?(hands|myself|skin)?\s*(\d+|ten|twenty|thirty|fifty|hundred|so many|dozens of) times",
+        r"(hands|skin) (are )?(raw|bleeding|cracked) from (washing|scrubbing|cleaning|sanitiz\w*|sanitis\w*|bleach)",
+        r"(still|never) (feel|feels|get|gets) (fully |completely |really )?clean",
+        r"(fully|completely|100%|totally|properly) (clean|germ[- ]free|sterile|decontaminated)\?",
+        r"contaminat\w+", r"\bgerms? (are )?(everywhere|on me|all over)",
+    )),
+    ("compulsion", "checking", _rx(
+        r"(check\w*|re-?check\w*|go back|went back|going back) .{0,40}(\d+|ten|twenty|fifteen|so many|a dozen|again and again|over and over)( more)? times",
+        r"(locked|turned off|unplugged|shut) .{0,30}(\d+|ten|twenty|so many) times",
+        r"(just )?(tell|promise|confirm|reassure|assure) me (that )?(i |it |the |my |nothing |they )",
+        r"(can you|could you|please) (just )?(confirm|tell me|promise|reassure me|assure me|say) (that )?(i (definitely|really|didn'?t|did|locked|turned)|"
+        r"it'?s (clean|safe|fine|off|locked)|nothing bad)",
+        r"(what if i|did i) (hit|ran over|run over|hurt|poisoned|stabbed|touched) (someone|somebody|a (person|child|kid))",
+        r"(need|have) to (count|tap|touch|arrange|line up|order|re-?read|repeat) .{0,30}(until|times|or else|exactly)",
+        r"(or|otherwise) (something bad|someone) (will|might) (happen|die)",
+        r"(intrusive|obsessive) thoughts?", r"\bocd\b",
+    )),
+    # eating: restriction, purging, laxatives, compensation, hiding
+    ("eating", "restriction", _rx(
+        r"(under|below|less than|only|just|max|maximum of) (\d{2,4}) ?(calories|cals?|kcal)",
+        r"(\d{2,4}) ?(calories|cals?|kcal) (a|per) day",
+        r"(stop|stopped|skip|skipping|avoid) (eating|food|meals)( completely| entirely| for (days|a week))",
+        r"(haven'?t|have not|didn'?t) eaten (in|for|since) (\d+|two|three|four|days)",
+        r"(eat|eating) (less|nothing|as little as possible) (without|so (that )?(no ?one|nobody|my (mum|mom|parents|partner)))",
+        r"(lose|drop|lost|losing) (\d+|ten|five) ?(kg|kilos?|lbs?|pounds|stone) (in|by|before) (\d+|a|one|two|this) ?(days?|weeks?|friday|monday)",
+        r"(fastest|quickest) way to (lose|drop) (weight|\d+)",
+        r"(hide|hiding|hid) (that i|how little i|my) (don'?t |didn'?t )?(eat|eating|food|meals|weight)",
+        r"(suppress|kill|curb) my appetite", r"(pro-?ana|thinspo|thinspiration)",
+    )),
+    ("eating", "purging", _rx(
+        r"(made|make|making) myself (sick|throw up|vomit|puke)",
+        r"(throw|threw|throwing) (it )?up after (eating|dinner|lunch|meals|every meal|i eat)",
+        r"\b(purg\w+|laxatives?|diuretics?|water pills|diet pills)\b",
+        r"(fingers? down my throat)",
+        r"(binge\w*|binging) (and|then) (purg\w+|throw|restrict|starv\w+|fast)",
+        r"(burn|work) (it|off|them) (all )?off|(exercise|run|workout)\w* (until|till) i (burn|earn)",
+        r"(earn|deserve) (my|the) (food|dinner|meal|calories)",
+        r"(disgusting|hate myself|so ashamed) (after|when) (i )?(eat|ate|binge)",
+    )),
+    # substance: overdose or acute-harm risk
+    ("substance", "mixing", _rx(
+        r"(alcohol|drink\w*|wine|vodka|beer|whisky|whiskey|booze) .{0,40}(xanax|valium|diazepam|benzo\w*|klonopin|ativan|"
+        r"oxy\w*|opioids?|opiates?|heroin|fentanyl|morphine|codeine|tramadol|sleeping (pills|tablets)|zopiclone|ambien|gabapentin|methadone)",
+        r"(xanax|valium|diazepam|benzo\w*|klonopin|ativan|oxy\w*|opioids?|heroin|fentanyl|morphine|codeine|tramadol|"
+        r"sleeping (pills|tablets)|zopiclone|ambien|methadone) .{0,40}(alcohol|drink\w*|wine|vodka|beer|whisky|whiskey|booze)",
+    )),
+    ("substance", "dose-risk", _rx(
+        r"how (many|much) (\w+ ){0,2}(xanax|valium|diazepam|benzos?|oxy\w*|percs?|percocets?|pills|tabs|mg|grams?|g|lines|hits|"
+        r"heroin|fentanyl|morphine|codeine|tramadol|mdma|molly|ketamine|ket|coke|cocaine|ghb|g|acid|edibles?) (can|should|could|do|would|to)",
+        r"(same|usual|old) (dose|amount) (as|like) (before|i used to)",
+        r"(relapse\w*|using again|used again|back on (it|the gear|heroin|oxy\w*)) .{0,60}(clean|sober|off it|rehab)",
+        r"(after|been) .{0,20}(months?|years?|weeks?) (clean|sober) .{0,40}(dose|use|using|take|shoot|score)",
+        r"(using|use|shoot\w*|take|taking|drinking) (alone|by myself) (tonight|again|so no one)",
+        r"(double|triple|extra) (dose|the dose|up) (to|so|because|since)",
+        r"(whole|entire|full) (bottle|fifth|handle) (of )?(vodka|whisky|whiskey|wine|gin|rum)?.{0,40}(pills|tablets|xanax|benzo)",
+        r"(shaking|seizures?|dts|delirium tremens|withdrawal) .{0,40}(stop(ped)? drinking|cold turkey|without (alcohol|a drink))",
+    )),
+)
+
+#: A question about a means of dying: heights, bridges, poisons, doses, weapons, ropes, gas, trains.
+_ASK = r"(where|how|which|what|what'?s|is there|are there|any|can (i|you)|could (i|you)|do you know|best|nearest|closest|tallest|highest|looking for|need to (find|know|buy|get)|tell me|list)"
+_MEANS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
+    ("heights", _rx(
+        r"(tall|high)(est|er)? (bridges?|buildings?|towers?|cliffs?|roofs?|rooftops?|car parks?|parking (garages?|structures?)|places?|points?|floors?|balcon\w+)",
+        r"(bridges?|buildings?|towers?|cliffs?|roofs?|rooftops?|parking (garages?|structures?)|car parks?) (that are |which are )?(taller|higher|over|above|more than)( than)? \d",
+        r"how (high|tall) (is|are) (the |that |a )?(\w+ ){0,3}(bridge|building|tower|cliff|roof|car park|parking garage|balcony)",
+        r"(rooftops?|roofs?) (i|you) can (get|access|go) (to|up|on)",
+        r"(access|get (up )?(to|on)) (the )?(roof|rooftop|top floor|top of)",
+        r"(bridges?|cliffs?) (near|in|around|close to|nearby)",
+        r"(fall|drop) from .{0,20}(survive|fatal|kill)",
+    )),
+    ("railway", _rx(r"(train|railway|rail|subway|metro) (tracks?|lines?|crossings?|times|schedule|timetable)s? .{0,40}(near|close|nearest|when|fast|express)",
+                    r"(express|freight|fast) trains? (pass|go|come) (through|by)")),
+    ("poison", _rx(
+        r"(pesticides?|insecticides?|herbicides?|weed ?killers?|rat poison|poisons?|cyanide|arsenic|antifreeze|paraquat|strychnine|"
+        r"rodenticides?|slug pellets|bleach to drink)",
+    )),
+    ("medication", _rx(
+        r"how (many|much) (\w+ ){0,2}(paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|pills?|tablets?|sleeping pills|insulin|"
+        r"antidepressants?|amitriptyline|lithium|xanax|benzos?|opioids?|oxy\w*|codeine|tramadol|morphine)",
+        r"(lethal|fatal|deadly|toxic|overdose|od) (dose|amount|quantity|level)",
+        r"(too many|enough) (paracetamol|tylenol|pills|tablets|sleeping pills)( to| would| could)",
+        r"what happens if (you|i|someone) (take|takes|swallow\w*) (a lot of|too many|\d+|a whole (bottle|box|pack))",
+        r"(buy|get|order) .{0,20}(paracetamol|tylenol|pills|tablets) .{0,20}(in bulk|lots of|several (boxes|packs)|without a prescription)",
+    )),
+    ("weapon", _rx(
+        r"(buy|get|getting|obtain|borrow|purchase|find) (a |an )?(gun|firearm|pistol|handgun|rifle|shotgun|revolver)",
+        r"(gun (shop|store|shows?)|ammo|ammunition)", r"(how|where) (to|can i|do i) (load|get) (a )?(gun|pistol|rifle)",
+    )),
+    ("ligature", _rx(r"\b(rope|noose|cord|belt) .{0,30}(hold|strong enough|weight|beam|knot)", r"(beam|hook|rail) strong enough",
+                     r"how to tie (a )?(noose|knot that)")),
+    ("gas", _rx(r"(carbon monoxide|charcoal (in|inside)|car exhaust|hose .{0,20}exhaust|helium (tank|bag)|gas (oven|the house)|nitrogen)")),
+    ("blades", _rx(r"(buy|get|where) .{0,20}(razor blades|scalpel|box cutter)", r"(sharpest|sharp enough) (knife|blade)")),
+)
+_QUESTIONISH = re.compile(rf"\?|\b{_ASK}\b")
+
+#: Distress or a loss: what makes a means question a risk context (with any earlier risk).
+_DISTRESS = _rx(
+    r"(lost|losing) (my )?(job|house|home|everything|custody|the baby|my (wife|husband|partner|mum|mom|dad|son|daughter|child|best friend))",
+    r"\b(got |been |was )?(fired|laid off|sacked|let go|made redundant|evicted|dumped|kicked out)\b",
+    r"(passed away|died|funeral|killed in|lost (him|her|them))",
+    r"(left me|broke up|breakup|break-up|divorc\w+|cheated on me|walked out)",
+    r"(can'?t|cannot) (take|do|handle|cope with|bear) (it|this|any ?more|anything)",
+    r"(no|nothing|what'?s the) (point|reason|hope)|nothing matters|hopeless|worthless|pointless|give up|giving up",
+    r"(hate|ruined|wrecked) (my )?(life|myself)|(wish|want) (i was|to be) (dead|gone)|want to (die|disappear|hurt myself)",
+    r"(everything|my life) (is )?(falling apart|over|ruined|a mess)|(so|really|completely) (alone|empty|numb|done)",
+    r"(failed|flunked) (my|the|all)|bankrupt|in so much (debt|pain)|(crying|cried) (all|every)",
+    r"(diagnos\w+ with|terminal|cancer)|(miscarri\w+|stillbirth)",
+    r"(i'?m|i am|feel|feeling) (so |really |completely )?(miserable|devastated|desperate|broken|crushed|awful|terrible|depressed|suicidal)",
+)
+
+
+def means_query(text: str) -> str:
+    """The kind of means a message asks about (``heights``, ``poison``, ``medication`` …), or ""."""
+    t = normalise(text)
+    for kind, rx in _MEANS:
+        m = rx.search(t)
+        if m is not None and (_QUESTIONISH.search(t) or kind in ("medication", "ligature", "gas")):
+            return kind
+    return ""
+
+
+def distress_cue(text: str) -> str:
+    """The words showing distress or a loss in a message, or ""."""
+    m = _DISTRESS.search(normalise(text))
+    return m.group(0) if m else ""
+
+
+def pattern_presentations(text: str) -> list[PresentationReading]:
+    """The presentations the patterns find in one message (one reading per presentation: the first
+    pattern that fired is the evidence)."""
+    t = normalise(text)
+    found: dict[str, PresentationReading] = {}
+    for name, kind, rx in _PATTERNS:
+        if name in found:
+            continue
+        m = rx.search(t)
+        if m is not None and kind not in CONTEXT_KINDS:
+            found[name] = PresentationReading(name, 1.0, m.group(0), f"pattern:{kind}")
+    return list(found.values())
+
+
+def context_presentations(text: str) -> list[PresentationReading]:
+    """Patterns that show a presentation only when another sign of it is present (a risky act
+    shows mania only with sleeplessness or grandiosity, now or carried)."""
+    t = normalise(text)
+    out = []
+    for name, kind, rx in _PATTERNS:
+        if kind in CONTEXT_KINDS and (m := rx.search(t)) is not None:
+            out.append(PresentationReading(name, 1.0, m.group(0), f"pattern:{kind}"))
+    return out
+
+
+class ClinicalReader:
+    """Reads a turn, in its conversation, for the clinical presentations.
+
+    ``learned`` (a :class:`~empathic_agent.safety.clinical_model.ClinicalModel`; None = patterns
+    only) loads on first use."""
+
+    def __init__(self, learned: "ClinicalModel | None" = None) -> None:
+        self.learned = learned
+
+    @property
+    def layers(self) -> str:
+        return "patterns+learned" if self.learned is not None else "patterns"
+
+    def load(self) -> None:
+        if self.learned is not None:
+            self.learned.load()
+            self.learned.read("warm up")
+
+    def read(self, text: str, state: Mapping[str, Any] | None = None, *, earlier_risk: bool = False,
+             risk_now: bool = False) -> ClinicalReading:
+        """The presentations of ``text`` given the carried ``state`` (from the previous turn's
+        reading; None for a message alone).  ``earlier_risk``: the conversation already carried
+        risk; ``risk_now``: the crisis screen found some risk in this message."""
+        state = dict(state or {})
+        found = {p.name: p for p in pattern_presentations(text)}
+        if self.learned is not None and text.strip():
+            for name, p in self.learned.read(text).items():
+                if name == "means_seeking":
+                    continue  # needs a context the model cannot see; the rule below decides
+                if p >= self.learned.threshold(name) and name not in found:
+                    found[name] = PresentationReading(name, float(p), text.strip()[:160], "learned")
+        means = means_query(text)
+        distress_now = distress_cue(text)
+        since = state.get("turns_since_distress")
+        if distress_now or risk_now:
+            since = 0
+        elif since is not None:
+            since = int(since) + 1
+        risk_context = bool(earlier_risk or risk_now or distress_now or (since is not None and since <= DISTRESS_TURNS))
+        if means and risk_context:
+            why = "earlier risk" if earlier_risk else ("distress now" if distress_now or risk_now else "earlier distress")
+            found["means_seeking"] = PresentationReading("means_seeking", 1.0, f"asks about {means} after {why}",
+                                                         f"pattern:means-{means}")
+        # Carry: a presentation read in the last turns stays active while it fades.
+        carried = {k: float(v) * CARRY for k, v in (state.get("presentations") or {}).items()}
+        for p in context_presentations(text):
+            if p.name in found or carried.get(p.name, 0.0) >= ACTIVE:
+                found[p.name] = p if p.name not in found else found[p.name]
+        for name, score in carried.items():
+            if name not in found and score >= ACTIVE and name != "means_seeking":
+                found[name] = PresentationReading(name, score, "earlier in the conversation", "conversation")
+        scores = {k: v for k, v in carried.items() if v >= 0.05}
+        for p in found.values():
+            scores[p.name] = max(scores.get(p.name, 0.0), p.score)
+        new_state = {"presentations": {k: round(v, 4) for k, v in scores.items()}, "turns_since_distress": since}
+        ordered = tuple(sorted(found.values(), key=lambda p: (PRESENTATIONS.index(p.name), -p.score)))
+        return ClinicalReading(ordered, means, risk_context, new_state)
+
+
+def names_of(readings: Sequence[Mapping[str, Any]] | None) -> tuple[str, ...]:
+    """Presentation names from ``ClinicalReading.to_dict()["presentations"]``."""
+    return tuple(str(r.get("name")) for r in readings or ())
