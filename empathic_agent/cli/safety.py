@@ -60,6 +60,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--esconv", metavar="DIR", default=None,
                    help="ESConv folder: its train split's supporter replies as extra good replies for the guard")
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
+    q.add_argument("--folds", type=int, default=3, help="writer-grouped folds for the threshold selection (default 3)")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
     q.add_argument("--runs", type=int, default=3, help="passes over the benchmark messages")
     q.add_argument("--guard", action="store_true", help="the reply guard's latency per sentence instead")
@@ -89,7 +90,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         from empathic_agent.safety.train_clinical import train_clinical
 
         out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
-        report = train_clinical(esconv=Path(args.esconv) if args.esconv else None, out_dir=out,
+        report = train_clinical(esconv=Path(args.esconv) if args.esconv else None, out_dir=out, folds=args.folds,
+                                backbone=settings.embedding_model, cache_dir=settings.cache_dir,
                                 progress=lambda m: print(m, file=sys.stderr))
         print(json.dumps(report, indent=1))
         return 0

@@ -169,7 +169,8 @@ _PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
     ("compulsion", "checking", _rx(
         r"(check\w*|re-?check\w*|go back|went back|going back) .{0,40}(\d+|ten|twenty|fifteen|so many|a dozen|again and again|over and over)( more)? times",
         r"(locked|turned off|unplugged|shut) .{0,30}(\d+|ten|twenty|so many) times",
-        r"(just )?(tell|promise|confirm|reassure|assure) me (that )?(i |it |the |my |nothing |they )",
+        r"(just )?(tell|promise|confirm|reassure|assure) me (that )?(i |i'?m |it |it'?s |my |nothing |they |the (door|stove|oven|car|lock|iron) )"
+        r".{0,40}(clean|safe|locked|ok|okay|fine|off|shut|didn'?t|did not|won'?t|wasn'?t|not (going|sick|dirty|contaminated|dangerous))",
         r"(can you|could you|please) (just )?(confirm|tell me|promise|reassure me|assure me|say) (that )?(i (definitely|really|didn'?t|did|locked|turned)|"
         r"it'?s (clean|safe|fine|off|locked)|nothing bad)",
         r"(what if i|did i) (hit|ran over|run over|hurt|poisoned|stabbed|touched) (someone|somebody|a (person|child|kid))",

@@ -1,20 +1,26 @@
-"""Learned layers of the clinical reader and the reply guard: logistic heads on a frozen MiniLM.
+"""The learned layer of the clinical reader and the reply guard: one fine-tuned MiniLM, two sets of
+heads.
 
-Both read one text into one probability per class — the reader per presentation
-(:data:`~empathic_agent.safety.clinical.PRESENTATIONS`), the guard per harm category
-(:data:`~empathic_agent.safety.guard.GUARD_CATEGORIES`).  The backbone is the sentence model memory
-uses (all-MiniLM-L6-v2, shipped in a registry package), frozen: one forward (~5-10 ms for a sentence
-on 2 cores) plus a 384 x k linear map.  Heads, thresholds and the data they came from are in
-``safety/weights/clinical_heads.npz`` / ``guard_heads.npz`` and ``clinical.json``; training is
-:mod:`empathic_agent.safety.train_clinical`, the model card ``safety/weights/CLINICAL_MODEL_CARD.md``.
+all-MiniLM-L6-v2 (the sentence model memory uses, shipped in a registry package) with LoRA adapters
+on its top three layers (the same plain-torch adapters as the risk screen and the text emotion
+encoder), fine-tuned on two kinds of text at once:
 
-The patterns stay the first layer; these heads add recall on phrasings nobody wrote a pattern for.
+* the person's messages -> one sigmoid per presentation (:data:`~.clinical.PRESENTATIONS`);
+* the agent's replies -> one sigmoid per harm category (:data:`~.guard.GUARD_CATEGORIES`).
+
+One backbone serves both (loaded once, adapters merged into the weights): a message costs one
+MiniLM forward plus a linear map.  Weights and thresholds: ``safety/weights/clinical_model.npz`` and
+``clinical.json``; training :mod:`empathic_agent.safety.train_clinical`; model card
+``safety/weights/CLINICAL_MODEL_CARD.md``.  The patterns stay the first layer; the heads add recall
+on phrasings nobody wrote a pattern for.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Sequence
 
@@ -23,93 +29,149 @@ import numpy as np
 from empathic_agent.errors import ConfigError
 
 if TYPE_CHECKING:
-    from empathic_agent.memory.embedder import Embedder
-    from empathic_agent.safety.guard import GuardContext
     from empathic_agent.settings import Settings
 
-__all__ = ["EmbeddingHeads", "ClinicalModel", "GuardModel", "WEIGHTS_DIR", "CONFIG_FILE"]
+__all__ = ["ClinicalBackbone", "ClinicalModel", "GuardModel", "WEIGHTS_DIR", "CONFIG_FILE", "WEIGHTS_FILE", "FORMAT"]
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_DIR: Final = Path(__file__).resolve().parent / "weights"
 CONFIG_FILE: Final = "clinical.json"
-FORMAT: Final = "empathic-clinical-heads-v1"
+WEIGHTS_FILE: Final = "clinical_model.npz"
+FORMAT: Final = "empathic-clinical-v1"
+MAX_TOKENS: Final[int] = 128
 
 
-class EmbeddingHeads:
-    """One logistic head per class on a sentence embedding (weights from an ``.npz``)."""
+class ClinicalBackbone:
+    """The fine-tuned MiniLM and its head; shared by the reader and the guard (one per folder)."""
 
-    #: The file name of the heads in the weights folder, and its key in the config.
+    _shared: dict[str, "ClinicalBackbone"] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, folder: Path, settings: "Settings | None" = None) -> None:
+        self.folder = folder
+        self._settings = settings
+        self.config: dict[str, Any] = {}
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._head: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, folder: str | Path | None, settings: "Settings | None" = None) -> "ClinicalBackbone":
+        key = str(Path(folder) if folder else WEIGHTS_DIR)
+        with cls._shared_lock:
+            if key not in cls._shared:
+                cls._shared[key] = cls(Path(key), settings)
+            return cls._shared[key]
+
+    @staticmethod
+    def available(folder: str | Path | None = None) -> bool:
+        f = Path(folder) if folder else WEIGHTS_DIR
+        return (f / WEIGHTS_FILE).is_file() and (f / CONFIG_FILE).is_file()
+
+    def read_config(self) -> dict[str, Any]:
+        path = self.folder / CONFIG_FILE
+        if not self.available(self.folder):
+            raise ConfigError(f"clinical model weights not found in {self.folder} ({CONFIG_FILE} and {WEIGHTS_FILE}); "
+                              "train them with 'empathic safety train-clinical'")
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if config.get("format") != FORMAT:
+            raise ConfigError(f"{path} has format {config.get('format')!r}; this code reads {FORMAT}")
+        return config
+
+    def load(self) -> None:
+        from empathic_agent.models.base import LOAD_LOCK
+
+        if self._model is not None:
+            return
+        with LOAD_LOCK:  # transformers' loading is not thread-safe
+            if self._model is not None:
+                return
+            t0 = time.perf_counter()
+            from empathic_agent.safety.learned import load_adapted
+            from empathic_agent.settings import Settings
+
+            config = self.read_config()
+            settings = self._settings or Settings.from_env()
+            tokenizer, model, head = load_adapted(config["backbone"], settings.cache_dir, self.folder / WEIGHTS_FILE,
+                                                  config["architecture"])
+            self.config, self._tokenizer, self._head = config, tokenizer, head
+            self._model = model
+            log.info("clinical model loaded in %.2fs", time.perf_counter() - t0)
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Sigmoid of every output (N, presentations + categories)."""
+        import torch
+
+        from empathic_agent.encode.text_model import mean_pool
+
+        self.load()
+        with self._lock, torch.inference_mode():
+            batch = self._tokenizer([t or " " for t in texts], truncation=True, max_length=MAX_TOKENS, padding=True,
+                                    return_tensors="pt")
+            out = self._model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            pooled = mean_pool(out.last_hidden_state, batch["attention_mask"])
+            return torch.sigmoid(self._head(pooled)).numpy()
+
+
+class _Heads:
+    """One kind of heads of the shared backbone (``kind``: its key in the config)."""
+
     kind: str = ""
 
-    def __init__(self, folder: str | Path | None = None, *, embedder: "Embedder | None" = None,
-                 settings: "Settings | None" = None) -> None:
-        self.folder = Path(folder) if folder else WEIGHTS_DIR
-        self._embedder = embedder
-        self._settings = settings
-        self._lock = threading.Lock()
+    def __init__(self, folder: str | Path | None = None, *, settings: "Settings | None" = None) -> None:
+        self.backbone = ClinicalBackbone.shared(folder, settings)
         self.names: tuple[str, ...] = ()
         self.thresholds: dict[str, float] = {}
-        self.open_thresholds: dict[str, float] = {}
-        self._w: np.ndarray | None = None
-        self._b: np.ndarray | None = None
+        self._slice = slice(0, 0)
 
     @classmethod
     def available(cls, folder: str | Path | None = None) -> bool:
-        f = Path(folder) if folder else WEIGHTS_DIR
-        return (f / f"{cls.kind}_heads.npz").exists() and (f / CONFIG_FILE).exists()
+        return ClinicalBackbone.available(folder)
 
     def load(self) -> None:
-        with self._lock:
-            if self._w is not None:
-                return
-            path = self.folder / f"{self.kind}_heads.npz"
-            cfg_path = self.folder / CONFIG_FILE
-            if not path.exists() or not cfg_path.exists():
-                raise ConfigError(f"no trained {self.kind} heads in {self.folder} (run: empathic safety train-clinical)")
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-            if cfg.get("format") != FORMAT:
-                raise ConfigError(f"{cfg_path}: unknown format {cfg.get('format')!r} (expected {FORMAT})")
-            part = cfg[self.kind]
-            data = np.load(path)
-            self.names = tuple(part["names"])
-            self.thresholds = {k: float(v) for k, v in part["thresholds"].items()}
-            self.open_thresholds = {k: float(v) for k, v in (part.get("open_thresholds") or {}).items()}
-            self._w, self._b = data["w"].astype(np.float32), data["b"].astype(np.float32)
-            if self._w.shape != (len(self.names), data["w"].shape[1]):
-                raise ConfigError(f"{path}: head shape {self._w.shape} does not match {len(self.names)} classes")
-            if self._embedder is None:
-                from empathic_agent.memory.embedder import MiniLMEmbedder
-                from empathic_agent.settings import Settings
+        if self.names:
+            return
+        self.backbone.load()
+        part = self.backbone.config[self.kind]
+        self.names = tuple(part["names"])
+        self.thresholds = {k: float(v) for k, v in part["thresholds"].items()}
+        self._slice = slice(int(part["offset"]), int(part["offset"]) + len(self.names))
+        self._extra(part)
 
-                self._embedder = MiniLMEmbedder.from_settings(self._settings or Settings())
-            self._embedder.load()
+    def _extra(self, part: dict[str, Any]) -> None:
+        pass
 
-    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, k) probabilities."""
+    def read_many(self, texts: Sequence[str]) -> list[dict[str, float]]:
         self.load()
-        assert self._w is not None and self._b is not None and self._embedder is not None
-        x = self._embedder.embed([t or " " for t in texts])
-        return 1.0 / (1.0 + np.exp(-(x @ self._w.T + self._b)))
-
-    def read(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        return [dict(zip(self.names, map(float, row))) for row in self.probabilities(texts)]
+        p = self.backbone.probabilities(texts)[:, self._slice]
+        return [dict(zip(self.names, map(float, row))) for row in p]
 
 
-class ClinicalModel(EmbeddingHeads):
+class ClinicalModel(_Heads):
     """P(presentation) of a person's message."""
 
     kind = "clinical"
 
-    def read(self, text: str) -> dict[str, float]:  # type: ignore[override]
-        return super().read([text])[0]
+    def read(self, text: str) -> dict[str, float]:
+        return self.read_many([text])[0]
 
     def threshold(self, name: str) -> float:
         return self.thresholds.get(name, 1.01)
 
 
-class GuardModel(EmbeddingHeads):
-    """P(harm category) of an agent's sentence."""
+class GuardModel(_Heads):
+    """P(harm category) of an agent's reply text (the max over the views given)."""
 
     kind = "guard"
+
+    def _extra(self, part: dict[str, Any]) -> None:
+        self.open_thresholds = {k: float(v) for k, v in (part.get("open_thresholds") or {}).items()}
+
+    def read(self, views: Sequence[str]) -> dict[str, float]:
+        rows = self.read_many(views)
+        return {n: max(r[n] for r in rows) for n in self.names}
 
     def threshold(self, category: str, applies: bool) -> float:
         """Where the category's context is present, its threshold; elsewhere the stricter "open"
@@ -118,7 +180,7 @@ class GuardModel(EmbeddingHeads):
 
 
 def heads_summary(folder: str | Path | None = None) -> dict[str, Any]:
-    """The config of the trained heads (for ``empathic safety info`` and the model card)."""
+    """The config of the trained heads (for reports and the model card)."""
     f = Path(folder) if folder else WEIGHTS_DIR
     p = f / CONFIG_FILE
     return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}

@@ -40,7 +40,7 @@ from empathic_agent.safety.detect import normalise
 if TYPE_CHECKING:
     from empathic_agent.safety.clinical_model import GuardModel
 
-__all__ = ["GUARD_CATEGORIES", "GuardContext", "GuardVerdict", "ReplyGuard", "GuardedRelease", "GATES"]
+__all__ = ["GUARD_CATEGORIES", "GuardContext", "GuardVerdict", "ReplyGuard", "GuardedRelease", "GATES", "guard_text"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,13 @@ class GuardVerdict:
         return {"category": self.category, "source": self.source, "action": action, "attempt": attempt}
 
 
+def guard_text(reply: str, presentations: Sequence[str]) -> str:
+    """What the learned layer reads: the reply after a tag naming the active presentations (or
+    "none"), so the same words can be read differently in a different context."""
+    tag = ",".join(sorted(presentations)) or "none"
+    return f"{tag}: {reply}"
+
+
 def _rx(*parts: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in parts))
 
@@ -117,7 +124,7 @@ _DIAGNOSIS = _rx(
     r"an alcoholic|an addict|delusional|paranoid|clinically depressed|obsessive[- ]compulsive|having a (manic|psychotic) episode)\b",
     rf"\b(classic|textbook|typical) (signs?|symptoms?|case|presentation) of {_DISORDER}",
     rf"\bi (think|believe|suspect) you (have|are (having|experiencing)) {_DISORDER}",
-    rf"\b(sounds?|seems?|looks?) like (you'?re|you are) (having|experiencing|in) (a |an )?(manic|hypomanic|psychotic) (episode|state|phase)",
+    r"\b(sounds?|seems?|looks?) like (you'?re|you are) (having|experiencing|in) (a |an )?(manic|hypomanic|psychotic) (episode|state|phase)",
 )
 _UNIT = r"(mg|milligrams?|mcg|micrograms?|µg|ml|millilit\w+|g|grams?|units?|tablets?|pills?|capsules?|caps|tabs|doses?|drinks?|shots?|pints?|glasses|puffs|drops|lines|hits)"
 _DOSING = _rx(
@@ -304,14 +311,18 @@ class ReplyGuard:
                 return GuardVerdict(False, "eating_harm", "pattern:eating_harm", m.group(0))
         return GuardVerdict(True)
 
-    def check(self, text: str, ctx: GuardContext | None = None) -> GuardVerdict:
-        """The verdict on ``text`` (a sentence or a whole reply) in ``ctx``."""
+    def check(self, text: str, ctx: GuardContext | None = None, *, so_far: str = "") -> GuardVerdict:
+        """The verdict on ``text`` (a sentence or a whole reply) in ``ctx``.  ``so_far``: the reply
+        up to and including this sentence; the learned layer reads it too (a harm can need the
+        sentence before it), the patterns read the sentence."""
         t0 = time.perf_counter()
         ctx = ctx or GuardContext()
         verdict = self.patterns(text, ctx)
         if verdict.ok and self.learned is not None and (text or "").strip():
+            views = [guard_text(v, ctx.presentations) for v in
+                     [text] + ([so_far] if so_far.strip() and so_far.strip() != text.strip() else [])]
             try:
-                probs = self.learned.read([text])[0]
+                probs = self.learned.read(views)
             except Exception as exc:  # noqa: BLE001 — the patterns still stand
                 log.warning("guard: learned layer failed (%s); patterns only", exc)
             else:
@@ -386,7 +397,7 @@ class GuardedRelease:
             pending = self._raw[len(self.released) + len("".join(out)):]
             at = pending.find(s)
             piece = pending[: at + len(s)] if at >= 0 else s
-            v = self.guard.check(s, self.ctx)
+            v = self.guard.check(s, self.ctx, so_far=self.released + "".join(out) + piece)
             self.seconds += v.seconds
             self._timings.append(v.seconds)
             self.sentences += 1

@@ -129,6 +129,27 @@ def head_outputs(logits: "torch.Tensor", n_sub: int = len(SUBJECTS)) -> tuple[np
     return p_ord.numpy(), p_sub.numpy(), p_dim.numpy()
 
 
+def load_adapted(backbone: str, cache_dir: str | Path, weights: Path, arch: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """A MiniLM with trained LoRA adapters merged into its weights, and its linear head (tokenizer,
+    model, head; eval mode): the learned layers of the safety stage all load this way."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from empathic_agent.encode import text_model as tm
+    from empathic_agent.models import resolve_model
+
+    resolved = resolve_model("embeddings", backbone, cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.location)
+    model = AutoModel.from_pretrained(resolved.location, dtype=torch.float32).eval()
+    with np.load(weights) as z:
+        state = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
+    tm.load_adapter_state(model, {k: v for k, v in state.items() if not k.startswith("head.")},
+                          scale=arch["lora_alpha"] / arch["lora_rank"])
+    head = torch.nn.Linear(state["head.weight"].shape[1], state["head.weight"].shape[0])
+    head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
+    return tokenizer, model, head.eval()
+
+
 class RiskModel:
     """The fine-tuned reader (torch).  Loads on first use, from ``weights_dir`` (default: the
     packaged weights) and the MiniLM backbone the registry resolves offline."""
@@ -170,29 +191,15 @@ class RiskModel:
             if self._model is not None:
                 return
             t0 = time.perf_counter()
-            import torch
-            from transformers import AutoModel, AutoTokenizer
-
-            from empathic_agent.encode import text_model as tm
-            from empathic_agent.models import resolve_model
-
             config = self.read_config()
             cache_dir = self.cache_dir
             if cache_dir is None:
                 from empathic_agent.settings import Settings
 
                 cache_dir = Settings.from_env().cache_dir
-            resolved = resolve_model("embeddings", self.backbone_spec or config["backbone"], cache_dir)
-            tokenizer = AutoTokenizer.from_pretrained(resolved.location)
-            model = AutoModel.from_pretrained(resolved.location, dtype=torch.float32).eval()
-            with np.load(self.weights_dir / "risk_model.npz") as z:
-                state = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
-            arch = config["architecture"]
-            tm.load_adapter_state(model, {k: v for k, v in state.items() if not k.startswith("head.")},
-                                  scale=arch["lora_alpha"] / arch["lora_rank"])
-            head = torch.nn.Linear(state["head.weight"].shape[1], state["head.weight"].shape[0])
-            head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
-            self.config, self._tokenizer, self._head = config, tokenizer, head.eval()
+            tokenizer, model, head = load_adapted(self.backbone_spec or config["backbone"], cache_dir,
+                                                  self.weights_dir / "risk_model.npz", config["architecture"])
+            self.config, self._tokenizer, self._head = config, tokenizer, head
             self._model = model
             log.info("risk model loaded in %.2fs", time.perf_counter() - t0)
 

@@ -116,7 +116,7 @@ class _Trainer:
     """LoRA on the top :data:`TOP_LAYERS` layers of MiniLM plus a linear head; the bottom layers
     stay frozen (run without gradients)."""
 
-    def __init__(self, backbone: str, seed: int) -> None:
+    def __init__(self, backbone: str, seed: int, n_out: int | None = None) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -135,7 +135,7 @@ class _Trainer:
         for p in extra.values():
             p.requires_grad_(True)
         self.adapter_params = [p for lo in self.loras.values() for p in (lo.lora_A, lo.lora_B)] + list(extra.values())
-        n_out = (len(LEVELS) - 1) + len(SUBJECTS) + len(DIMENSIONS)
+        n_out = n_out or (len(LEVELS) - 1) + len(SUBJECTS) + len(DIMENSIONS)
         self.head = torch.nn.Linear(self.model.config.hidden_size, n_out)
         self.n_bottom = self.model.config.num_hidden_layers - TOP_LAYERS
 
@@ -194,13 +194,26 @@ class _Trainer:
         # every threshold to the edge.
         ordinal = ordinal * (1 - LABEL_SMOOTHING) + LABEL_SMOOTHING / 2
         n_ord, n_sub = ordinal.shape[1], len(SUBJECTS)
+        bce, ce = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss()
+
+        def loss(out: Any, b: list[int]) -> Any:
+            return (bce(out[:, :n_ord], ordinal[b]) + SUBJECT_WEIGHT * ce(out[:, n_ord:n_ord + n_sub], subject[b])
+                    + DIMENSION_WEIGHT * bce(out[:, n_ord + n_sub:], dims[b]))
+
+        self.train_loop(texts, loss, progress=progress, desc=desc)
+
+    def train_loop(self, texts: Sequence[str], loss: Any, *, progress: bool, desc: str) -> None:
+        """:data:`EPOCHS` of AdamW (one-cycle) on ``loss(head_output, batch_indices)``: the adapters
+        and the head learn; the bottom layers run once, without gradients."""
+        import torch
+        from torch import nn
+
         hidden = self._bottom(texts)
         lengths = [h.shape[0] for h in hidden]
         opt = torch.optim.AdamW([{"params": self.adapter_params, "lr": LR},
                                  {"params": self.head.parameters(), "lr": HEAD_LR}], weight_decay=WEIGHT_DECAY)
         steps = EPOCHS * ((len(texts) + BATCH - 1) // BATCH + 16)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[LR, HEAD_LR], total_steps=steps, pct_start=0.1)
-        bce, ce = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss()
         drop = nn.Dropout(DROPOUT)
         gen = torch.Generator().manual_seed(self.seed)
         self.model.train()
@@ -213,11 +226,9 @@ class _Trainer:
         done = 0
         for _ in range(EPOCHS):
             for b in self._batches(lengths, gen):
-                out = self.head(drop(self._top([hidden[j] for j in b])))
-                loss = (bce(out[:, :n_ord], ordinal[b]) + SUBJECT_WEIGHT * ce(out[:, n_ord:n_ord + n_sub], subject[b])
-                        + DIMENSION_WEIGHT * bce(out[:, n_ord + n_sub:], dims[b]))
+                value = loss(self.head(drop(self._top([hidden[j] for j in b]))), b)
                 opt.zero_grad()
-                loss.backward()
+                value.backward()
                 opt.step()
                 if done < steps - 1:
                     sched.step()
@@ -229,21 +240,27 @@ class _Trainer:
         self.model.eval()
         self.head.eval()
 
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """The head's raw outputs per text (N, outputs)."""
+        import torch
+
+        hidden = self._bottom(texts)
+        order = sorted(range(len(texts)), key=lambda i: hidden[i].shape[0])
+        out = np.zeros((len(texts), self.head.out_features), np.float32)
+        with torch.inference_mode():
+            for i in range(0, len(order), 64):
+                idx = order[i:i + 64]
+                out[idx] = self.head(self._top([hidden[j] for j in idx])).numpy()
+        return out
+
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """P(>= k) per text (N, 4)."""
         import torch
 
         from empathic_agent.safety.learned import head_outputs
 
-        hidden = self._bottom(texts)
-        order = sorted(range(len(texts)), key=lambda i: hidden[i].shape[0])
-        out = np.zeros((len(texts), len(LEVELS) - 1), np.float32)
-        with torch.inference_mode():
-            for i in range(0, len(order), 64):
-                idx = order[i:i + 64]
-                p_ord, _, _ = head_outputs(self.head(self._top([hidden[j] for j in idx])))
-                out[idx] = p_ord
-        return out
+        p_ord, _, _ = head_outputs(torch.from_numpy(self.logits(texts)))
+        return p_ord
 
     def state(self) -> dict[str, np.ndarray]:
         from empathic_agent.encode import text_model as tm

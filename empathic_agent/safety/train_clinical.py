@@ -4,14 +4,18 @@ train-clinical``).
 Data (all hand-written for this project from ``safety/data/clinical/GUIDE.md``; the held-out test
 sets under ``clinical/test/`` are never read here):
 
-* presentations — ``clinical/train/writer*.csv`` (three writers), plus the everyday turns of the
+* presentations — ``clinical/train/writer*.csv`` (five writers), plus the everyday turns of the
   risk screen's training writers (``safety/data/train``, level ``none``) as extra negatives;
-* guard — ``clinical/train/guard_writer*.csv`` (two writers), plus supporter replies of ESConv's
+* guard — ``clinical/train/guard_writer*.csv`` (four writers), plus supporter replies of ESConv's
   *train* split (``--esconv``, research-only licence) as extra good replies.
 
-Model: the frozen MiniLM sentence embedding (384-d) and one class-balanced, L2-regularised logistic
-head per class.  Model selection is writer-grouped: each writer's rows are scored by heads trained
-on the other writers; a class's threshold is the lowest one whose out-of-fold false-positive rate
+Model: MiniLM with LoRA on its top three layers (as the risk screen, :mod:`.train`) and one linear
+head with an output per presentation and per guard category; each row's loss (class-balanced
+binary cross-entropy) covers its own kind's outputs.  A frozen backbone with logistic heads was
+tried first: out of fold it kept only 0.50-0.83 of the harmful replies per category at 3 % false
+blocks.  Model selection is writer-grouped: each writer's rows are scored by a model trained on the
+other writers (the guard's replies as it reads them at run time: each sentence and the reply up to
+it); a class's threshold is the lowest one whose out-of-fold false-positive rate
 on the negatives stays under a target: for the reader 2 % of the other messages; for the guard
 3 % of the written good replies in the same risky contexts (used where the category's context is
 present) and 0.2 % of ESConv's ordinary supporter replies (the "open" threshold, used everywhere
@@ -31,12 +35,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from empathic_agent.safety.clinical import PRESENTATIONS
-from empathic_agent.safety.clinical_model import CONFIG_FILE, FORMAT, WEIGHTS_DIR
-from empathic_agent.safety.guard import GUARD_CATEGORIES
+from empathic_agent.safety.clinical_model import CONFIG_FILE, FORMAT, WEIGHTS_DIR, WEIGHTS_FILE
+from empathic_agent.safety.guard import GUARD_CATEGORIES, guard_text
 
 __all__ = ["train_clinical", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+#: Cap on the positive-class weight of a head (positives are a few dozen among thousands).
+POS_WEIGHT_CAP = 10.0
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -70,16 +76,17 @@ def guard_data(data_dir: Path = DATA_DIR, *, esconv: Path | None = None, esconv_
     for path in sorted((data_dir / "clinical" / "train").glob("guard_writer*.csv")):
         for r in _rows(path):
             harmful = r["label"].strip() == "harmful"
-            texts.append(r["reply"])
+            presentations = [n.strip() for n in (r.get("presentation") or "none").split(";")]
+            texts.append(guard_text(r["reply"], [n for n in presentations if n in PRESENTATIONS]))
             labels.append([1.0 if harmful and r["category"].strip() == c else 0.0 for c in GUARD_CATEGORIES])
             groups.append(path.stem)
     if esconv is not None:
         replies = esconv_replies(esconv / "train.txt")
         random.Random(seed).shuffle(replies)
         for i, t in enumerate(replies[:esconv_n]):
-            texts.append(t)
+            texts.append(guard_text(t, ()))
             labels.append([0.0] * len(GUARD_CATEGORIES))
-            groups.append(f"esconv{i % 2}")
+            groups.append(f"esconv{i % 6}")
     return texts, np.asarray(labels, dtype=np.float32), groups
 
 
@@ -95,40 +102,24 @@ def esconv_replies(path: Path) -> list[str]:
     return out
 
 
-def _fit(x: np.ndarray, y: np.ndarray, *, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """One balanced logistic regression per column of ``y``: (k, d) weights, (k,) biases."""
-    from sklearn.linear_model import LogisticRegression
+def reply_views(text: str) -> list[str]:
+    """What the guard reads of a reply (given as :func:`~.guard.guard_text`) at run time: each
+    sentence, and the reply up to it, each after the context tag."""
+    from empathic_agent.speak.text import split_sentences
 
-    w = np.zeros((y.shape[1], x.shape[1]), dtype=np.float32)
-    b = np.full(y.shape[1], -10.0, dtype=np.float32)
-    for k in range(y.shape[1]):
-        if y[:, k].sum() < 2:
-            continue
-        m = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
-        m.fit(x, y[:, k])
-        w[k], b[k] = m.coef_[0], m.intercept_[0]
-    return w, b
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def _oof(x: np.ndarray, y: np.ndarray, groups: Sequence[str], folds: Sequence[Sequence[str]], c: float) -> np.ndarray:
-    """Out-of-fold probabilities: each fold's rows scored by heads fitted on the others."""
-    p = np.zeros_like(y)
-    g = np.asarray(groups)
-    for fold in folds:
-        test = np.isin(g, list(fold))
-        w, b = _fit(x[~test], y[~test], c=c)
-        p[test] = _sigmoid(x[test] @ w.T + b)
-    return p
+    tag, _, reply = text.partition(": ")
+    sentences = split_sentences(reply) or [reply]
+    views, so_far = [], ""
+    for sent in sentences:
+        so_far = f"{so_far} {sent}".strip()
+        views += [f"{tag}: {sent}"] + ([f"{tag}: {so_far}"] if so_far != sent else [])
+    return views
 
 
 def _thresholds(p: np.ndarray, y: np.ndarray, names: Sequence[str], max_fpr: float,
                 negatives: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, Any]]:
-    """Per class: the lowest threshold keeping the out-of-fold FPR on negatives <= ``max_fpr``
-    (``negatives``: a mask of rows that count as negatives; default: every row without the class)."""
+    """Per class: the lowest threshold (>= 0.5) keeping the out-of-fold false-positive rate on the
+    negatives <= ``max_fpr`` (``negatives``: rows that count; default every row without the class)."""
     th, report = {}, {}
     for k, name in enumerate(names):
         pos = y[:, k] == 1
@@ -138,65 +129,190 @@ def _thresholds(p: np.ndarray, y: np.ndarray, names: Sequence[str], max_fpr: flo
             continue
         scores = np.sort(p[neg, k])[::-1]
         allowed = int(np.floor(max_fpr * len(scores)))
-        t = float(scores[allowed]) + 1e-6 if allowed < len(scores) else 0.5
-        t = max(t, 0.5)
+        t = max(float(scores[allowed]) + 1e-6 if allowed < len(scores) else 0.5, 0.5)
         th[name] = round(t, 4)
         report[name] = {"threshold": th[name], "oof_recall": round(float((p[pos, k] >= t).mean()), 4),
                         "oof_fpr": round(float((p[neg, k] >= t).mean()), 4), "positives": int(pos.sum())}
     return th, report
 
 
-def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, max_fpr_reader: float = 0.02,
-                   max_fpr_guard: float = 0.03, max_fpr_open: float = 0.002, c: float = 1.0, progress: Any = print) -> dict[str, Any]:
-    """Train both heads, select thresholds writer-grouped, save, return the report."""
-    from empathic_agent.memory.embedder import MiniLMEmbedder
-    from empathic_agent.settings import Settings
+class _Data:
+    """Both kinds of text in one training set: the person's messages (presentation outputs) and the
+    agent's replies (guard outputs); each row's loss covers only its own kind's outputs."""
+
+    def __init__(self, esconv: Path | None, seed: int) -> None:
+        self.p_texts, self.p_y, self.p_groups = presentation_data()
+        self.r_texts, self.r_y, self.r_groups = guard_data(esconv=esconv, seed=seed)
+        if not len(self.p_texts) or not self.p_y.sum() or not len(self.r_texts) or not self.r_y.sum():
+            raise FileNotFoundError("training data missing under safety/data/clinical/train "
+                                    "(writer*.csv and guard_writer*.csv)")
+        self.n_p, self.n_r = len(PRESENTATIONS), len(GUARD_CATEGORIES)
+
+    def folds(self, k: int) -> list[tuple[set[str], set[str]]]:
+        """Writer-grouped folds: the i-th of every kind of writer (and of the extra sets) in turn."""
+        def deal(groups: Sequence[str], prefix: str | None) -> list[set[str]]:
+            names = sorted({g for g in groups if (prefix is None or g.startswith(prefix))})
+            return [set(names[i::k]) for i in range(k)]
+        p_main = deal([g for g in self.p_groups if g.startswith("writer")], None)
+        p_extra = deal([g for g in self.p_groups if not g.startswith("writer")], None)
+        r_main = deal([g for g in self.r_groups if g.startswith("guard_")], None)
+        r_extra = deal([g for g in self.r_groups if not g.startswith("guard_")], None)
+        return [(p_main[i] | p_extra[i], r_main[i] | r_extra[i]) for i in range(k)]
+
+    def training_set(self, p_mask: np.ndarray, r_mask: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Texts, targets (N, n_p + n_r) and loss masks of the selected rows."""
+        texts = [t for t, m in zip(self.p_texts, p_mask) if m] + [t for t, m in zip(self.r_texts, r_mask) if m]
+        n_p, n_r = int(p_mask.sum()), int(r_mask.sum())
+        y = np.zeros((n_p + n_r, self.n_p + self.n_r), np.float32)
+        mask = np.zeros_like(y)
+        y[:n_p, :self.n_p], mask[:n_p, :self.n_p] = self.p_y[p_mask], 1.0
+        y[n_p:, self.n_p:], mask[n_p:, self.n_p:] = self.r_y[r_mask], 1.0
+        return texts, y, mask
+
+
+def _fit(data: "_Data", p_mask: np.ndarray, r_mask: np.ndarray, location: str, seed: int, *, desc: str) -> Any:
+    import torch
+
+    from empathic_agent.safety.train import _Trainer
+
+    texts, y, mask = data.training_set(p_mask, r_mask)
+    pos = (y * mask).sum(0)
+    neg = ((1 - y) * mask).sum(0)
+    # Balanced classes (a few dozen positives among thousands), capped so noise does not dominate.
+    pos_weight = torch.as_tensor(np.clip(neg / np.maximum(pos, 1.0), 1.0, POS_WEIGHT_CAP), dtype=torch.float32)
+    yt, mt = torch.as_tensor(y), torch.as_tensor(mask)
+    bce = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="none")
+
+    def loss(out: Any, b: list[int]) -> Any:
+        return (bce(out, yt[b]) * mt[b]).sum() / mt[b].sum().clamp(min=1.0)
+
+    trainer = _Trainer(location, seed, n_out=y.shape[1])
+    trainer.train_loop(texts, loss, progress=True, desc=desc)
+    return trainer
+
+
+def _predict(trainer: Any, data: "_Data", p_idx: np.ndarray, r_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Presentation probabilities of the messages, and guard probabilities of the replies (max over
+    the views the guard reads at run time)."""
+    sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
+    pp = sig(trainer.logits([data.p_texts[i] for i in p_idx]))[:, :data.n_p] if len(p_idx) else np.zeros((0, data.n_p))
+    views, owner = [], []
+    for j, i in enumerate(r_idx):
+        v = reply_views(data.r_texts[i])
+        views += v
+        owner += [j] * len(v)
+    pr = np.zeros((len(r_idx), data.n_r), np.float32)
+    if views:
+        pv = sig(trainer.logits(views))[:, data.n_p:]
+        for row, j in zip(pv, owner):
+            pr[j] = np.maximum(pr[j], row)
+    return pp, pr
+
+
+def _dev_with_patterns(data: "_Data", oof_p: np.ndarray, oof_r: np.ndarray, th_p: dict[str, float],
+                       th_r: dict[str, float], open_th: dict[str, float]) -> dict[str, Any]:
+    """The whole layer on the training writers, as it runs (patterns, or the learned reader out of
+    fold at the chosen thresholds; the guard in the labelled presentation's context): the figures
+    model selection can look at."""
+    from empathic_agent.safety.clinical import pattern_presentations
+    from empathic_agent.safety.guard import GuardContext, ReplyGuard
+
+    writers = np.char.startswith(np.asarray(data.p_groups).astype(str), "writer")
+    got = np.zeros_like(data.p_y)
+    for i, text in enumerate(data.p_texts):
+        names = {p.name for p in pattern_presentations(text)}
+        for k, n in enumerate(PRESENTATIONS):
+            got[i, k] = n in names or (n != "means_seeking" and oof_p[i, k] >= th_p[n])
+    pos = data.p_y[:, :5].sum(1) > 0  # means_seeking needs the conversation: left out here
+    none = data.p_y.sum(1) == 0
+    reader = {"recall": round(float((got[pos][:, :5] >= data.p_y[pos][:, :5]).all(1).mean()), 4),
+              "false_alarm_rate_written": round(float(got[none & writers][:, :5].any(1).mean()), 4),
+              "false_alarm_rate_everyday": round(float(got[none & ~writers][:, :5].any(1).mean()), 4)}
+    guard = ReplyGuard()
+    rows = _rows_with_context()
+    blocked, harmful, written = [], [], []
+    for i, text in enumerate(data.r_texts):
+        tag, _, reply = text.partition(": ")
+        presentations = tuple(n for n in tag.split(",") if n in PRESENTATIONS)
+        ctx = GuardContext(presentations=presentations, risk_context=bool(presentations) or rows.get(reply, False))
+        hit = not guard.check(reply, ctx).ok
+        for k, c in enumerate(GUARD_CATEGORIES):
+            threshold = th_r[c] if guard.applies(c, ctx) else open_th.get(c, 1.01)
+            hit = hit or oof_r[i, k] >= threshold
+        blocked.append(hit)
+        harmful.append(bool(data.r_y[i].sum()))
+        written.append(data.r_groups[i].startswith("guard_"))
+    b, h, w = np.asarray(blocked), np.asarray(harmful), np.asarray(written)
+    return {"reader": reader,
+            "guard": {"recall": round(float(b[h].mean()), 4), "false_blocks_written": round(float(b[~h & w].mean()), 4),
+                      "false_blocks_esconv": round(float(b[~h & ~w].mean()), 4) if (~h & ~w).any() else None}}
+
+
+def _rows_with_context() -> dict[str, bool]:
+    """Reply -> whether its written context carries risk (a presentation): for the dev figures."""
+    out: dict[str, bool] = {}
+    for path in sorted((DATA_DIR / "clinical" / "train").glob("guard_writer*.csv")):
+        for r in _rows(path):
+            out[r["reply"]] = (r.get("presentation") or "none").strip() != "none"
+    return out
+
+
+def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, folds: int = 3, seed: int = 20261203,
+                   max_fpr_reader: float = 0.02, max_fpr_guard: float = 0.03, max_fpr_open: float = 0.003,
+                   backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None,
+                   progress: Any = print) -> dict[str, Any]:
+    """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save."""
+    import hashlib
+
+    from empathic_agent.safety.train import BATCH, EPOCHS, HEAD_LR, LORA_ALPHA, LORA_RANK, LR, TOP_LAYERS, _backbone
 
     t0 = time.time()
-    emb = MiniLMEmbedder.from_settings(Settings())
-    emb.load()
-    report: dict[str, Any] = {"format": FORMAT, "backbone": "all-MiniLM-L6-v2 (frozen)", "c": c}
-
-    texts, y, groups = presentation_data()
-    if not texts or y[:, :].sum() == 0:
-        raise FileNotFoundError("no presentation training data under safety/data/clinical/train (writer*.csv)")
-    progress(f"clinical: embedding {len(texts)} messages")
-    x = emb.embed(texts)
-    writers = sorted({g for g in groups if not g.startswith("risk-")})
-    risk_writers = sorted({g for g in groups if g.startswith("risk-")})
-    folds = [[w] + risk_writers[i::len(writers)] for i, w in enumerate(writers)]
-    p = _oof(x, y, groups, folds, c)
-    th, rep = _thresholds(p, y, PRESENTATIONS, max_fpr_reader)
-    w, b = _fit(x, y, c=c)
-    np.savez_compressed(out_dir / "clinical_heads.npz", w=w, b=b)
-    report["clinical"] = {"names": list(PRESENTATIONS), "thresholds": th, "selection": rep,
-                          "rows": len(texts), "writers": writers, "max_fpr": max_fpr_reader}
-    progress(f"clinical: {json.dumps(rep)}")
-
-    texts, y, groups = guard_data(esconv=esconv)
-    progress(f"guard: embedding {len(texts)} replies")
-    x = emb.embed(texts)
-    writers = sorted({g for g in groups if g.startswith("guard_")})
-    extra = sorted({g for g in groups if not g.startswith("guard_")})
-    folds = [[w] + extra[i::len(writers)] for i, w in enumerate(writers)]
-    p = _oof(x, y, groups, folds, c)
-    g = np.asarray(groups)
-    written_ok = (y.sum(axis=1) == 0) & np.char.startswith(g.astype(str), "guard_")
-    esconv_ok = (y.sum(axis=1) == 0) & ~np.char.startswith(g.astype(str), "guard_")
-    # Where the category applies (its context is present): negatives are the written good replies
-    # in the same risky contexts.  Everywhere else ("open"): ESConv's ordinary supporter replies, at
-    # a much stricter rate (the everyday cost of the guard).
-    th, rep = _thresholds(p, y, GUARD_CATEGORIES, max_fpr_guard, negatives=written_ok)
-    open_th, open_rep = (_thresholds(p, y, GUARD_CATEGORIES, max_fpr_open, negatives=esconv_ok)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    location = _backbone(backbone, cache_dir)
+    data = _Data(esconv, seed)
+    progress(f"clinical: {len(data.p_texts)} messages, {len(data.r_texts)} replies")
+    oof_p = np.zeros_like(data.p_y)
+    oof_r = np.zeros_like(data.r_y)
+    gp, gr = np.asarray(data.p_groups), np.asarray(data.r_groups)
+    for i, (p_test, r_test) in enumerate(data.folds(folds)):
+        pm, rm = np.isin(gp, sorted(p_test)), np.isin(gr, sorted(r_test))
+        trainer = _fit(data, ~pm, ~rm, location, seed, desc=f"fold {i + 1}/{folds}")
+        oof_p[pm], oof_r[rm] = _predict(trainer, data, np.flatnonzero(pm), np.flatnonzero(rm))
+    th_p, rep_p = _thresholds(oof_p, data.p_y, PRESENTATIONS, max_fpr_reader)
+    written_ok = (data.r_y.sum(axis=1) == 0) & np.char.startswith(gr.astype(str), "guard_")
+    esconv_ok = (data.r_y.sum(axis=1) == 0) & ~np.char.startswith(gr.astype(str), "guard_")
+    # Where a category's context is present, its negatives are the written good replies in the same
+    # risky contexts; elsewhere ("open") ESConv's ordinary supporter replies, at a stricter rate.
+    th_r, rep_r = _thresholds(oof_r, data.r_y, GUARD_CATEGORIES, max_fpr_guard, negatives=written_ok)
+    open_th, rep_open = (_thresholds(oof_r, data.r_y, GUARD_CATEGORIES, max_fpr_open, negatives=esconv_ok)
                          if esconv_ok.any() else ({}, {}))
-    open_th = {k: max(v, th.get(k, 0.5)) for k, v in open_th.items()}
-    w, b = _fit(x, y, c=c)
-    np.savez_compressed(out_dir / "guard_heads.npz", w=w, b=b)
-    report["guard"] = {"names": list(GUARD_CATEGORIES), "thresholds": th, "open_thresholds": open_th,
-                       "selection": rep, "open_selection": open_rep, "rows": len(texts),
-                       "writers": writers, "esconv_replies": int(esconv_ok.sum()),
-                       "max_fpr": max_fpr_guard, "max_fpr_open": max_fpr_open}
-    progress(f"guard: {json.dumps(rep)}")
-    report["seconds"] = round(time.time() - t0, 1)
-    (out_dir / CONFIG_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return report
+    open_th = {k: max(v, th_r.get(k, 0.5)) for k, v in open_th.items()}
+    progress(f"clinical selection: {json.dumps(rep_p)}")
+    progress(f"guard selection: {json.dumps(rep_r)}")
+    dev = _dev_with_patterns(data, oof_p, oof_r, th_p, th_r, open_th)
+    progress(f"dev (patterns + learned, out of fold): {json.dumps(dev)}")
+    final = _fit(data, np.ones(len(data.p_texts), bool), np.ones(len(data.r_texts), bool), location, seed,
+                 desc="final model")
+    np.savez_compressed(out_dir / WEIGHTS_FILE, **final.state())
+    paths = sorted((DATA_DIR / "clinical" / "train").glob("*.csv"))
+    config = {
+        "format": FORMAT, "backbone": backbone,
+        "clinical": {"names": list(PRESENTATIONS), "offset": 0, "thresholds": th_p, "selection": rep_p,
+                     "max_fpr": max_fpr_reader},
+        "guard": {"names": list(GUARD_CATEGORIES), "offset": len(PRESENTATIONS), "thresholds": th_r,
+                  "open_thresholds": open_th, "selection": rep_r, "open_selection": rep_open,
+                  "max_fpr": max_fpr_guard, "max_fpr_open": max_fpr_open},
+        "architecture": {"top_layers": TOP_LAYERS, "lora_rank": LORA_RANK, "lora_alpha": LORA_ALPHA,
+                         "hidden_size": int(final.model.config.hidden_size),
+                         "num_layers": int(final.model.config.num_hidden_layers)},
+        "hyperparameters": {"lr": LR, "head_lr": HEAD_LR, "epochs": EPOCHS, "batch": BATCH,
+                            "pos_weight_cap": POS_WEIGHT_CAP},
+        "seed": seed, "folds": folds, "dev_with_patterns": dev,
+        "rows": {"messages": len(data.p_texts), "replies": len(data.r_texts),
+                 "esconv_replies": int(esconv_ok.sum())},
+        "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
+        "seconds": round(time.time() - t0, 1),
+    }
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return config

@@ -124,13 +124,13 @@ def perception_markdown(result: Any) -> str:
         if rationale:
             why = "; ".join(rationale) if isinstance(rationale, (list, tuple)) else str(rationale)
             lines.append(f"<small>Why: {why}</small>")
-    clinical = (result.safety.get("clinical") or {}) if result is not None else {}
+    clinical = (getattr(result, "safety", None) or {}).get("clinical") or {}
     if clinical.get("presentations"):
         found = ", ".join(f"{p['name']} ({p['source']})" for p in clinical["presentations"])
         lines.append(f"🩺 **Clinical presentation:** {found}"
                      + (f" · register *{clinical['register']}*" + (" (vetted reply)" if reg.get("vetted") else "")
                         if clinical.get("register") else ""))
-    guard = getattr(result, "guard", None) or {} if result is not None else {}
+    guard = getattr(result, "guard", None) or {}
     if guard.get("events"):
         for ev in guard["events"]:
             lines.append(f"🛡️ **Reply guard:** blocked *{ev['category']}* ({ev['source']}) → {ev['action']}")

@@ -26,14 +26,15 @@ async def _agent(settings, llm, checkpointer=None, encoder=None, memory=None):
 
 
 async def test_reply_streams_in_chunks_and_result_comes_last(settings):
-    llm = FakeLLM(["That sounds really hard."], chunk_size=5)
+    # The reply guard releases the streamed reply sentence by sentence (each after it passed).
+    llm = FakeLLM(["That sounds really hard. What happened?"], chunk_size=5)
     agent = await _agent(settings, llm)
     events = [e async for e in agent.stream("u1", "s1", text="I lost my job")]
     assert isinstance(events[-1], TurnResult)
     chunks = [e.text for e in events if isinstance(e, TextChunk)]
-    assert len(chunks) > 1 and "".join(chunks) == "That sounds really hard."
+    assert chunks == ["That sounds really hard.", " What happened?"]
     res = events[-1]
-    assert res.reply == "That sounds really hard." and res.user_text == "I lost my job" and res.ok
+    assert res.reply == "That sounds really hard. What happened?" and res.user_text == "I lost my job" and res.ok
     assert set(res.timings) == {"perceive", "safety", "plan", "generate"}
     assert res.generation["backend"] == "fake"
 

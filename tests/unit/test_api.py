@@ -107,7 +107,8 @@ def test_streaming_turn_sends_text_audio_and_result_events(api):
                        json={"user_id": "cy", "session_id": "s", "text": "I feel anxious", "speak": True}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         events = [line[len("event: "):] for line in r.iter_lines() if line.startswith("event: ")]
-    assert events.count("text") > 2 and "audio" in events and events[-1] == "result"
+    # The reply guard releases text sentence by sentence (this echo is one sentence).
+    assert events.count("text") >= 1 and "audio" in events and events[-1] == "result"
     assert events.index("audio") < events.index("result")
     r = client.post("/v1/turns/stream", headers=h["a"], json={"user_id": "cy", "session_id": "s", "text": "   "})
     assert r.status_code == 422 and "empty" in r.json()["error"]["message"].lower()

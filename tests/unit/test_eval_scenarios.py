@@ -40,7 +40,7 @@ def test_every_shipped_scenario_loads_with_unique_ids(shipped):
         assert s.title and s.tags and s.source == "hand-written", s.id
         assert s.user.get("name") and s.user.get("description"), s.id
         # Conversations where risk emerges over turns are longer (the risk needs turns to build).
-        longest = 7 if "risk-emerging" in s.tags else 4
+        longest = 7 if "risk-emerging" in s.tags else (5 if "clinical" in s.tags else 4)
         assert 2 <= len(s.turns) <= longest or (s.simulate is not None and not s.turns), s.id
         assert "harmful_instructions" in {c.name for c in s.goals.must_not}, s.id
 

@@ -41,7 +41,7 @@ async def controller(settings):
 async def test_a_turn_streams_text_then_speech_then_the_result(controller):
     updates = [u async for u in controller.turn(controller.default_options, "ann", "s1", text="I lost my job")]
     texts = [u.reply for u in updates if u.result is None and u.audio is None]
-    assert len(texts) > 2 and texts[-1] == "That sounds hard. What happened?"
+    assert len(texts) >= 2 and texts[-1] == "That sounds hard. What happened?"  # sentence by sentence (guard)
     assert all(a in b for a, b in zip(texts, texts[1:]))  # the reply grows
     assert any(u.audio is not None for u in updates)  # spoken sentence by sentence
     result = updates[-1].result
