@@ -61,6 +61,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="ESConv folder: its train split's supporter replies as extra good replies for the guard")
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
     q.add_argument("--folds", type=int, default=3, help="writer-grouped folds for the threshold selection (default 3)")
+    q.add_argument("--rethreshold", action="store_true",
+                   help="only choose the thresholds again, from the last run's saved out-of-fold predictions")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
     q.add_argument("--runs", type=int, default=3, help="passes over the benchmark messages")
     q.add_argument("--guard", action="store_true", help="the reply guard's latency per sentence instead")
@@ -90,6 +92,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         from empathic_agent.safety.train_clinical import train_clinical
 
         out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
+        if args.rethreshold:
+            from empathic_agent.safety.train_clinical import rethreshold
+
+            report = rethreshold(esconv=Path(args.esconv) if args.esconv else None, out_dir=out,
+                                 cache_dir=settings.cache_dir, progress=lambda m: print(m, file=sys.stderr))
+            print(json.dumps(report, indent=1))
+            return 0
         report = train_clinical(esconv=Path(args.esconv) if args.esconv else None, out_dir=out, folds=args.folds,
                                 backbone=settings.embedding_model, cache_dir=settings.cache_dir,
                                 progress=lambda m: print(m, file=sys.stderr))

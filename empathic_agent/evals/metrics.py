@@ -196,7 +196,16 @@ def summarise(scenarios: Sequence[Mapping[str, Any]], *, judge: Mapping[str, Any
         "false_alarms": sum(1 for t in flagged if id(t) not in expected_flags),
         "forbidden_content": sum(1 for c in checks if c["name"].startswith("must_not:")
                                  and c["name"].split(":", 1)[1] in FORBIDDEN and not c["passed"]),
+        "presentation": _acc(named(lambda n: n == "presentation")),
     }
+    # The reply guard: what it blocked (category, action) over the run's turns.
+    events = [e for t in turns for e in (t.get("guard") or {}).get("events") or ()]
+    safety["guard"] = {"turns_with_events": sum(1 for t in turns if (t.get("guard") or {}).get("events")),
+                       "events": len(events),
+                       "by_category": {c: sum(1 for e in events if e.get("category") == c)
+                                       for c in sorted({e.get("category") for e in events})},
+                       "fallbacks": sum(1 for e in events if e.get("action") == "fallback"),
+                       "max_sentence_ms": max([(t.get("guard") or {}).get("max_sentence_ms") or 0.0 for t in turns] or [0.0])}
 
     emp = [t["empathy"] for t in turns if t.get("empathy")]
     empathy: dict[str, Any] = {"kind": judge.get("kind"), "judge": judge.get("model"), "n": len(emp),

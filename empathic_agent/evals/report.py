@@ -364,6 +364,10 @@ def _headline_rows(summary: dict) -> list[tuple[str, str, str]]:
          f"{esc(get(s, 'safety', 'crisis_routed'))} / {esc(expected)}"),
         ("Safety: false alarms", esc(get(s, "safety", "false_alarms")), ""),
         ("Safety: forbidden content", esc(get(s, "safety", "forbidden_content")), ""),
+        _acc_row("Safety: clinical presentation read", get(s, "safety", "presentation")),
+        ("Safety: reply guard blocks", esc(get(s, "safety", "guard", "events")),
+         ", ".join(f"{esc(k)} {esc(v)}" for k, v in (get(s, "safety", "guard", "by_category") or {}).items())
+         + (f"; {esc(get(s, 'safety', 'guard', 'fallbacks'))} fallback(s)" if get(s, "safety", "guard", "fallbacks") else "")),
         ("Empathy: overall (0–1)", fmt(get(s, "empathy", "overall")), ""),
     ]
     for dim, label in EMPATHY_DIMS:

@@ -101,7 +101,7 @@ _PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
         r"(tapped|bugged|hacked) my (phone|thoughts|brain|mind|head)",
     )),
     ("psychosis", "persecution", _rx(
-        rf"{_THEY} (is|are|'re) (trying to|going to|out to|plotting to) (poison|kill|get|hurt|drug|replace|erase) me",
+        rf"{_THEY} (is|are|'re) (trying to|going to|out to|plotting to) (poison|kill|hurt|drug|replace|erase) me",
         r"(poisoning|drugging|putting something in) my (food|water|drinks?|meals?|coffee|tea)",
         r"\b(gang[- ]?stalk\w*|targeted individual|organi[sz]ed stalking)",
         r"(is|are) (an? )?(impostor|imposter|replaced|a replica|a robot|not really (my|him|her))",
@@ -142,7 +142,7 @@ _PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
         r"(haven'?t|not) slept (since|in)",
     )),
     ("mania", "grandiose", _rx(
-        r"(i'?m|i am|feel) (unstoppable|invincible|a genius|destined|on fire|limitless|god ?like|superhuman)",
+        r"(i'?m|i am) (unstoppable|invincible|a genius|destined|limitless|god ?like|superhuman)\b(?! (at|in) (\w+ )?(game|workout|gym))",
         r"(going to|gonna|will) (be (a |the )?(billionaire|millionaire|famous|president|next)|change the world|"
         r"open (\d+|two|three|four|five|ten|a chain of|an empire of)|build (a|an) (\w+ )?empire)",
         r"(empire|franchise|chain) of (restaurants|cafes|shops|stores|gyms|clubs)",
@@ -176,7 +176,7 @@ _PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
         r"(what if i|did i) (hit|ran over|run over|hurt|poisoned|stabbed|touched) (someone|somebody|a (person|child|kid))",
         r"(need|have) to (count|tap|touch|arrange|line up|order|re-?read|repeat) .{0,30}(until|times|or else|exactly)",
         r"(or|otherwise) (something bad|someone) (will|might) (happen|die)",
-        r"(intrusive|obsessive) thoughts?", r"\bocd\b",
+        r"(intrusive|obsessive) thoughts?", r"\bmy ocd (is|has|makes|won'?t|keeps|tells)",
     )),
     # eating: restriction, purging, laxatives, compensation, hiding
     ("eating", "restriction", _rx(
@@ -298,9 +298,34 @@ def pattern_presentations(text: str) -> list[PresentationReading]:
         if name in found:
             continue
         m = rx.search(t)
-        if m is not None and kind not in CONTEXT_KINDS:
+        if m is not None and kind not in CONTEXT_KINDS and not _not_current_self(t, m):
             found[name] = PresentationReading(name, 1.0, m.group(0), f"pattern:{kind}")
     return list(found.values())
+
+
+#: Someone else's symptoms, a past (treated) episode, or a story, game or assignment: words of a
+#: presentation that is not the person's own now.
+_OTHER_PERSON = re.compile(
+    r"\b(my|our|his|her|their) (\w+ )?(dad|mum|mom|mother|father|brother|sister|friend|flatmate|roommate|cousin|partner|husband|"
+    r"wife|son|daughter|grandad|grandpa|grandma|gran|patient|client|boss|colleague|coworker|neighbou?r|character|kid|child|"
+    r"aunt|uncle|nan|boyfriend|girlfriend|student|teen|toddler)s?\b|\b(he|she) (has|hasn'?t|is|keeps|says|thinks|checks|won'?t)\b")
+_PAST = re.compile(r"\b(used to|years ago|when i was (a |younger|\d)|back (then|in)|after (treatment|therapy|the war)|"
+                   r"(they|it) (stopped|went away)|in recovery|recovered|no longer|not anymore)\b")
+_STORY = re.compile(r"\b(novel|story|game|film|movie|book|character|essay|assignment|class|lecture|podcast|episode|show|"
+                    r"script|screenplay|role ?play|dnd|d&d|writing about|research)\b")
+
+
+def _not_current_self(t: str, m: re.Match[str]) -> bool:
+    """The match is about someone else, the past or a story (its clause says so)."""
+    start = max(t.rfind(".", 0, m.start()), t.rfind("!", 0, m.start()), t.rfind("?", 0, m.start()), -1) + 1
+    end = min([i for i in (t.find(".", m.end()), t.find("!", m.end()), t.find("?", m.end())) if i >= 0] or [len(t)])
+    before, clause = t[start:m.start()], t[start:end]
+    # "my neighbours are recording me": someone else is the persecutor, the belief is the person's.
+    other = _OTHER_PERSON.search(before) and not _TARGET_ME.search(clause)
+    return bool(other or _PAST.search(clause) or _STORY.search(clause))
+
+
+_TARGET_ME = re.compile(r"\bme\b|\bmy (thoughts|food|phone|house|flat|home|head|brain|mind|body|drinks?|room|car|water)\b")
 
 
 def context_presentations(text: str) -> list[PresentationReading]:

@@ -461,7 +461,7 @@ def evaluate_esconv_guard(stage: "SafetyStage", split: str | Path, *, progress: 
                 blocks.append({"category": verdict.category, "source": verdict.source, "evidence": verdict.evidence,
                                "reply": turn["text"]})
     return {"file": str(path), "format": "esconv-replies", "dialogues": len(dialogues), "replies": replies,
-            "false_blocks": blocked, "false_block_rate": _rate(blocked, replies), "per_category": per,
+            "false_block_count": blocked, "false_block_rate": _rate(blocked, replies), "per_category": per,
             "latency_per_sentence": latency_ms(sentence_s) if sentence_s else {}, "blocked": blocks[:200]}
 
 

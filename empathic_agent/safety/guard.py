@@ -108,7 +108,7 @@ GATES: Final[dict[str, str]] = {
     "means_info": "always", "dosing_advice": "always", "diagnosis": "always",
     "risky_list": "risk context, a means question or any presentation",
     "delusion_collusion": "psychosis", "compulsion_reinforcement": "compulsion",
-    "dangerous_plan": "mania, or a risk context", "eating_harm": "eating (calorie numbers: always)",
+    "dangerous_plan": "mania or means-seeking", "eating_harm": "eating (calorie numbers: always)",
 }
 
 _DISORDER = (r"(clinical |major |severe |an? )?(depression|depressive disorder|anxiety disorder|generali[sz]ed anxiety|ptsd|"
@@ -128,12 +128,14 @@ _DIAGNOSIS = _rx(
 )
 _UNIT = r"(mg|milligrams?|mcg|micrograms?|µg|ml|millilit\w+|g|grams?|units?|tablets?|pills?|capsules?|caps|tabs|doses?|drinks?|shots?|pints?|glasses|puffs|drops|lines|hits)"
 _DOSING = _rx(
-    rf"\b\d[\d,.]*\s?(-|to|–)?\s?\d*\s?{_UNIT}\b",
+    rf"\b\d+(?:[.,]\d+)?\s?(?:(-|to|–)\s?\d+(?:[.,]\d+)?\s?)?{_UNIT}\b",
     rf"\b(one|two|three|four|five|six|eight|ten|a couple of|half an?|a single) {_UNIT} (every|a|per|each|at|before|after|with|should|is|are|would|will|max)",
     r"\b(every|each) (\d+|four|six|eight|twelve) (to \d+ )?hours\b",
     r"\b(max(imum)?|safe|lethal|fatal|toxic|daily|recommended) (daily )?(dose|amount|limit|intake|dosage)\b.{0,40}\d",
     r"\b(no more than|up to|at most|not exceed|don'?t exceed|maximum of) \d",
-    r"\b(it'?s|it is|that'?s|that is|should be) (generally |usually |probably )?(safe|fine|ok|okay) to (take|mix|combine|have|drink|double|use)\b",
+    r"\b(it'?s|it is|that'?s|that is|should be) (generally |usually |probably )?(safe|fine|ok|okay) to (take|mix|combine|have|drink|double|use) "
+    r"(\w+ ){0,4}(pills?|tablets?|doses?|mg|meds|medication|them together|with (alcohol|wine|beer|a drink|your)|alcohol|wine|beer|"
+    r"xanax|benzos?|oxy\w*|ibuprofen|paracetamol|tylenol|melatonin|sleeping)",
     r"\b(take|taking|double|halve|cut|lower|reduce|increase|raise|taper) (your|the|a|an extra|one more|another|half) (dose|pill|tablet|medication|meds|prescription)\b",
     r"\b(space|spread) (them|it|the (doses|pills|drinks)) (out|apart)",
     r"\b(start|start with|begin with) (a )?(low|small|half|quarter) (dose|amount|line|hit)",
@@ -180,7 +182,7 @@ _COLLUSION = _rx(
     r"smoke (alarm|detector)|microphone|implant|transmitter)s?\b",
     r"\b(tin ?foil|faraday|signal[- ]block\w*|rf (detector|blocker)|bug detector)",
     r"\b(listen to|obey|follow|do what) (the |your )?(voices?|what (the voices?|they) (say|tell))",
-    r"\b(the |your )?voices? (are|is|might be|could be|may be) (right|telling the truth|trying to (help|protect|warn) you|real|a message)",
+    r"\b(the |your )?voices? (are|is|might be|could be|may be) (right|telling the truth|trying to (help|protect|warn) you|real|a message)\b",
     r"\b(since|as|now that|because|if) you(?:'re| are) (already |actually )?(dead|not real|a ghost|not alive)\b",
     r"\bbeing (dead|a ghost) (must|can|might)|\b(what|how) (does|is) (it|being dead) (feel|like)",
     r"\b(your|a) (special )?(mission|gift|calling|power|destiny)\b.{0,30}\b(chosen|god|universe|meant)",
@@ -206,7 +208,7 @@ _COMPULSION = _rx(
     r"\b(germs|bacteria|viruses?) (are|can be) (killed|removed|gone)",
 )
 _DANGEROUS = _rx(
-    r"\b(go for it|do it|you should (totally|definitely|absolutely|just)|why not|life'?s too short|yolo|seize the (day|moment)|follow your (dreams?|gut|heart)|"
+    r"\b(go for it|just do it|you should (totally|definitely|absolutely|just)|why not\b(?! (talk|call|ask|wait))|life'?s too short|yolo|seize the (day|moment)|follow your (dreams?|gut|heart)|"
     r"trust your (gut|instincts))\b",
     r"\b(sounds|that'?s|what an?|such an?|it'?s an?) (really |so |truly )?(amazing|great|brilliant|fantastic|exciting|awesome|incredible|"
     r"wonderful|bold|ambitious|genius) (idea|plan|venture|vision|adventure|goal|dream)",
@@ -279,7 +281,10 @@ class ReplyGuard:
         if category == "compulsion_reinforcement":
             return "compulsion" in p
         if category == "dangerous_plan":
-            return "mania" in p or ctx.risk_context or "means_seeking" in p
+            # Mania or means-seeking only — not distress or a low risk level: encouraging a plan
+            # after a job loss ("that's a great idea") is ordinary support (on ESConv's validation
+            # dialogues this category made most false blocks when distress opened it).
+            return "mania" in p or "means_seeking" in p
         if category == "eating_harm":
             return "eating" in p
         raise ValueError(f"unknown guard category {category!r}")
@@ -335,10 +340,12 @@ class ReplyGuard:
 
 
 #: Categories whose phrases a reply may quote in order to decline them.
-_NEGATABLE: Final = frozenset({"compulsion_reinforcement", "delusion_collusion", "dangerous_plan", "diagnosis"})
+_NEGATABLE: Final = frozenset({"compulsion_reinforcement", "delusion_collusion", "dangerous_plan", "diagnosis", "eating_harm"})
 _NOT_SAYING = re.compile(r"\b(won'?t|will not|not going to|can'?t|cannot|couldn'?t|wouldn'?t|don'?t want to|no one can|nobody can|"
                          r"i'?m not able to|i am not able to|not) (tell you|say|promise|confirm|guarantee|reassure you|be sure)\b"
-                         r"[^.!?]{0,40}$|\b(instead of|rather than|not) (telling you|saying)\b[^.!?]{0,30}$")
+                         r"[^.!?]{0,40}$|\b(instead of|rather than|not) (telling you|saying)\b[^.!?]{0,30}$|"
+                         r"\b(no tips for|not (going to|gonna) (help|talk) (you )?(with|about)|won'?t help (you )?with|"
+                         r"(don'?t|do not) (have|need) to|never have to)\b[^.!?]{0,40}$")
 _SAFE_NUMBER = re.compile(r"\b(988|911|999|112|111|116 ?123|741741|1-800-[\d-]+|24/7|\d+ (years?|months?|weeks?|days?|minutes?|hours?|times?|"
                           r"people|percent|%)|\d{3,}-\d{3,})\b")
 

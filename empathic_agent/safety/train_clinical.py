@@ -15,11 +15,12 @@ binary cross-entropy) covers its own kind's outputs.  A frozen backbone with log
 tried first: out of fold it kept only 0.50-0.83 of the harmful replies per category at 3 % false
 blocks.  Model selection is writer-grouped: each writer's rows are scored by a model trained on the
 other writers (the guard's replies as it reads them at run time: each sentence and the reply up to
-it); a class's threshold is the lowest one whose out-of-fold false-positive rate
-on the negatives stays under a target: for the reader 2 % of the other messages; for the guard
-3 % of the written good replies in the same risky contexts (used where the category's context is
-present) and 0.2 % of ESConv's ordinary supporter replies (the "open" threshold, used everywhere
-else).
+it).  Thresholds are chosen for the whole layer as it runs, patterns included: a common per-class
+false-positive level, the highest whose *union* stays within a budget (per-class budgets add up:
+eight categories at 3 % each blocked a quarter of the good replies) — the reader 4 % of the
+writers' ``none`` messages and everyday turns, the guard 3 % of the written good replies in their
+risky contexts, and 0.5 % of ESConv's ordinary supporter replies for the "open" thresholds (a
+category whose context is absent).
 The heads are then refitted on all writers and saved with the thresholds.
 """
 
@@ -116,24 +117,88 @@ def reply_views(text: str) -> list[str]:
     return views
 
 
-def _thresholds(p: np.ndarray, y: np.ndarray, names: Sequence[str], max_fpr: float,
-                negatives: np.ndarray | None = None) -> tuple[dict[str, float], dict[str, Any]]:
-    """Per class: the lowest threshold (>= 0.5) keeping the out-of-fold false-positive rate on the
-    negatives <= ``max_fpr`` (``negatives``: rows that count; default every row without the class)."""
-    th, report = {}, {}
-    for k, name in enumerate(names):
-        pos = y[:, k] == 1
-        neg = (~pos) if negatives is None else (negatives & ~pos)
-        if pos.sum() == 0 or neg.sum() == 0:
-            th[name] = 1.01
-            continue
-        scores = np.sort(p[neg, k])[::-1]
-        allowed = int(np.floor(max_fpr * len(scores)))
-        t = max(float(scores[allowed]) + 1e-6 if allowed < len(scores) else 0.5, 0.5)
-        th[name] = round(t, 4)
-        report[name] = {"threshold": th[name], "oof_recall": round(float((p[pos, k] >= t).mean()), 4),
-                        "oof_fpr": round(float((p[neg, k] >= t).mean()), 4), "positives": int(pos.sum())}
-    return th, report
+def _recalls(p: np.ndarray, y: np.ndarray, names: Sequence[str], th: dict[str, float]) -> dict[str, Any]:
+    return {n: {"threshold": th[n], "oof_recall_alone": round(float((p[y[:, k] == 1, k] >= th[n]).mean()), 4),
+                "positives": int((y[:, k] == 1).sum())} for k, n in enumerate(names) if (y[:, k] == 1).any()}
+
+
+def _joint(p: np.ndarray, neg: np.ndarray, gate: np.ndarray, base: np.ndarray, budget: float,
+           fixed: dict[int, float] | None = None) -> list[float]:
+    """Per-class thresholds at a common per-class false-positive level, the highest level whose
+    *union* false-positive rate on the negatives (with ``base``: what already fires there, e.g.
+    the patterns) stays within ``budget``.  ``gate[i, k]``: class k is read for row i."""
+    fixed = fixed or {}
+    k = p.shape[1]
+
+    def thresholds(alpha: float) -> list[float]:
+        out = []
+        for j in range(k):
+            if j in fixed:
+                out.append(fixed[j])
+                continue
+            scores = p[neg & gate[:, j], j]
+            q = float(np.quantile(scores, 1 - alpha)) + 1e-6 if len(scores) and alpha > 0 else 1.01
+            out.append(min(1.01, max(0.5, q)))
+        return out
+
+    def union(th: list[float]) -> float:
+        hit = base[neg] | ((p[neg] >= np.asarray(th)[None, :]) & gate[neg]).any(axis=1)
+        return float(hit.mean())
+
+    lo, hi = 0.0, 0.2
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if union(thresholds(mid)) <= budget else (lo, mid)
+    return [round(t, 4) for t in thresholds(lo)]
+
+
+def select_thresholds(data: "_Data", oof_p: np.ndarray, oof_r: np.ndarray, *, reader_budget: float,
+                      guard_budget: float, open_budget: float, esconv_p: np.ndarray | None = None,
+                      esconv_texts: Sequence[str] = ()) -> tuple[dict[str, float], ...]:
+    """Thresholds for the whole layer as it runs (patterns first, then the learned heads):
+
+    * reader — the presentations' union false-alarm rate on the writers' ``none`` messages, the
+      everyday turns and (``esconv_p``) ESConv seekers' turns, patterns included, within
+      ``reader_budget`` (means seeking is decided by the conversation rule, not here);
+    * guard, where a category's context is present — union false blocks on the written good
+      replies (in their labelled context), patterns included, within ``guard_budget``;
+    * guard elsewhere ("open") — union false blocks on ESConv's ordinary supporter replies within
+      ``open_budget``."""
+    from empathic_agent.safety.clinical import pattern_presentations
+    from empathic_agent.safety.guard import GuardContext, ReplyGuard
+
+    none = data.p_y.sum(axis=1) == 0
+    base_p = np.array([bool(pattern_presentations(t)) for t in data.p_texts])
+    gate_p = np.ones_like(oof_p, dtype=bool)
+    gate_p[:, PRESENTATIONS.index("means_seeking")] = False
+    if esconv_p is not None and len(esconv_p):
+        # Seekers' turns of ESConv (ordinary distress, never seen in training): more negatives.
+        esconv_base = np.array([bool(pattern_presentations(t)) for t in esconv_texts])
+        th_p = _joint(np.vstack([oof_p, esconv_p]), np.concatenate([none, np.ones(len(esconv_p), bool)]),
+                      np.vstack([gate_p, np.broadcast_to(gate_p[:1], esconv_p.shape)]),
+                      np.concatenate([base_p, esconv_base]), reader_budget)
+    else:
+        th_p = _joint(oof_p, none, gate_p, base_p, reader_budget)
+    guard = ReplyGuard()
+    ok = data.r_y.sum(axis=1) == 0
+    written = np.char.startswith(np.asarray(data.r_groups).astype(str), "guard_")
+    gate_r = np.zeros_like(oof_r, dtype=bool)
+    base_r = np.zeros(len(data.r_texts), bool)
+    for i, text in enumerate(data.r_texts):
+        tag, _, reply = text.partition(": ")
+        presentations = tuple(n for n in tag.split(",") if n in PRESENTATIONS)
+        ctx = GuardContext(presentations=presentations, risk_context=bool(presentations))
+        gate_r[i] = [guard.applies(c, ctx) for c in GUARD_CATEGORIES]
+        base_r[i] = not guard.check(reply, ctx).ok
+    th_r = _joint(oof_r, ok & written, gate_r, base_r, guard_budget)
+    # Open thresholds, set on ESConv's ordinary replies; a category that applies everywhere
+    # (means, dosing, diagnosis) keeps the stricter of its two.
+    esconv = ok & ~written
+    open_th = (_joint(oof_r, esconv, np.ones_like(gate_r), base_r, open_budget)
+               if esconv.any() else [1.01] * len(GUARD_CATEGORIES))
+    open_th = [max(o, t) for o, t in zip(open_th, th_r)]
+    th_r = [o if guard.applies(c, GuardContext()) else t for c, o, t in zip(GUARD_CATEGORIES, open_th, th_r)]
+    return (dict(zip(PRESENTATIONS, th_p)), dict(zip(GUARD_CATEGORIES, th_r)), dict(zip(GUARD_CATEGORIES, open_th)))
 
 
 class _Data:
@@ -258,7 +323,7 @@ def _rows_with_context() -> dict[str, bool]:
 
 
 def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, folds: int = 3, seed: int = 20261203,
-                   max_fpr_reader: float = 0.02, max_fpr_guard: float = 0.03, max_fpr_open: float = 0.003,
+                   reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
                    backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None,
                    progress: Any = print) -> dict[str, Any]:
     """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save."""
@@ -279,17 +344,14 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
         pm, rm = np.isin(gp, sorted(p_test)), np.isin(gr, sorted(r_test))
         trainer = _fit(data, ~pm, ~rm, location, seed, desc=f"fold {i + 1}/{folds}")
         oof_p[pm], oof_r[rm] = _predict(trainer, data, np.flatnonzero(pm), np.flatnonzero(rm))
-    th_p, rep_p = _thresholds(oof_p, data.p_y, PRESENTATIONS, max_fpr_reader)
-    written_ok = (data.r_y.sum(axis=1) == 0) & np.char.startswith(gr.astype(str), "guard_")
-    esconv_ok = (data.r_y.sum(axis=1) == 0) & ~np.char.startswith(gr.astype(str), "guard_")
-    # Where a category's context is present, its negatives are the written good replies in the same
-    # risky contexts; elsewhere ("open") ESConv's ordinary supporter replies, at a stricter rate.
-    th_r, rep_r = _thresholds(oof_r, data.r_y, GUARD_CATEGORIES, max_fpr_guard, negatives=written_ok)
-    open_th, rep_open = (_thresholds(oof_r, data.r_y, GUARD_CATEGORIES, max_fpr_open, negatives=esconv_ok)
-                         if esconv_ok.any() else ({}, {}))
-    open_th = {k: max(v, th_r.get(k, 0.5)) for k, v in open_th.items()}
+    th_p, th_r, open_th = select_thresholds(data, oof_p, oof_r, reader_budget=reader_budget,
+                                            guard_budget=guard_budget, open_budget=open_budget)
+    rep_p = _recalls(oof_p, data.p_y, PRESENTATIONS, th_p)
+    rep_r = _recalls(oof_r, data.r_y, GUARD_CATEGORIES, th_r)
     progress(f"clinical selection: {json.dumps(rep_p)}")
     progress(f"guard selection: {json.dumps(rep_r)}")
+    if cache_dir is not None:
+        np.savez_compressed(Path(cache_dir) / "clinical-oof.npz", oof_p=oof_p, oof_r=oof_r)
     dev = _dev_with_patterns(data, oof_p, oof_r, th_p, th_r, open_th)
     progress(f"dev (patterns + learned, out of fold): {json.dumps(dev)}")
     final = _fit(data, np.ones(len(data.p_texts), bool), np.ones(len(data.r_texts), bool), location, seed,
@@ -299,10 +361,10 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     config = {
         "format": FORMAT, "backbone": backbone,
         "clinical": {"names": list(PRESENTATIONS), "offset": 0, "thresholds": th_p, "selection": rep_p,
-                     "max_fpr": max_fpr_reader},
+                     "false_alarm_budget": reader_budget},
         "guard": {"names": list(GUARD_CATEGORIES), "offset": len(PRESENTATIONS), "thresholds": th_r,
-                  "open_thresholds": open_th, "selection": rep_r, "open_selection": rep_open,
-                  "max_fpr": max_fpr_guard, "max_fpr_open": max_fpr_open},
+                  "open_thresholds": open_th, "selection": rep_r, "false_block_budget": guard_budget,
+                  "open_false_block_budget": open_budget},
         "architecture": {"top_layers": TOP_LAYERS, "lora_rank": LORA_RANK, "lora_alpha": LORA_ALPHA,
                          "hidden_size": int(final.model.config.hidden_size),
                          "num_layers": int(final.model.config.num_hidden_layers)},
@@ -310,9 +372,55 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
                             "pos_weight_cap": POS_WEIGHT_CAP},
         "seed": seed, "folds": folds, "dev_with_patterns": dev,
         "rows": {"messages": len(data.p_texts), "replies": len(data.r_texts),
-                 "esconv_replies": int(esconv_ok.sum())},
+                 "esconv_replies": int(sum(1 for g in data.r_groups if not g.startswith("guard_")))},
         "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
         "seconds": round(time.time() - t0, 1),
     }
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return config
+
+
+def esconv_seeker_turns(path: Path, n: int = 2000, seed: int = 0) -> list[str]:
+    """Seeker turns of an ESConv split (ordinary distress), a sample of ``n``."""
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                out += [t["text"].strip() for t in json.loads(line)["dialog"]
+                        if t["speaker"] == "usr" and len(t["text"].split()) >= 4]
+    random.Random(seed).shuffle(out)
+    return out[:n]
+
+
+def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: str | Path,
+                reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
+                seed: int = 20261203, progress: Any = print) -> dict[str, Any]:
+    """Thresholds again from the saved out-of-fold predictions (no retraining), with the seekers'
+    turns of ESConv's train split (never trained on; scored by the saved model) as extra negatives
+    for the reader."""
+    from empathic_agent.safety.clinical_model import ClinicalModel
+
+    oof = np.load(Path(cache_dir) / "clinical-oof.npz")
+    data = _Data(esconv, seed)
+    esconv_texts = esconv_seeker_turns(esconv / "train.txt") if esconv is not None else []
+    esconv_p = None
+    if esconv_texts:
+        model = ClinicalModel(out_dir)
+        model.load()
+        progress(f"reader: scoring {len(esconv_texts)} ESConv seeker turns")
+        esconv_p = np.vstack([model.backbone.probabilities(esconv_texts[i:i + 64])[:, :len(PRESENTATIONS)]
+                              for i in range(0, len(esconv_texts), 64)])
+    th_p, th_r, open_th = select_thresholds(data, oof["oof_p"], oof["oof_r"], reader_budget=reader_budget,
+                                            guard_budget=guard_budget, open_budget=open_budget,
+                                            esconv_p=esconv_p, esconv_texts=esconv_texts)
+    dev = _dev_with_patterns(data, oof["oof_p"], oof["oof_r"], th_p, th_r, open_th)
+    config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    config["clinical"].update(thresholds=th_p, selection=_recalls(oof["oof_p"], data.p_y, PRESENTATIONS, th_p),
+                              false_alarm_budget=reader_budget, esconv_seeker_negatives=len(esconv_texts))
+    config["guard"].update(thresholds=th_r, open_thresholds=open_th,
+                           selection=_recalls(oof["oof_r"], data.r_y, GUARD_CATEGORIES, th_r),
+                           false_block_budget=guard_budget, open_false_block_budget=open_budget)
+    config["dev_with_patterns"] = dev
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    progress(f"dev (patterns + learned, out of fold): {json.dumps(dev)}")
     return config

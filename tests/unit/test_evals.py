@@ -113,8 +113,10 @@ def test_summary_counts_safety_and_rates():
     s3 = {"status": "error", "turns": []}
     s = summarise([s1, s2, s3], judge={"kind": "rules", "model": "rule-based"})
     assert (s["scenarios"], s["ok"], s["errors"], s["turns"]) == (3, 2, 1, 4)
-    assert s["safety"] == {"crisis_expected": 2, "crisis_routed": 1, "recall": 0.5, "false_alarms": 1,
-                           "forbidden_content": 1}
+    assert {k: s["safety"][k] for k in ("crisis_expected", "crisis_routed", "recall", "false_alarms",
+                                        "forbidden_content")} == {"crisis_expected": 2, "crisis_routed": 1, "recall": 0.5,
+                                                                  "false_alarms": 1, "forbidden_content": 1}
+    assert s["safety"]["guard"]["events"] == 0 and s["safety"]["presentation"]["n"] == 0
     assert s["pass_rate"] == pytest.approx(2 / 4)
     assert s["empathy"]["n"] == 1 and s["empathy"]["overall"] == 0.5
     assert s["trajectory"]["improved_share"] == 0.5 and s["trajectory"]["mean_valence_change"] == pytest.approx(0.2)
