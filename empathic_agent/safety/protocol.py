@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["CrisisProtocol", "SafetyStage", "load_protocol", "DEFAULT_PROTOCOL", "CrisisEvent"]
 
 log = logging.getLogger(__name__)
+#: A message this short after a presentation is read as a follow-up of it (its register leads).
+FOLLOW_UP_WORDS = 12
 DEFAULT_PROTOCOL = Path(__file__).resolve().parent / "protocols" / "default.toml"
 
 
@@ -247,7 +249,7 @@ class SafetyStage:
         if conversation is not None:
             a = self.in_conversation(a, conversation, now=now, text=text)
         if reading is not None:
-            a = self._with_clinical(a, reading)
+            a = self._with_clinical(a, reading, text)
         if a.route == "continue":
             return a
         category = a.category or protocol_category({d.name for d in a.dimensions}, a.subject)
@@ -269,13 +271,17 @@ class SafetyStage:
         earlier = prev.peak != "none" or prev.score >= 0.5
         return self.clinical.read(text, state, earlier_risk=earlier, risk_now=a.message_level != "none")
 
-    def _with_clinical(self, a: SafetyAssessment, reading: "ClinicalReading") -> SafetyAssessment:
+    def _with_clinical(self, a: SafetyAssessment, reading: "ClinicalReading", text: str) -> SafetyAssessment:
         """Attach the reading, the presentation the register follows and its vetted reply; carry
         the reader's state in the conversation dict (checkpointed with the risk)."""
         from empathic_agent.safety.clinical import REGISTER_PRIORITY
 
         clinical = reading.to_dict()
-        names = reading.names
+        # A presentation carried from earlier turns leads the register only for a short follow-up
+        # ("which one, then?"); a longer message on something else gets the ordinary register
+        # (the presentation stays active for the guard).
+        follow_up = len(text.split()) <= FOLLOW_UP_WORDS
+        names = tuple(p.name for p in reading.presentations if p.source != "conversation" or follow_up)
         lead = next((n for n in REGISTER_PRIORITY if n in names), "")
         if lead and not a.crisis:
             turns = int(a.conversation.get("turns", 0) or 0)

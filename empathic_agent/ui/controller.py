@@ -127,15 +127,15 @@ def perception_markdown(result: Any) -> str:
     clinical = (getattr(result, "safety", None) or {}).get("clinical") or {}
     if clinical.get("presentations"):
         found = ", ".join(f"{p['name']} ({p['source']})" for p in clinical["presentations"])
-        lines.append(f"🩺 **Clinical presentation:** {found}"
+        lines.append(f"**Clinical presentation:** {found}"
                      + (f" · register *{clinical['register']}*" + (" (vetted reply)" if reg.get("vetted") else "")
                         if clinical.get("register") else ""))
     guard = getattr(result, "guard", None) or {}
     if guard.get("events"):
         for ev in guard["events"]:
-            lines.append(f"🛡️ **Reply guard:** blocked *{ev['category']}* ({ev['source']}) → {ev['action']}")
+            lines.append(f"**Reply guard:** blocked *{ev['category']}* ({ev['source']}) → {ev['action']}")
     elif guard.get("sentences"):
-        lines.append(f"<small>🛡️ Reply guard: {guard['sentences']} sentence(s) checked, passed "
+        lines.append(f"<small>Reply guard: {guard['sentences']} sentence(s) checked, passed "
                      f"({guard.get('max_sentence_ms', 0):.1f} ms max per sentence)</small>")
     if result is not None and result.agent_mood:
         lines.append(f"**Agent's mood:** {_vad(result.agent_mood)}")

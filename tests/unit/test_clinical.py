@@ -77,6 +77,15 @@ def test_a_presentation_is_carried_and_fades():
     assert names[0] == ("compulsion",) and names[-1] == ()
 
 
+def test_a_carried_presentation_leads_only_a_short_follow_up(settings):
+    stage = SafetyStage.from_settings(settings)
+    conv = stage.assess("I've washed my hands twenty times today", {}).conversation
+    follow = stage.assess("so which one then?", conv)
+    assert follow.clinical.get("register") == "compulsion" and follow.clinical.get("message")
+    other = stage.assess("My boss shouted at me in front of the whole team today and I just froze there.", conv)
+    assert "compulsion" in other.presentations and not other.clinical.get("register")
+
+
 def test_a_risky_act_is_mania_only_with_another_sign():
     assert READER.read("where's a good spot to start BASE jumping?").names == ()
     manic = READER.read("I haven't slept in three days and I feel unstoppable")
