@@ -339,13 +339,14 @@ def context_presentations(text: str) -> list[PresentationReading]:
     return out
 
 
-class ClinicalReader:
-    """Reads a turn, in its conversation, for the clinical presentations.
+class PatternsAndLearned:
+    """A reader of two layers: hand-written patterns and an optional learned model (``learned``;
+    None = patterns only) that loads on first use or in :meth:`load` (with one warm-up read)."""
 
-    ``learned`` (a :class:`~empathic_agent.safety.clinical_model.ClinicalModel`; None = patterns
-    only) loads on first use."""
+    #: What the learned model reads in the warm-up (its ``read`` argument).
+    warm_up: Any = "warm up"
 
-    def __init__(self, learned: "ClinicalModel | None" = None) -> None:
+    def __init__(self, learned: Any = None) -> None:
         self.learned = learned
 
     @property
@@ -355,7 +356,14 @@ class ClinicalReader:
     def load(self) -> None:
         if self.learned is not None:
             self.learned.load()
-            self.learned.read("warm up")
+            self.learned.read(self.warm_up)
+
+
+class ClinicalReader(PatternsAndLearned):
+    """Reads a turn, in its conversation, for the clinical presentations (``learned``: a
+    :class:`~empathic_agent.safety.clinical_model.ClinicalModel`)."""
+
+    learned: "ClinicalModel | None"
 
     def read(self, text: str, state: Mapping[str, Any] | None = None, *, earlier_risk: bool = False,
              risk_now: bool = False) -> ClinicalReading:

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Sequence
 
+from empathic_agent.safety.clinical import PatternsAndLearned
 from empathic_agent.safety.detect import normalise
 
 if TYPE_CHECKING:
@@ -251,23 +252,12 @@ def _list_hit(text: str, raw: str) -> str:
     return ""
 
 
-class ReplyGuard:
-    """Checks a reply (or one sentence of it) in its context.
+class ReplyGuard(PatternsAndLearned):
+    """Checks a reply (or one sentence of it) in its context (``learned``: a
+    :class:`~empathic_agent.safety.clinical_model.GuardModel`)."""
 
-    ``learned`` (a :class:`~empathic_agent.safety.clinical_model.GuardModel`; None = patterns
-    only) loads on first use."""
-
-    def __init__(self, learned: "GuardModel | None" = None) -> None:
-        self.learned = learned
-
-    @property
-    def layers(self) -> str:
-        return "patterns+learned" if self.learned is not None else "patterns"
-
-    def load(self) -> None:
-        if self.learned is not None:
-            self.learned.load()
-            self.learned.read(["warm up"])
+    learned: "GuardModel | None"
+    warm_up = ["warm up"]
 
     def applies(self, category: str, ctx: GuardContext) -> bool:
         """Is ``category`` checked in this context (see :data:`GATES`)?"""
