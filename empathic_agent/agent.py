@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 from empathic_agent.generate.llm import ChatMessage
 from empathic_agent.graph.builder import Services, build_graph, build_services
@@ -288,6 +288,34 @@ class Agent:
                 result = event
         assert result is not None
         return result
+
+    async def seed_history(self, user_id: str, session_id: str, turns: Sequence[tuple[str, str]], *,
+                           strategies: Sequence[str] = ()) -> None:
+        """Start a conversation from a transcript: ``turns`` as (role, text), role "user" or
+        "assistant", oldest first, and the support ``strategies`` already used.  The next turn then
+        runs with this history, exactly as if it had been said here (reply-level evaluations put a
+        data set's dialogue so far in front of the agent this way).  The conversation must be new."""
+        from langchain_core.messages import AIMessage, HumanMessage
+
+        from empathic_agent.errors import ConfigError
+
+        validate_id(user_id, "user id")
+        validate_id(session_id, "session id")
+        config = self._config(user_id, session_id)
+        snap = await self.graph.aget_state(config)
+        if (snap.values or {}).get("messages"):
+            raise ConfigError(f"conversation {user_id}/{session_id} already has messages; seed only a new one")
+        messages = []
+        for i, (role, text) in enumerate(turns):
+            if role not in ("user", "assistant"):
+                raise ValueError(f"turn {i}: role must be 'user' or 'assistant', not {role!r}")
+            cls = HumanMessage if role == "user" else AIMessage
+            messages.append(cls(content=str(text), id=f"seed-{i}"))
+        if not messages and not strategies:
+            return
+        # As the graph's last step: nothing is left to run, so the next turn starts from the top.
+        last = "remember" if "remember" in self.graph.nodes else "generate"
+        await self.graph.aupdate_state(config, {"messages": messages, "strategies": list(strategies)}, as_node=last)
 
     # -- data rights -----------------------------------------------------------------------------
     async def sessions(self, user_id: str) -> list[str]:

@@ -199,7 +199,10 @@ class Settings:
     api_cors_origins: str = ""
 
     # --- Dialogue evaluation (empathic eval) ---
-    #: OpenAI-compatible server of the empathy judge; empty = the rule-based scorer.
+    #: Offline empathy judge when no judge server is set: "epitome" (fine-tuned on EPITOME; the
+    #: default) or "rules" (the lexical proxy).
+    judge: str = "epitome"
+    #: OpenAI-compatible server of the empathy judge; empty = the offline judge (``judge``).
     judge_base_url: str = ""
     #: The judge's model (empty: the server's first).
     judge_model: str = ""
@@ -220,6 +223,8 @@ class Settings:
             raise ConfigError(f"llm_dtype={self.llm_dtype!r} is not valid; choose auto, float32 or bfloat16")
         if self.safety_clinical_replies not in ("vetted", "guarded"):
             raise ConfigError(f"safety_clinical_replies={self.safety_clinical_replies!r} is not valid; choose vetted or guarded")
+        if self.judge not in ("epitome", "rules"):
+            raise ConfigError(f"judge={self.judge!r} is not valid; choose epitome or rules (an LLM judge: judge_base_url)")
         if self.face_detector not in ("auto", "blazeface", "haar"):
             raise ConfigError(f"face_detector={self.face_detector!r} is not valid; choose auto, blazeface or haar")
         if self.llm_backend not in LLM_BACKENDS:

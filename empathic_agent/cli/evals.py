@@ -4,6 +4,7 @@ scenarios, and print the scenario schema or the content checks.
     empathic eval run shipped --out runs/default            # the shipped scenario sets
     empathic eval run my.yaml esconv:test:20 --config cfg.yaml --judge-url http://gpu:8000/v1 --out runs/x
     empathic eval compare runs/default runs/x --out runs/cmp
+    empathic eval replies --source esconv:test --limit 300 --out runs/replies   # reply-level, vs. human replies
     empathic eval convert esconv --split test --limit 50 --out scenarios/esconv
 """
 
@@ -22,7 +23,7 @@ __all__ = ["add_parser", "run"]
 
 # eval-run flags that map to Settings fields.
 _RUN_SETTINGS = {
-    "judge_url": "judge_base_url", "judge_model": "judge_model", "judge_api_key": "judge_api_key",
+    "judge": "judge", "judge_url": "judge_base_url", "judge_model": "judge_model", "judge_api_key": "judge_api_key",
     "simulator_url": "simulator_base_url", "simulator_model": "simulator_model",
     "simulator_api_key": "simulator_api_key", "persona": "persona",
 }
@@ -51,6 +52,29 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--simulator-model", help="the simulator's model")
     q.add_argument("--simulator-api-key", help="the simulator server's API key")
     q.add_argument("--data-dir", help="shared data folder for esconv:/empatheticdialogues: sources")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    q.add_argument("--judge", choices=["epitome", "rules"],
+                   help="offline empathy judge when no --judge-url is given (default: epitome)")
+
+    q = sub.add_parser("replies", parents=[common], help="reply-level evaluation against human replies (JSON + HTML)",
+                       description="Each context (dialogue so far + the person's words) runs through the agent as in "
+                                   "the UI; its reply and the human reference are scored alike: empathy judge, "
+                                   "strategy adherence, relevance, off-topic rate, BLEU/ROUGE-L, Distinct, reference "
+                                   "perplexity, latency.  Resumes an interrupted run in the same --out folder.")
+    q.add_argument("--source", required=True,
+                   help="'esconv[:SPLIT]' (from --data-dir) or a CSV with columns context,reference[,strategy]")
+    q.add_argument("--out", required=True, help="run folder (items.jsonl, report.json, report.html)")
+    q.add_argument("--limit", type=int, help="a draw of N items, seeded by --seed like the LLM (default: all)")
+    q.add_argument("--bare", action="store_true", help="the LLM alone: same history and system prompt, no plan, "
+                                                       "perception or guard (ablation)")
+    q.add_argument("--config", help="YAML/JSON/TOML file of settings for the agent under test")
+    q.add_argument("--judge", choices=["epitome", "rules"], help="offline empathy judge (default: epitome)")
+    q.add_argument("--judge-url", help="OpenAI-compatible server of an LLM judge instead")
+    q.add_argument("--judge-model")
+    q.add_argument("--judge-api-key")
+    q.add_argument("--data-dir", help="shared data folder for esconv: sources")
+    q.add_argument("--fresh", action="store_true", help="start over instead of resuming a run in --out")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     q = sub.add_parser("compare", parents=[common], help="side-by-side comparison of two runs (JSON + HTML)")
@@ -137,18 +161,41 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         write_compare_html(cmp, out / "compare.html")
         print(json.dumps({"json": str(out / "compare.json"), "html": str(out / "compare.html")}, indent=1))
         return 0
+    if cmd == "replies":
+        return _replies(settings, args)
     return _run(settings, args)
+
+
+def _settings_for_run(args: argparse.Namespace) -> Settings:
+    """Precedence: environment < --config file < command-line flags."""
+    overrides = _config_file(args.config) if args.config else {}
+    flags = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_") and v is not None}
+    flags.update({field: getattr(args, a) for a, field in _RUN_SETTINGS.items() if getattr(args, a, None) is not None})
+    return Settings.from_env(**{**overrides, **flags})
+
+
+def _replies(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.evals.replies import RepliesOptions, run_replies
+
+    settings = _settings_for_run(args)
+    options = RepliesOptions(out=Path(args.out), limit=args.limit, seed=settings.seed if settings.seed is not None else 0, bare=args.bare, fresh=args.fresh,
+                             progress=not args.no_progress, data_dir=Path(args.data_dir or settings.data_dir))
+    report = asyncio.run(run_replies(settings, args.source, options))
+    r, g = report["summary"]["reply"], report["summary"]["gold"]
+    keys = ("empathy", "adherence", "gold_strategy_agreement", "relevance_message", "relevance_reference",
+            "off_topic_rate", "bleu_1", "bleu_2", "bleu_4", "rouge_l", "distinct_1", "distinct_2",
+            "reference_perplexity", "length_words", "latency", "errors")
+    print(json.dumps({"out": str(Path(args.out)), "report": str(Path(args.out) / "report.html"), "items": r["n"],
+                      "judge": report["judge"]["kind"], "agent": {k: r.get(k) for k in keys},
+                      "gold": {k: g.get(k) for k in keys if k in g}}, indent=1))
+    return 0 if not r.get("errors") else 1
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.evals.runner import RunOptions, run_eval
     from empathic_agent.evals.scenario import load_scenarios
 
-    # Precedence: environment < --config file < command-line flags.
-    overrides = _config_file(args.config) if args.config else {}
-    flags = {k[len("setting_"):]: v for k, v in vars(args).items() if k.startswith("setting_") and v is not None}
-    flags.update({field: getattr(args, a) for a, field in _RUN_SETTINGS.items() if getattr(args, a) is not None})
-    settings = Settings.from_env(**{**overrides, **flags})
+    settings = _settings_for_run(args)
     scenarios = load_scenarios(args.scenarios, data_dir=args.data_dir or settings.data_dir)
     options = RunOptions(out=Path(args.out), parallel=args.parallel, fresh=args.fresh, speak=args.speak,
                          progress=not args.no_progress)

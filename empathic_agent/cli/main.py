@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     from empathic_agent.cli import evals as evals_cli
 
     evals_cli.add_parser(sub, common)
+    from empathic_agent.cli import judge as judge_cli
+
+    judge_cli.add_parser(sub, common)
     from empathic_agent.cli import api as api_cli
 
     api_cli.add_parsers(sub, common)
@@ -235,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli import evals as evals_cli
 
             return evals_cli.run(settings, args)
+        if args.command == "judge":
+            from empathic_agent.cli import judge as judge_cli
+
+            return judge_cli.run(settings, args)
         if args.command == "ui":
             from empathic_agent.ui.web import launch
 

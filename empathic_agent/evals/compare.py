@@ -43,11 +43,17 @@ Direction = Literal["higher", "lower", "neutral"]
 _COUNT_LEAVES: Final[frozenset[str]] = frozenset(
     {"n", "total", "scenarios", "turns", "dialogues", "crisis_expected"})
 # Metrics where fewer is better (besides everything under latency).
-_LOWER_LEAVES: Final[frozenset[str]] = frozenset({"errors", "false_alarms", "forbidden_content"})
+_LOWER_LEAVES: Final[frozenset[str]] = frozenset({"errors", "false_alarms", "forbidden_content", "off_topic_rate",
+                                                   "reference_perplexity"})
+# Parts of a key under which values describe rather than score (a longer reply is not better).
+_NEUTRAL_PARTS: Final[frozenset[str]] = frozenset({"length_words", "crisis_routed", "items", "scoring_s"})
 
 # Run facts outside ``run.settings`` that change what a run measures.
 _RUN_FACTS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("run.sources", ("sources",)),
+    ("run.source", ("source",)),
+    ("run.bare", ("bare",)),
+    ("run.limit", ("limit",)),
     ("run.seed", ("seed",)),
     ("run.temperature", ("temperature",)),
     ("run.judge.kind", ("judge", "kind")),
@@ -61,8 +67,11 @@ _RUN_FACTS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
 def load_report(path_or_dir: str | Path) -> dict:
     """Read a report: a ``report.json`` path, or a run directory that holds one.
 
-    Raises ConfigError when the file is missing, is not JSON, or is not an ``empathic-eval-report/1``.
+    Raises ConfigError when the file is missing, is not JSON, or is neither a dialogue report
+    (``empathic-eval-report/1``) nor a reply-level one (``empathic-replies-report/1``).
     """
+    from empathic_agent.evals.replies import REPLIES_SCHEMA
+
     path = Path(path_or_dir)
     if path.is_dir():
         path = path / "report.json"
@@ -74,9 +83,9 @@ def load_report(path_or_dir: str | Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path} is not a readable JSON report: {exc}") from exc
     schema = data.get("schema") if isinstance(data, dict) else None
-    if schema != REPORT_SCHEMA:
-        raise ConfigError(
-            f"{path} is not an evaluation report: schema is {schema!r}, expected {REPORT_SCHEMA!r}")
+    if schema not in (REPORT_SCHEMA, REPLIES_SCHEMA):
+        raise ConfigError(f"{path} is not an evaluation report: schema is {schema!r}, expected {REPORT_SCHEMA!r} "
+                          f"or {REPLIES_SCHEMA!r}")
     return data
 
 
@@ -103,7 +112,7 @@ def direction(key: str) -> Direction:
     parts = key.split(".")
     if "latency" in parts or parts[-1] in _LOWER_LEAVES:
         return "lower"
-    if parts[-1] in _COUNT_LEAVES:
+    if parts[-1] in _COUNT_LEAVES or _NEUTRAL_PARTS & set(parts):
         return "neutral"
     return "higher"
 
@@ -140,8 +149,9 @@ def _flatten_any(tree: Any, prefix: str = "") -> dict[str, Any]:
 def _run_facts(report: dict) -> dict[str, Any]:
     run = get(report, "run") or {}
     return {
-        "id": get(run, "id"), "started": get(run, "started"), "finished": get(run, "finished"),
-        "wall_s": get(run, "wall_s"), "sources": get(run, "sources"), "seed": get(run, "seed"),
+        "id": get(run, "id") or get(run, "run_id"), "started": get(run, "started"), "finished": get(run, "finished"),
+        "wall_s": get(run, "wall_s") or get(run, "generation_s"),
+        "sources": get(run, "sources") or ([get(run, "source")] if get(run, "source") else None), "seed": get(run, "seed"),
         "temperature": get(run, "temperature"), "judge": get(run, "judge"),
         "simulator": get(run, "simulator"), "package_version": get(run, "package_version"),
         "settings": get(run, "settings") or {},
@@ -210,7 +220,10 @@ def _check_rows(a: dict, b: dict) -> list[dict[str, Any]]:
 
 
 def compare_reports(a: dict, b: dict, *, labels: tuple[str, str] = ("A", "B")) -> dict:
-    """Compare run ``a`` with run ``b`` (deltas are b − a); the result is JSON-serialisable."""
+    """Compare run ``a`` with run ``b`` (deltas are b − a); the result is JSON-serialisable.  Both
+    must be dialogue runs or both reply-level runs."""
+    if a.get("schema") != b.get("schema"):
+        raise ConfigError(f"cannot compare a {a.get('schema')} run with a {b.get('schema')} run")
     return {
         "schema": COMPARE_SCHEMA,
         "labels": list(labels),

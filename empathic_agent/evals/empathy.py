@@ -11,8 +11,11 @@ mechanisms, each scored 0 (none), 1 (weak) or 2 (strong):
 :class:`LLMJudge` asks any OpenAI-compatible model one closed question per mechanism and reads the
 distribution over "0"/"1"/"2" from the answer token's log-probabilities (vLLM and OpenAI return
 them), so scores are expectations with their uncertainty; servers without logprobs give a one-hot
-distribution, and the report says so (``probabilities: false``).  :class:`RuleJudge` is used when no
-judge is configured: transparent lexical rules for the same three mechanisms — reproducible, but a
+distribution, and the report says so (``probabilities: false``).  :class:`EpitomeJudge` is the
+default when no LLM judge is configured: all-MiniLM-L6-v2 fine-tuned on the EPITOME annotations
+(:mod:`empathic_agent.evals.pair_model`), calibrated distributions over 0/1/2 that run offline in
+milliseconds (research-only weights: the data's licence).  :class:`RuleJudge` (``judge = "rules"``)
+stays available: transparent lexical rules for the same three mechanisms — reproducible, but a
 proxy, and labelled as such everywhere it is reported.
 
 Each judge subclasses :class:`EmpathyJudge` and implements one hook, ``_score_impl``.
@@ -29,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Final, Sequence
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
 
-__all__ = ["DIMENSIONS", "RUBRIC", "DimensionScore", "EmpathyJudge", "EmpathyScore", "LLMJudge", "RuleJudge",
-           "load_judge"]
+__all__ = ["DIMENSIONS", "RUBRIC", "DimensionScore", "EmpathyJudge", "EmpathyScore", "EpitomeJudge", "LLMJudge",
+           "RuleJudge", "JUDGES", "load_judge", "seeker_text"]
 
 DIMENSIONS: Final[tuple[str, ...]] = ("emotional_reactions", "interpretations", "explorations")
 LEVELS: Final[tuple[str, ...]] = ("0", "1", "2")
@@ -93,7 +96,7 @@ class EmpathyScore:
 class EmpathyJudge(ABC):
     """Scores a reply's empathy on the EPITOME mechanisms."""
 
-    #: "llm" or "rules" (reported with every score).
+    #: "llm", "epitome" or "rules" (reported with every score).
     kind: str = "base"
 
     def describe(self) -> dict[str, Any]:
@@ -191,6 +194,62 @@ class RuleJudge(EmpathyJudge):
                 "explorations": _point(exploration)}
 
 
+def seeker_text(context: Sequence[tuple[str, str]]) -> str:
+    """The person's words the reply answers: their messages since the agent last spoke (EPITOME
+    rates a response to one seeker post)."""
+    words: list[str] = []
+    for role, text in reversed(list(context)):
+        if role != "user":
+            if words:
+                break
+            continue
+        words.insert(0, text)
+    return " ".join(words)
+
+
+class EpitomeJudge(EmpathyJudge):
+    """EPITOME with a fine-tuned MiniLM pair reader (offline; calibrated 0/1/2 distributions).
+
+    Reads (the person's last words, the reply) with the weights in ``evals/weights/epitome.*``
+    (trained by ``empathic judge train``; model card ``EPITOME_MODEL_CARD.md``).  Trained on Reddit
+    support posts: research-only, non-commercial.
+    """
+
+    kind = "epitome"
+
+    def __init__(self, folder: Any = None, *, settings: "Settings | None" = None) -> None:
+        from empathic_agent.evals.pair_model import PairClassifier
+
+        self.model = PairClassifier("epitome", folder, settings=settings)
+
+    @staticmethod
+    def available(folder: Any = None) -> bool:
+        from empathic_agent.evals.pair_model import PairClassifier
+
+        return PairClassifier("epitome", folder).available()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "model": "EPITOME judge (fine-tuned all-MiniLM-L6-v2; research-only)",
+                "url": None, "probabilities": True, "weights": str(self.model.weights_path)}
+
+    def score_many(self, contexts: Sequence[str], replies: Sequence[str]) -> list[dict[str, DimensionScore]]:
+        """Batch scoring: the person's words and the reply per pair (synchronous)."""
+        probs = self.model.predict(list(contexts), [r or "" for r in replies])
+        out = []
+        for i in range(len(replies)):
+            dims = {}
+            for d in DIMENSIONS:
+                dist = tuple(float(p) for p in probs[d][i])
+                dims[d] = DimensionScore(sum(k * p for k, p in enumerate(dist)), dist)  # type: ignore[arg-type]
+            out.append(dims)
+        return out
+
+    async def _score_impl(self, context: list[tuple[str, str]], reply: str) -> dict[str, DimensionScore]:
+        import asyncio
+
+        return (await asyncio.to_thread(self.score_many, [seeker_text(context)], [reply]))[0]
+
+
 class LLMJudge(EmpathyJudge):
     """EPITOME through any OpenAI-compatible chat model (one closed question per mechanism)."""
 
@@ -229,13 +288,25 @@ class LLMJudge(EmpathyJudge):
         await self.llm.aclose()
 
 
+#: Offline judges by ``settings.judge`` (an LLM judge is chosen by ``judge_base_url`` instead).
+JUDGES: Final[tuple[str, ...]] = ("epitome", "rules")
+
+
 def load_judge(settings: "Settings") -> EmpathyJudge:
-    """The LLM judge when ``settings.judge_base_url`` is set, else the rule-based scorer."""
+    """The LLM judge when ``settings.judge_base_url`` is set; else ``settings.judge``: the EPITOME
+    judge (default) or the rule-based scorer."""
     if settings.judge_base_url:
         if not settings.judge_base_url.startswith(("http://", "https://")):
             from empathic_agent.errors import ConfigError
 
             raise ConfigError(f"judge_base_url must start with http:// or https:// (got {settings.judge_base_url!r})")
         return LLMJudge.from_settings(settings)
-    return RuleJudge()
+    if settings.judge == "rules":
+        return RuleJudge()
+    if not EpitomeJudge.available():
+        from empathic_agent.errors import ConfigError
+
+        raise ConfigError("the EPITOME judge's weights are missing (evals/weights/epitome.*); train them with "
+                          "'empathic judge train' or choose judge = \"rules\"")
+    return EpitomeJudge(settings=settings)
 

@@ -215,6 +215,11 @@ def summarise(scenarios: Sequence[Mapping[str, Any]], *, judge: Mapping[str, Any
                       "distribution": [round(float(x), 4) for x in np.mean([e[d]["distribution"] for e in emp], axis=0)]
                       if emp else None}
 
+    # Strategy adherence: does the reply realise the planned strategy (classified from its words)?
+    adh = [t["adherence"] for t in turns if t.get("adherence")]
+    adherence = {"n": len(adh), "exact": _rate(sum(a["exact"] for a in adh), len(adh)),
+                 "family": _rate(sum(a["family"] for a in adh), len(adh))}
+
     trajs = [s.get("trajectory") or {} for s in ok]
     changes = [t["change"] for t in trajs if t.get("change") is not None]
     sim = [s.get("trajectory") or {} for s in ok if any(t.get("kind") == "simulated" for t in s.get("turns", []))]
@@ -242,5 +247,6 @@ def summarise(scenarios: Sequence[Mapping[str, Any]], *, judge: Mapping[str, Any
         "perception": perception,
         "register": {"family": _acc(named(lambda n: n == "family")),
                      "tone": _acc(named(lambda n: n.startswith("tone.")))},
-        "safety": safety, "empathy": empathy, "trajectory": trajectory, "latency": latency,
+        "safety": safety, "empathy": empathy, "adherence": adherence, "trajectory": trajectory,
+        "latency": latency,
     }

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["EMPATHY_DIMS", "REPORT_SCHEMA", "RULES_LABEL", "render_html", "write_html", "write_json"]
+__all__ = ["EMPATHY_DIMS", "EPITOME_LABEL", "REPORT_SCHEMA", "RULES_LABEL", "render_html", "write_html", "write_json"]
 
 REPORT_SCHEMA: Final[str] = "empathic-eval-report/1"
 
@@ -36,7 +36,8 @@ EMPATHY_DIMS: Final[tuple[tuple[str, str], ...]] = (
 )
 
 DASH: Final[str] = "–"
-RULES_LABEL: Final[str] = "rule-based scorer — no LLM judge configured"
+RULES_LABEL: Final[str] = "rule-based scorer — a lexical proxy, not a trained judge"
+EPITOME_LABEL: Final[str] = "EPITOME judge — fine-tuned MiniLM, offline (research-only weights)"
 
 # A handful of distinguishable colours for lines (colour-blind friendly, Okabe–Ito palette).
 PALETTE: Final[tuple[str, ...]] = (
@@ -293,6 +294,8 @@ def _judge_text(report: dict) -> str:
     judge = get(report, "run", "judge") or {}
     if _is_rules(report):
         return RULES_LABEL
+    if (get(report, "run", "judge", "kind") or get(report, "summary", "empathy", "kind")) == "epitome":
+        return EPITOME_LABEL
     model = judge.get("model") if isinstance(judge, dict) else None
     return f"LLM judge ({model})" if model else "LLM judge"
 
@@ -372,6 +375,10 @@ def _headline_rows(summary: dict) -> list[tuple[str, str, str]]:
     ]
     for dim, label in EMPATHY_DIMS:
         rows.append((f"Empathy: {label.lower()} (0–2)", fmt(get(s, "empathy", dim, "mean")), ""))
+    if get(s, "adherence", "n"):
+        rows += [("Strategy adherence: exact", pct(get(s, "adherence", "exact")),
+                  f"{esc(get(s, 'adherence', 'n'))} replies (classified strategy = planned)"),
+                 ("Strategy adherence: family", pct(get(s, "adherence", "family")), "same ESConv stage")]
     dialogues = get(s, "trajectory", "dialogues")
     rows += [
         ("Trajectory: dialogues improved",
@@ -503,7 +510,24 @@ def _empathy_cell(empathy: Any) -> str:
     if not isinstance(empathy, dict):
         return DASH
     short = {"emotional_reactions": "ER", "interpretations": "IP", "explorations": "EX"}
-    return " ".join(f"{short[d]} {fmt(get(empathy, d, 'score'), 1)}" for d, _ in EMPATHY_DIMS)
+    parts = []
+    for d, _ in EMPATHY_DIMS:
+        dist = get(empathy, d, "distribution")
+        shown = ("/".join(f"{float(p):.2f}" for p in dist) if isinstance(dist, list) and len(dist) == 3
+                 and get(empathy, "probabilities") else "")
+        parts.append(f'<span class="nowrap">{short[d]} {fmt(get(empathy, d, "score"), 1)}'
+                     + (f' <span class="muted">({shown})</span>' if shown else "") + "</span>")
+    return "<br>".join(parts)
+
+
+def _adherence_cell(adherence: Any) -> str:
+    """The reply's classified strategy against the planned one."""
+    if not isinstance(adherence, dict):
+        return ""
+    mark = "exact" if adherence.get("exact") else "family" if adherence.get("family") else "other"
+    cls = "" if adherence.get("exact") or adherence.get("family") else ' class="bad"'
+    return (f'<br><span class="muted">reads as</span> <span{cls}>{esc(adherence.get("classified"))}</span> '
+            f'<span class="muted">({mark})</span>')
 
 
 def _flag(value: Any, *, bad_when_true: bool = False) -> str:
@@ -529,7 +553,8 @@ def _turn_row(turn: dict) -> list[str]:
                          f'{esc(get(d, "error"))}</span>' for d in degraded)
     return [esc(turn.get("index")), user, reply, _perceived_cell(turn.get("perceived")),
             _flag(get(turn, "perceived", "mixed_signals")), _register_cell(turn.get("register")),
-            _flag(turn.get("crisis"), bad_when_true=True), _empathy_cell(turn.get("empathy")),
+            _flag(turn.get("crisis"), bad_when_true=True),
+            _empathy_cell(turn.get("empathy")) + _adherence_cell(turn.get("adherence")),
             _checks_cell(turn.get("checks")), f'<span class="nowrap">{_seconds(turn.get("turn_s"))}</span>']
 
 

@@ -88,6 +88,8 @@ class _Run:
         self._lock = asyncio.Lock()
         self.simulator: Any = None
         self.bar: Any = None
+        #: Reads each reply's strategy for the adherence figures (None: no adherence); set by run_eval.
+        self.strategies: Any = None
 
     async def agent_for(self, config: Mapping[str, Any]) -> Any:
         """The agent for a scenario's settings overrides (built once per distinct config)."""
@@ -170,6 +172,13 @@ class _Run:
             empathy = (await self.judge.score(conversation[:-1], result.reply)).to_dict()
         except EmpathicError as exc:  # a judge that fails is recorded, the dialogue goes on
             degraded.append({"step": "judge", "error": str(exc)})
+        adherence = None
+        if self.strategies is not None and result.register.get("strategy") and result.reply:
+            from empathic_agent.evals.empathy import seeker_text
+            from empathic_agent.evals.strategy import adherence as adhere
+
+            read = await asyncio.to_thread(self.strategies.classify, seeker_text(conversation[:-1]), result.reply)
+            adherence = adhere(result.register.get("strategy"), read)
         if self.bar is not None:
             self.bar.update(1)
         return {
@@ -182,7 +191,7 @@ class _Run:
             | {"presentations": list(result.presentations)} if result.safety else {},
             "guard": {"events": list(result.guard_events), "sentences": result.guard.get("sentences", 0),
                       "max_sentence_ms": result.guard.get("max_sentence_ms", 0.0)} if result.guard else {},
-            "empathy": empathy, "checks": checks,
+            "empathy": empathy, "adherence": adherence, "checks": checks,
             "timings": {k: round(float(v), 4) for k, v in result.timings.items()},
             "turn_s": round(turn_s, 4), "degraded": degraded,
             "first_text_s": result.generation.get("time_to_first_chunk_s"),
@@ -192,6 +201,7 @@ class _Run:
 
 async def run_eval(scenarios: Sequence[Scenario], settings: "Settings", options: RunOptions, *,
                    services: "Services | None" = None, judge: "EmpathyJudge | None" = None,
+                   strategies: Any = "default",
                    sources: Sequence[str] = ()) -> dict[str, Any]:
     """Run (or resume) the scenarios; write and return the report (see the module docstring)."""
     from empathic_agent.agent import open_checkpointer
@@ -231,6 +241,11 @@ async def run_eval(scenarios: Sequence[Scenario], settings: "Settings", options:
         services = dataclasses.replace(services, settings=settings)
     checkpointer, closer = await open_checkpointer(settings)
     run = _Run(settings, services, checkpointer, judge, options)
+    if strategies == "default":
+        from empathic_agent.evals.strategy import StrategyClassifier
+
+        strategies = StrategyClassifier(settings=settings)
+    run.strategies = strategies if strategies is not None and strategies.available() else None
     run.simulator = UserSimulator.from_settings(settings, services.llm)
     header.update({"sources": list(sources), "settings": settings.to_dict(), "seed": settings.seed,
                    "temperature": settings.temperature, "judge": judge.describe(),

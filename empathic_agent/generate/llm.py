@@ -195,6 +195,12 @@ class LLM(ABC):
         text = await self.complete(messages, options)
         return parse_choice(text, choices)
 
+    async def continuation_logprob(self, messages: Sequence[ChatMessage], continuation: str) -> tuple[float, int] | None:
+        """Sum of the log-probabilities (natural log) of ``continuation`` as the assistant's reply
+        after ``messages``, and its number of tokens: the model's perplexity of a reference reply
+        is ``exp(-sum / tokens)``.  None (the default) for backends that cannot tell."""
+        return None
+
     async def aclose(self) -> None:
         """Release connections/threads. Safe to call twice."""
 

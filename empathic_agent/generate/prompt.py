@@ -14,13 +14,24 @@ than one exchange at a time, so consecutive prompts usually share their whole be
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
 from empathic_agent.generate.llm import ChatMessage
 
-__all__ = ["build_prompt", "is_fallback", "window_start"]
+__all__ = ["build_prompt", "is_fallback", "system_prompt", "window_start"]
+
+
+def system_prompt(base: str, persona: Any = None) -> str:
+    """The system prompt: the configured one (``settings.system_prompt``) plus the persona's
+    identity, style and boundaries."""
+    if persona is None:
+        return base
+    who = f"You are {persona.name}, {persona.description}." if persona.description else f"You are {persona.name}."
+    style = f" Style: {persona.style}." if persona.style else ""
+    never = f" Never: {'; '.join(persona.policy.boundaries)}." if persona.policy.boundaries else ""
+    return f"{base} {who}{style}{never}"
 
 
 def is_fallback(message: AnyMessage) -> bool:

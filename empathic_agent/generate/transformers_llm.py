@@ -20,7 +20,7 @@ import copy
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Final
+from typing import TYPE_CHECKING, Any, AsyncIterator, Final, Sequence
 
 from empathic_agent.errors import BackendUnavailableError, LLMError, LLMTimeoutError, ModelError
 from empathic_agent.generate.llm import LLM, ChatMessage, GenerationOptions
@@ -177,6 +177,36 @@ class TransformersLLM(LLM):
                 raise LLMError(f"generation failed: {type(errors[0]).__name__}: {errors[0]}") from errors[0]
             self._completion_tokens = result.get("tokens")
 
+
+    async def continuation_logprob(self, messages: Sequence[ChatMessage], continuation: str) -> tuple[float, int] | None:
+        """Log-probability of ``continuation`` (its tokens up to and including the chat template's
+        end-of-turn token) after the prompt the model would be given for ``messages``."""
+        await self.load()
+        async with self._lock:
+            return await asyncio.to_thread(self._logprob_sync, list(messages), continuation)
+
+    def _logprob_sync(self, messages: list[ChatMessage], continuation: str) -> tuple[float, int] | None:
+        import torch
+
+        chat = [m.to_dict() for m in messages]
+        prompt = self._tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
+        full = self._tok.apply_chat_template(chat + [{"role": "assistant", "content": continuation}],
+                                             tokenize=True, return_dict=True)
+        p_ids, f_ids = list(prompt["input_ids"]), list(full["input_ids"])
+        if len(f_ids) <= len(p_ids) or f_ids[:len(p_ids)] != p_ids:
+            return None  # a template that rewrites the prompt around the reply: no clean split
+        # Up to the end-of-turn token: a template may add a newline after it that is no part of the reply.
+        end = self._tok.convert_tokens_to_ids(self._tok.eos_token) if self._tok.eos_token else None
+        cut = len(f_ids)
+        if end is not None and end in f_ids[len(p_ids):]:
+            cut = f_ids.index(end, len(p_ids)) + 1
+        ids = torch.tensor([f_ids[:cut]])
+        with torch.inference_mode():
+            logits = self._model(input_ids=ids).logits[0, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        target = ids[0, 1:]
+        picked = logp[torch.arange(len(target)), target][len(p_ids) - 1:]
+        return float(picked.sum()), int(picked.numel())
 
     # -- prefix cache (used by one generation at a time: under self._lock) --------------------------
     def _cache_for(self, ids: tuple[int, ...]) -> tuple[Any, int]:

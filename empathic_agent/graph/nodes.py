@@ -21,7 +21,7 @@ from langgraph.types import Overwrite
 
 from empathic_agent.errors import EmpathicError, EmptyInputError, LLMError
 from empathic_agent.generate.llm import GenerationOptions
-from empathic_agent.generate.prompt import build_prompt
+from empathic_agent.generate.prompt import build_prompt, system_prompt
 from empathic_agent.graph.state import StepError, TurnContext, TurnState
 from empathic_agent.perceive.text import clean_text
 from empathic_agent.safety.guard import GuardedRelease
@@ -248,13 +248,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                 "timings": {"plan": time.perf_counter() - t0}}
 
     def _system_prompt() -> str:
-        p = services.persona
-        if p is None:
-            return settings.system_prompt
-        who = f"You are {p.name}, {p.description}." if p.description else f"You are {p.name}."
-        style = f" Style: {p.style}." if p.style else ""
-        never = f" Never: {'; '.join(p.policy.boundaries)}." if p.policy.boundaries else ""
-        return f"{settings.system_prompt} {who}{style}{never}"
+        return system_prompt(settings.system_prompt, services.persona)
 
     async def generate(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         """Ask the LLM for the reply under the planned register, streaming it through the reply

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Sequence
 
+from empathic_agent.evals.strategy import StrategyClassifier
 from empathic_agent.generate.llm import LLM, ChatMessage, GenerationOptions
 from empathic_agent.memory.embedder import Embedder
 
-__all__ = ["FakeLLM", "FakeEmbedder"]
+__all__ = ["FakeLLM", "FakeEmbedder", "FakeStrategyClassifier"]
 
 
 class FakeLLM(LLM):
@@ -157,3 +158,26 @@ class FakeEncoder(Encoder):
 
 
 __all__ += ["FakeEncoder"]
+
+
+class FakeStrategyClassifier(StrategyClassifier):
+    """Reads a reply's strategy from its surface: a question is "Question", "sorry"/"sounds" is
+    "Reflection of feelings", "should"/"try" is "Providing Suggestions", else "Others"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def available(self) -> bool:
+        return True
+
+    def classify_many(self, contexts: Sequence[str], replies: Sequence[str]) -> list[dict]:
+        from empathic_agent.plan.register import STRATEGIES, family_of
+
+        out = []
+        for reply in replies:
+            low = reply.lower()
+            s = ("Question" if "?" in reply else "Reflection of feelings" if "sorry" in low or "sounds" in low
+                 else "Providing Suggestions" if "should" in low or "try" in low else "Others")
+            out.append({"strategy": s, "probability": 1.0, "family": family_of(s),
+                        "distribution": {c: float(c == s) for c in STRATEGIES}})
+        return out

@@ -18,6 +18,7 @@ from empathic_agent.evals.simulator import UserSimulator
 from empathic_agent.generate.llm import ChatMessage, Choice, parse_choice
 from empathic_agent.graph import build_services
 from empathic_agent.testing import FakeEncoder, FakeLLM
+from empathic_agent.testing.fakes import FakeStrategyClassifier
 
 
 # -- content checks ------------------------------------------------------------------------------
@@ -182,7 +183,8 @@ async def test_run_writes_reports_and_resumes(settings, tmp_path):
     scenarios = [parse_scenario(d, default_id=d["id"]) for d in DOCS]
     out = tmp_path / "run"
     services = _services(settings, ["I'm sorry. What happened?", "You should get a new dog."])
-    report = await run_eval(scenarios, settings, RunOptions(out=out, parallel=1, progress=False), services=services)
+    report = await run_eval(scenarios, settings, RunOptions(out=out, parallel=1, progress=False), services=services,
+                            strategies=FakeStrategyClassifier())
     assert (out / "report.json").is_file() and (out / "report.html").is_file()
     assert report["schema"] == "empathic-eval-report/1" and report["run"]["seed"] == 0
     assert report["run"]["judge"]["kind"] == "rules"
@@ -190,19 +192,22 @@ async def test_run_writes_reports_and_resumes(settings, tmp_path):
     assert [t["kind"] for t in sad["turns"]] == ["scripted", "scripted"]
     checks = {c["name"]: c["passed"] for t in sad["turns"] for c in t["checks"]}
     assert checks == {"emotion": True, "must:asks_question": True, "must_not:advice": False}
+    # Adherence: each reply's classified strategy against the plan.
+    assert all(t["adherence"]["planned"] == t["register"]["strategy"] for t in sad["turns"])
+    assert report["summary"]["adherence"]["n"] == 4
     sim = next(s for s in report["scenarios"] if s["id"] == "sim")
     assert [t["kind"] for t in sim["turns"]] == ["simulated", "simulated"]
     assert sim["turns"][0]["user_text"] == "Exams are coming."
     assert report["summary"]["turns"] == 4 and report["summary"]["errors"] == 0
     # Resume: both scenarios are done, nothing runs again (a fresh LLM would be asked otherwise).
     again = _services(settings, ["unused"])
-    report2 = await run_eval(scenarios, settings, RunOptions(out=out, progress=False), services=again)
+    report2 = await run_eval(scenarios, settings, RunOptions(out=out, progress=False), services=again, strategies=FakeStrategyClassifier())
     assert again.llm.prompts == [] and report2["run"]["resumed"] == 2
     assert report2["run"]["id"] == report["run"]["id"]
     # A half-finished scenario (no result file) runs again from its first turn.
     (out / "scenarios" / "sad.json").unlink()
     third = _services(settings, ["What happened?"])
-    report3 = await run_eval(scenarios, settings, RunOptions(out=out, progress=False), services=third)
+    report3 = await run_eval(scenarios, settings, RunOptions(out=out, progress=False), services=third, strategies=FakeStrategyClassifier())
     assert len(third.llm.prompts) == 2 and report3["run"]["resumed"] == 1
     history = json.loads((out / "scenarios" / "sad.json").read_text())["turns"]
     assert [t["user_text"] for t in history] == ["My dog died.", "I miss him."]
@@ -214,7 +219,8 @@ async def test_a_failing_llm_marks_the_scenario_not_the_run(settings, tmp_path):
     scenarios = [parse_scenario({"id": "x", "simulate": {"card": "Jo", "turns": 2}}, default_id="x")]
     services = build_services(settings, llm=FakeLLM(error=LLMConnectionError("down")),
                               text_encoder=FakeEncoder(default="neutral"), memory=None, speech=None, face=None, tts=None)
-    report = await run_eval(scenarios, settings, RunOptions(out=tmp_path / "r", progress=False), services=services)
+    report = await run_eval(scenarios, settings, RunOptions(out=tmp_path / "r", progress=False), services=services,
+                            strategies=None)
     rec = report["scenarios"][0]
     assert rec["status"] == "error" and "down" in rec["error"] and report["summary"]["errors"] == 1
 
