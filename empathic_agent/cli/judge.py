@@ -48,6 +48,10 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--pooling", choices=["mean", "mean+max"], default="mean")
     q.add_argument("--reply-tokens", type=int, default=128, help="tokens of the reply read (default 128)")
     q.add_argument("--members", nargs="+", help="members of the judge after training (default: the new one)")
+    q.add_argument("--extra-train", nargs="+", default=[], metavar="CSV",
+                   help="hand-written pairs (same columns, no sp_id) added to train")
+    q.add_argument("--extra-dev", nargs="+", default=[], metavar="CSV",
+                   help="hand-written pairs added to dev (selection and temperatures)")
     q.add_argument("--no-rationales", action="store_true", help="without the rationale-tagging auxiliary task")
     q.add_argument("--no-progress", action="store_true")
 
@@ -56,6 +60,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                                    "test figures (choose members by their dev figures only).")
     q.add_argument("--data", required=True, help="the EPITOME folder or CSV (for the dev and test splits)")
     q.add_argument("--members", nargs="+", required=True, help="member names, e.g. epitome-s0 epitome-max-s1")
+    q.add_argument("--extra-dev", nargs="+", default=[], metavar="CSV",
+                   help="hand-written pairs added to dev (selection and temperatures)")
     q.add_argument("--out", help="weights folder (default: the package's evals/weights)")
 
     q = sub.add_parser("train-strategy", parents=[common], help="fine-tune the ESConv strategy classifier")
@@ -102,9 +108,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
         result = train_epitome(args.data, out=args.out, cache_dir=settings.cache_dir, epochs=args.epochs,
                                seed=settings.seed if settings.seed is not None else 0, rationales=not args.no_rationales, pooling=args.pooling,
-                               reply_tokens=args.reply_tokens, progress=not args.no_progress)
+                               reply_tokens=args.reply_tokens, extra_train=args.extra_train, extra_dev=args.extra_dev,
+                               progress=not args.no_progress)
         member = result["config"]["name"]
-        judge = combine_epitome(args.data, args.members or [member], folder=args.out, settings=settings)
+        judge = combine_epitome(args.data, args.members or [member], folder=args.out, extra_dev=args.extra_dev,
+                                settings=settings)
         print(json.dumps({"member": member, "training": result["config"]["training"],
                           "member_figures": result["config"]["figures"], "judge": judge["config"]["members"],
                           "judge_figures": judge["config"]["figures"]}, indent=1))
@@ -112,7 +120,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if cmd == "combine":
         from empathic_agent.evals.train_pair import combine_epitome
 
-        judge = combine_epitome(args.data, args.members, folder=args.out, settings=settings)
+        judge = combine_epitome(args.data, args.members, folder=args.out, extra_dev=args.extra_dev, settings=settings)
         print(json.dumps({"members": judge["config"]["members"], "members_dev_macro_f1": judge["members_dev"],
                           "temperatures": {h["name"]: h["temperature"] for h in judge["config"]["heads"]},
                           "figures": judge["config"]["figures"]}, indent=1))

@@ -42,6 +42,7 @@ __all__ = [
     "LoRALinear",
     "EmotionHeads",
     "add_lora",
+    "lora_for_training",
     "trainable_backbone_params",
     "merge_lora",
     "mean_pool",
@@ -143,6 +144,22 @@ def add_lora(bert: nn.Module, top_layers: int = TOP_LAYERS, rank: int = LORA_RAN
             _set(layer, target, lora)
             wrapped[f"encoder.layer.{i}.{target}"] = lora
     return wrapped
+
+
+def lora_for_training(bert: nn.Module, top_layers: int = TOP_LAYERS, rank: int = LORA_RANK,
+                      alpha: float = LORA_ALPHA) -> tuple[dict[str, LoRALinear], list[nn.Parameter]]:
+    """Freeze ``bert``, wrap its top layers in LoRA (without the adapter dropout: its copy of every
+    activation doubled a step's time) and unfreeze their biases/LayerNorms.  Returns the adapters
+    and every trainable backbone parameter (LoRA A/B and the biases/norms)."""
+    for p in bert.parameters():
+        p.requires_grad_(False)
+    loras = add_lora(bert, top_layers, rank, alpha)
+    for lo in loras.values():
+        lo.dropout = nn.Identity()
+    extra = trainable_backbone_params(bert, top_layers)
+    for p in extra.values():
+        p.requires_grad_(True)
+    return loras, [p for lo in loras.values() for p in (lo.lora_A, lo.lora_B)] + list(extra.values())
 
 
 def trainable_backbone_params(bert: nn.Module, top_layers: int = TOP_LAYERS) -> dict[str, nn.Parameter]:

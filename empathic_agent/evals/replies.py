@@ -290,6 +290,7 @@ async def _generate_agent(agent: Any, item: ReplyItem, run_id: str) -> dict[str,
     return {"reply": result.reply, "total_s": round(time.perf_counter() - t0, 4),
             "first_text_s": result.generation.get("time_to_first_chunk_s"),
             "planned_strategy": (result.register or {}).get("strategy"),
+            "backend": result.generation.get("backend"),
             "route": (result.safety or {}).get("route"), "crisis": result.crisis,
             "guard_events": len(result.guard_events),
             "degraded": [d.get("step") for d in result.degraded]}
@@ -465,7 +466,8 @@ def score_items(settings: "Settings", records: Sequence[dict[str, Any]], *, head
                      "reply": {"text": rec.get("reply") or "", "planned_strategy": rec.get("planned_strategy"),
                                "first_text_s": rec.get("first_text_s"), "total_s": rec.get("total_s"),
                                "route": rec.get("route"), "crisis": rec.get("crisis"),
-                               "guard_events": rec.get("guard_events"), "error": rec.get("error")},
+                               "guard_events": rec.get("guard_events"), "error": rec.get("error"),
+                               "backend": rec.get("backend")},
                      "gold": {"text": it["reference"]}, "reference_logprob": rec.get("reference_logprob")})
     if not rows:
         raise ConfigError("no replies to score")
@@ -495,7 +497,8 @@ def score_items(settings: "Settings", records: Sequence[dict[str, Any]], *, head
             for r, read in zip(rows, classifier.classify_many(messages, [r[side]["text"] for r in rows])):
                 r[side]["strategy"] = {k: read[k] for k in ("strategy", "probability", "family")}
         for r in rows:
-            r["reply"]["adherence"] = adherence(r["reply"].get("planned_strategy"), r["reply"].get("strategy"))
+            r["reply"]["adherence"] = adherence(r["reply"].get("planned_strategy"), r["reply"].get("strategy"),
+                                                backend=r["reply"].get("backend"))
     # Relevance: MiniLM cosine (normalised embeddings).
     embedder = embedder or load_embedder(settings)
     vec = {k: embedder.embed(v) for k, v in (("message", messages), ("reply", [r["reply"]["text"] or " " for r in rows]),

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from empathic_agent.errors import ConfigError, EmpathicError
 from empathic_agent.evals.metrics import perceived_of, scenario_metrics, score_goals, score_turn, summarise, trajectory_of
 from empathic_agent.evals.scenario import Expect, Scenario
+from empathic_agent.evals.strategy import adherence as adhere
 
 if TYPE_CHECKING:
     from empathic_agent.evals.empathy import EmpathyJudge
@@ -173,12 +174,13 @@ class _Run:
         except EmpathicError as exc:  # a judge that fails is recorded, the dialogue goes on
             degraded.append({"step": "judge", "error": str(exc)})
         adherence = None
-        if self.strategies is not None and result.register.get("strategy") and result.reply:
+        backend = result.generation.get("backend")
+        if self.strategies is not None and result.reply and adhere(result.register.get("strategy"), {"strategy": ""},
+                                                                   backend=backend) is not None:
             from empathic_agent.evals.empathy import seeker_text
-            from empathic_agent.evals.strategy import adherence as adhere
 
             read = await asyncio.to_thread(self.strategies.classify, seeker_text(conversation[:-1]), result.reply)
-            adherence = adhere(result.register.get("strategy"), read)
+            adherence = adhere(result.register.get("strategy"), read, backend=backend)
         if self.bar is not None:
             self.bar.update(1)
         return {

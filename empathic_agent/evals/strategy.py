@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
 
-__all__ = ["StrategyClassifier", "adherence"]
+__all__ = ["StrategyClassifier", "adherence", "VETTED_BACKENDS"]
+
+#: Replies that are not generated (the crisis protocol's, the clinical register's vetted ones):
+#: adherence measures what the language model does with a planned strategy, so they are left out.
+VETTED_BACKENDS = frozenset({"safety-protocol", "clinical-register"})
 
 
 class StrategyClassifier:
@@ -46,12 +50,14 @@ class StrategyClassifier:
         return self.classify_many([context], [reply])[0]
 
 
-def adherence(planned: str | None, classified: dict[str, Any] | None) -> dict[str, Any] | None:
+def adherence(planned: str | None, classified: dict[str, Any] | None, *,
+              backend: str | None = None) -> dict[str, Any] | None:
     """Planned vs. classified strategy: {"planned", "classified", "probability", "exact", "family"}
-    (None when either is missing)."""
-    from empathic_agent.plan.register import family_of
+    (None when either is missing, the plan is not one of ESConv's strategies — the crisis protocol
+    — or the reply was not generated: ``backend`` in :data:`VETTED_BACKENDS`)."""
+    from empathic_agent.plan.register import STRATEGIES, family_of
 
-    if not planned or not classified:
+    if not planned or not classified or planned not in STRATEGIES or backend in VETTED_BACKENDS:
         return None
     return {"planned": planned, "classified": classified["strategy"], "probability": classified.get("probability"),
             "exact": classified["strategy"] == planned, "family": family_of(classified["strategy"]) == family_of(planned)}

@@ -81,6 +81,7 @@ def load_epitome(path: str | Path, *, split: str | None = None) -> list[dict[str
         missing = [c for c in EPITOME_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ConfigError(f"{p} lacks column(s) {', '.join(missing)} (needs {','.join(EPITOME_COLUMNS)})")
+        has_rationales = all(rc in (reader.fieldnames or []) for _, _, rc in MECHANISMS)
         if split is not None and "sp_id" not in (reader.fieldnames or []):
             raise ConfigError(f"--split needs an sp_id column in {p}; evaluate the whole file without --split")
         rows = []
@@ -93,10 +94,11 @@ def load_epitome(path: str | Path, *, split: str | None = None) -> list[dict[str
                 raise ConfigError(f"{p}:{i}: levels must be 0, 1 or 2, got {levels}")
             if split is not None and split_of(r["sp_id"]) != split:
                 continue
-            rows.append({"key": r.get("sp_id") or str(i), "context": r["seeker_post"] or "",
-                         "reply": r["response_post"] or "", "levels": levels,
-                         "rationales": {name: [s.strip() for s in (r.get(rc) or "").split("|") if s.strip()]
-                                        for name, _, rc in MECHANISMS}})
+            # Rationales are known only where the file has the columns (hand-written pairs do not).
+            rationales = ({name: [s.strip() for s in (r.get(rc) or "").split("|") if s.strip()]
+                           for name, _, rc in MECHANISMS} if has_rationales else None)
+            rows.append({"key": r.get("sp_id") or f"{p.stem}:{i}", "context": r["seeker_post"] or "",
+                         "reply": r["response_post"] or "", "levels": levels, "rationales": rationales})
     if not rows:
         raise ConfigError(f"no rows in {p}" + (f" for split {split!r}" if split else ""))
     return rows
@@ -219,15 +221,7 @@ class PairTrainer:
         self.heads = [(n, list(c)) for n, c in heads]
         self.tokenizer = AutoTokenizer.from_pretrained(backbone)
         self.model = AutoModel.from_pretrained(backbone, dtype=torch.float32)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.loras = tm.add_lora(self.model, top_layers, rank, alpha)
-        for lo in self.loras.values():
-            lo.dropout = torch.nn.Identity()
-        extra = tm.trainable_backbone_params(self.model, top_layers)
-        for p in extra.values():
-            p.requires_grad_(True)
-        self.adapter_params = [p for lo in self.loras.values() for p in (lo.lora_A, lo.lora_B)] + list(extra.values())
+        self.loras, self.adapter_params = tm.lora_for_training(self.model, top_layers, rank, alpha)
         hidden = self.model.config.hidden_size
         self.head = torch.nn.Linear(POOLINGS[pooling] * hidden, sum(len(c) for _, c in self.heads))
         self.tagger = torch.nn.Linear(hidden, taggers) if taggers else None
@@ -427,7 +421,7 @@ def _train_heads(name: str, train: list[dict[str, Any]], dev: list[dict[str, Any
     y = {h: torch.as_tensor([gold(r, h) for r in train]) for h, _ in heads}
     weights = {h: torch.as_tensor(_class_weights(y[h].numpy(), len(c))) for h, c in heads}
     tags = ([torch.as_tensor(_rationale_labels(it, r["reply"], [r["rationales"][h] for h, _ in heads]))
-             for it, r in zip(items, train)] if rationales else [])
+             if r.get("rationales") is not None else None for it, r in zip(items, train)] if rationales else [])
     ce = {h: torch.nn.CrossEntropyLoss(weight=weights[h]) for h, _ in heads}
     bce = torch.nn.BCEWithLogitsLoss(reduction="none")
     slices, start = {}, 0
@@ -440,9 +434,12 @@ def _train_heads(name: str, train: list[dict[str, Any]], dev: list[dict[str, Any
         if rationales and trainer.tagger is not None:
             target = torch.zeros(last.shape[0], last.shape[1], len(heads))
             for k, j in enumerate(b):
-                target[k, :tags[j].shape[0]] = tags[j]
-            reply_mask = (torch.as_tensor([[t for t in items[j]["types"]] + [0] * (last.shape[1] - len(items[j]["types"]))
-                                           for j in b]) * mask).unsqueeze(-1).float()
+                if tags[j] is not None:
+                    target[k, :tags[j].shape[0]] = tags[j]
+            # The reply's tokens of the pairs whose rationales are known.
+            reply_mask = (torch.as_tensor([[t * (tags[j] is not None) for t in items[j]["types"]]
+                                           + [0] * (last.shape[1] - len(items[j]["types"])) for j in b])
+                          * mask).unsqueeze(-1).float()
             tag_loss = (bce(trainer.tagger(last), target) * reply_mask).sum() / reply_mask.sum().clamp(min=1) / len(heads)
             total = total + RATIONALE_WEIGHT * tag_loss
         return total
@@ -485,6 +482,7 @@ def _train_heads(name: str, train: list[dict[str, Any]], dev: list[dict[str, Any
 def train_epitome(data: str | Path, *, out: str | Path | None = None, name: str | None = None,
                   backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None, epochs: int = 8,
                   seed: int = 0, rationales: bool = True, pooling: str = "mean", reply_tokens: int = REPLY_TOKENS,
+                  extra_train: Sequence[str | Path] = (), extra_dev: Sequence[str | Path] = (),
                   progress: bool = True) -> dict[str, Any]:
     """Train one member of the EPITOME judge (see the module docstring): ``NAME.npz/json`` in
     ``out`` (default name ``epitome-s{seed}``, or ``epitome-max-s{seed}`` with max pooling).
@@ -493,13 +491,21 @@ def train_epitome(data: str | Path, *, out: str | Path | None = None, name: str 
         raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}")
     rows = load_epitome(data)
     parts = {s: [r for r in rows if split_of(r["key"]) == s] for s in ("train", "dev", "test")}
+    # Hand-written pairs (no seeker-post ids): whole files go to train or to dev.
+    for path in extra_train:
+        parts["train"] += load_epitome(path)
+    for path in extra_dev:
+        parts["dev"] += load_epitome(path)
     heads = [(n, LEVEL_CLASSES) for n, _, _ in MECHANISMS]
-    name = name or (f"epitome-s{seed}" if pooling == "mean" else f"epitome-max-s{seed}")
+    name = name or ((f"epitome-s{seed}" if pooling == "mean" else f"epitome-max-s{seed}")
+                    + ("-chat" if extra_train else ""))
     return _train_heads(name, parts["train"], parts["dev"], parts["test"], heads,
                         lambda r, h: r["levels"][h], backbone=backbone, cache_dir=cache_dir,
                         out=Path(out) if out else WEIGHTS_DIR, top_layers=6, rank=16, alpha=32.0, epochs=epochs,
                         batch=16, lr=1e-3, head_lr=2e-3, seed=seed, rationales=rationales,
-                        extra_config=_EPITOME_CONFIG, progress=progress, pooling=pooling, reply_tokens=reply_tokens)
+                        extra_config={**_EPITOME_CONFIG, "extra_train": [Path(p).name for p in extra_train],
+                                      "extra_dev": [Path(p).name for p in extra_dev]},
+                        progress=progress, pooling=pooling, reply_tokens=reply_tokens)
 
 
 _EPITOME_CONFIG: Final[dict[str, str]] = {
@@ -508,7 +514,7 @@ _EPITOME_CONFIG: Final[dict[str, str]] = {
 
 
 def combine_epitome(data: str | Path, members: Sequence[str], *, folder: str | Path | None = None,
-                    name: str = "epitome", settings: Any = None) -> dict[str, Any]:
+                    name: str = "epitome", extra_dev: Sequence[str | Path] = (), settings: Any = None) -> dict[str, Any]:
     """The judge ``NAME.json`` from trained members (their logits averaged): temperatures fitted on
     dev, figures on dev and test.  Returns {"config", "report", "members_dev"} (each member's own dev
     macro-F1, to choose members by dev only)."""
@@ -517,24 +523,33 @@ def combine_epitome(data: str | Path, members: Sequence[str], *, folder: str | P
         raise ConfigError("combine needs at least one member")
     rows = load_epitome(data)
     parts = {s: [r for r in rows if split_of(r["key"]) == s] for s in ("dev", "test")}
+    # Hand-written dev pairs join the selection and the temperatures, and are reported apart.
+    parts["dev_extra"] = [r for path in extra_dev for r in load_epitome(path)]
+    parts["dev_all"] = parts["dev"] + parts["dev_extra"]
+    splits = [s for s in ("dev", "dev_extra", "dev_all", "test") if parts[s]]
     heads = [(n, LEVEL_CLASSES) for n, _, _ in MECHANISMS]
-    logits: dict[str, list[np.ndarray]] = {"dev": [], "test": []}
+    logits: dict[str, list[np.ndarray]] = {s: [] for s in splits}
     configs = []
     for m in members:
         reader = PairClassifier(m, folder, settings=settings)
         if not reader.available():
             raise ConfigError(f"member {m} not found in {folder}")
         configs.append(reader.read_config())
-        for s in ("dev", "test"):
+        for s in splits:
+            if s == "dev_all":
+                continue
             logits[s].append(reader.logits([r["context"] for r in parts[s]], [r["reply"] for r in parts[s]]))
-    gold = {s: {h: [r["levels"][h] for r in parts[s]] for h, _ in heads} for s in ("dev", "test")}
-    members_dev = {m: round(float(np.mean([classification_report(_softmax(p[h]), gold["dev"][h], c)["macro_f1"]
+    logits["dev_all"] = ([np.concatenate([a, b]) for a, b in zip(logits["dev"], logits["dev_extra"])]
+                         if parts["dev_extra"] else list(logits["dev"]))
+    gold = {s: {h: [r["levels"][h] for r in parts[s]] for h, _ in heads} for s in splits}
+    sel = "dev_all"
+    members_dev = {m: round(float(np.mean([classification_report(_softmax(p[h]), gold[sel][h], c)["macro_f1"]
                                            for h, c in heads])), 4)
-                   for m, p in ((m, _split_logits(lg, heads)) for m, lg in zip(members, logits["dev"]))}
-    mean = {s: _split_logits(np.mean(logits[s], axis=0), heads) for s in ("dev", "test")}
-    temps = {h: fit_temperature(mean["dev"][h], gold["dev"][h]) for h, _ in heads}
-    report: dict[str, Any] = {"dev": {}, "test": {}}
-    for s in ("dev", "test"):
+                   for m, p in ((m, _split_logits(lg, heads)) for m, lg in zip(members, logits[sel]))}
+    mean = {s: _split_logits(np.mean(logits[s], axis=0), heads) for s in splits}
+    temps = {h: fit_temperature(mean[sel][h], gold[sel][h]) for h, _ in heads}
+    report: dict[str, Any] = {s: {} for s in splits}
+    for s in splits:
         for h, c in heads:
             report[s][h] = classification_report(_softmax(mean[s][h] / temps[h]), gold[s][h], c)
     first = configs[0]
@@ -542,6 +557,9 @@ def combine_epitome(data: str | Path, members: Sequence[str], *, folder: str | P
               "architecture": first["architecture"],
               "heads": [{"name": h, "classes": c, "temperature": round(temps[h], 4)} for h, c in heads],
               "members_dev_macro_f1": members_dev,
+              "selection": "mean macro-F1 of ER/IP/EX on dev (EPITOME dev + the hand-written dev pairs); "
+                           "temperatures fitted there too",
+              "extra_dev": [Path(p).name for p in extra_dev],
               "training": {m: cfg.get("training") for m, cfg in zip(members, configs)},
               "figures": {s: {h: {k: v[k] for k in ("n", "accuracy", "macro_f1", "ece")} for h, v in part.items()}
                           for s, part in report.items()},

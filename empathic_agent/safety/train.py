@@ -126,15 +126,7 @@ class _Trainer:
         self.seed = seed
         self.tokenizer = AutoTokenizer.from_pretrained(backbone)
         self.model = AutoModel.from_pretrained(backbone, dtype=torch.float32)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.loras = tm.add_lora(self.model, TOP_LAYERS, LORA_RANK, LORA_ALPHA)
-        for lo in self.loras.values():
-            lo.dropout = torch.nn.Identity()  # (its copy of every activation doubled a step's time)
-        extra = tm.trainable_backbone_params(self.model, TOP_LAYERS)
-        for p in extra.values():
-            p.requires_grad_(True)
-        self.adapter_params = [p for lo in self.loras.values() for p in (lo.lora_A, lo.lora_B)] + list(extra.values())
+        self.loras, self.adapter_params = tm.lora_for_training(self.model, TOP_LAYERS, LORA_RANK, LORA_ALPHA)
         n_out = n_out or (len(LEVELS) - 1) + len(SUBJECTS) + len(DIMENSIONS)
         self.head = torch.nn.Linear(self.model.config.hidden_size, n_out)
         self.n_bottom = self.model.config.num_hidden_layers - TOP_LAYERS

@@ -56,6 +56,16 @@ def test_compare_two_runs(judged_run, tmp_path, capsys):
     b = tmp_path / "alex"
     assert main(["eval", "run", "shipped:crisis", "--out", str(b), "--persona", "alex", *FLAGS]) == 0
     capsys.readouterr()
+    # Without a judge server the offline EPITOME judge scores every turn (calibrated distributions),
+    # and each planned reply's strategy adherence is read by the strategy classifier.
+    rb = json.loads((b / "report.json").read_text())
+    assert rb["run"]["judge"]["kind"] == "epitome"
+    turns = [t for sc in rb["scenarios"] for t in sc["turns"]]
+    assert all(t["empathy"]["probabilities"] for t in turns)
+    planned = [t for t in turns if t["register"].get("strategy")]
+    assert all(t["adherence"]["planned"] == t["register"]["strategy"] for t in planned)
+    assert rb["summary"]["adherence"]["n"] == len(planned)
+    assert "EPITOME judge" in (b / "report.html").read_text()
     assert main(["eval", "compare", str(a), str(b), "--out", str(tmp_path / "cmp"), "--labels", "sam,alex"]) == 0
     paths = json.loads(capsys.readouterr().out)
     cmp = json.loads(open(paths["json"]).read())

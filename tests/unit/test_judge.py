@@ -65,13 +65,15 @@ def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> Path:
 
 
 def test_load_epitome_checks_columns_and_levels(tmp_path):
-    fields = ["sp_id", "seeker_post", "response_post", "er_level", "ip_level", "ex_level", "er_rationales"]
+    fields = ["sp_id", "seeker_post", "response_post", "er_level", "ip_level", "ex_level", "er_rationales",
+              "ip_rationales", "ex_rationales"]
     ok = _write_csv(tmp_path / "a.csv", [{"sp_id": "x1", "seeker_post": "I feel alone", "response_post": "So sorry.",
                                           "er_level": 1, "ip_level": 0, "ex_level": 0, "er_rationales": "So sorry|"}],
                     fields)
     rows = load_epitome(ok)
     assert rows[0]["levels"] == {"emotional_reactions": 1, "interpretations": 0, "explorations": 0}
     assert rows[0]["rationales"]["emotional_reactions"] == ["So sorry"]
+    assert rows[0]["rationales"]["interpretations"] == []
     assert load_epitome(ok, split=split_of("x1"))
     with pytest.raises(ConfigError, match="no rows"):
         load_epitome(ok, split=next(s for s in ("train", "dev", "test") if s != split_of("x1")))
@@ -86,6 +88,8 @@ def test_load_epitome_checks_columns_and_levels(tmp_path):
                                              "ex_level": 0}], fields[1:6])
     with pytest.raises(ConfigError, match="sp_id"):
         load_epitome(no_id, split="test")
+    # Hand-written pairs without rationale columns: rationales unknown (no tagging loss), not "none".
+    assert load_epitome(no_id)[0]["rationales"] is None
 
 
 def _esconv(tmp_path: Path) -> Path:
