@@ -51,6 +51,7 @@ import math
 import random
 import re
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Sequence
@@ -283,7 +284,8 @@ def _rate(flags: Sequence[bool]) -> float | None:
 # -- generation -----------------------------------------------------------------------------------
 
 async def _generate_agent(agent: Any, item: ReplyItem, run_id: str) -> dict[str, Any]:
-    uid, sid = f"replies-{run_id}-{item.id}"[:120], "s"
+    # A new session per attempt: an item interrupted after its history was seeded runs again cleanly.
+    uid, sid = f"replies-{run_id}-{item.id}"[:120], uuid.uuid4().hex[:12]
     await agent.seed_history(uid, sid, item.history, strategies=item.previous_strategies)
     t0 = time.perf_counter()
     result = await agent.respond(uid, sid, text=item.message, speak=False)
@@ -350,6 +352,23 @@ def _read_done(path: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
+def _retry_failed(path: Path) -> None:
+    """Drop the records of items that failed, so a resumed run tries them again."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    keep = [ln for ln in lines if ln.strip() and not _failed(ln)]
+    if len(keep) != len([ln for ln in lines if ln.strip()]):
+        path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+
+
+def _failed(line: str) -> bool:
+    try:
+        return bool(json.loads(line).get("error"))
+    except json.JSONDecodeError:
+        return True
+
+
 async def run_replies(settings: "Settings", source: str, options: RepliesOptions, *, services: Any = None,
                       judge: Any = None, embedder: Any = None, classifier: Any = "default") -> dict[str, Any]:
     """Generate (resumably) and score the replies of ``source``; write the report; return it.
@@ -377,14 +396,13 @@ async def run_replies(settings: "Settings", source: str, options: RepliesOptions
                               "use another --out or --fresh")
         run_id = old["run_id"]
     else:
-        import uuid
-
         run_id = uuid.uuid4().hex[:8]
         write_json({**ident, "run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "settings": {"llm_backend": settings.llm_backend, "llm_model": settings.llm_model,
                                  "openai_base_url": settings.openai_base_url, "openai_model": settings.openai_model,
                                  "temperature": settings.temperature, "max_new_tokens": settings.max_new_tokens,
                                  "seed": settings.seed, "persona": settings.persona}}, run_path)
+    _retry_failed(items_path)
     done = _read_done(items_path)
     todo = [it for it in items if it.id not in done]
     t_start = time.perf_counter()
