@@ -62,9 +62,14 @@ def test_compare_two_runs(judged_run, tmp_path, capsys):
     assert rb["run"]["judge"]["kind"] == "epitome"
     turns = [t for sc in rb["scenarios"] for t in sc["turns"]]
     assert all(t["empathy"]["probabilities"] for t in turns)
-    planned = [t for t in turns if t["register"].get("strategy")]
-    assert all(t["adherence"]["planned"] == t["register"]["strategy"] for t in planned)
-    assert rb["summary"]["adherence"]["n"] == len(planned)
+    from empathic_agent.plan.register import STRATEGIES
+
+    # Generated replies under an ESConv strategy are read; the crisis protocol's vetted replies are not.
+    generated = [t for t in turns if t["register"].get("strategy") in STRATEGIES
+                 and t["generation"]["backend"] == "transformers"]
+    assert generated and all(t["adherence"]["planned"] == t["register"]["strategy"] for t in generated)
+    assert all(t["adherence"] is None for t in turns if t["generation"]["backend"] == "safety-protocol")
+    assert rb["summary"]["adherence"]["n"] == len(generated)
     assert "EPITOME judge" in (b / "report.html").read_text()
     assert main(["eval", "compare", str(a), str(b), "--out", str(tmp_path / "cmp"), "--labels", "sam,alex"]) == 0
     paths = json.loads(capsys.readouterr().out)
