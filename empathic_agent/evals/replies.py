@@ -43,7 +43,6 @@ breakdown and the 10 worst replies by judge and by relevance, shown with their c
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import logging
@@ -410,7 +409,7 @@ async def run_replies(settings: "Settings", source: str, options: RepliesOptions
         await _generate_all(settings, todo, options, run_id, items_path, services=services)
     done = _read_done(items_path)
     records = [{**done[it.id], "item": asdict(it)} for it in items if it.id in done]
-    report = score_items(settings, records, header={**json.loads(run_path.read_text(encoding="utf-8")),
+    report = await score_items(settings, records, header={**json.loads(run_path.read_text(encoding="utf-8")),
                                                     "generation_s": round(time.perf_counter() - t_start, 1)},
                          judge=judge, embedder=embedder, classifier=classifier)
     write_json(report, out / "report.json")
@@ -466,7 +465,7 @@ async def _generate_all(settings: "Settings", todo: Sequence[ReplyItem], options
             await services.llm.aclose()
 
 
-def score_items(settings: "Settings", records: Sequence[dict[str, Any]], *, header: dict[str, Any], judge: Any = None,
+async def score_items(settings: "Settings", records: Sequence[dict[str, Any]], *, header: dict[str, Any], judge: Any = None,
                 embedder: Any = None, classifier: Any = "default") -> dict[str, Any]:
     """Score generated replies and their references (judge, strategy, relevance, overlap, diversity,
     perplexity, latency) into the report (see the module docstring)."""
@@ -498,10 +497,7 @@ def score_items(settings: "Settings", records: Sequence[dict[str, Any]], *, head
             dims = judge.score_many(messages, texts)
             scores = [EmpathyScore(judge.kind, d, probabilities=True) for d in dims]
         else:
-            async def score_all() -> list[EmpathyScore]:
-                return [await judge.score([("user", m)], t) for m, t in zip(messages, texts)]
-
-            scores = asyncio.run(score_all()) if not _in_loop() else _run_in_thread(score_all)
+            scores = [await judge.score([("user", m)], t) for m, t in zip(messages, texts)]
         for r, s in zip(rows, scores):
             r[side]["empathy"] = s.to_dict()
     judge_info = judge.describe()
@@ -582,17 +578,3 @@ def score_items(settings: "Settings", records: Sequence[dict[str, Any]], *, head
                          "beyond research use"),
     }
 
-
-def _in_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        return False
-
-
-def _run_in_thread(fn: Any) -> Any:
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        return ex.submit(lambda: asyncio.run(fn())).result()
