@@ -62,6 +62,13 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+#: The embedded model of each ``llm_profile`` (measured: README, "Choosing the responder").
+LLM_PROFILES: dict[str, str] = {
+    "live": "smollm2-135m-instruct",
+    "quality": "qwen2.5-coder-0.5b-instruct",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """All configuration of an agent. Build with :meth:`from_env`; every field is typed."""
@@ -69,8 +76,13 @@ class Settings:
     # --- generation backend -----------------------------------------------------------------
     #: "transformers" (embedded, default) or "openai"/"vllm" (any OpenAI-compatible server).
     llm_backend: str = "transformers"
-    #: Embedded model: a registry name (see ``empathic models list``), a local directory, or a hub id.
-    llm_model: str = "smollm2-135m-instruct"
+    #: Which embedded model to use when ``llm_model`` is not set: ``live`` (the best replies that
+    #: keep the UI live on a 2-core CPU) or ``quality`` (the best replies regardless of speed); the
+    #: models are in :data:`LLM_PROFILES`, chosen by ``empathic eval replies`` (README).
+    llm_profile: str = "live"
+    #: Embedded model: a registry name (see ``empathic models list``), a local directory, or a hub
+    #: id; empty = the profile's model.
+    llm_model: str = ""
     #: Number format of the embedded LLM's weights: ``auto`` (bfloat16 on CPUs with native bf16
     #: arithmetic — AVX512-BF16/AMX: 2.5x faster prompt reading, 1.8x faster decoding for
     #: SmolLM2-135M on our CPUs, same greedy replies — else float32), ``float32`` or ``bfloat16``.
@@ -215,6 +227,10 @@ class Settings:
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
+        if self.llm_profile not in LLM_PROFILES:
+            raise ConfigError(f"llm_profile={self.llm_profile!r} is not valid; choose {' or '.join(LLM_PROFILES)}")
+        if not self.llm_model:
+            object.__setattr__(self, "llm_model", LLM_PROFILES[self.llm_profile])
         if self.checkpoint_backend not in ("sqlite", "postgres"):
             raise ConfigError(f"checkpoint_backend={self.checkpoint_backend!r} is not valid; choose sqlite or postgres")
         if self.checkpoint_backend == "postgres" and not self.postgres_url:

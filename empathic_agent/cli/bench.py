@@ -52,7 +52,18 @@ async def bench_llm(llm: LLM, settings: Settings, *, runs: int) -> dict[str, Any
         "tokens_per_s_median": round(statistics.median(tps), 2) if tps else None,
         "reply_s_median": round(statistics.median(total), 3),
         "target_ttft_s": 0.5 if llm.name == "transformers" else None,
+        # This process's peak resident memory: the embedded model's footprint plus Python and torch
+        # (~0.35 GB) for the transformers backend; run one model per process to compare models.
+        "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: kB
 
 
 #: Realistic single messages for the text-encoder latency benchmark (batch of 1, as in a turn).

@@ -83,6 +83,13 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--out", required=True, help="folder for compare.json and compare.html")
     q.add_argument("--labels", default="A,B", help="names of the two runs (default A,B)")
 
+    q = sub.add_parser("table", parents=[common], help="Markdown table of responders from reply runs + bench JSON",
+                       description="One row per --row NAME RUN [BENCH_JSON]: the judge's means, adherence, "
+                                   "off-topic rate, overlap, diversity, perplexity, latency and memory; the "
+                                   "gold row first. All runs must have the same items.")
+    q.add_argument("--row", nargs="+", action="append", required=True, metavar="NAME RUN [BENCH]",
+                   help="a row: its name, an `eval replies` run folder and optionally a `bench llm --out` JSON")
+
     q = sub.add_parser("convert", parents=[common], help="write scenarios from EmpatheticDialogues or ESConv",
                        description="Writes YAML scenario files into --out (outside the project: the data's "
                                    "licences are non-commercial / research-only).")
@@ -163,6 +170,17 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if cmd == "replies":
         return _replies(settings, args)
+    if cmd == "table":
+        from empathic_agent.evals.replies_table import markdown, table_rows
+
+        rows = []
+        for row in args.row:
+            if len(row) not in (2, 3):
+                raise ConfigError(f"--row takes NAME RUN [BENCH], got {row}")
+            rows.append((row[0], Path(row[1]), Path(row[2]) if len(row) == 3 else None))
+        made = table_rows(rows)
+        print(markdown(made, n_items=made[0][1].get("n")))
+        return 0
     return _run(settings, args)
 
 

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("prepare", parents=[common], help="prepare models into the cache (idempotent)")
     q.add_argument("roles", nargs="*", help="roles to prepare (default: all)")
     q.add_argument("--verify", action="store_true", help="also verify checksums of prepared files")
+    q.add_argument("--llm", dest="prepare_llm", metavar="NAME", default=None,
+                   help="prepare this LLM (a registry name: see `empathic models list`) instead of the "
+                        "configured one; alone, prepares only the LLM")
 
     p = sub.add_parser("bench", help="benchmarks (JSON output)")
     bsub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
@@ -131,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     from empathic_agent.cli import judge as judge_cli
 
     judge_cli.add_parser(sub, common)
+    from empathic_agent.cli import train as train_cli
+
+    train_cli.add_parser(sub, common)
     from empathic_agent.cli import api as api_cli
 
     api_cli.add_parsers(sub, common)
@@ -238,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from empathic_agent.cli import evals as evals_cli
 
             return evals_cli.run(settings, args)
+        if args.command == "train":
+            from empathic_agent.cli import train as train_cli
+
+            return train_cli.run(settings, args)
         if args.command == "judge":
             from empathic_agent.cli import judge as judge_cli
 

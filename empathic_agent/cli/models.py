@@ -30,13 +30,14 @@ def run_models(settings: Settings, args: argparse.Namespace) -> int:
             print(f"\ncache: {settings.cache_dir}")
         return 0 if all(r.status != "missing" for r in rows) else 1
 
-    roles = args.roles or list(ROLES)
+    chosen_llm = getattr(args, "prepare_llm", None)
+    roles = args.roles or (["llm"] if chosen_llm else list(ROLES))
     failed = 0
     for role in roles:
         if role not in ROLES:
             print(f"error: unknown role {role!r}; roles: {', '.join(ROLES)}", file=sys.stderr)
             return 2
-        spec = getattr(settings, ROLES[role])
+        spec = chosen_llm if role == "llm" and chosen_llm else getattr(settings, ROLES[role])
         t0 = time.perf_counter()
         try:
             src = model_source(role, spec)

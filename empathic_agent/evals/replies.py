@@ -246,6 +246,7 @@ def _pcts(values: Sequence[Any]) -> dict[str, float | None]:
 def _aggregate(rows: Sequence[dict[str, Any]], side: str, threshold: float | None) -> dict[str, Any]:
     """Figures of one side ("reply" or "gold") over ``rows``."""
     from empathic_agent.evals.empathy import DIMENSIONS
+    from empathic_agent.speak.text import is_unfinished
 
     judged = [r[side]["empathy"] for r in rows if r[side].get("empathy")]
     out: dict[str, Any] = {"n": len(rows)}
@@ -273,6 +274,9 @@ def _aggregate(rows: Sequence[dict[str, Any]], side: str, threshold: float | Non
     texts = [r[side]["text"] for r in rows]
     out["distinct_1"], out["distinct_2"] = distinct(texts, 1), distinct(texts, 2)
     out["length_words"] = _pcts([len(_words(t)) for t in texts])
+    # A reply whose last sentence is cut off (the token limit hit mid-sentence): spoken, it stops
+    # mid-thought.  Closing quotes/brackets and emoji after the full stop are allowed.
+    out["unfinished_rate"] = _rate([is_unfinished(t) for t in texts])
     return out
 
 

