@@ -129,6 +129,10 @@ class _Run:
         goal_checks = Expect(must_not=scenario.goals.must_not)
         try:
             for i, turn in enumerate(scenario.turns):
+                if turn.new_session and i > 0:
+                    # A restart: the same person in a new session (their memories stay).
+                    sid = f"dialogue-{i}"
+                    conversation = []
                 record["turns"].append(await self._turn(agent, uid, sid, i, "scripted", conversation,
                                                         text=turn.text, audio=turn.audio, images=turn.images,
                                                         expect=turn.expect.merged(goal_checks)))
@@ -166,7 +170,8 @@ class _Run:
         conversation += [("user", result.user_text), ("assistant", result.reply)]
         perceived = perceived_of(result.emotion, result.readings)
         checks = score_turn(expect, perceived=perceived, register=result.register, crisis=result.crisis,
-                            reply=result.reply, previous_replies=previous, safety=result.safety)
+                            reply=result.reply, previous_replies=previous, safety=result.safety,
+                            recalled=len(result.memories))
         empathy: dict[str, Any] | None = None
         degraded = [{"step": e.get("step"), "error": e.get("message") or e.get("error")} for e in result.degraded]
         try:

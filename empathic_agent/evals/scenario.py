@@ -73,6 +73,8 @@ class Expect:
     tone: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     must: tuple[Check, ...] = ()
     must_not: tuple[Check, ...] = ()
+    #: Whether the agent must (True) or must not (False) recall a memory of the person at this turn.
+    recalled: bool | None = None
 
     @classmethod
     def parse(cls, d: Mapping[str, Any] | None) -> "Expect":
@@ -94,6 +96,7 @@ class Expect:
             tone={k: rng(v) for k, v in (d.get("tone") or {}).items()},  # type: ignore[misc]
             must=tuple(Check.parse(c) for c in d.get("must") or ()),
             must_not=tuple(Check.parse(c) for c in d.get("must_not") or ()),
+            recalled=d.get("recalled"),
         )
 
     def merged(self, other: "Expect") -> "Expect":
@@ -111,6 +114,8 @@ class Turn:
     audio: Path | None = None
     images: tuple[Path, ...] = ()
     expect: Expect = field(default_factory=Expect)
+    #: A new session of the same person starts before this turn (memories stay, the dialogue restarts).
+    new_session: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,8 @@ def parse_scenario(doc: Mapping[str, Any], *, default_id: str, base: Path | None
         images = t.get("image")
         images = [images] if isinstance(images, str) else list(images or ())
         turns.append(Turn(text=t.get("text"), audio=resolve(t["audio"]) if t.get("audio") else None,
-                          images=tuple(resolve(i) for i in images), expect=Expect.parse(t.get("expect"))))
+                          images=tuple(resolve(i) for i in images), expect=Expect.parse(t.get("expect")),
+                          new_session=bool(t.get("new_session", False))))
     sim = doc.get("simulate")
     simulate = None if not sim else Simulate(card=sim["card"], opening=sim.get("opening"),
                                              turns=int(sim.get("turns", 4)), expect=Expect.parse(sim.get("expect")))

@@ -274,3 +274,22 @@ def test_real_data_converts():
         assert 1 <= len(s.turns) <= MAX_ESCONV_TURNS and all(t.text for t in s.turns)
         assert {c.name for c in s.turns[0].expect.must_not} == set(MUST_NOT)
     assert all(any(t.expect.emotion for t in s.turns) for s in es)
+
+
+def test_recall_scenarios_restart_the_session_and_check_the_memory():
+    from empathic_agent.evals.metrics import score_turn
+    from empathic_agent.evals.scenario import Expect
+
+    recall = {s.id: s for s in load_scenarios([str(SHIPPED_DIR / "recall.yaml")])}
+    pet = recall["recall-pet"]
+    assert [t.new_session for t in pet.turns] == [False, True]
+    expect = pet.turns[1].expect
+    assert expect.recalled is True
+    good = score_turn(expect, perceived={}, register={"family": "comforting"}, crisis=False, recalled=1,
+                      reply="I remember Pepper. Missing her after fourteen years makes sense.")
+    assert all(c["passed"] for c in good), good
+    bad = score_turn(expect, perceived={}, register={}, crisis=False, recalled=0,
+                     reply="Your dog sounds lovely, do you play with her often?")
+    failed = {c["name"] for c in bad if not c["passed"]}
+    assert {"recalled", "must_not:wrong_animal", "must_not:pet_alive"} <= failed
+    assert score_turn(Expect(), perceived={}, register={}, crisis=False, recalled=3, reply="x") == []

@@ -3,13 +3,13 @@ from pathlib import Path
 import pytest
 
 from empathic_agent.errors import ConfigError
-from empathic_agent.settings import Settings
+from empathic_agent.settings import LLM_PROFILES, Settings
 
 
 def test_defaults_are_the_embedded_backend():
     s = Settings.from_env({})
     assert s.llm_backend == "transformers"
-    assert s.llm_model == "smollm2-135m-instruct"
+    assert s.llm_model == LLM_PROFILES["live"] and s.llm_profile == "live"
     assert s.checkpoint_path == s.memory_dir / "conversations.sqlite"
 
 
