@@ -14,7 +14,6 @@ from empathic_agent.generate.llm import ChatMessage, GenerationOptions
 from empathic_agent.generate.transformers_llm import TransformersLLM
 from empathic_agent.models import prepare as prep
 from empathic_agent.models.base import PreparedModel, package_file
-from empathic_agent.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +78,3 @@ def await_reply(llm: TransformersLLM) -> str:
 
     return asyncio.run(go())
 
-
-def test_settings_profile_reaches_the_registry():
-    settings = Settings.from_env({"EMPATHIC_LLM_PROFILE": "quality"})
-    assert settings.llm_model != Settings.from_env({}).llm_model
