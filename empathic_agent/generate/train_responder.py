@@ -176,6 +176,8 @@ class _State:
     step: int = 0
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
+    #: Dev loss before any training (kept in the checkpoint, so a resumed run still reports it).
+    dev_before: float | None = None
 
 
 def _batches(lengths: list[int], batch_size: int, seed: int, epochs: float) -> list[list[int]]:
@@ -336,9 +338,8 @@ def train_responder(opts: ResponderOptions, settings: "Settings") -> dict[str, A
                     "sched": sched.state_dict(), "state": asdict(state), "rng": torch.get_rng_state()}, tmp)
         os.replace(tmp, ckpt)
 
-    dev_before = None
-    if state.step == 0 and enc_dev:
-        dev_before = _dev_loss(model, enc_dev)
+    if state.step == 0 and state.dev_before is None and enc_dev:
+        state.dev_before = _dev_loss(model, enc_dev)
     model.train()
     budget_s = opts.max_minutes * 60 if opts.max_minutes is not None else None
     t_run = time.perf_counter()
@@ -388,7 +389,7 @@ def train_responder(opts: ResponderOptions, settings: "Settings") -> dict[str, A
     if stopped:
         report["note"] = "stopped at the time budget; run the same command again to resume"
     else:
-        report["dev_loss_before"] = round(dev_before, 4) if dev_before is not None else None
+        report["dev_loss_before"] = round(state.dev_before, 4) if state.dev_before is not None else None
         report["dev_loss_after"] = round(_dev_loss(model, enc_dev), 4) if enc_dev else None
         adapter = out / "adapter"
         model.save_pretrained(str(adapter))
