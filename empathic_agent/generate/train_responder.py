@@ -155,18 +155,10 @@ def _cached_examples(path: Path, fingerprint: str, make: Any) -> list[ResponderE
 
 
 def tokenize_example(tok: Any, example: ResponderExample) -> tuple[list[int], int] | None:
-    """Token ids of prompt + reply (up to the template's end-of-turn token) and the prompt's
-    length; None when the template rewrites the prompt around the reply (no clean split)."""
-    chat = list(example.messages)
-    prompt = list(tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-    full = list(tok.apply_chat_template(chat + [{"role": "assistant", "content": example.reply}],
-                                        tokenize=True, return_dict=True)["input_ids"])
-    if len(full) <= len(prompt) or full[:len(prompt)] != prompt:
-        return None
-    end = tok.convert_tokens_to_ids(tok.eos_token) if tok.eos_token else None
-    if end is not None and end in full[len(prompt):]:
-        full = full[:full.index(end, len(prompt)) + 1]
-    return full, len(prompt)
+    """Token ids of prompt + reply and the prompt's length (:func:`chat_reply_tokens`)."""
+    from empathic_agent.generate.transformers_llm import chat_reply_tokens
+
+    return chat_reply_tokens(tok, list(example.messages), example.reply)
 
 
 # -- training --------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from empathic_agent.models import resolve_model
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
 
-__all__ = ["TransformersLLM", "resolve_dtype"]
+__all__ = ["TransformersLLM", "chat_reply_tokens", "resolve_dtype"]
 
 #: Seconds the streaming bridge waits for the next chunk before declaring the worker stuck.
 _CHUNK_POLL_S = 0.05
@@ -188,24 +188,16 @@ class TransformersLLM(LLM):
     def _logprob_sync(self, messages: list[ChatMessage], continuation: str) -> tuple[float, int] | None:
         import torch
 
-        chat = [m.to_dict() for m in messages]
-        prompt = self._tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
-        full = self._tok.apply_chat_template(chat + [{"role": "assistant", "content": continuation}],
-                                             tokenize=True, return_dict=True)
-        p_ids, f_ids = list(prompt["input_ids"]), list(full["input_ids"])
-        if len(f_ids) <= len(p_ids) or f_ids[:len(p_ids)] != p_ids:
-            return None  # a template that rewrites the prompt around the reply: no clean split
-        # Up to the end-of-turn token: a template may add a newline after it that is no part of the reply.
-        end = self._tok.convert_tokens_to_ids(self._tok.eos_token) if self._tok.eos_token else None
-        cut = len(f_ids)
-        if end is not None and end in f_ids[len(p_ids):]:
-            cut = f_ids.index(end, len(p_ids)) + 1
-        ids = torch.tensor([f_ids[:cut]])
+        split = chat_reply_tokens(self._tok, [m.to_dict() for m in messages], continuation)
+        if split is None:
+            return None
+        f_ids, n_prompt = split
+        ids = torch.tensor([f_ids])
         with torch.inference_mode():
             logits = self._model(input_ids=ids).logits[0, :-1].float()
         logp = torch.log_softmax(logits, dim=-1)
         target = ids[0, 1:]
-        picked = logp[torch.arange(len(target)), target][len(p_ids) - 1:]
+        picked = logp[torch.arange(len(target)), target][n_prompt - 1:]
         return float(picked.sum()), int(picked.numel())
 
     # -- prefix cache (used by one generation at a time: under self._lock) --------------------------
@@ -240,6 +232,23 @@ class TransformersLLM(LLM):
         self._prefixes[key] = cache
         while len(self._prefixes) > PREFIX_CACHE_ENTRIES:
             self._prefixes.popitem(last=False)
+
+
+def chat_reply_tokens(tok: Any, chat: list[dict[str, str]], reply: str) -> tuple[list[int], int] | None:
+    """Token ids of the chat template's prompt for ``chat`` followed by ``reply`` (up to and
+    including the template's end-of-turn token), and the prompt's length; None when the template
+    rewrites the prompt around the reply (no clean split).  Scoring a reference (perplexity) and
+    training the responder read replies the same way."""
+    prompt = list(tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    full = list(tok.apply_chat_template(chat + [{"role": "assistant", "content": reply}],
+                                        tokenize=True, return_dict=True)["input_ids"])
+    if len(full) <= len(prompt) or full[:len(prompt)] != prompt:
+        return None
+    # Up to the end-of-turn token: a template may add a newline after it that is no part of the reply.
+    end = tok.convert_tokens_to_ids(tok.eos_token) if tok.eos_token else None
+    if end is not None and end in full[len(prompt):]:
+        full = full[:full.index(end, len(prompt)) + 1]
+    return full, len(prompt)
 
 
 def resolve_dtype(dtype: str) -> str:
