@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,9 +23,12 @@ from typing import Any, AsyncIterator, Sequence
 from empathic_agent.generate.llm import ChatMessage
 from empathic_agent.graph.builder import Services, build_graph, build_services
 from empathic_agent.graph.state import StepError, TurnContext
+from empathic_agent.graph.turn_lock import TurnLocks, locks_for, register_locks
 from empathic_agent.ids import split_thread_id, thread_id, validate_id
 from empathic_agent.perceive.text import clean_text
 from empathic_agent.settings import Settings
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["Agent", "TurnResult", "TextChunk", "AudioChunk", "validate_id", "thread_id", "open_checkpointer"]
 
@@ -151,12 +155,18 @@ class TurnResult:
 class Agent:
     """An empathic agent: a compiled turn graph plus the services and checkpointer it uses."""
 
-    def __init__(self, services: Services, *, checkpointer: Any, _closer: Any = None) -> None:
+    def __init__(self, services: Services, *, checkpointer: Any, _closer: Any = None,
+                 locks: TurnLocks | None = None) -> None:
         self.services = services
         self.settings = services.settings
         self.checkpointer = checkpointer
         self.graph = build_graph(services, checkpointer=checkpointer)
         self._closer = _closer
+        if locks is not None:
+            register_locks(checkpointer, locks)
+        #: One turn at a time per conversation (shared by every agent on this checkpointer).
+        self.locks = locks or locks_for(checkpointer)
+        self._owns_locks = locks is not None
 
     @classmethod
     async def open(cls, settings: Settings | None = None, *, services: Services | None = None,
@@ -164,10 +174,18 @@ class Agent:
         """Build an agent; by default conversations persist in SQLite at ``settings.checkpoint_path``."""
         settings = settings or (services.settings if services else Settings.from_env())
         services = services or build_services(settings)
-        closer = None
+        closer = locks = None
         if checkpointer is None:
             checkpointer, closer = await open_checkpointer(settings)
-        return cls(services, checkpointer=checkpointer, _closer=closer)
+            if settings.checkpoint_backend == "postgres":
+                from empathic_agent.graph.turn_lock import PostgresTurnLocks
+
+                try:
+                    locks = await PostgresTurnLocks(settings.postgres_url).open()
+                except Exception:
+                    await closer.close()
+                    raise
+        return cls(services, checkpointer=checkpointer, _closer=closer, locks=locks)
 
     async def __aenter__(self) -> "Agent":
         return self
@@ -179,6 +197,9 @@ class Agent:
         await self.services.llm.aclose()
         if self.services.memory is not None:
             await asyncio.to_thread(self.services.memory.close)
+        if self._owns_locks:
+            self._owns_locks = False
+            await self.locks.aclose()
         if self._closer is not None:
             await self._closer.close()
             self._closer = None
@@ -234,9 +255,20 @@ class Agent:
         no face, or an unusable one, leaves the face out (noted in ``degraded``), never fails the turn.
         ``speak`` (default ``settings.speak_replies``) speaks the reply: :class:`AudioChunk` events
         arrive sentence by sentence while the text is still streaming.
+
+        Turns of one conversation run one at a time, in the order they arrive (concurrent turns
+        would each overwrite the other's exchange); other conversations never wait.
         """
         config = self._config(user_id, session_id)
         self.check_input(text, audio)
+        async with self.locks.hold(config["configurable"]["thread_id"]):
+            async for event in self._stream(user_id, session_id, config, text=text, audio=audio, image=image,
+                                            speak=speak, turn_id=turn_id):
+                yield event
+
+    async def _stream(self, user_id: str, session_id: str, config: dict[str, Any], *, text: Any, audio: Any,
+                      image: Any, speak: bool | None, turn_id: str | None
+                      ) -> AsyncIterator[TextChunk | AudioChunk | TurnResult]:
         text = text if text is not None else ""
         turn_id = turn_id or uuid.uuid4().hex
         final: dict[str, Any] = {}
@@ -317,6 +349,35 @@ class Agent:
         last = "remember" if "remember" in self.graph.nodes else "generate"
         await self.graph.aupdate_state(config, {"messages": messages, "strategies": list(strategies)}, as_node=last)
 
+    # -- health ----------------------------------------------------------------------------------
+    async def health(self, *, timeout_s: float = 5.0) -> dict[str, str]:
+        """What is broken right now, by part ("conversations", "memory", "llm") with the kind of
+        failure (never an address or a path); empty when every part answers.  Each failure is
+        logged.  A failed memory store is probed with a real write, so this says "ready" again
+        as soon as the store has recovered."""
+        async def conversations() -> None:
+            await list_threads_probe(self.checkpointer)
+
+        async def memory() -> None:
+            store = self.services.memory.store
+            reason = await asyncio.to_thread(store.health)
+            if reason:
+                raise _NotReady(store.failure or "unavailable", reason)
+
+        checks = {"conversations": conversations, "llm": self.services.llm.health}
+        if self.services.memory is not None:
+            checks["memory"] = memory
+        problems: dict[str, str] = {}
+        for part, check in checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=timeout_s)
+            except Exception as exc:  # noqa: BLE001 — reported, not raised
+                kind = ("timeout" if isinstance(exc, asyncio.TimeoutError)
+                        else exc.args[0] if isinstance(exc, _NotReady) else type(exc).__name__)
+                problems[part] = kind
+                _log.warning("not ready: %s: %s", part, exc.args[-1] if isinstance(exc, _NotReady) else exc)
+        return problems
+
     # -- data rights -----------------------------------------------------------------------------
     async def sessions(self, user_id: str) -> list[str]:
         """Session ids of the user's saved conversations."""
@@ -340,7 +401,9 @@ class Agent:
         """Erase a person: conversation checkpoints, memories and voice baseline. Returns counts."""
         sessions = await self.sessions(user_id)
         for session in sessions:
-            await self.checkpointer.adelete_thread(thread_id(user_id, session))
+            key = thread_id(user_id, session)
+            async with self.locks.hold(key):  # never under a running turn, which would write it back
+                await self.checkpointer.adelete_thread(key)
         conn = getattr(self.checkpointer, "conn", None)
         if sessions and conn is not None and hasattr(conn, "execute") and self._closer is conn:
             await conn.execute("VACUUM")  # erased means gone from disk, not left in free pages
@@ -367,6 +430,16 @@ class Agent:
             text = m.content if isinstance(m.content, str) else str(m.content)
             out.append(ChatMessage(role, text))
         return out
+
+
+class _NotReady(Exception):
+    """A part is broken: (short kind for clients, full reason for the log)."""
+
+
+async def list_threads_probe(checkpointer: Any) -> None:
+    """Read one checkpoint (or none): the store answers."""
+    async for _item in checkpointer.alist(None, limit=1):
+        break
 
 
 async def list_threads(checkpointer: Any) -> set[str]:
@@ -421,10 +494,13 @@ async def open_sqlite_checkpointer(path: Path) -> tuple[Any, Any]:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+    from empathic_agent.private import private_dir, private_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     conn = await aiosqlite.connect(str(path))
     await conn.execute("PRAGMA journal_mode=WAL")
+    private_file(path)
     await conn.execute("PRAGMA synchronous=FULL")
     saver = AsyncSqliteSaver(conn)
     await saver.setup()

@@ -17,9 +17,12 @@ __all__ = ["validate_id", "thread_id", "split_thread_id"]
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
-def validate_id(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise InputError(f"invalid {what} {value!r}: use 1-128 letters, digits, '_', '.', '@' or '-', "
+def validate_id(value: str, what: str, *, max_len: int = 128) -> str:
+    """``value`` if it is a valid id of at most ``max_len`` characters (<= 128), else InputError
+    naming the rule with that length."""
+    if not isinstance(value, str) or not _ID.match(value) or len(value) > max_len:
+        shown = value if not isinstance(value, str) or len(value) <= 140 else value[:140] + "…"
+        raise InputError(f"invalid {what} {shown!r}: use 1-{max_len} letters, digits, '_', '.', '@' or '-', "
                          "starting with a letter or digit")
     return value
 

@@ -211,6 +211,10 @@ class Settings:
     api_rate_burst: int = 30
     #: Allowed browser origins (comma-separated); empty = CORS off.
     api_cors_origins: str = ""
+    #: Serve the Swagger page at ``/docs``.  Off by default: the page loads its script and styles
+    #: from a CDN, and nothing here makes off-machine requests unless asked (``/openapi.json`` is
+    #: always served, for local tools).
+    api_docs: bool = False
 
     # --- Dialogue evaluation (empathic eval) ---
     #: Offline empathy judge when no judge server is set: "epitome" (fine-tuned on EPITOME; the

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from empathic_agent.errors import InputError
+from empathic_agent.private import private_dir, private_file
 
 __all__ = ["KeyStore", "AppKey", "scoped_user", "unscoped_user", "validate_app_id"]
 
@@ -39,9 +40,7 @@ def scoped_user(app_id: str, user_id: str) -> str:
     so the first '@' always separates them)."""
     from empathic_agent.ids import validate_id
 
-    validate_id(user_id, "user id")
-    if len(user_id) > MAX_USER_ID:
-        raise InputError(f"invalid user id: at most {MAX_USER_ID} characters")
+    validate_id(user_id, "user id", max_len=MAX_USER_ID)
     return f"{app_id}@{user_id}"
 
 
@@ -63,10 +62,11 @@ class KeyStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        private_file(self.path)
         self._db.executescript("""
             CREATE TABLE IF NOT EXISTS api_keys (
                 key_prefix TEXT PRIMARY KEY, app_id TEXT NOT NULL, salt BLOB NOT NULL, key_hash BLOB NOT NULL,
@@ -77,7 +77,6 @@ class KeyStore:
                 action TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '');
             CREATE INDEX IF NOT EXISTS audit_user ON audit(app_id, user_id);
         """)
-        self._verified: dict[str, str] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -97,11 +96,13 @@ class KeyStore:
         return key
 
     def verify(self, key: str | None) -> str | None:
-        """The app of a valid, unrevoked key; None otherwise (constant-time comparison)."""
+        """The app of a valid, unrevoked key; None otherwise (constant-time comparison).
+
+        Nothing is cached: ``empathic api-key revoke`` runs in another process, and a revocation
+        must hold in every running server at its next request.  One indexed SQLite read and one
+        SHA-256 per request cost a few microseconds."""
         if not key or not isinstance(key, str) or not key.startswith("ea_") or len(key) > 200:
             return None
-        if key in self._verified:
-            return self._verified[key]
         m = re.match(r"^ea_([a-z0-9][a-z0-9-]{0,31})_", key)
         if not m:
             return None
@@ -114,14 +115,12 @@ class KeyStore:
         app_id, salt, key_hash, _ = row
         if not hmac.compare_digest(hashlib.sha256(salt + key.encode()).digest(), key_hash):
             return None
-        self._verified[key] = app_id
         return app_id
 
     def revoke(self, app_id: str) -> int:
         with self._lock:
             n = self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE app_id = ? AND revoked_at IS NULL",
                                  (time.time(), app_id)).rowcount
-        self._verified = {k: a for k, a in self._verified.items() if a != app_id}
         return n
 
     def keys(self) -> list[AppKey]:

@@ -6,7 +6,8 @@ Every route but the health checks needs an API key (``Authorization: Bearer <key
 size-limited, each app is rate-limited (token bucket), CORS is off unless configured, and the
 access log carries neither message contents nor user ids (method, route, status, time, app).
 
-Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
+Routes (OpenAPI at ``/openapi.json``; a Swagger page at ``/docs`` only with ``api_docs``, as it
+loads from a CDN):
 ``POST /v1/turns`` (JSON; audio/image as base64), ``POST /v1/turns/stream`` (SSE: ``text``,
 ``audio``, ``result`` events), ``POST /v1/turns/upload`` (multipart with audio/image files),
 ``GET /v1/users/{user}/sessions``, ``GET /v1/users/{user}/sessions/{session}``,
@@ -22,19 +23,22 @@ import binascii
 import json
 import logging
 import math
+import re
 import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from empathic_agent.api.keys import KeyStore, scoped_user, unscoped_user
+from empathic_agent.api.keys import MAX_USER_ID, KeyStore, scoped_user, unscoped_user
 from empathic_agent.errors import EmpathicError, InputError
 from empathic_agent.ids import validate_id
 from empathic_agent.settings import Settings
@@ -127,15 +131,155 @@ def result_json(result: Any, app_id: str, *, include_audio: bool) -> dict[str, A
         "readings": result.readings, "register": result.register, "agent_mood": list(result.agent_mood),
         "memories": [{k: m.get(k) for k in ("id", "kind", "text", "rank", "scores")} for m in result.memories],
         "heard": result.heard, "seen": result.seen, "timings": result.timings, "generation": result.generation,
-        "degraded": list(result.degraded),
+        "degraded": [public_step_error(e) for e in result.degraded],
     }
     if include_audio and result.audio is not None:
         out["audio_wav_base64"] = base64.b64encode(result.audio.to_wav_bytes()).decode()
     return out
 
 
+_ADDRESS = re.compile(r"\b(?:https?|postgres(?:ql)?)://\S+|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b|(?<![\w.])/(?:[\w.-]+/)+[\w.-]*")
+
+
+def public_step_error(error: Any) -> dict[str, Any]:
+    """A degraded step for client apps: the step and error kind, and the message without server
+    addresses or file paths (those are for the operator's log, not for apps)."""
+    out = dict(error)
+    if isinstance(out.get("message"), str):
+        out["message"] = _ADDRESS.sub("<internal>", out["message"])
+    return out
+
+
+def holds_data(export: dict[str, Any]) -> bool:
+    """Whether an export of a person found anything held about them."""
+    memories = export.get("memories")
+    return bool(export.get("conversations") or export.get("voice_baseline")
+                or (isinstance(memories, dict) and memories.get("count")))
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, default=str)}\n\n"
+
+
+
+# -- the gate: authenticate, rate-limit and bound the body before any route reads it --------------
+
+#: Error types of the documented ``{"error": {"type", "message"}}`` body, by status.
+_ERROR_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed", 413: "too_large", 422: "invalid_request", 429: "rate_limited",
+                500: "internal", 503: "unavailable"}
+
+
+def error_response(status: int, message: str, *, headers: dict[str, str] | None = None,
+                   type_: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_ or _ERROR_TYPES.get(status, "error"), "message": message}},
+                        status_code=status, headers=headers)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Gate:
+    """Pure ASGI middleware in front of every route.
+
+    * ``/v1`` routes are authenticated and rate-limited from the headers alone, before a byte of
+      the body is read: a request without a valid key costs the server nothing.
+    * The body limit holds while the body streams in, whatever ``Content-Length`` claims (chunked
+      uploads have none): the body is read into memory up to the limit and the request is refused
+      with 413 as soon as it passes it, so a request never costs more than ``max_body_bytes``.
+    * Every request gets one access-log line without contents or ids: method, the route
+      *template* (``/v1/users/{user_id}/export``; ``-`` for unknown paths), status, time, app.
+    * An unexpected error becomes a generic 500 (logged here with its traceback).
+    """
+
+    def __init__(self, app: Any, *, state: "_State", limiter: RateLimiter, limits: ApiLimits) -> None:
+        self.app, self.state, self.limiter, self.limits = app, state, limiter, limits
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_logged(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refuse(scope)
+            if refusal is None:
+                body = await self._read_body(receive)
+                if body is None:  # the client went away
+                    return
+                replayed = False
+
+                async def replay() -> dict[str, Any]:
+                    nonlocal replayed
+                    if not replayed:
+                        replayed = True
+                        return {"type": "http.request", "body": body, "more_body": False}
+                    return await receive()  # later calls wait for the disconnect, as ASGI says
+
+                try:
+                    await self.app(scope, replay, send_logged)
+                except Exception:  # noqa: BLE001 — logged; the client gets a generic 500
+                    log.exception("unhandled error on %s %s", scope["method"], _route_of(scope))
+                    if status["code"] == 0:
+                        await error_response(500, "internal error")(scope, receive, send_logged)
+            else:
+                await refusal(scope, receive, send_logged)
+        except _BodyTooLarge:
+            await error_response(413, f"request body over {self.limits.max_body_bytes} bytes")(
+                scope, receive, send_logged)
+        finally:
+            access_log.info(json.dumps({"at": round(time.time(), 3), "method": scope["method"],
+                                        "route": _route_of(scope), "status": status["code"],
+                                        "ms": round(1000 * (time.perf_counter() - t0), 1),
+                                        "app": scope.get("empathic_app")}))
+
+    def _refuse(self, scope: dict[str, Any]) -> JSONResponse | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limits.max_body_bytes):
+            return error_response(413, f"request body over {self.limits.max_body_bytes} bytes")
+        if not scope["path"].startswith("/v1/") or scope["method"] == "OPTIONS":
+            return None
+        if not self.state.ready or self.state.keys is None:
+            return error_response(503, "starting up", headers={"Retry-After": "5"})
+        auth = headers.get("authorization", "")
+        key = headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
+        app_id = self.state.keys.verify(key)
+        if app_id is None:
+            return error_response(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+        scope["empathic_app"] = app_id
+        wait = self.limiter.take(app_id)
+        if wait > 0:
+            return error_response(429, "rate limit exceeded", headers={"Retry-After": str(math.ceil(wait))})
+        return None
+
+    async def _read_body(self, receive: Any) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limits.max_body_bytes:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _route_of(scope: dict[str, Any]) -> str:
+    """The matched route's template (never the raw path: it holds user ids); ``-`` if none."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "-"
 
 
 @dataclass
@@ -165,7 +309,13 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
         if state.agent is None:
             state.agent = await Agent.open(settings)
             if warm_up:
-                await state.agent.warm_up()
+                try:
+                    await state.agent.warm_up()
+                except BaseException:
+                    # Close what was opened (the checkpointer's thread would keep a failed
+                    # server process alive), then fail the startup.
+                    await state.agent.aclose()
+                    raise
         state.ready = True
         try:
             yield
@@ -175,31 +325,14 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
                 await state.agent.aclose()
 
     app = FastAPI(title="Empathic Agent API", version="1", lifespan=lifespan,
+                  docs_url="/docs" if settings.api_docs else None, redoc_url=None,
                   description="Turns, streaming, data rights and an OpenAI-compatible facade for apps that embed "
                               "the empathic agent. Every /v1 route needs an API key.")
     origins = cors_origins if cors_origins is not None else [o for o in settings.api_cors_origins.split(",") if o]
-    if origins:
+    app.add_middleware(_Gate, state=state, limiter=limiter, limits=limits)
+    if origins:  # added last, so outermost: preflights and error answers carry CORS headers
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Session-Id", "X-User-Id"])
-
-    @app.middleware("http")
-    async def limit_and_log(request: Request, call_next):
-        t0 = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
-            return JSONResponse({"error": {"type": "too_large", "message":
-                                           f"request body over {limits.max_body_bytes} bytes"}}, status_code=413)
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 — logged; the client gets a generic 500
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            response = JSONResponse({"error": {"type": "internal", "message": "internal error"}}, status_code=500)
-        route = request.scope.get("route")
-        access_log.info(json.dumps({"at": round(time.time(), 3), "method": request.method,
-                                    "route": getattr(route, "path", request.url.path), "status": response.status_code,
-                                    "ms": round(1000 * (time.perf_counter() - t0), 1),
-                                    "app": request.scope.get("empathic_app")}))
-        return response
 
     @app.exception_handler(InputError)
     async def input_error(_request: Request, exc: InputError) -> JSONResponse:
@@ -209,23 +342,28 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
     async def empathic_error(_request: Request, exc: EmpathicError) -> JSONResponse:
         return JSONResponse({"error": {"type": type(exc).__name__, "message": str(exc)}}, status_code=400)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
+        def message(e: dict[str, Any]) -> str:
+            if e.get("type") == "string_pattern_mismatch":  # only ids have patterns: state the rule
+                return (f"use 1-{MAX_USER_ID} letters, digits, '_', '.', '@' or '-', "
+                        "starting with a letter or digit")
+            return str(e.get("msg"))
+
+        details = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {message(e)}" for e in exc.errors()[:5])
         return JSONResponse({"error": {"type": "invalid_request", "message": details}}, status_code=422)
 
-    async def app_of(request: Request, authorization: str | None = Header(default=None),
-                     x_api_key: str | None = Header(default=None)) -> str:
-        key = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
-        if not state.ready or state.keys is None:
-            raise HTTPException(503, "starting up")
-        app_id = state.keys.verify(key)
-        if app_id is None:
+    async def app_of(request: Request, _bearer: Any = Security(HTTPBearer(auto_error=False)),
+                     _key: Any = Security(APIKeyHeader(name="X-API-Key", auto_error=False))) -> str:
+        """The app that :class:`_Gate` authenticated before the body was read (the security
+        parameters only document the two ways of sending the key in the OpenAPI schema)."""
+        app_id = request.scope.get("empathic_app")
+        if app_id is None:  # only reachable if the gate was bypassed: refuse rather than trust
             raise HTTPException(401, "missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
-        wait = limiter.take(app_id)
-        if wait > 0:
-            raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(math.ceil(wait))})
-        request.scope["empathic_app"] = app_id
         return app_id
 
     responses = {401: {"model": ErrorBody}, 413: {"model": ErrorBody}, 422: {"model": ErrorBody},
@@ -265,7 +403,7 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
 
         audio, image = _b64(body.audio_base64, "audio_base64"), _b64(body.image_base64, "image_base64")
         scoped = scoped_user(app_id, body.user_id)
-        validate_id(body.session_id, "session id")
+        validate_id(body.session_id, "session id", max_len=MAX_USER_ID)
         state.agent.check_input(body.text, audio)  # a bad message is a 422, not a stream
         state.keys.audit(app_id, body.user_id, "turn", f"session={body.session_id}")
 
@@ -293,26 +431,32 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
     @app.get("/v1/users/{user_id}/sessions", responses=responses, tags=["data"])
     async def sessions(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
         user_param(user_id)
-        state.keys.audit(app_id, user_id, "list_sessions")
-        return {"user_id": user_id, "sessions": await state.agent.sessions(scoped_user(app_id, user_id))}
+        found = await state.agent.sessions(scoped_user(app_id, user_id))
+        if found:
+            state.keys.audit(app_id, user_id, "list_sessions")
+        return {"user_id": user_id, "sessions": found}
 
     @app.get("/v1/users/{user_id}/sessions/{session_id}", responses=responses, tags=["data"])
     async def history(user_id: str, session_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
         user_param(user_id)
-        validate_id(session_id, "session id")
-        state.keys.audit(app_id, user_id, "read_conversation", f"session={session_id}")
+        validate_id(session_id, "session id", max_len=MAX_USER_ID)
         messages = await state.agent.history(scoped_user(app_id, user_id), session_id)
+        if messages:
+            state.keys.audit(app_id, user_id, "read_conversation", f"session={session_id}")
         return {"user_id": user_id, "session_id": session_id, "messages": [m.to_dict() for m in messages]}
 
     @app.get("/v1/users/{user_id}/export", responses=responses, tags=["data"])
     async def export(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
         """Everything held about the person: conversations, memories, voice baseline, audit log."""
         user_param(user_id)
-        state.keys.audit(app_id, user_id, "export")
         data = await state.agent.export_user(scoped_user(app_id, user_id))
         data["user_id"] = user_id
         if isinstance(data.get("memories"), dict):
             data["memories"]["user_id"] = user_id
+        # An access is logged only when there was something to access: exporting a person who
+        # was erased (or never existed) must not create a record about them again.
+        if holds_data(data):
+            state.keys.audit(app_id, user_id, "export")
         data["audit"] = state.keys.audit_entries(app_id, user_id)
         return data
 
@@ -400,13 +544,13 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:
-        """Readiness: the agent is built (and warmed up) and the checkpointer answers."""
+        """Readiness: the agent is built (and warmed up), and its stores and LLM backend answer
+        (:meth:`Agent.health`); a failing part is named (never its address) and logged."""
         if not state.ready:
             return JSONResponse({"ready": False}, status_code=503)
-        try:
-            await asyncio.wait_for(state.agent.sessions("readyz-probe"), timeout=5)
-        except Exception as exc:  # noqa: BLE001
-            return JSONResponse({"ready": False, "error": type(exc).__name__}, status_code=503)
+        problems = await state.agent.health()
+        if problems:
+            return JSONResponse({"ready": False, "failing": problems}, status_code=503)
         return JSONResponse({"ready": True})
 
     return app

@@ -31,10 +31,26 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from empathic_agent.api.server import create_api
 
+    from empathic_agent.private import private_umask
+
+    private_umask()  # the server writes people's data: its new files are private
     app = create_api(settings, warm_up=not args.no_warm_up)
-    print(f"Empathic Agent API: http://{args.host}:{args.port}/docs  (keys: empathic api-key create --app NAME)",
-          file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    print("Empathic Agent API: loading models…", file=sys.stderr)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # the port accepts connections only now: say where, not before
+                print(f"Empathic Agent API: ready on http://{args.host}:{args.port}  "
+                      "(keys: empathic api-key create --app NAME)", file=sys.stderr, flush=True)
+
+    server = Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    server.run()
+    if not server.started:
+        # A failed startup (unreachable backend, unusable store...) must end the process with an
+        # error, so that a supervisor sees it and restarts or alerts (uvicorn has logged why).
+        print("empathic serve: startup failed; exiting", file=sys.stderr)
+        return 3
     return 0
 
 

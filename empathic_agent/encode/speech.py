@@ -790,11 +790,14 @@ class VoiceBaselineStore:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """A short-lived autocommit connection (closed afterwards; safe across threads)."""
+        from empathic_agent.private import private_dir, private_file
+
         assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
         try:
             self._ensure(db)
+            private_file(self.path)
             yield db
         finally:
             db.close()

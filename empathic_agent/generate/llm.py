@@ -204,9 +204,17 @@ class LLM(ABC):
     async def aclose(self) -> None:
         """Release connections/threads. Safe to call twice."""
 
+    async def health(self) -> None:
+        """Raise an :class:`LLMError` if the backend cannot answer now (readiness probes).  Never
+        loads weights: a probe must stay cheap, and a model not loaded yet loads on first use."""
+        await self._translate(self._health_impl)
+
     # -- hooks -----------------------------------------------------------------------------------
     async def _load_impl(self) -> None:
         """Load weights or check connectivity (default: nothing to do)."""
+
+    async def _health_impl(self) -> None:
+        """A cheap check that the loaded backend still answers (default: in-process, it does)."""
 
     @abstractmethod
     def _stream_impl(self, messages: list[ChatMessage], options: GenerationOptions) -> AsyncIterator[str]:

@@ -92,6 +92,11 @@ class OpenAICompatibleLLM(LLM):
                 raise LLMRequestError(f"the server at {self.base_url} lists no models")
             self.model = ids[0]
 
+    async def _health_impl(self) -> None:
+        # Listing models is the cheapest request every OpenAI-compatible server answers; no
+        # retries and a short timeout, so a probe never hangs on a dead server.
+        await self._get_client().with_options(timeout=min(5.0, self.timeout_s), max_retries=0).models.list()
+
     async def _stream_impl(self, messages: list[ChatMessage],
                            options: GenerationOptions) -> AsyncIterator[str]:
         client = self._get_client()

@@ -65,6 +65,7 @@ from empathic_agent.memory.record import (
     validate_user_id,
 )
 from empathic_agent.memory.strategies import Candidates
+from empathic_agent.private import private_dir, private_tree
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -90,6 +91,8 @@ _COLLECTION_CACHE_SIZE: Final[int] = 4096
 _PAGE: Final[int] = 500
 #: Chroma's database file inside an embedded store directory.
 _CHROMA_DB: Final[str] = "chroma.sqlite3"
+#: Collection written by the health probe of a failed store (outside the ``eam-`` namespace).
+_PROBE: Final[str] = "ea-health-probe"
 _UUID: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 #: HNSW settings of every memory collection: cosine space (embeddings are L2-normalised), and the
 #: index persisted after every write (sync_threshold 1).  Why: Chroma replays a collection's
@@ -140,6 +143,10 @@ class MemoryStore:
         self._collections: OrderedDict[str, Any] = OrderedDict()
         self._closed = False
         self._max_batch: int | None = None
+        #: The last failure while it lasts (None when healthy); see :meth:`health`.
+        self.failure: str | None = None
+        self._failures = 0  # failed calls so far; the client is reopened once after each
+        self._reopened_after = 0
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
@@ -159,7 +166,8 @@ class MemoryStore:
         chromadb, chroma_settings = _import_chroma()
         path = Path(path).expanduser()
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            private_dir(path)
+            private_tree(path)  # a store made before files were private
             client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
         except EmpathicError:
             raise
@@ -188,6 +196,7 @@ class MemoryStore:
     def _collection(self, user_id: str, *, create: bool) -> Any | None:
         """The user's collection (created when ``create``), or None if it does not exist."""
         name = collection_name_for(user_id)
+        self._recover()  # before the cache: a cached handle of a failed client is no use
         with self._lock:
             if self._closed:
                 raise MemoryStoreError("the memory store is closed")
@@ -401,6 +410,53 @@ class MemoryStore:
         self._call("heartbeat", self._client.heartbeat)
         return time.perf_counter() - t0
 
+    def health(self) -> str | None:
+        """None if the store works, else why not.  A store that failed is probed with a real write
+        (to a collection outside the memory namespace), so readiness says "broken" exactly while
+        writes fail and "healthy" again as soon as they work; a healthy store is only heartbeaten."""
+        try:
+            if self.failure is None:
+                self._call("heartbeat", self._client.heartbeat)
+            else:
+                def probe() -> None:
+                    col = self._client.get_or_create_collection(_PROBE, embedding_function=None)
+                    col.upsert(ids=["probe"], embeddings=[[1.0, 0.0]], documents=["probe"])
+                    col.delete(ids=["probe"])
+                self._call("health probe", probe)
+        except EmpathicError as exc:
+            return str(exc)
+        return None
+
+    # -- recovery ----------------------------------------------------------------------------------
+    def _failed(self, op: str, exc: Exception) -> None:
+        if self.failure is None:  # log the transition, not every failed turn
+            log.error("memory store (%s at %s) failed to %s: %s: %s; recovering on the next call",
+                      self.backend, self.location, op, type(exc).__name__, exc)
+        self.failure = f"{op}: {type(exc).__name__}"
+        self._failures += 1
+
+    def _recover(self) -> None:
+        """After a failure, start the next call on a fresh embedded Chroma client.  Why: a write
+        that failed while the directory was not writable leaves Chroma's connections read-only
+        and its compaction stuck ("Error in compaction: Failed to apply logs…") until the process
+        restarts, although the files are writable again.  An HTTP client reconnects by itself."""
+        if self.failure is None or self.backend != "embedded" or self._reopened_after == self._failures:
+            return
+        chromadb, chroma_settings = _import_chroma()
+        with self._lock:
+            if self._reopened_after == self._failures:
+                return
+            self._reopened_after = self._failures
+            _drop_shared_system(self._client)
+            self._collections.clear()
+            try:
+                self._client = chromadb.PersistentClient(path=self.location, settings=chroma_settings)
+                return
+            except Exception as exc:  # noqa: BLE001 — still broken: this call fails, the next one retries
+                error = exc
+        self._failed("reopen", error)
+        raise MemoryStoreError(f"memory store failed to reopen: {type(error).__name__}: {error}") from error
+
     # -- helpers -----------------------------------------------------------------------------------
     def _own_rows(self, user_id: str, rows: QueryRows) -> QueryRows:
         keep = [i for i, m in enumerate(rows.metadatas) if m.get("user_id") == user_id]
@@ -430,18 +486,25 @@ class MemoryStore:
         return out
 
     def _call(self, op: str, fn: Callable[[], T], *, reraise_not_found: bool = False) -> T:
-        """Run a Chroma call, translating its exceptions into the project's errors."""
+        """Run a Chroma call, translating its exceptions into the project's errors; a failure is
+        logged once and the next call starts on a fresh client (:meth:`_recover`)."""
+        self._recover()
         try:
-            return fn()
+            out = fn()
         except EmpathicError:
             raise
         except Exception as exc:
             if reraise_not_found and _is_not_found(exc):
                 raise _CollectionGone() from exc
+            self._failed(op, exc)
             if _is_connection_error(exc):
                 raise MemoryStoreUnavailableError(
                     f"memory store ({self.backend} at {self.location}) unreachable during {op}: {exc}") from exc
             raise MemoryStoreError(f"memory store failed to {op}: {type(exc).__name__}: {exc}") from exc
+        if self.failure is not None and op != "heartbeat":
+            log.warning("memory store (%s at %s) works again after: %s", self.backend, self.location, self.failure)
+            self.failure = None
+        return out
 
 
 class _CollectionGone(Exception):
@@ -478,6 +541,22 @@ def _is_not_found(exc: Exception) -> bool:
 def _is_connection_error(exc: Exception) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
     return any(s in text for s in ("connect", "connection", "timeout", "timed out", "unreachable"))
+
+
+def _drop_shared_system(client: Any) -> None:
+    """Stop the Chroma system behind ``client`` and forget it, so that a new client on the same
+    directory builds fresh connections (Chroma shares one system per directory per process)."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        ident = getattr(client, "_identifier", None)
+        with SharedSystemClient._refcount_lock:
+            system = SharedSystemClient._identifier_to_system.pop(ident, None)
+            SharedSystemClient._identifier_to_refcount.pop(ident, None)
+        if system is not None:
+            system.stop()
+    except Exception as exc:  # noqa: BLE001 — a Chroma without these internals: a new client still helps
+        log.debug("memory store: could not stop the old Chroma system: %s", exc)
 
 
 def _max_batch(client: Any) -> int:
