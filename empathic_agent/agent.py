@@ -469,7 +469,10 @@ async def open_postgres_checkpointer(url: str) -> tuple[Any, Any]:
 
         raise ConfigError("checkpoint_backend=postgres needs the 'scale' extra "
                           "(pip install 'empathic-agent[scale]')") from exc
+    # ``check``: a connection is tested before each use, so after PostgreSQL restarts the first turn
+    # gets a fresh connection instead of an error from a dead one.
     pool = AsyncConnectionPool(conninfo=url, min_size=1, max_size=8, open=False,
+                               check=AsyncConnectionPool.check_connection,
                                kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
     try:
         await pool.open(wait=True, timeout=15)

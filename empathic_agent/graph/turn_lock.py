@@ -78,6 +78,7 @@ class PostgresTurnLocks(TurnLocks):
         from psycopg_pool import AsyncConnectionPool
 
         self._pool = AsyncConnectionPool(conninfo=url, min_size=1, max_size=max_size, open=False,
+                                         check=AsyncConnectionPool.check_connection,
                                          kwargs={"autocommit": True, "prepare_threshold": 0})
 
     async def open(self) -> "PostgresTurnLocks":

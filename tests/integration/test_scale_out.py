@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -47,47 +49,92 @@ def _wait_http(url: str, timeout: float = 180.0, proc: subprocess.Popen | None =
     raise TimeoutError(url)
 
 
-@pytest.fixture(scope="module")
-def postgres():
-    """A throw-away PostgreSQL cluster on 127.0.0.1 (as the postgres user when we are root)."""
-    data = Path(tempfile.mkdtemp(prefix="empathic-pg-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(data, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(as_user + [_pg_bin("initdb"), "-D", str(data / "db"), "--auth=trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    port = free_port()
-    log = open(data / "server.log", "w") if os.geteuid() != 0 else subprocess.DEVNULL
-    proc = subprocess.Popen(as_user + [_pg_bin("postgres"), "-D", str(data / "db"), "-h", "127.0.0.1", "-p", str(port),
-                                       "-k", str(data)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(100):
-            if subprocess.run([_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                              capture_output=True).returncode == 0:
-                break
-            time.sleep(0.2)
-        subprocess.run([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "empathic"],
+class Postgres:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (as the postgres user when we are root) that
+    can be restarted on the same data and port."""
+
+    def __init__(self) -> None:
+        self.data = Path(tempfile.mkdtemp(prefix="empathic-pg-"))
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(self.as_user + [_pg_bin("initdb"), "-D", str(self.data / "db"), "--auth=trust", "-U", "postgres"],
                        check=True, capture_output=True)
-        yield f"postgresql://postgres@127.0.0.1:{port}/empathic"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        shutil.rmtree(data, ignore_errors=True)
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/empathic"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.as_user + [_pg_bin("postgres"), "-D", str(self.data / "db"), "-h", "127.0.0.1",
+                                                     "-p", str(self.port), "-k", str(self.data)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(150):
+            if subprocess.run([_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                              capture_output=True).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("postgres did not start")
+
+    def stop(self) -> None:
+        """A fast shutdown (clients disconnected, as in a restart by the operator)."""
+        if self.proc is not None:
+            subprocess.run(self.as_user + [_pg_bin("pg_ctl"), "-D", str(self.data / "db"), "stop", "-m", "fast",
+                                           "-w", "-t", "60"], capture_output=True)
+            self.proc.wait(timeout=60)
+            self.proc = None
 
 
 @pytest.fixture(scope="module")
-def chroma(tmp_path_factory):
-    port = free_port()
-    proc = subprocess.Popen([str(VENV_BIN / "chroma"), "run", "--path", str(tmp_path_factory.mktemp("chroma")),
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def pg():
+    server = Postgres()
+    server.start()
     try:
-        _wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", 60, proc)
-        yield port
+        subprocess.run([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "empathic"],
+                       check=True, capture_output=True)
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        server.stop()
+        shutil.rmtree(server.data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres(pg):
+    return pg.url
+
+
+class Chroma:
+    """``chroma run`` on a fixed directory and port, stoppable and restartable."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.port, self.proc = path, free_port(), None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([str(VENV_BIN / "chroma"), "run", "--path", str(self.path),
+                                      "--host", "127.0.0.1", "--port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_http(f"http://127.0.0.1:{self.port}/api/v2/heartbeat", 60, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    server = Chroma(tmp_path_factory.mktemp("chroma"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def chroma(chroma_server):
+    return chroma_server.port
 
 
 @contextlib.contextmanager
@@ -141,3 +188,54 @@ def test_two_servers_share_conversations_and_memories(postgres, chroma, tmp_path
         assert gone["conversations"] == 2
         assert _call(a, key, "GET", "/v1/users/ann/sessions")["sessions"] == []
         assert _call(a, key, "GET", "/v1/users/ann/export")["memories"]["memories"] == []
+
+
+def _status(base: str, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(base + path, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_servers_serialise_one_conversation_and_ride_out_store_restarts(pg, chroma_server, tmp_path):
+    """Two servers: 20 concurrent turns of one conversation across both keep all 40 messages
+    (advisory lock); the Chroma server down then up, and PostgreSQL restarted, are survived
+    without restarting the agent servers."""
+    keys = KeyStore(tmp_path / "api.sqlite")
+    key = keys.create_key("clinic")
+    keys.close()
+    env = {**os.environ, "EMPATHIC_CHECKPOINT_BACKEND": "postgres", "EMPATHIC_POSTGRES_URL": pg.url,
+           "EMPATHIC_MEMORY_BACKEND": "http", "EMPATHIC_CHROMA_HOST": "127.0.0.1",
+           "EMPATHIC_CHROMA_PORT": str(chroma_server.port),
+           "EMPATHIC_API_KEYS_DB": str(tmp_path / "api.sqlite"), "EMPATHIC_MEMORY_DIR": str(tmp_path / "memory"),
+           "EMPATHIC_ENCODERS": "text", "EMPATHIC_MAX_NEW_TOKENS": "8", "EMPATHIC_TEMPERATURE": "0",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with _server(env, tmp_path / "a.log") as a, _server(env, tmp_path / "b.log") as b:
+        def turn(base: str, text: str, session: str = "race") -> dict:
+            return _call(base, key, "POST", "/v1/turns", {"user_id": "zoe", "session_id": session, "text": text})
+
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(lambda i: turn((a, b)[i % 2], f"message number {i}"), range(20)))
+        assert all(r["reply"] for r in results)
+        history = _call(a, key, "GET", "/v1/users/zoe/sessions/race")["messages"]
+        assert len(history) == 40 and [m["role"] for m in history] == ["user", "assistant"] * 20
+        assert sorted(m["content"] for m in history[::2]) == sorted(f"message number {i}" for i in range(20))
+
+        chroma_server.stop()
+        down = turn(a, "My brother Tom moved to Canada.", "s2")
+        assert down["reply"] and {d["step"] for d in down["degraded"]} & {"recall", "remember"}, down["degraded"]
+        status, ready = _status(a, "/readyz")
+        assert status == 503 and "memory" in ready["failing"], ready
+        chroma_server.start()
+        assert _status(a, "/readyz")[0] == 200 and _status(b, "/readyz")[0] == 200
+        up = turn(b, "I miss my brother Tom a lot.", "s2")
+        assert up["degraded"] == [], up["degraded"]
+
+        pg.stop()
+        pg.start()
+        after = [turn(a, "Still here after the database restart.", "s2"), turn(b, "And on the other server.", "s2")]
+        assert all(r["reply"] and r["degraded"] == [] for r in after), [r["degraded"] for r in after]
+        said = [m["content"] for m in _call(b, key, "GET", "/v1/users/zoe/sessions/s2")["messages"][::2]]
+        assert said == ["My brother Tom moved to Canada.", "I miss my brother Tom a lot.",
+                        "Still here after the database restart.", "And on the other server."]
