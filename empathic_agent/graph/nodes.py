@@ -85,6 +85,9 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                                           + (f" ({'; '.join(result.errors)})" if result.errors else ""))
                 typed = result.text
         elif audio is not None:
+            if not typed.strip():  # else "the message is empty", which is not what happened
+                raise EmptyInputError("voice input is not enabled on this agent (settings.encoders lacks "
+                                      "'speech'); please type the message")
             errors.append(StepError(step="perceive", error="SpeechUnavailable",
                                     message="voice input is not enabled (settings.encoders lacks 'speech')"))
         images = runtime.context.images if runtime.context is not None else None

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import io
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from empathic_agent.errors import InputError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "TARGET_SAMPLE_RATE",
@@ -282,8 +285,11 @@ def _decode_container(fh: BinaryIO, limits: AudioLimits) -> tuple[NDArray[np.flo
     try:
         container = av.open(fh, mode="r", metadata_errors="ignore")
     except av.FFmpegError as exc:
+        # FFmpeg's own words ("[Errno 1094995529] Invalid data found…") help the operator, not
+        # the person: they go to the debug log.
+        log.debug("audio: FFmpeg could not open the data: %s", exc)
         raise AudioDecodeError("the audio could not be read: it is corrupt or not in a supported "
-                               f"format (wav, flac, ogg/opus, webm, mp3): {exc}") from None
+                               "format (wav, flac, ogg/opus, webm, mp3)") from None
     try:
         streams = [s for s in container.streams if s.type == "audio"]
         if not streams:

@@ -5,6 +5,8 @@ server, a failed startup, and ``kill -9`` in the middle of turns.  Each test sta
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import random
 import socket
@@ -30,7 +32,8 @@ def home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(home):
-    with serve(server_env(home), home / "server.log") as s:
+    # Every modality on (models load on first use: text turns never load Whisper or the face model).
+    with serve(server_env(home, EMPATHIC_ENCODERS="text,speech,face"), home / "server.log") as s:
         yield s
 
 
@@ -216,3 +219,89 @@ def test_kill_9_in_the_middle_of_turns_leaves_consistent_stores(tmp_path):
         status, exported = s.call(key, "GET", "/v1/users/ann/export")
         assert status == 200 and exported["memories"]["count"] >= 1
         assert [e["action"] for e in exported["audit"]].count("turn") >= 2
+
+
+# -- malformed media -----------------------------------------------------------------------------
+
+def _wav(seconds: float, sr: int = 16000) -> bytes:
+    import wave
+
+    import numpy as np
+
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((np.sin(np.arange(int(sr * seconds)) * 0.05) * 8000).astype("<i2").tobytes())
+    return out.getvalue()
+
+
+def _image(fmt: str, size: tuple[int, int]) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, (120, 100, 90)).save(out, fmt)
+    return out.getvalue()
+
+
+BAD_AUDIO = {
+    "random bytes": bytes(random.Random(1).randrange(256) for _ in range(5000)),
+    "truncated wav": _wav(1.0)[:60],
+    "text": b"hello, this is not audio",
+    "too short": _wav(0.05),
+}
+BAD_IMAGES = {
+    "text named .jpg": b"this is a text file renamed to photo.jpg",
+    "truncated jpeg": _image("JPEG", (64, 64))[:200],
+    "225 megapixels": _image("PNG", (15000, 15000)),
+}
+_INTERNALS = ("Errno", "Traceback", "/tmp", "site-packages", "Exception")
+
+
+def _clear(message: str) -> bool:
+    return bool(message) and not any(s in message for s in _INTERNALS)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_AUDIO))
+def test_bad_audio_over_the_api_is_one_clear_422(server, key, name):
+    data = BAD_AUDIO[name]
+    status, body = server.call(key, "POST", "/v1/turns", {"user_id": "media", "session_id": "s",
+                                                          "audio_base64": base64.b64encode(data).decode()})
+    assert status == 422 and _clear(body["error"]["message"]), body
+    boundary = "xyzboundary"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"user_id\"\r\n\r\nmedia\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"session_id\"\r\n\r\ns\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"turn.wav\"\r\n"
+            f"Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    status, body = server.call(key, "POST", "/v1/turns/upload", data=form,
+                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 422 and _clear(body["error"]["message"]), body
+    # Nothing of a refused turn is kept.
+    assert server.call(key, "GET", "/v1/users/media/sessions/s")[1]["messages"] == []
+
+
+def test_bad_images_over_the_api_leave_the_face_out_and_answer(server, key):
+    for name, data in BAD_IMAGES.items():
+        status, body = server.call(key, "POST", "/v1/turns", {"user_id": "media2", "session_id": "s", "text": "Hi there.",
+                                                              "image_base64": base64.b64encode(data).decode()})
+        assert status == 200 and body["reply"], (name, body)
+        faces = [d for d in body["degraded"] if d["step"] == "perceive"]
+        assert faces and all(_clear(d["message"]) for d in faces), (name, body["degraded"])
+
+
+async def test_bad_media_through_the_python_api(tmp_path):
+    from empathic_agent.agent import Agent
+    from empathic_agent.errors import InputError
+    from empathic_agent.settings import Settings
+
+    settings = Settings.from_env({}, memory_dir=tmp_path / "memory", max_new_tokens=8, temperature=0.0,
+                                 encoders="text,speech,face")
+    async with await Agent.open(settings) as agent:
+        for name, data in BAD_AUDIO.items():
+            with pytest.raises(InputError) as err:
+                await agent.respond("ann", "s", audio=data)
+            assert _clear(str(err.value)), (name, str(err.value))
+        assert await agent.history("ann", "s") == []
+        result = await agent.respond("ann", "s", text="Hello.", image=BAD_IMAGES["text named .jpg"])
+        assert result.reply and any(d["step"] == "perceive" for d in result.degraded)
