@@ -375,8 +375,20 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
         return await state.agent.respond(scoped_user(app_id, user_id), session_id, text=text, audio=audio,
                                          image=image, speak=speak)
 
+    # OpenAPI links: what a turn's result lets a client do next (also how schemathesis chains
+    # calls into stateful sequences: turn -> history -> export -> delete -> ...).
+    _user = {"user_id": "$response.body#/user_id"}
+    _conversation = {**_user, "session_id": "$response.body#/session_id"}
+    turn_links = {"links": {
+        "ListSessions": {"operationId": "sessions", "parameters": _user},
+        "ReadConversation": {"operationId": "history", "parameters": _conversation},
+        "Export": {"operationId": "export", "parameters": _user},
+        "Audit": {"operationId": "audit", "parameters": _user},
+        "Erase": {"operationId": "delete_user", "parameters": _user},
+    }}
+
     # -- turns ---------------------------------------------------------------------------------
-    @app.post("/v1/turns", responses=responses, tags=["turns"])
+    @app.post("/v1/turns", responses={**responses, 200: turn_links}, tags=["turns"])
     async def turn(body: TurnRequest, app_id: str = Depends(app_of)) -> dict[str, Any]:
         """One turn: the reply, the perceived state, the plan, memories used, safety, timings."""
         audio, image = _b64(body.audio_base64, "audio_base64"), _b64(body.image_base64, "image_base64")
@@ -428,7 +440,7 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
         scoped_user("x", user_id)  # the same id rules as every other route
         return user_id
 
-    @app.get("/v1/users/{user_id}/sessions", responses=responses, tags=["data"])
+    @app.get("/v1/users/{user_id}/sessions", responses=responses, tags=["data"], operation_id="sessions")
     async def sessions(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
         user_param(user_id)
         found = await state.agent.sessions(scoped_user(app_id, user_id))
@@ -436,7 +448,7 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
             state.keys.audit(app_id, user_id, "list_sessions")
         return {"user_id": user_id, "sessions": found}
 
-    @app.get("/v1/users/{user_id}/sessions/{session_id}", responses=responses, tags=["data"])
+    @app.get("/v1/users/{user_id}/sessions/{session_id}", responses=responses, tags=["data"], operation_id="history")
     async def history(user_id: str, session_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
         user_param(user_id)
         validate_id(session_id, "session id", max_len=MAX_USER_ID)
@@ -445,7 +457,7 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
             state.keys.audit(app_id, user_id, "read_conversation", f"session={session_id}")
         return {"user_id": user_id, "session_id": session_id, "messages": [m.to_dict() for m in messages]}
 
-    @app.get("/v1/users/{user_id}/export", responses=responses, tags=["data"])
+    @app.get("/v1/users/{user_id}/export", responses=responses, tags=["data"], operation_id="export")
     async def export(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
         """Everything held about the person: conversations, memories, voice baseline, audit log."""
         user_param(user_id)
@@ -460,7 +472,7 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
         data["audit"] = state.keys.audit_entries(app_id, user_id)
         return data
 
-    @app.delete("/v1/users/{user_id}", responses=responses, tags=["data"])
+    @app.delete("/v1/users/{user_id}", responses=responses, tags=["data"], operation_id="delete_user")
     async def delete_user(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
         """Erase the person: memories, conversation checkpoints, voice baseline, audit entries."""
         user_param(user_id)
@@ -469,7 +481,7 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
         counts["audit_entries"] = state.keys.forget_user(app_id, user_id)
         return counts
 
-    @app.get("/v1/users/{user_id}/audit", responses=responses, tags=["data"])
+    @app.get("/v1/users/{user_id}/audit", responses=responses, tags=["data"], operation_id="audit")
     async def audit(user_id: str, app_id: str = Depends(app_of)) -> dict[str, Any]:
         user_param(user_id)
         return {"user_id": user_id, "entries": state.keys.audit_entries(app_id, user_id)}

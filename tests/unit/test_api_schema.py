@@ -5,6 +5,7 @@ without a valid key.  Fakes for the LLM and encoders; the real app, key store, g
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import schemathesis
@@ -31,12 +32,15 @@ _client = TestClient(app)
 _client.__enter__()  # runs the app's startup (ready) for the whole module
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+#: Requests sent per test kind and operation (the size of the fuzz corpus, printed at the end).
+SENT: Counter = Counter()
 
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors_with_a_valid_key(case):
     response = case.call(headers={"Authorization": f"Bearer {KEY}"})
+    SENT["with key", case.operation.label] += 1
     assert response.status_code < 500, (case.method, case.formatted_path, response.status_code, response.text[:300])
 
 
@@ -44,7 +48,47 @@ def test_no_server_errors_with_a_valid_key(case):
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors_and_no_data_without_a_key(case):
     response = case.call()
+    SENT["without key", case.operation.label] += 1
     assert response.status_code < 500
     if case.formatted_path.startswith("/v1/"):
         # Refused one way or another (bad key, bad method, unparsable body) — never data.
         assert 400 <= response.status_code < 500, (case.formatted_path, response.status_code)
+
+
+# -- stateful sequences: the OpenAPI links chain real ids from turns into the data routes -------
+
+class _Workflow(schema.as_state_machine()):
+    """Random sequences such as turn -> read conversation -> export -> erase -> export -> audit,
+    with the ids each turn returned: no step may answer 5xx, and a person erased mid-sequence
+    must come back empty."""
+
+    def get_call_kwargs(self, case):
+        return {"headers": {"Authorization": f"Bearer {KEY}"}}
+
+    def validate_response(self, response, case, **kwargs):
+        SENT["stateful", case.operation.label] += 1
+        assert response.status_code < 500, (case.method, case.formatted_path, response.status_code,
+                                            response.text[:300])
+
+
+TestStatefulSequences = _Workflow.TestCase
+TestStatefulSequences.settings = settings(max_examples=60, stateful_step_count=6, deadline=None,
+                                          suppress_health_check=list(HealthCheck))
+
+
+def test_the_fuzz_corpus_reached_every_route_and_chained_turns(capsys):
+    """Runs after the tests above (file order): they sent requests to every operation, and the
+    stateful sequences reached the data routes through the links of a turn."""
+    by_kind = Counter()
+    for (kind, _op), n in SENT.items():
+        by_kind[kind] += n
+    with capsys.disabled():
+        print(f"\n[fuzz] {sum(SENT.values())} requests: {dict(by_kind)}; "
+              f"{len({op for _k, op in SENT})} operations")
+    if not SENT:  # run alone (-k): nothing to check
+        return
+    assert {op for kind, op in SENT if kind == "with key"} >= {op for kind, op in SENT if kind == "without key"}
+    linked = {op for kind, op in SENT if kind == "stateful"}
+    assert "POST /v1/turns" in linked and linked & {"GET /v1/users/{user_id}/export",
+                                                    "GET /v1/users/{user_id}/sessions/{session_id}",
+                                                    "DELETE /v1/users/{user_id}"}, linked
