@@ -231,7 +231,10 @@ class PreparedModel(ModelSource):
             return "corrupt: no manifest"
         if man.get("recipe") != RECIPE_VERSION:
             return "corrupt: prepared by an older recipe"
-        if man.get("inputs") != [[str(p), p.stat().st_size] for p in inputs]:
+        # Inputs are compared by file name and size, not by path: the same package files in another
+        # checkout or venv (a second clone, CI) must not make clones sharing a cache rebuild in turn.
+        recorded = [[Path(str(name)).name, size] for name, size in man.get("inputs") or []]
+        if recorded != [[p.name, p.stat().st_size] for p in inputs]:
             return "corrupt: inputs changed since preparation"
         for rel, meta in man.get("files", {}).items():
             p = target / rel
