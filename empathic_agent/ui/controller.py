@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,16 +20,22 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 
-from empathic_agent.errors import ConfigError
+from empathic_agent.errors import ConfigError, InputError
 from empathic_agent.ids import validate_id
 from empathic_agent.latent import CATEGORIES
 from empathic_agent.settings import Settings
 
-__all__ = ["UIOptions", "UIController", "TurnUpdate", "BACKEND_EMBEDDED", "BACKEND_OPENAI",
+__all__ = ["UIOptions", "UIController", "TurnUpdate", "UploadError", "BACKEND_EMBEDDED", "BACKEND_OPENAI",
+           "AUDIO", "IMAGE", "upload_message",
            "trajectory_rows", "perception_markdown", "memory_rows", "category_scores"]
+
+log = logging.getLogger(__name__)
 
 BACKEND_EMBEDDED = "embedded"
 BACKEND_OPENAI = "openai-compatible"
+#: The kinds of file a person can add to a turn (see :meth:`UIController.read_upload`).
+AUDIO = "audio"
+IMAGE = "image"
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,56 @@ class TurnUpdate:
     result: Any = None
     #: For a spoken turn, the transcript once the turn is over ("" otherwise).
     transcript: str = ""
+
+
+# -- uploads -------------------------------------------------------------------------------------
+
+class UploadError(InputError):
+    """A recording or photo the person added cannot be used.  The message is written for them (what
+    is wrong, what to do): never a server path, an exception's name or a decoder's internals."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        #: :data:`AUDIO` or :data:`IMAGE`: which input the page clears.
+        self.kind = kind
+
+
+def upload_message(kind: str, exc: BaseException) -> str:
+    """What to tell the person about an unusable upload (``exc``: what the decoder raised).
+
+    The decoders' size messages are plain words and numbers and are passed on; their messages about
+    damaged data can carry a file path or a library's own error text, so those get a fixed sentence.
+    """
+    from empathic_agent.perceive.audio import AudioTooLargeError, AudioTooLongError, EmptyAudioError
+    from empathic_agent.perceive.image import EmptyImageError, ImageTooLargeError, ImageTooSmallError
+
+    if isinstance(exc, (ImageTooLargeError, ImageTooSmallError, AudioTooLargeError, AudioTooLongError)):
+        text = str(exc)
+        return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+    if kind == IMAGE:
+        if isinstance(exc, EmptyImageError):
+            return "That photo is empty. Please choose another one."
+        return ("That photo could not be opened: it is damaged, cut short, or not a picture. "
+                "Please choose a JPEG, PNG, WebP, GIF or BMP image.")
+    if isinstance(exc, EmptyAudioError):
+        return "That recording is empty. Please record again or choose another file."
+    return ("That recording could not be played: it is damaged, cut short, or not a sound file. "
+            "Please record again, or choose a WAV, MP3, OGG, FLAC or WebM file.")
+
+
+#: A recording that decodes but holds no speech (silence, a click): the turn would hear nothing.
+NO_SPEECH_MESSAGE = ("I could not hear any words in that recording. Please record again, "
+                     "a little closer to the microphone.")
+
+
+def _limits(service: Any) -> Any:
+    """The limits a perceiving service decodes with (it, or its encoder, holds them); None when
+    the service is off: the decoder's defaults, which the services are built with too."""
+    for owner in (service, getattr(service, "encoder", None)):
+        limits = getattr(owner, "limits", None)
+        if limits is not None:
+            return limits
+    return None
 
 
 # -- views (pure functions of what the agent returned; unit-tested) -------------------------------
@@ -263,6 +320,38 @@ class UIController:
         llm = load_remote_llm(self.settings, url, key[2], self.settings.openai_api_key)
         self._llms[key] = llm
         return llm
+
+    # -- uploads -----------------------------------------------------------------------------------
+    async def read_upload(self, kind: str, source: Any) -> Any:
+        """Decode a file the page received (a path, or a webcam's data URL) with the agent's own
+        decoders and the perceiving service's limits: an :class:`~empathic_agent.perceive.audio.AudioClip`
+        for :data:`AUDIO`, an :class:`~empathic_agent.perceive.image.ImageFrame` for :data:`IMAGE`
+        (the agent takes both as they are: the turn does not decode them again); None for no file.
+
+        Unusable input raises :class:`UploadError` with a message for the person, so a bad file
+        never reaches the turn (where it would fail it) and the page can clear it."""
+        if source is None or source == "":
+            return None
+        if kind == AUDIO:
+            from empathic_agent.perceive.audio import decode_audio as decode
+
+            limits = _limits(self.services.speech)
+        elif kind == IMAGE:
+            from empathic_agent.perceive.image import decode_image as decode
+
+            limits = _limits(self.services.face)
+        else:
+            raise ValueError(f"unknown upload kind {kind!r}")
+        try:
+            decoded = await asyncio.to_thread(decode, source, limits=limits)
+        except InputError as exc:
+            raise UploadError(kind, upload_message(kind, exc)) from None
+        except Exception as exc:  # a decoder's bug must not break the page either: say it plainly, log it
+            log.warning("could not decode an uploaded %s", kind, exc_info=True)
+            raise UploadError(kind, upload_message(kind, exc)) from None
+        if kind == AUDIO and not decoded.usable:
+            raise UploadError(kind, NO_SPEECH_MESSAGE)
+        return decoded
 
     # -- turns -------------------------------------------------------------------------------------
     async def turn(self, options: UIOptions, user_id: str, session_id: str, *, text: str | None = None,

@@ -21,10 +21,13 @@ from empathic_agent.errors import EmpathicError
 from empathic_agent.settings import Settings
 from empathic_agent.ui.options import add_ui_arguments
 from empathic_agent.ui.controller import (
+    AUDIO,
     BACKEND_EMBEDDED,
     BACKEND_OPENAI,
+    IMAGE,
     UIController,
     UIOptions,
+    UploadError,
     category_scores,
     memory_rows,
     perception_markdown,
@@ -41,10 +44,21 @@ CAMERA_MARK = " (camera)"
 #: Recalled memories: score = the recall strategy's total (meaning similarity · mood congruence).
 RECALLED_HEADERS = ["#", "memory", "feeling", "score (meaning · mood)"]
 STORED_HEADERS = ["id", "memory", "kind", "feeling", "stored"]
+#: Where the trajectory plots are before a conversation has a turn (an empty plot is a bare box).
+PLOTS_EMPTY = ("*How you seem to feel, turn by turn (valence: unpleasant to pleasant; arousal: calm to "
+               "activated), is drawn here after your first message.*")
 CSS = """
 #crisis-banner { border: 2px solid #b91c1c; background: #fef2f2; border-radius: 8px; padding: 8px 14px; }
 #crisis-banner.risk-low { border-color: #b45309; background: #fffbeb; }
 #perception { font-size: 0.92em; }
+/* The chat's label and its toolbar (copy all, clear) float over the top of the message list: start
+   the scrolling list below them, so they never cover a message. */
+#chat .bubble-wrap { margin-top: 2.3rem; height: calc(100% - 2.3rem); padding-top: 4px; }
+/* The voice and camera labels share their top row with the components' own buttons (clear, full
+   screen) in the top-right corner: keep the label's text out of that corner. */
+#mic label[data-testid="block-label"], #cam label[data-testid="block-label"] {
+  max-width: calc(100% - 6rem);
+}
 """
 
 
@@ -52,12 +66,47 @@ def _session_name() -> str:
     return time.strftime("%Y-%m-%d-%H%M") + "-" + uuid.uuid4().hex[:4]
 
 
-def _plot_frames(trajectory: list[dict[str, Any]]) -> tuple[Any, Any]:
+def _plot_updates(trajectory: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+    """Updates of the valence plot, the arousal plot and their empty-state note.
+
+    Turns are categories ("1", "2", ...) kept in turn order: on a numeric axis Vega adds half-turn
+    ticks, which a whole-number format then shows twice ("1 2 2 3 3").  With no turn yet the plots
+    are hidden behind the note: a plot without data draws a bare axis tick and an empty legend."""
+    import gradio as gr
     import pandas as pd
 
     rows = trajectory_rows(trajectory)
+    if not rows:
+        hidden = gr.update(visible=False, value=None)
+        return hidden, hidden, gr.update(visible=True)
     df = pd.DataFrame(rows, columns=["turn", "dimension", "series", "value"])
-    return df[df.dimension == "valence"], df[df.dimension == "arousal"]
+    order = [str(t) for t in sorted(df.turn.unique())]
+    df["turn"] = df.turn.astype(str)
+
+    def plot(dimension: str) -> Any:
+        return gr.update(visible=True, value=df[df.dimension == dimension], sort=order)
+
+    return plot("valence"), plot("arousal"), gr.update(visible=False)
+
+
+def _file_as_received(component: Any) -> Any:
+    """``component`` (a ``gr.Image`` or ``gr.Audio``), now handing its events the uploaded file's
+    path as it is (or a webcam's data URL).  Gradio's own preprocessing opens an image with PIL,
+    and a file that is not one fails the whole event: every output turns red and the toast shows
+    the exception and the server's temporary path.  The controller decodes the file instead
+    (:meth:`UIController.read_upload`) and a bad one gets a message in plain words.
+
+    Set on the instance, not in a subclass: Gradio writes a ``.pyi`` stub next to the module of
+    every component class it sees defined."""
+
+    def preprocess(payload: Any) -> str | None:
+        if payload is None:
+            return None
+        url = getattr(payload, "url", None) or ""
+        return url if url.startswith("data:") else payload.path
+
+    component.preprocess = preprocess
+    return component
 
 
 def _count(records: list[Any]) -> str:
@@ -123,18 +172,21 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
             with gr.Tab("Chat", id="chat"):
                 with gr.Row():
                     with gr.Column(scale=3):
+                        # No "share" button: it posts to Hugging Face Spaces; nothing here leaves the machine.
                         chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=440,
+                                             buttons=["copy", "copy_all"],
                                              placeholder="Tell me how you are — type, or record your voice.")
                         with gr.Row():
                             msg = gr.Textbox(show_label=False, placeholder="How are you feeling today?", scale=6,
                                              elem_id="msg", max_lines=6, autofocus=True)
                             send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                         with gr.Row():
-                            mic = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="mic",
-                                           label="Voice: record or upload; it is sent with your next message")
-                            cam = gr.Image(sources=["webcam", "upload"], type="numpy", elem_id="cam",
-                                           label="Camera (opt-in): the frame is read with your next message, "
-                                                 "never stored")
+                            mic = _file_as_received(gr.Audio(sources=["microphone", "upload"], type="filepath",
+                                                             elem_id="mic", label="Voice message"))
+                            cam = _file_as_received(gr.Image(sources=["webcam", "upload"], type="filepath",
+                                                             elem_id="cam", label="Camera (opt-in)"))
+                        gr.Markdown("<small>A recording or a camera frame goes with your next message; "
+                                    "camera frames are read, never stored.</small>", elem_id="media-hint")
                         with gr.Row():
                             speak = gr.Checkbox(value=True, label="Speak replies aloud", elem_id="speak")
                             keep_cam = gr.Checkbox(value=False, label="Keep the camera frame for later messages",
@@ -146,13 +198,15 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
                         gr.Markdown("#### What I perceived")
                         perception = gr.Markdown("*Nothing perceived yet — say something.*", elem_id="perception")
                         categories = gr.Label(label="Emotion (fused)", num_top_classes=4, elem_id="categories")
-                        valence_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1], x_axis_format="d",
+                        plots_note = gr.Markdown(PLOTS_EMPTY, elem_id="plots-empty")
+                        valence_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1], visible=False,
                                                    title="Valence over turns (lines from turn 2)", elem_id="valence-plot", height=200)
-                        arousal_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1], x_axis_format="d",
+                        arousal_plot = gr.LinePlot(x="turn", y="value", color="series", y_lim=[-1, 1], visible=False,
                                                    title="Arousal over turns (lines from turn 2)", elem_id="arousal-plot", height=200)
+                        # Wide enough for each header's longest word ("feeling" broke as "feelin/g").
                         recalled = gr.Dataframe(headers=RECALLED_HEADERS, label="Memories recalled this turn",
                                                 interactive=False, elem_id="recalled", wrap=True,
-                                                column_widths=["8%", "52%", "15%", "25%"])
+                                                column_widths=["7%", "45%", "20%", "28%"])
             with gr.Tab("Memories & data", id="memory"):
                 gr.Markdown("What the agent remembers about you. Delete any of it, or take all of it with you.")
                 mem_table = gr.Dataframe(headers=STORED_HEADERS, interactive=False, elem_id="memory-table", wrap=True)
@@ -183,20 +237,29 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
                 backend = gr.Radio([BACKEND_EMBEDDED, BACKEND_OPENAI], value=controller.default_options.backend, label="Language model",
                                    info="embedded: runs here on the CPU. openai-compatible: a server you run "
                                         "(e.g. vLLM); your messages go to that address.", elem_id="backend")
-                with gr.Row():
-                    url = gr.Textbox(label="Server URL", value=settings.openai_base_url, elem_id="llm-url")
+                served = controller.default_options.backend == BACKEND_OPENAI
+                with gr.Row():  # only for the server backend (see on_backend)
+                    url = gr.Textbox(label="Server URL", value=settings.openai_base_url, elem_id="llm-url",
+                                     visible=served)
                     model = gr.Textbox(label="Model (blank: the server's first)", value=settings.openai_model,
-                                       elem_id="llm-model")
+                                       elem_id="llm-model", visible=served)
                 settings_status = gr.Markdown(elem_id="settings-status")
 
         # -- chat ---------------------------------------------------------------------------------
-        async def on_send(text, audio_path, image, speak_on, keep, history, user_v, session_v, persona_v, voice_v,
-                          backend_v, url_v, model_v, request: gr.Request):
+        async def on_send(text, audio_path, image_path, speak_on, keep, history, user_v, session_v, persona_v,
+                          voice_v, backend_v, url_v, model_v, request: gr.Request):
             history = list(history or [])
             text = text or ""
             if not text.strip() and not audio_path:
                 gr.Warning("Type a message or record one first.")
-                yield (gr.skip(),) * 13
+                yield gr.skip()
+                return
+            try:  # before the turn: a bad file is cleared with one message, the typed words stay
+                audio = await controller.read_upload(AUDIO, audio_path)
+                image = await controller.read_upload(IMAGE, image_path)
+            except UploadError as exc:
+                gr.Warning(str(exc))
+                yield {mic if exc.kind == AUDIO else cam: None}
                 return
             uid = user_of(user_v, request)
             sid = (session_v or "").strip() or _session_name()
@@ -204,25 +267,24 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
             if image is not None:
                 shown += CAMERA_MARK
             history += [{"role": "user", "content": shown}, {"role": "assistant", "content": "…"}]
-            skip = gr.skip()
-            yield (history, "", skip, skip, skip, skip, skip, skip, skip, skip, skip, skip, "*Listening…*")
+            yield {chatbot: history, msg: "", turn_status: "*Listening…*"}
             result, transcript = None, ""
             t0 = time.perf_counter()
             first_s = None
             try:
                 opts = options_of(persona_v, voice_v, backend_v, url_v, model_v)
-                async for update in controller.turn(opts, uid, sid, text=text, audio=audio_path, image=image,
+                async for update in controller.turn(opts, uid, sid, text=text, audio=audio, image=image,
                                                     speak=bool(speak_on)):
                     if update.result is None and update.audio is None:
                         first_s = first_s if first_s is not None else time.perf_counter() - t0
                         history[-1] = {"role": "assistant", "content": update.reply}
-                        yield (history, skip, skip, skip, skip, skip, skip, skip, skip, skip, skip, skip, skip)
+                        yield {chatbot: history}
                     elif update.result is not None:
                         result, transcript = update.result, update.transcript
             except EmpathicError as exc:
                 history = history[:-2]
                 gr.Warning(str(exc))
-                yield (history, text, skip, skip, skip, skip, skip, skip, skip, skip, skip, skip, f"⚠️ {exc}")
+                yield {chatbot: history, msg: text, turn_status: f"⚠️ {exc}"}
                 return
             history[-1] = {"role": "assistant", "content": result.reply}
             if transcript:
@@ -232,21 +294,39 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
             spoken = result.audio
             if spoken is not None:
                 audio_out = str(spoken.write_wav(reply_dir / f"{result.turn_id}.wav"))
-            trajectory = await controller.trajectory(uid, sid)
-            val, aro = _plot_frames(trajectory)
-            yield (history, skip, None, image if keep else None, audio_out, perception_markdown(result),
-                   category_scores(result.emotion), val, aro, memory_rows(list(result.memories)), _banner(result),
-                   gr.update(choices=await controller.sessions(uid), value=sid),
-                   f"Turn {sum(1 for m in history if m['role'] == 'user')} answered by "
-                   f"{result.generation.get('backend', '?')} ({result.generation.get('model', '?')}) in "
-                   f"{time.perf_counter() - t0:.1f} s (first words after {first_s or 0:.2f} s).")
+            val, aro, note = _plot_updates(await controller.trajectory(uid, sid))
+            yield {chatbot: history, mic: None, cam: image_path if keep else None, reply_audio: audio_out,
+                   perception: perception_markdown(result), categories: category_scores(result.emotion),
+                   valence_plot: val, arousal_plot: aro, plots_note: note,
+                   recalled: memory_rows(list(result.memories)), banner: _banner(result),
+                   session: gr.update(choices=await controller.sessions(uid), value=sid),
+                   turn_status: f"Turn {sum(1 for m in history if m['role'] == 'user')} answered by "
+                                f"{result.generation.get('backend', '?')} ({result.generation.get('model', '?')}) "
+                                f"in {time.perf_counter() - t0:.1f} s (first words after {first_s or 0:.2f} s)."}
 
         send_inputs = [msg, mic, cam, speak, keep_cam, chatbot, user, session, persona, voice, backend, url, model]
         send_outputs = [chatbot, msg, mic, cam, reply_audio, perception, categories, valence_plot, arousal_plot,
-                        recalled, banner, session, turn_status]
+                        plots_note, recalled, banner, session, turn_status]
         send.click(on_send, send_inputs, send_outputs, concurrency_limit=2)
         msg.submit(on_send, send_inputs, send_outputs, concurrency_limit=2)
         mic.stop_recording(on_send, send_inputs, send_outputs, concurrency_limit=2)
+
+        def on_upload(kind: str, component: Any):
+            """Check a file as soon as it arrives: a bad one is cleared with one message, so the
+            next message goes out without it (no red components, nothing to undo)."""
+
+            async def check(source):
+                try:
+                    await controller.read_upload(kind, source)
+                except UploadError as exc:
+                    gr.Warning(str(exc))
+                    return None
+                return gr.skip()
+
+            component.upload(check, [component], [component], show_progress="hidden")
+
+        on_upload(AUDIO, mic)
+        on_upload(IMAGE, cam)
 
         # -- conversations ------------------------------------------------------------------------
         async def on_load(user_v, request: gr.Request):
@@ -256,22 +336,22 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
 
         async def on_new(user_v, request: gr.Request):
             uid = user_of(user_v, request)
-            empty_v, empty_a = _plot_frames([])
             return (gr.update(choices=await controller.sessions(uid), value=_session_name()), [],
-                    "*Nothing perceived yet — say something.*", None, empty_v, empty_a, "Started a new conversation.")
+                    "*Nothing perceived yet — say something.*", None, *_plot_updates([]),
+                    "Started a new conversation.")
 
         async def on_resume(user_v, session_v, request: gr.Request):
             uid = user_of(user_v, request)
             sid = (session_v or "").strip()
             if not sid:
-                return (gr.skip(),) * 6 + ("Choose a conversation first.",)
+                return (gr.skip(),) * 7 + ("Choose a conversation first.",)
             history = await controller.history(uid, sid)
-            val, aro = _plot_frames(await controller.trajectory(uid, sid))
-            return (gr.skip(), history, f"*Resumed **{sid}** ({len(history)} messages).*", None, val, aro,
-                    f"Resumed {sid}.")
+            return (gr.skip(), history, f"*Resumed **{sid}** ({len(history)} messages).*", None,
+                    *_plot_updates(await controller.trajectory(uid, sid)), f"Resumed {sid}.")
 
         demo.load(on_load, [user], [session])
-        new_outputs = [session, chatbot, perception, categories, valence_plot, arousal_plot, settings_status]
+        new_outputs = [session, chatbot, perception, categories, valence_plot, arousal_plot, plots_note,
+                       settings_status]
         new_session.click(on_new, [user], new_outputs)
         resume.click(on_resume, [user, session], new_outputs)
 
@@ -286,6 +366,13 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
         for comp in (persona, voice, backend):
             comp.change(on_settings, [persona, voice, backend, url, model], [settings_status])
         url.blur(on_settings, [persona, voice, backend, url, model], [settings_status])
+
+        def on_backend(backend_v):
+            # The server's address and model mean nothing for the embedded model: shown only for a server.
+            shown = gr.update(visible=backend_v == BACKEND_OPENAI)
+            return shown, shown
+
+        backend.change(on_backend, [backend], [url, model], show_progress="hidden")
 
         # -- memories and data --------------------------------------------------------------------
         async def on_refresh(user_v, request: gr.Request):
@@ -359,10 +446,12 @@ def create_app(settings: Settings, *, auth: list[tuple[str, str]] | None = None,
     @asynccontextmanager
     async def lifespan(_app: Any):
         t0 = time.perf_counter()
-        print("loading models (the first start prepares them; later starts take seconds)...", file=sys.stderr)
+        # ASCII only: stderr may be a file or a terminal without UTF-8.
+        print("loading models... (the first start prepares them; later starts take seconds)", file=sys.stderr,
+              flush=True)
         await controller.start(warm_up=warm_up)
         state.update(ready=True, load_s=round(time.perf_counter() - t0, 2))
-        print(f"models ready in {state['load_s']} s", file=sys.stderr)
+        print(f"models ready in {state['load_s']} s", file=sys.stderr, flush=True)
         try:
             yield
         finally:
@@ -386,14 +475,27 @@ def launch(settings: Settings, *, host: str = "127.0.0.1", port: int = 7860, aut
     """Load the models, build the page and serve it (blocks until interrupted)."""
     import uvicorn
 
+    from empathic_agent.private import private_umask
+
+    private_umask()  # memories, history and voice baselines written by this process are private
     logins = _parse_auth(auth or os.environ.get("EMPATHIC_UI_AUTH"))
     if host not in LOOPBACK_HOSTS and not logins:
         print(f"warning: serving on {host} without a login: anyone who can reach this address can chat "
               "and read the memories of the users they name. Use --auth user:password.", file=sys.stderr)
     app = create_app(settings, auth=logins, warm_up=warm_up)
     shown = f"[{host}]" if ":" in host else host
-    print(f"Empathic Agent web UI: http://{shown}:{port}/  (Ctrl+C to stop)", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    address = f"http://{shown}:{port}/"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            # The models load in the app's startup, before the port is bound: the address is
+            # printed only once it accepts connections (printed earlier, it refused them for the
+            # whole load).
+            await super().startup(sockets=sockets)
+            if self.started:
+                print(f"Empathic Agent web UI: {address}  (Ctrl+C to stop)", file=sys.stderr, flush=True)
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,11 @@ settings selection and the data-rights actions."""
 from __future__ import annotations
 
 import json
+import re
+import wave
+from pathlib import Path
 
+import numpy as np
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -15,15 +19,21 @@ from empathic_agent.latent import Reading, fuse
 from empathic_agent.speak.tts import FakeTTS
 from empathic_agent.testing import FakeEncoder, FakeLLM
 from empathic_agent.ui.controller import (
+    AUDIO,
     BACKEND_EMBEDDED,
     BACKEND_OPENAI,
+    IMAGE,
     UIController,
     UIOptions,
+    UploadError,
     category_scores,
     memory_rows,
     perception_markdown,
     trajectory_rows,
 )
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture
@@ -149,3 +159,60 @@ def test_the_cli_and_package_import_without_gradio_or_torch():
                           "empathic_agent.ui.options; print(sorted(m for m in ('gradio', 'torch', 'fastapi') "
                           "if m in sys.modules))"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+async def test_bad_uploads_are_refused_in_plain_words(controller, tmp_path):
+    """What the page received is decoded before a turn: a usable file comes back decoded (the
+    agent takes it as it is); an unusable one is an UploadError whose message a person can act on:
+    no server path, no exception name, no decoder internals."""
+    from PIL import Image
+
+    from empathic_agent.perceive.audio import AudioClip
+    from empathic_agent.perceive.image import ImageFrame
+
+    photo = (FIXTURES / "images" / "astronaut.jpg").read_bytes()
+    t = np.arange(16000) / 16000  # a second of a syllable-like tone between silences
+    syllables = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 4 * t))
+    speech = np.concatenate([np.zeros(8000), syllables, np.zeros(8000)])
+    good_wav = _wav(tmp_path / "voice.wav", speech)
+    assert isinstance(await controller.read_upload(IMAGE, str(FIXTURES / "images" / "astronaut.jpg")),
+                      ImageFrame)
+    assert isinstance(await controller.read_upload(AUDIO, str(good_wav)), AudioClip)
+    assert await controller.read_upload(IMAGE, None) is None and await controller.read_upload(AUDIO, None) is None
+
+    bad: dict[str, tuple[str, Path]] = {}
+
+    def write(kind: str, name: str, data: bytes | str) -> None:
+        path = tmp_path / name
+        path.write_bytes(data) if isinstance(data, bytes) else path.write_text(data)
+        bad[name] = (kind, path)
+
+    write(IMAGE, "note.jpg", "just some text, renamed to look like a photo\n" * 4)
+    write(IMAGE, "cut.jpg", photo[: len(photo) // 3])
+    write(IMAGE, "empty.png", b"")
+    Image.new("1", (9000, 9000)).save(tmp_path / "huge.png")  # 81 megapixels in a few kB
+    bad["huge.png"] = (IMAGE, tmp_path / "huge.png")
+    write(AUDIO, "note.wav", "just some text, renamed to look like a recording\n" * 4)
+    write(AUDIO, "cut.wav", good_wav.read_bytes()[:30])
+    write(AUDIO, "empty.wav", b"")
+    bad["silent.wav"] = (AUDIO, _wav(tmp_path / "silent.wav", np.zeros(16000)))
+    messages = {}
+    for name, (kind, path) in bad.items():
+        with pytest.raises(UploadError) as caught:
+            await controller.read_upload(kind, str(path))
+        message = messages[name] = str(caught.value)
+        assert caught.value.kind == kind, name
+        assert message[:1].isupper() and message.endswith("."), (name, message)
+        assert "/" not in message and str(tmp_path) not in message and name not in message, (name, message)
+        assert not re.search(r"error|exception|traceback|pillow|ffmpeg", message, re.IGNORECASE), (name, message)
+    # Size limits keep their numbers (the person learns what would pass); silence is not "damaged".
+    assert "megapixels" in messages["huge.png"] and "hear" in messages["silent.wav"]
