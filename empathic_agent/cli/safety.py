@@ -38,6 +38,10 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="labelled (context, reply) pairs for the reply guard: context,presentation,reply,label,category")
     q.add_argument("--esconv", metavar="SPLIT", help="false blocks of the reply guard on an ESConv split's supporter "
                    "replies (e.g. ../shared/data/esconv/test.txt)")
+    q.add_argument("--esconv-risk", metavar="SPLIT", help="the screen on real help-seekers' words: the shipped risk "
+                   "labels of ESConv test seeker turns, text read from SPLIT (../shared/data/esconv/test.txt)")
+    q.add_argument("--esconv-labels", metavar="FILE", default=None,
+                   help="labels for --esconv-risk (default: safety/data/test/esconv_risk_labels.csv)")
     q.add_argument("--clinical", action="store_true",
                    help="the held-out clinical sets: presentations, guard pairs and the clinical conversations")
     q.add_argument("--patterns-only", action="store_true", help="without the learned (MiniLM) layer")
@@ -117,12 +121,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.safety.evaluate import (
         CLINICAL_TEST_SETS,
         CONVERSATION_SETS,
+        DISTRESS_TEST_SET,
+        ESCONV_RISK_LABELS,
         EVERYDAY_TEST_SET,
         SHIPPED_SETS,
         TEST_SET,
         evaluate_conversations,
         evaluate_csv,
         evaluate_esconv_guard,
+        evaluate_esconv_risk,
         evaluate_presentations,
         evaluate_replies,
     )
@@ -130,8 +137,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     clinical_sets = CLINICAL_TEST_SETS if args.clinical else {}
     presentations = list(args.presentations or []) + ([str(clinical_sets["presentations"])] if clinical_sets else [])
     replies = list(args.replies or []) + ([str(clinical_sets["replies"])] if clinical_sets else [])
-    default = not (args.csv or args.conversations or presentations or replies or args.esconv)
-    files = args.csv or ([str(p) for p in (TEST_SET, EVERYDAY_TEST_SET) if p.exists()]
+    default = not (args.csv or args.conversations or presentations or replies or args.esconv or args.esconv_risk)
+    files = args.csv or ([str(p) for p in (TEST_SET, EVERYDAY_TEST_SET, DISTRESS_TEST_SET) if p.exists()]
                          + [str(p) for p in SHIPPED_SETS.values()] if default else [])
     convs = list(args.conversations or []) + ([str(CONVERSATION_SETS["test"])] if default else [])
     convs += [str(clinical_sets["conversations"])] if clinical_sets else []
@@ -141,11 +148,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     results += [evaluate_replies(stage, f, progress=True) for f in replies]
     if args.esconv:
         results.append(evaluate_esconv_guard(stage, args.esconv, progress=True))
+    if args.esconv_risk:
+        results.append(evaluate_esconv_risk(stage, args.esconv_labels or ESCONV_RISK_LABELS, args.esconv_risk,
+                                            progress=True))
     if args.brief:
         for r in results:
             for k in ("misses", "false_alarms", "false_positives", "false_negatives", "per_scenario", "false_blocks",
                       "blocked"):
                 r.pop(k, None)
+            r.get("in_conversation", {}).pop("false_alarms", None)
     print(json.dumps(results[0] if len(results) == 1 else results, indent=1, ensure_ascii=False))
     return 0
 

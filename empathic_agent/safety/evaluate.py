@@ -36,13 +36,19 @@ if TYPE_CHECKING:
     from empathic_agent.safety.protocol import SafetyStage
 
 __all__ = ["evaluate_csv", "evaluate_risk_csv", "evaluate_conversations", "read_labelled", "read_risk_csv",
-           "evaluate_presentations", "evaluate_replies", "evaluate_esconv_guard", "CLINICAL_TEST_SETS",
-           "SHIPPED_SETS", "TEST_SET", "EVERYDAY_TEST_SET", "CONVERSATION_SETS", "DATA_DIR"]
+           "evaluate_presentations", "evaluate_replies", "evaluate_esconv_guard", "evaluate_risk_rows",
+           "evaluate_esconv_risk", "read_esconv_risk_labels", "ESCONV_RISK_LABELS", "CLINICAL_TEST_SETS",
+           "SHIPPED_SETS", "TEST_SET", "EVERYDAY_TEST_SET", "DISTRESS_TEST_SET", "CONVERSATION_SETS", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TEST_SET = DATA_DIR / "test" / "crisis_test.csv"
 #: Held out too: plain everyday chat turns (false alarms on ordinary conversation).
 EVERYDAY_TEST_SET = DATA_DIR / "test" / "everyday_test.csv"
+#: Held out: ordinary distress (sadness, stress, anger) and risk said in the same everyday voice.
+DISTRESS_TEST_SET = DATA_DIR / "test" / "distress_test.csv"
+#: Risk labels of 300 ESConv test-split seeker turns (keys and labels only: ESConv's text is
+#: research-only and is read from the user's copy of the data set).
+ESCONV_RISK_LABELS = DATA_DIR / "test" / "esconv_risk_labels.csv"
 SHIPPED_SETS = {"eval": DATA_DIR / "crisis_eval.csv", "holdout": DATA_DIR / "crisis_holdout.csv"}
 CONVERSATION_SETS = {"test": Path(__file__).resolve().parents[1] / "evals" / "scenarios" / "risk_emerging.yaml",
                      "dev": DATA_DIR / "conversations_dev.yaml"}
@@ -137,7 +143,12 @@ def latency_ms(seconds: Sequence[float]) -> dict[str, float]:
 
 def evaluate_risk_csv(detector: "CrisisDetector", path: str | Path, *, progress: bool = False) -> dict[str, Any]:
     """The screen on a risk CSV: every figure of the module docstring."""
-    rows = read_risk_csv(path)
+    return evaluate_risk_rows(detector, read_risk_csv(path), str(path), progress=progress)
+
+
+def evaluate_risk_rows(detector: "CrisisDetector", rows: Sequence[dict[str, Any]], name: str, *,
+                       progress: bool = False) -> dict[str, Any]:
+    """The figures of :func:`evaluate_risk_csv` on rows as :func:`read_risk_csv` returns them."""
     detector.load()
     preds, seconds = [], []
     for r in _progress(rows, "safety eval", progress):
@@ -148,7 +159,7 @@ def evaluate_risk_csv(detector: "CrisisDetector", path: str | Path, *, progress:
     risk = [i for i, r in enumerate(rows) if r["level"] != "none"]
     neg = [i for i, r in enumerate(rows) if r["level"] == "none"]
     lv = lambda a: level_index(a.level)  # noqa: E731
-    out: dict[str, Any] = {"file": str(path), "format": "risk", "n": len(rows), "risk_messages": len(risk),
+    out: dict[str, Any] = {"file": name, "format": "risk", "n": len(rows), "risk_messages": len(risk),
                            "hard_negatives": len(neg), "layers": detector.layers}
     out["recall_any_risk"] = _rate(sum(lv(preds[i]) >= 1 for i in risk), len(risk))
     routed = [i for i in risk if level_index(rows[i]["level"]) >= 2]
@@ -463,6 +474,99 @@ def evaluate_esconv_guard(stage: "SafetyStage", split: str | Path, *, progress: 
     return {"file": str(path), "format": "esconv-replies", "dialogues": len(dialogues), "replies": replies,
             "false_block_count": blocked, "false_block_rate": _rate(blocked, replies), "per_category": per,
             "latency_per_sentence": latency_ms(sentence_s) if sentence_s else {}, "blocked": blocks[:200]}
+
+
+ESCONV_LABEL_COLUMNS = ("conversation", "turn", "level", "subject", "dimensions", "kind", "note")
+
+
+def read_esconv_risk_labels(path: str | Path) -> list[dict[str, Any]]:
+    """Risk labels of ESConv seeker turns (``conversation,turn,level,subject,dimensions,kind[,note]``):
+    ``conversation`` counts the split's lines from 0, ``turn`` its seeker turns from 0 as
+    :func:`~empathic_agent.evals.convert.esconv_user_turns` merges them."""
+    p, lines = _csv_rows(path, {"conversation", "turn", "level"}, ",".join(ESCONV_LABEL_COLUMNS))
+    out = []
+    for i, r in lines:
+        try:
+            key = (int(r["conversation"]), int(r["turn"]))
+        except (TypeError, ValueError):
+            raise InputError(f"{p}:{i}: conversation and turn must be whole numbers") from None
+        level = (r.get("level") or "").strip()
+        if level not in LEVELS:
+            raise InputError(f"{p}:{i}: level must be one of {', '.join(LEVELS)}, got {level!r}")
+        dims = tuple(d.strip() for d in (r.get("dimensions") or "").split(";") if d.strip())
+        bad = [d for d in dims if d not in DIMENSIONS]
+        if bad:
+            raise InputError(f"{p}:{i}: unknown dimension(s) {', '.join(bad)}")
+        subject = (r.get("subject") or "").strip() or ("none" if level == "none" else "self")
+        if subject not in SUBJECTS:
+            raise InputError(f"{p}:{i}: subject must be one of {', '.join(SUBJECTS)}, got {subject!r}")
+        out.append({"key": key, "level": level, "subject": "none" if level == "none" else subject,
+                    "dimensions": () if level == "none" else dims, "kind": (r.get("kind") or "").strip(),
+                    "register": "esconv"})
+    return out
+
+
+def evaluate_esconv_risk(stage: "SafetyStage", labels: str | Path, split: str | Path, *,
+                         progress: bool = False) -> dict[str, Any]:
+    """The screen on real help-seekers' words: labelled ESConv seeker turns, read alone (every
+    figure of :func:`evaluate_risk_csv`) and in their conversation (each conversation's seeker
+    turns through the stage in order, the conversation's risk carried over): how often ordinary
+    distress gets a check-in or the crisis protocol, and how often risk is acted on."""
+    from empathic_agent.evals.convert import esconv_user_turns
+
+    path = Path(split)
+    if not path.exists():
+        raise InputError(f"{path}: no such file (an ESConv split, one JSON dialogue per line)")
+    rows = read_esconv_risk_labels(labels)
+    turns = {n: [w for w, _ in esconv_user_turns(json.loads(line)["dialog"])]
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()) if line.strip()}
+    for r in rows:
+        conv, turn = r["key"]
+        if conv not in turns or turn >= len(turns[conv]):
+            raise InputError(f"{labels}: conversation {conv} turn {turn} is not in {path} (labels of another split?)")
+        r["text"] = turns[conv][turn]
+    alone = evaluate_risk_rows(stage.detector, rows, f"{labels} + {path}", progress=progress)
+    alone["format"] = "esconv-risk"
+    wanted: dict[int, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        wanted.setdefault(r["key"][0], {})[r["key"][1]] = r
+    in_conv = {"none": {"n": 0, "check_in": 0, "crisis": 0}, "risk": {"n": 0, "flagged": 0},
+               "crisis_labelled": {"n": 0, "crisis": 0}}
+    altered = seen = 0
+    examples = []
+    for n in _progress(sorted(wanted), "esconv conversations", progress):
+        conv: dict[str, Any] = {}
+        t = 1_700_000_000.0
+        for i, words in enumerate(turns[n][: max(wanted[n]) + 1]):
+            t += 60.0
+            a = stage.assess(words, conv, now=t)
+            conv = a.conversation
+            seen += 1
+            altered += int(a.route != "continue")
+            r = wanted[n].get(i)
+            if r is None:
+                continue
+            if r["level"] == "none":
+                c = in_conv["none"]
+                c["n"] += 1
+                c["check_in"] += int(a.route == "check_in")
+                c["crisis"] += int(a.crisis)
+                if a.route != "continue":
+                    examples.append({"conversation": n, "turn": i, "route": a.route, "level": a.level,
+                                     "message_level": a.message_level, "text": words})
+            else:
+                in_conv["risk"]["n"] += 1
+                in_conv["risk"]["flagged"] += int(a.route != "continue")
+                if level_index(r["level"]) >= 2:
+                    in_conv["crisis_labelled"]["n"] += 1
+                    in_conv["crisis_labelled"]["crisis"] += int(a.crisis)
+    alone["in_conversation"] = {
+        "labelled_none": {"n": in_conv["none"]["n"], "check_in_rate": _rate(in_conv["none"]["check_in"], in_conv["none"]["n"]),
+                          "crisis_rate": _rate(in_conv["none"]["crisis"], in_conv["none"]["n"])},
+        "labelled_risk_flagged": _rate(in_conv["risk"]["flagged"], in_conv["risk"]["n"]),
+        "labelled_moderate_up_routed": _rate(in_conv["crisis_labelled"]["crisis"], in_conv["crisis_labelled"]["n"]),
+        "seeker_turns_read": seen, "turns_not_continue": _rate(altered, seen), "false_alarms": examples}
+    return alone
 
 
 def main_json(result: dict[str, Any]) -> str:
