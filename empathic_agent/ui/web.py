@@ -336,22 +336,26 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
 
         async def on_new(user_v, request: gr.Request):
             uid = user_of(user_v, request)
+            # Nothing of the last conversation stays on screen: its risk banner, recalled
+            # memories, status line and spoken reply belonged to it.
             return (gr.update(choices=await controller.sessions(uid), value=_session_name()), [],
                     "*Nothing perceived yet — say something.*", None, *_plot_updates([]),
-                    "Started a new conversation.")
+                    "Started a new conversation.", gr.update(visible=False, value=""), [], "", None)
 
         async def on_resume(user_v, session_v, request: gr.Request):
             uid = user_of(user_v, request)
             sid = (session_v or "").strip()
             if not sid:
-                return (gr.skip(),) * 7 + ("Choose a conversation first.",)
+                return (gr.skip(),) * 7 + ("Choose a conversation first.",) + (gr.skip(),) * 4
             history = await controller.history(uid, sid)
+            # The banner is left as it is: the next turn reads the resumed conversation's risk.
             return (gr.skip(), history, f"*Resumed **{sid}** ({len(history)} messages).*", None,
-                    *_plot_updates(await controller.trajectory(uid, sid)), f"Resumed {sid}.")
+                    *_plot_updates(await controller.trajectory(uid, sid)), f"Resumed {sid}.",
+                    gr.skip(), [], "", None)
 
         demo.load(on_load, [user], [session])
         new_outputs = [session, chatbot, perception, categories, valence_plot, arousal_plot, plots_note,
-                       settings_status]
+                       settings_status, banner, recalled, turn_status, reply_audio]
         new_session.click(on_new, [user], new_outputs)
         resume.click(on_resume, [user, session], new_outputs)
 

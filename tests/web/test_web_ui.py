@@ -496,6 +496,11 @@ def test_layout_before_during_and_after_a_conversation(page, app_server, artifac
     page.get_by_role("tab", name="Chat").click()
     page.locator("#plots-empty").wait_for(state="visible")
     assert not page.locator("#valence-plot").is_visible() and not page.locator("#arousal-plot").is_visible()
+    # Nothing of the last conversation stays: no banner, no recalled memories, no status, no audio.
+    page.wait_for_function("() => document.querySelectorAll('#recalled tbody tr td').length <= 1"
+                           " && !(document.querySelector('#turn-status')?.innerText || '').trim()")
+    assert not page.locator("#crisis-banner").is_visible()
+    assert page.locator("#recalled tbody").inner_text().strip() == ""
     page.screenshot(path=str(artifacts / "layout-new-conversation.png"), full_page=True)
     page.get_by_role("tab", name="Memories & data").click()
     page.locator("#mem-refresh").click()
