@@ -13,12 +13,18 @@ when that is higher).  The level the agent acts on is the highest of:
 * ``moderate`` when the history carries risk (``A_{t-1} >= CONTEXT_CRISIS``) and the message
   shows some of its own (``s_t >= AMBIGUOUS``) or is a short giving-up or taking-back turn ("I'm
   done", "forget it", "jk"): the ambiguous message is read in its context;
-* ``low`` (careful: a check-in) while the history still carries risk (``A_{t-1} >= CAREFUL``) —
-  after a crisis turn the next turns stay careful until enough calm turns have passed.
+* ``low`` (careful: a check-in) after a crisis turn while the history still carries risk
+  (``A_{t-1} >= CAREFUL``): the next turns stay careful until enough calm turns have passed.  (A
+  single warning sign gets its own check-in, not one on every following turn.)
 
 History alone never raises the level above ``moderate``: only the person's words now can say
 ``high`` or ``imminent``.  The constants were set on the development conversations
-(``safety/data/conversations_dev.yaml``), never on the held-out ones.
+(``safety/data/conversations_dev.yaml``), never on the held-out ones: with the second risk reader
+(trained with the distress writers) they were chosen as the setting that routes every emerging-risk
+development conversation by its acting turn with the fewest altered turns on 60 ESConv
+*validation* conversations (real help-seeking chats, almost all without risk): 28.7 % of their
+seeker turns (13.7 % to the protocol), against 38.9 % (8.6 %) with the earlier constants, which
+routed only 8 of the 11 development conversations in time.
 """
 
 from __future__ import annotations
@@ -39,11 +45,15 @@ TIME_HALF_LIFE_H: Final[float] = 48.0
 #: Severity below this is noise (sad or stressed messages read a little above zero).
 NOISE: Final[float] = 0.15
 #: A message with at least this severity is ambiguous enough to be read in its context.
-AMBIGUOUS: Final[float] = 0.5
+AMBIGUOUS: Final[float] = 0.3
 #: Accumulated severity from earlier turns that makes an ambiguous message a crisis.
-CONTEXT_CRISIS: Final[float] = 1.2
+CONTEXT_CRISIS: Final[float] = 0.8
 #: Accumulated severity from earlier turns that keeps the agent careful (check-in).
 CAREFUL: Final[float] = 0.6
+#: Whether a turn read as nothing stays careful (a check-in) after any earlier risk, or only after
+#: a crisis turn (the protocol): a single warning sign gets its own check-in, not one on every
+#: following turn.
+CAREFUL_AFTER_CRISIS_ONLY: Final[bool] = True
 #: Cap of the accumulator (four crisis turns in a row do not need a week to decay).
 MAX_SCORE: Final[float] = 6.0
 
@@ -105,7 +115,8 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
     if (history >= CONTEXT_CRISIS and (s >= AMBIGUOUS or _GIVING_UP.search(text or ""))
             and level_index(level) < level_index("moderate")):
         level, reason = "moderate", f"read in context: earlier risk {history:.2f}, this message {s:.2f}"
-    elif history >= CAREFUL and level_index(level) < level_index("low"):
+    elif (history >= CAREFUL and level_index(level) < level_index("low")
+          and (prev.turns_since_crisis is not None or not CAREFUL_AFTER_CRISIS_ONLY)):
         level, reason = "low", f"careful after earlier risk ({history:.2f})"
     score = min(MAX_SCORE, history + max(0.0, s - NOISE))
     dims = {k: v * keep for k, v in prev.dimensions.items() if v * keep >= 0.05}

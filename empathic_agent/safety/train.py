@@ -58,8 +58,11 @@ MAX_FOLDS: Final[int] = 4
 #: Share of the writers' hard negatives (level none) allowed to reach each level, out of fold:
 #: thresholds are set as low as this allows.  A check-in (low) on a hard negative costs a gentle
 #: question; the protocol (moderate and up) interrupts the conversation, so its budget is tighter.
-#: (A first budget of 4 % for low kept only 0.88 of the risk out of fold; at 8 %, 0.92.)
-FALSE_ALARM_BUDGET: Final[tuple[float, float, float, float]] = (0.08, 0.03, 0.015, 0.005)
+#: (A first budget of 4 % for low kept only 0.88 of the risk out of fold; at 8 %, 0.92.  With the
+#: distress writers in the pool — ordinary sadness, stress and anger said as strongly as risk —
+#: 8 % moved the low threshold from 0.70 to 0.77 and the reader stopped reading implicit method
+#: talk ("the 8:15 express doesn't even slow down at my station") as risk: 10 % keeps 0.70.)
+FALSE_ALARM_BUDGET: Final[tuple[float, float, float, float]] = (0.10, 0.03, 0.015, 0.005)
 #: Threshold bounds: never so low that noise fires.
 THRESHOLD_RANGE: Final[tuple[float, float]] = (0.1, 0.98)
 #: Weight of the subject and dimension losses beside the level loss.
