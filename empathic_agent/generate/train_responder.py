@@ -19,7 +19,8 @@ Training is seeded and resumable: a checkpoint (adapter, optimiser, schedule, st
 every ``--checkpoint-every`` steps and when ``--max-minutes`` runs out; the same command resumes.
 The result is ``OUT/adapter`` (``adapter_config.json`` + ``adapter_model.safetensors``) and
 ``OUT/training.json``.  Ship an adapter by copying it to ``empathic_agent/generate/adapters/NAME``
-with a model card; the model registry then offers ``NAME`` (base + adapter, merged once).
+(its weights packed as int8 by :func:`empathic_agent.models.prepare.pack_adapter`, a quarter of
+the size) with a model card; the model registry then offers ``NAME`` (base + adapter, merged once).
 """
 
 from __future__ import annotations

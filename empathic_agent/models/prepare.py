@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["convert_gguf", "join_parts", "gguf_from_parts", "with_adapter"]
+__all__ = ["convert_gguf", "join_parts", "gguf_from_parts", "with_adapter", "pack_adapter", "ADAPTER_INT8"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,48 @@ def gguf_from_parts(*, size: int, sha256: str) -> Callable[[list[Path], Path], N
     return prepare
 
 
+#: safetensors metadata ``format`` of a LoRA adapter stored as int8 (see :func:`pack_adapter`).
+ADAPTER_INT8 = "empathic-lora-int8"
+
+
+def pack_adapter(src: Path, dst: Path) -> None:
+    """Store a LoRA adapter's ``adapter_model.safetensors`` as int8, a quarter of float32, so a
+    shipped adapter stays a small file: each LoRA factor is quantised per rank vector (the rows of
+    ``lora_A``, the columns of ``lora_B``) with a float32 scale.  The adapter is merged into a
+    model served in bfloat16, whose own rounding is coarser than this.  :func:`with_adapter` reads
+    both forms."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(src))
+    out = {}
+    for key, t in tensors.items():
+        t = t.float()
+        dim = 0 if t.dim() == 2 and "lora_B" in key else -1  # reduce over all but the rank axis
+        scale = t.abs().amax(dim=dim, keepdim=True).clamp_min(1e-12) / 127.0
+        out[key] = (t / scale).round().clamp(-127, 127).to(torch.int8)
+        out[key + ".scale"] = scale.contiguous()
+    save_file(out, str(dst), metadata={"format": ADAPTER_INT8})
+    Path(dst).chmod(0o644)  # safetensors writes 0600; the file is meant to be shipped
+
+
+def _unpacked_adapter(adapter_dir: Path, work: Path) -> Path:
+    """``adapter_dir`` itself, or (for an int8 adapter) a copy with float32 weights in ``work``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = adapter_dir / "adapter_model.safetensors"
+    with safe_open(str(path), "pt") as f:
+        if (f.metadata() or {}).get("format") != ADAPTER_INT8:
+            return adapter_dir
+        keys = [k for k in f.keys() if not k.endswith(".scale")]
+        tensors = {k: f.get_tensor(k).float() * f.get_tensor(k + ".scale") for k in keys}
+    work.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(work / "adapter_model.safetensors"))
+    shutil.copyfile(adapter_dir / "adapter_config.json", work / "adapter_config.json")
+    return work
+
+
 def with_adapter(base: Callable[[list[Path], Path], None], n_adapter_files: int) -> Callable[[list[Path], Path], None]:
     """A preparation step for a fine-tuned model shipped as a LoRA adapter: prepare the base model
     from the first inputs with ``base``, then merge the adapter (the last ``n_adapter_files``
@@ -124,7 +166,8 @@ def with_adapter(base: Callable[[list[Path], Path], None], n_adapter_files: int)
         try:
             base(base_inputs, base_dir)
             model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
-            merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+            adapter = _unpacked_adapter(adapter_dir, base_dir / "adapter")
+            merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
             merged.save_pretrained(str(out_dir))
             AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(out_dir))
         finally:

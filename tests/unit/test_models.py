@@ -138,3 +138,35 @@ def test_missing_package_says_how_to_install(tmp_path):
 def test_statuses_cover_every_role(tmp_path):
     rows = model_statuses(Settings.from_env({}, cache_dir=tmp_path))
     assert [r.role for r in rows] == ["llm", "stt", "tts", "embeddings"]
+
+
+def test_an_int8_packed_adapter_unpacks_to_nearly_the_same_lora_delta(tmp_path):
+    """The shipped responder adapter is stored as int8 (a quarter of float32); merging unpacks it.
+    The merged delta B @ A stays within 2 % of the float32 one; a float32 adapter is used as is."""
+    import torch
+    from safetensors.torch import save_file
+
+    from empathic_agent.models.prepare import _unpacked_adapter, pack_adapter
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {"m.lora_A.weight": torch.randn(8, 64, generator=g) * 0.05,
+               "m.lora_B.weight": torch.randn(32, 8, generator=g) * 0.01}
+    src = tmp_path / "fp32"
+    src.mkdir()
+    save_file(tensors, str(src / "adapter_model.safetensors"))
+    (src / "adapter_config.json").write_text("{}")
+    assert _unpacked_adapter(src, tmp_path / "work0") == src
+    packed = tmp_path / "int8"
+    packed.mkdir()
+    pack_adapter(src / "adapter_model.safetensors", packed / "adapter_model.safetensors")
+    (packed / "adapter_config.json").write_text("{}")
+    assert (packed / "adapter_model.safetensors").stat().st_size < (src / "adapter_model.safetensors").stat().st_size / 2
+    out = _unpacked_adapter(packed, tmp_path / "work")
+    assert out == tmp_path / "work" and (out / "adapter_config.json").exists()
+    from safetensors.torch import load_file
+
+    back = load_file(str(out / "adapter_model.safetensors"))
+    assert set(back) == set(tensors) and all(back[k].dtype == torch.float32 for k in back)
+    delta = tensors["m.lora_B.weight"] @ tensors["m.lora_A.weight"]
+    err = (back["m.lora_B.weight"] @ back["m.lora_A.weight"] - delta).norm() / delta.norm()
+    assert err < 0.02, float(err)
