@@ -50,10 +50,6 @@ AMBIGUOUS: Final[float] = 0.3
 CONTEXT_CRISIS: Final[float] = 0.8
 #: Accumulated severity from earlier turns that keeps the agent careful (check-in).
 CAREFUL: Final[float] = 0.6
-#: Whether a turn read as nothing stays careful (a check-in) after any earlier risk, or only after
-#: a crisis turn (the protocol): a single warning sign gets its own check-in, not one on every
-#: following turn.
-CAREFUL_AFTER_CRISIS_ONLY: Final[bool] = True
 #: Cap of the accumulator (four crisis turns in a row do not need a week to decay).
 MAX_SCORE: Final[float] = 6.0
 
@@ -115,8 +111,9 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
     if (history >= CONTEXT_CRISIS and (s >= AMBIGUOUS or _GIVING_UP.search(text or ""))
             and level_index(level) < level_index("moderate")):
         level, reason = "moderate", f"read in context: earlier risk {history:.2f}, this message {s:.2f}"
-    elif (history >= CAREFUL and level_index(level) < level_index("low")
-          and (prev.turns_since_crisis is not None or not CAREFUL_AFTER_CRISIS_ONLY)):
+    elif history >= CAREFUL and level_index(level) < level_index("low") and prev.turns_since_crisis is not None:
+        # Careful only after a crisis turn: a single warning sign got its own check-in, and a
+        # check-in on every following turn answered almost half the turns of real support chats.
         level, reason = "low", f"careful after earlier risk ({history:.2f})"
     score = min(MAX_SCORE, history + max(0.0, s - NOISE))
     dims = {k: v * keep for k, v in prev.dimensions.items() if v * keep >= 0.05}

@@ -190,21 +190,6 @@ class CrisisEvent:
                 "at": self.at, **({"text": self.text} if self.text is not None else {})}
 
 
-#: How a message the screen reads as nothing adds to the conversation's accumulated risk:
-#: ``"expected"`` — the learned expected level (the sum of P(>= k)); ``"low"`` — only P(>= low)
-#: (the ordinal heads move together on unclear text, so their sum counts one doubt four times).
-NONE_SEVERITY: str = "expected"
-
-
-def message_severity(a: SafetyAssessment) -> float:
-    """The message's severity for the conversation's accumulator: its level index, or the learned
-    layer's expected level when that is higher (a message read as nothing: see :data:`NONE_SEVERITY`)."""
-    at_least = a.learned.get("at_least") or {}
-    if a.message_level == "none" and NONE_SEVERITY == "low":
-        return float(at_least.get("low", 0.0))
-    return max(float(level_index(a.message_level)), float(sum(at_least.values())))
-
-
 @dataclass
 class SafetyStage:
     """Detector + protocol + escalation, as the graph's safety step uses them."""
@@ -312,7 +297,7 @@ class SafetyStage:
                         now: float | None = None, text: str = "") -> SafetyAssessment:
         """The message's assessment raised by the conversation's accumulated risk."""
         prev = conversation if isinstance(conversation, ConversationRisk) else ConversationRisk.from_dict(conversation)
-        severity = message_severity(a)
+        severity = max(level_index(a.message_level), float(sum((a.learned.get("at_least") or {}).values())))
         conv = advance(prev, message_level=a.message_level, severity=severity, subject=a.subject,
                        dimensions={d.name: d.score for d in a.dimensions}, now=now, text=text)
         if conv.level == a.level:

@@ -118,6 +118,17 @@ def _limits(service: Any) -> Any:
     return None
 
 
+def _file_key(kind: str, source: Any) -> tuple[Any, ...] | None:
+    """What identifies an uploaded file's content cheaply (None: not a file path, e.g. a data URL)."""
+    if not isinstance(source, (str, Path)) or str(source).startswith("data:"):
+        return None
+    try:
+        st = Path(source).stat()
+    except OSError:
+        return None
+    return (kind, str(source), st.st_size, st.st_mtime_ns)
+
+
 # -- views (pure functions of what the agent returned; unit-tested) -------------------------------
 
 def trajectory_rows(trajectory: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -233,6 +244,9 @@ class UIController:
         self._agents: dict[UIOptions, Any] = {}
         self._voices: dict[str, Any] = dict(voices or {})
         self._lock = asyncio.Lock()
+        #: The last few decoded uploads by (kind, path, size, mtime): the page checks a file when it
+        #: arrives and sends it with the next message, which then need not decode it again.
+        self._decoded: dict[tuple[Any, ...], Any] = {}
         self._export_dir = Path(tempfile.mkdtemp(prefix="empathic-export-"))
         served = settings.llm_backend == "openai"
         self.default_options = UIOptions(persona=settings.persona, voice=settings.tts_voice,
@@ -342,6 +356,9 @@ class UIController:
             limits = _limits(self.services.face)
         else:
             raise ValueError(f"unknown upload kind {kind!r}")
+        key = _file_key(kind, source)
+        if key is not None and key in self._decoded:
+            return self._decoded[key]
         try:
             decoded = await asyncio.to_thread(decode, source, limits=limits)
         except InputError as exc:
@@ -351,6 +368,10 @@ class UIController:
             raise UploadError(kind, upload_message(kind, exc)) from None
         if kind == AUDIO and not decoded.usable:
             raise UploadError(kind, NO_SPEECH_MESSAGE)
+        if key is not None:
+            while len(self._decoded) >= 4:
+                self._decoded.pop(next(iter(self._decoded)))
+            self._decoded[key] = decoded
         return decoded
 
     # -- turns -------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ settings selection and the data-rights actions."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import wave
 from pathlib import Path
@@ -186,7 +187,14 @@ async def test_bad_uploads_are_refused_in_plain_words(controller, tmp_path):
     good_wav = _wav(tmp_path / "voice.wav", speech)
     assert isinstance(await controller.read_upload(IMAGE, str(FIXTURES / "images" / "astronaut.jpg")),
                       ImageFrame)
-    assert isinstance(await controller.read_upload(AUDIO, str(good_wav)), AudioClip)
+    clip = await controller.read_upload(AUDIO, str(good_wav))
+    assert isinstance(clip, AudioClip)
+    # Checked on arrival, sent with the next message: the same file is not decoded twice; a file
+    # written again under the same name is.
+    assert await controller.read_upload(AUDIO, str(good_wav)) is clip
+    _wav(good_wav, speech[::-1].copy())
+    os.utime(good_wav, ns=(1, 1))
+    assert await controller.read_upload(AUDIO, str(good_wav)) is not clip
     assert await controller.read_upload(IMAGE, None) is None and await controller.read_upload(AUDIO, None) is None
 
     bad: dict[str, tuple[str, Path]] = {}
