@@ -13,8 +13,10 @@ import asyncio
 import dataclasses
 import json
 import logging
+import shutil
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -247,7 +249,10 @@ class UIController:
         #: The last few decoded uploads by (kind, path, size, mtime): the page checks a file when it
         #: arrives and sends it with the next message, which then need not decode it again.
         self._decoded: dict[tuple[Any, ...], Any] = {}
+        # A person's export holds everything about them: the folder goes when the controller
+        # closes (or is collected, or the process exits), not at the next reboot.
         self._export_dir = Path(tempfile.mkdtemp(prefix="empathic-export-"))
+        self._remove_exports = weakref.finalize(self, shutil.rmtree, self._export_dir, ignore_errors=True)
         served = settings.llm_backend == "openai"
         self.default_options = UIOptions(persona=settings.persona, voice=settings.tts_voice,
                                          backend=BACKEND_OPENAI if served else BACKEND_EMBEDDED,
@@ -271,6 +276,7 @@ class UIController:
             await agent.warm_up(speak=True)
 
     async def aclose(self) -> None:
+        self._remove_exports()
         for llm in self._llms.values():
             await llm.aclose()
         if self._services is not None and self._services.memory is not None:

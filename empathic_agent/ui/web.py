@@ -10,10 +10,12 @@ login is its own user: a person never sees someone else's memories.
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,9 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
 
     settings = controller.settings
     voices, personas = controller.voices(), controller.personas()
+    # Spoken replies are a person's conversation: written to a private folder that goes with the
+    # page (or the process), and Gradio's copies of served files are deleted too (hourly when over
+    # an hour old, and all of them when the server stops).
     reply_dir = Path(tempfile.mkdtemp(prefix="empathic-replies-"))
 
     def user_of(user: str, request: gr.Request | None) -> str:
@@ -164,7 +169,8 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
         return UIOptions(persona=persona or settings.persona, voice=voice or settings.tts_voice,
                          backend=backend or BACKEND_EMBEDDED, openai_url=url or "", openai_model=model or "")
 
-    with gr.Blocks(title="Empathic Agent", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Empathic Agent", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        weakref.finalize(demo, shutil.rmtree, reply_dir, ignore_errors=True)
         gr.Markdown("## Empathic Agent\n<small>Everything runs on this machine: your words, voice and camera "
                     "frames stay here unless you choose a remote language model in Settings.</small>")
         banner = gr.Markdown(visible=False, elem_id="crisis-banner")

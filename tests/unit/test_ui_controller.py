@@ -123,6 +123,18 @@ async def test_export_and_delete_all_cover_conversations(controller):
     assert counts["conversations"] == 1 and await controller.sessions("ann") == []
 
 
+async def test_exports_do_not_outlive_the_controller(settings):
+    # An export holds everything about a person: it must not stay in the temp folder after the app.
+    services = build_services(settings, llm=FakeLLM(["Okay."]), text_encoder=FakeEncoder({}), memory=None,
+                              speech=None, face=None)
+    c = UIController(settings, services=services, checkpointer=InMemorySaver(), voices={})
+    await c.start(warm_up=False)
+    path = await c.export("ann")
+    assert path.exists()
+    await c.aclose()
+    assert not path.exists() and not path.parent.exists()
+
+
 def test_views_of_mixed_signals_and_memories():
     sad_words = Reading.from_categories({"sadness": 0.95, "neutral": 0.05}, "text")
     happy_face = Reading.from_categories({"joy": 0.95, "neutral": 0.05}, "face")
