@@ -24,7 +24,9 @@ History alone never raises the level above ``moderate``: only the person's words
 development conversation by its acting turn with the fewest altered turns on 60 ESConv
 *validation* conversations (real help-seeking chats, almost all without risk): 28.7 % of their
 seeker turns (13.7 % to the protocol), against 38.9 % (8.6 %) with the earlier constants, which
-routed only 8 of the 11 development conversations in time.
+routed only 8 of the 11 development conversations in time.  With the third reader (every layer
+adapted, seventeen writers) the same rule chose NOISE 0.3, CONTEXT_CRISIS 0.8, AMBIGUOUS 0.5:
+22.3 % altered (6.3 % to the protocol), against 27.5 % (9.2 %) with the second reader's constants.
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ DECAY: Final[float] = 0.75
 #: Time decay on top: the accumulated severity halves every this many hours between turns.
 TIME_HALF_LIFE_H: Final[float] = 48.0
 #: Severity below this is noise (sad or stressed messages read a little above zero).
-NOISE: Final[float] = 0.15
+NOISE: Final[float] = 0.3
 #: A message with at least this severity is ambiguous enough to be read in its context.
-AMBIGUOUS: Final[float] = 0.3
+AMBIGUOUS: Final[float] = 0.5
 #: Accumulated severity from earlier turns that makes an ambiguous message a crisis.
 CONTEXT_CRISIS: Final[float] = 0.8
 #: Accumulated severity from earlier turns that keeps the agent careful (check-in).

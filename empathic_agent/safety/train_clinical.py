@@ -39,6 +39,12 @@ from empathic_agent.safety.clinical import PRESENTATIONS
 from empathic_agent.safety.clinical_model import CONFIG_FILE, FORMAT, WEIGHTS_DIR, WEIGHTS_FILE
 from empathic_agent.safety.guard import GUARD_CATEGORIES, guard_text
 
+#: The clinical reader's adapters: LoRA rank 8 on the top three of MiniLM's six layers (what the
+#: shipped clinical weights were trained with; the risk reader now adapts every layer).
+TOP_LAYERS = 3
+LORA_RANK = 8
+LORA_ALPHA = 16.0
+
 __all__ = ["train_clinical", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -251,7 +257,7 @@ def _fit(data: "_Data", p_mask: np.ndarray, r_mask: np.ndarray, location: str, s
     def loss(out: Any, b: list[int]) -> Any:
         return (bce(out, yt[b]) * mt[b]).sum() / mt[b].sum().clamp(min=1.0)
 
-    trainer = _Trainer(location, seed, n_out=y.shape[1])
+    trainer = _Trainer(location, seed, n_out=y.shape[1], top_layers=TOP_LAYERS, rank=LORA_RANK, alpha=LORA_ALPHA)
     trainer.train_loop(texts, loss, progress=True, desc=desc)
     return trainer
 
@@ -329,7 +335,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save."""
     import hashlib
 
-    from empathic_agent.safety.train import BATCH, EPOCHS, HEAD_LR, LORA_ALPHA, LORA_RANK, LR, TOP_LAYERS, _backbone
+    from empathic_agent.safety.train import BATCH, EPOCHS, HEAD_LR, LR, _backbone
 
     t0 = time.time()
     out_dir = Path(out_dir)
