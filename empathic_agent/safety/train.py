@@ -65,7 +65,9 @@ MAX_FOLDS: Final[int] = 4
 #: (A first budget of 4 % for low kept only 0.88 of the risk out of fold; at 8 %, 0.92.  With the
 #: distress writers in the pool — ordinary sadness, stress and anger said as strongly as risk —
 #: 8 % moved the low threshold from 0.70 to 0.77 and the reader stopped reading implicit method
-#: talk ("the 8:15 express doesn't even slow down at my station") as risk: 10 % keeps 0.70.)
+#: talk ("the 8:15 express doesn't even slow down at my station") as risk: 10 % kept 0.70.  The
+#: third reader, under the same 10 %, sets 0.65 and reads that message 0.44: a known miss, not
+#: re-tuned — see tests/integration/test_safety.py.)
 FALSE_ALARM_BUDGET: Final[tuple[float, float, float, float]] = (0.10, 0.03, 0.015, 0.005)
 #: Threshold bounds: never so low that noise fires.
 THRESHOLD_RANGE: Final[tuple[float, float]] = (0.1, 0.98)
