@@ -187,6 +187,9 @@ class Settings:
     safety_semantic: bool = True
     #: The learned layer's weights folder (empty = the packaged ones, ``safety/weights``).
     safety_model: str = ""
+    #: With the learned layer: discount a pattern hit that both the scope head and the learned
+    #: reader find out of scope (the past, someone else, a negation; never imminent danger).
+    safety_scope: bool = True
     #: POST a JSON crisis event here (the embedding app's escalation endpoint); empty = none.
     safety_webhook_url: str = ""
     #: Include the person's message text in the webhook payload (off: ids, category, score only).

@@ -5,6 +5,7 @@
   conversation routing, calibration, misses, latency;
 * ``check TEXT [--before TEXT ...]`` — one message (after earlier ones): the assessment and reply;
 * ``train`` — re-train the learned layer (leave-one-writer-out selection; weights to ``--out``);
+* ``train-scope`` — re-train the scope head on the reader's out-of-fold predictions (after ``train``);
 * ``bench`` — screening latency per message (p50/p95), warm.
 """
 
@@ -59,6 +60,12 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--no-folds", action="store_true", help="skip the cross-validation (keeps no thresholds)")
     q.add_argument("--folds", type=int, default=4, help="writer-grouped folds of the cross-validation (default 4)")
     q.add_argument("--train-seed", type=int, default=20261203, help="initialisation and augmentation seed")
+    q = sub.add_parser("train-scope", parents=[common],
+                       help="re-train the scope head that discounts out-of-scope pattern hits (~1 min; JSON figures)")
+    q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
+    q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
+    q.add_argument("--reader-oof", default=None, metavar="NPZ",
+                   help="the reader's out-of-fold predictions (default: safety-oof.npz in the cache folder)")
     q = sub.add_parser("train-clinical", parents=[common],
                        help="re-train the clinical reader's and the reply guard's heads (JSON figures)")
     q.add_argument("--esconv", metavar="DIR", default=None,
@@ -91,6 +98,17 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                        backbone=settings.embedding_model, cache_dir=settings.cache_dir, seed=args.train_seed,
                        folds=0 if args.no_folds else args.folds)
         print(json.dumps(config, indent=1))
+        return 0
+    if args.safety_command == "train-scope":
+        from empathic_agent.memory.embedder import MiniLMEmbedder
+        from empathic_agent.safety.train import train_scope
+
+        out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
+        report = train_scope(args.csv, out_dir=out, embedder=MiniLMEmbedder.from_settings(settings),
+                             cache_dir=settings.cache_dir, reader_oof=args.reader_oof)
+        report = {k: v for k, v in report.items() if k != "weights"}
+        report["selection"].pop("grid", None)
+        print(json.dumps(report, indent=1))
         return 0
     if args.safety_command == "train-clinical":
         from empathic_agent.safety.train_clinical import train_clinical

@@ -12,6 +12,9 @@ Three layers, because each fails differently:
 2. **Learned** (recall on implicit phrasing, registers, and hard negatives): a classifier on the
    MiniLM sentence embedding, trained on messages written and labelled from the taxonomy
    (:mod:`empathic_agent.safety.learned`): P(level >= k), the subject, and each dimension.
+   A pattern hit that both the learned reader and an independent scope head (trained on what
+   the patterns fire on) read as out of scope — the past, someone else's past, a negation the
+   patterns missed — is discounted (:mod:`empathic_agent.safety.scope`); imminent danger never is.
 3. **Language**: a message in a language the screen does not read (it is English-trained) is
    reported with its language; if it carries a risk cue of the multilingual lexicon it is routed
    conservatively (:mod:`empathic_agent.safety.language`).
@@ -39,6 +42,7 @@ from empathic_agent.safety.taxonomy import (
 
 if TYPE_CHECKING:
     from empathic_agent.safety.learned import RiskModel
+    from empathic_agent.safety.scope import PatternScope
     from empathic_agent.settings import Settings
 
 __all__ = ["SafetyAssessment", "CrisisDetector", "RiskScreen", "CATEGORIES", "SUICIDE", "SELF_HARM", "ABUSE",
@@ -72,7 +76,8 @@ class SafetyAssessment:
     #: What fired: ``pattern:<category>:<name>``, ``learned:<level>:<p>``, ``language:<code>:<cue>``,
     #: ``conversation:<reason>`` entries.
     signals: tuple[str, ...] = ()
-    #: Explicit negations recognised (and discounted), e.g. ``negated:never-hurt-myself``.
+    #: Pattern hits discounted: explicit negations (``negated:never-hurt-myself``) and hits both
+    #: the scope head and the learned reader read as out of scope (``out_of_scope:<pattern>:<p>``).
     discounted: tuple[str, ...] = ()
     seconds: float = 0.0
     #: Filled by the stage on a crisis or check-in: the protocol's resources shown to the person.
@@ -234,7 +239,8 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [(cat, name, re.compile(p)) 
     (SELF_HARM, "cutting-again", r"\b(started|start|began|been) (cutting|burning) (again|myself)?\b|\brelapsed\b.*\bcutting\b"),
     (SELF_HARM, "overdose", r"\bi (have |had |just |already |think i |might have )?(overdosed|od'?d|od|taken an overdose|took an overdose)\b|\bi (am )?(overdosing|going to overdose|want to overdose)\b|\b(thinking (of|about)|considering|planning( on)?) (overdosing|an overdose|taking an overdose)\b|\bi (just |already )?(swallowed|took|downed) (a|the) (whole|entire|full) (bottle|packet|box|pack|strip)\b|\bi (just |already )?(took|swallowed|have taken) (too many|a (bunch|handful|lot) of|all (my|the)) (pills|tablets|meds)\b"),
     # violence / abuse toward the person
-    (ABUSE, "hits-me", rf"\b{_ABUSER} (hits|hit|beats|beat|hurts|hurt|chokes|choked|strangles|strangled|kicks|kicked|slaps|slapped|punches|punched|shoves|shoved|burns|burned|locks|locked) me\b"),
+    (ABUSE, "hits-me", rf"\b{_ABUSER} (hits|hit|beats|beat|hurts|hurt|chokes|choked|strangles|strangled|kicks|kicked|slaps|slapped|punches|punched|shoves|shoved|burns|burned|locks|locked) me\b"
+                       rf"|\b{_ABUSER} (has )?(sexually )?(assaulted|assaults|raped|rapes|molested|molests|abused|abuses|attacked|groped|gropes) me\b"),
     (ABUSE, "assaulted", r"\b(i was|i have been|i am being|i got|been|being|was) (raped|sexually assaulted|assaulted|molested|abused|beaten( up)?|attacked|groomed|trafficked)\b"),
     (ABUSE, "threatens-me", rf"\b{_ABUSER} (threatens|threatened|keeps threatening|is threatening|said (he|she|they) (would|will)|says (he|she|they) (will|would)|will) (to )?(kill|hurt|beat|stab|shoot) me\b|\b(make|making) me (pay|regret it|suffer)\b"),
     (ABUSE, "going-to-kill-me", rf"\b{_ABUSER} (is|are) going to (kill|hurt|beat|stab|shoot) me\b"),
@@ -248,6 +254,7 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [(cat, name, re.compile(p)) 
     (OTHERS_AT_RISK, "other-not-live", rf"\b{_REL}\b.*\b(does not|do not|does not really|no longer) want(s)? to (live|be alive|be here)\b|\b{_REL}\b.*\b(said|told me|says|keeps saying) (that )?(she|he|they) (does not|do not|no longer) want(s)? to (live|be alive|be here)\b"),
     (OTHERS_AT_RISK, "other-goodbye-pills", rf"\b{_REL}\b.*\b(said goodbye|texted goodbye|pills|overdose|overdosed|locked (himself|herself|themselves) in)\b[^.!?]*\b(pills|goodbye|not answering|will not answer|bathroom)\b"),
     (OTHERS_AT_RISK, "other-overdosed", rf"\b{_REL}\b.*\b(overdosed|has taken an overdose|took an overdose|(took|swallowed|has taken) (too many|a lot of|a (bunch|handful) of|all (her|his|their)) (pills|tablets|meds))\b"),
+    (OTHERS_AT_RISK, "other-self-harm", rf"\b{_REL} (is|has been|keeps|has started|started|is still) (self[- ]?harming|cutting|burning (herself|himself|themselves))\b"),
     (OTHERS_AT_RISK, "other-abused", rf"\b{_REL}\b.*\b(is being|was|has been|got|is getting) (abused|beaten|raped|hit)\b"),
 )]
 
@@ -332,6 +339,7 @@ PATTERN_META: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "other-not-live": (("third_party", "wish_dead"), "moderate"),
     "other-goodbye-pills": (("third_party", "attempt"), "imminent"),
     "other-overdosed": (("third_party", "attempt"), "imminent"), "other-abused": (("third_party", "abuse"), "moderate"),
+    "other-self-harm": (("third_party", "self_harm"), "moderate"),
     "will-not-need": (("preparatory",), "high"), "find-my-note": (("preparatory",), "high"),
     "when-i-am-gone": (("preparatory",), "moderate"), "not-alive-by": (("intent",), "high"),
     "never-hear-again": (("preparatory", "intent"), "imminent"), "decided-calm": (("calm_after_decision", "plan"), "high"),
@@ -379,28 +387,40 @@ class CrisisDetector:
     ``learned`` (a :class:`~empathic_agent.safety.learned.RiskModel`; None = patterns only) loads
     on first use; thread-safe."""
 
-    def __init__(self, learned: "RiskModel | None" = None, *, language: bool = True) -> None:
+    def __init__(self, learned: "RiskModel | None" = None, *, language: bool = True,
+                 scope: "PatternScope | None" = None) -> None:
         self.learned = learned
         self.language = language
+        #: Discounts pattern hits out of scope (:mod:`empathic_agent.safety.scope`); needs ``learned``.
+        self.scope = scope if learned is not None else None
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "CrisisDetector":
-        learned = None
+        learned, scope = None, None
         if settings.safety_semantic:
             from empathic_agent.safety.learned import RiskModel
 
             learned = RiskModel(settings.safety_model or None, backbone=settings.embedding_model,
                                 cache_dir=settings.cache_dir)
-        return cls(learned)
+            if settings.safety_scope:
+                from empathic_agent.safety.scope import PatternScope
+
+                scope = PatternScope.from_settings(settings)
+        return cls(learned, scope=scope)
 
     @property
     def layers(self) -> str:
-        return "patterns+learned" if self.learned is not None else "patterns"
+        if self.learned is None:
+            return "patterns"
+        return "patterns+learned+scope" if self.scope is not None else "patterns+learned"
 
     def load(self) -> None:
         if self.learned is not None:
             self.learned.load()
             self.learned.read("warm up")
+        if self.scope is not None:
+            self.scope.load()
+            self.scope.p_current(["warm up"])
         if self.language:
             from empathic_agent.safety.language import detect_language
 
@@ -421,11 +441,17 @@ class CrisisDetector:
             else:
                 learned = reading.to_dict()
                 lv = reading.level(self.learned.thresholds)
-                # A pattern hit is never overruled by the learned reader.  (A rule that capped
+                # The learned reader alone never overrules a pattern hit.  (A rule that capped
                 # pattern hits the reader was sure were not current risk — the past, someone else —
                 # was tried: chosen on the first model's out-of-fold predictions it cut crisis-route
                 # false alarms 11.5 % -> 4.8 %, but with the model trained on everyday chat too it
-                # silenced "I really feel like killing myself today".  A miss costs more.)
+                # silenced "I really feel like killing myself today".  A miss costs more.)  A second,
+                # independent reading of the hit's scope has to agree (:mod:`.scope`).
+                if dims and self.scope is not None:
+                    p_scope = self._out_of_scope(text, level, signals, reading.at_least[0])
+                    if p_scope is not None:
+                        discounted += [f"out_of_scope:{s.split(':')[-1]}:{p_scope:.3f}" for s in signals]
+                        dims, signals, level, subject, score = [], [], "none", "none", 0.0
                 #
                 # A negation ("I would never hurt myself") sits close to risk by meaning: after an
                 # explicit one, the learned layer alone may only ask (check-in), not alarm.
@@ -472,6 +498,16 @@ class CrisisDetector:
             signals=tuple(signals), discounted=tuple(discounted), seconds=time.perf_counter() - t0,
             level=level, route=route, subject=subject, message_level=level,
             dimensions=tuple(_dedupe(dims)), language=lang, learned=learned)
+
+
+    def _out_of_scope(self, text: str, pattern_level: str, signals: list[str], reader_p_low: float) -> float | None:
+        assert self.scope is not None
+        try:
+            categories = [s.split(":")[1] for s in signals if s.startswith("pattern:")]
+            return self.scope.discounts(text, pattern_level, categories, reader_p_low, now=immediate(text))
+        except Exception as exc:  # noqa: BLE001 — the hit stands: erring towards firing
+            log.warning("safety: scope check failed (%s); the pattern hit stands", exc)
+            return None
 
 
 #: The same screen under the name the docs use.

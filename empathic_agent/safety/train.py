@@ -35,7 +35,7 @@ import numpy as np
 from empathic_agent.safety.learned import MAX_TOKENS, WEIGHTS_DIR, split_sentences
 from empathic_agent.safety.taxonomy import DIMENSIONS, LEVELS, SUBJECTS
 
-__all__ = ["train", "augment", "TRAIN_DIR", "FALSE_ALARM_BUDGET"]
+__all__ = ["train", "train_scope", "augment", "TRAIN_DIR", "FALSE_ALARM_BUDGET"]
 
 log = logging.getLogger(__name__)
 
@@ -465,4 +465,134 @@ def rethreshold(oof_path: str | Path, config_path: str | Path) -> dict[str, Any]
                                           config["thresholds"]) for w in sorted(set(oof["writers"].tolist()))}
     config["hyperparameters"]["false_alarm_budget"] = list(FALSE_ALARM_BUDGET)
     Path(config_path).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return config
+
+
+# -- the scope head (safety/scope.py) --------------------------------------------------------------
+
+#: Inverse L2 strength of the scope head's logistic regression (384 weights on ~1,300 messages).
+#: Out of fold (leave one writer out) with the reader's cut at 0.1: C=1 freed 136 of 268 hard
+#: negatives the patterns fire on, C=3 144, both silencing one low-risk message; C=0.3 freed 107.
+SCOPE_C: Final[float] = 3.0
+#: The candidate cuts searched (scope head P, reader P(level >= low)).
+SCOPE_CUTS: Final[tuple[float, ...]] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+READER_CUTS: Final[tuple[float, ...]] = (0.05, 0.1, 0.2, 0.3, 0.5)
+#: The rule: no risk message at moderate or above silenced out of fold, and at most this share of
+#: the (low-level) risk messages the patterns find; among the pairs allowed, the most hard
+#: negatives freed (ties: the smaller cuts).
+SCOPE_SILENCE_BUDGET: Final[float] = 0.003
+
+
+def train_scope(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WEIGHTS_DIR,
+                embedder: Any = None, cache_dir: str | Path | None = None,
+                reader_oof: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train the scope head (:mod:`empathic_agent.safety.scope`) and choose its two cuts on
+    leave-one-writer-out predictions; writes ``out_dir/scope.json`` and returns it.
+
+    ``reader_oof``: the learned reader's out-of-fold predictions of the same writers
+    (``safety-oof.npz`` of ``empathic safety train``; default: in ``cache_dir``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from empathic_agent.errors import ConfigError
+    from empathic_agent.safety.detect import immediate, pattern_readings, pattern_signals
+    from empathic_agent.safety.evaluate import read_risk_csv
+    from empathic_agent.safety.scope import (
+        MIN_CONTEXT_WORDS,
+        NEVER_DISCOUNTED,
+        NEVER_DISCOUNTED_CATEGORIES,
+        SCOPE_FILE,
+        SCOPE_FORMAT,
+        eligible,
+    )
+
+    t0 = time.perf_counter()
+    paths = [Path(f) for f in files] if files else sorted(TRAIN_DIR.glob("*.csv"))
+    if not paths:
+        raise FileNotFoundError(f"no training CSVs in {TRAIN_DIR}")
+    rows = [r | {"writer": p.stem} for p in paths for r in read_risk_csv(p)]
+    oof_path = Path(reader_oof) if reader_oof else (Path(cache_dir) / "safety-oof.npz" if cache_dir else None)
+    if oof_path is None or not oof_path.is_file():
+        raise ConfigError(f"the reader's out-of-fold predictions are needed ({oof_path}): run "
+                          "'empathic safety train' (with folds) first")
+    with np.load(oof_path) as z:
+        reader = {(str(w), str(t)): float(v[0]) for w, t, v in zip(z["writers"], z["texts"], z["views"])}
+    missing = [r["text"][:60] for r in rows if (r["writer"], r["text"]) not in reader]
+    if missing:
+        raise ConfigError(f"{oof_path} does not cover {len(missing)} training messages (e.g. {missing[0]!r}): "
+                          "re-run 'empathic safety train' on the same files")
+    pattern_level = [pattern_readings(r["text"])[1] for r in rows]
+    hit = [i for i, lv in enumerate(pattern_level) if lv != "none"]
+    if not hit:
+        raise ConfigError("the patterns fire on none of the training messages: nothing to train the scope head on")
+    sub = [rows[i] for i in hit]
+    levels = np.array([LEVELS.index(r["level"]) for r in sub])
+    y = (levels > 0).astype(int)
+    neg = (levels == 0) & np.array([r["kind"] != "everyday" for r in sub])
+    # What the run-time rule may discount at all (never imminent danger, abuse, a short message...).
+    may = np.array([eligible(rows[i]["text"], pattern_level[i], [c for c, _ in pattern_signals(rows[i]["text"])[0]],
+                             now=immediate(rows[i]["text"])) for i in hit])
+    p_reader = np.array([reader[(r["writer"], r["text"])] for r in sub])
+    if embedder is None:
+        from empathic_agent.memory.embedder import MiniLMEmbedder
+        from empathic_agent.settings import Settings
+
+        embedder = MiniLMEmbedder.from_settings(Settings.from_env())
+    if progress:
+        print(f"scope head: embedding the {len(sub)} messages the patterns fire on", file=sys.stderr)
+    emb = embedder.embed([r["text"] for r in sub]).astype(np.float64)
+    writers = np.array([r["writer"] for r in sub])
+    oof = np.zeros(len(sub))
+    for w in sorted(set(writers.tolist())):
+        tr = writers != w
+        if len(set(y[tr].tolist())) < 2:
+            raise ConfigError(f"without {w} the pattern hits are all one class: the scope head cannot be trained")
+        clf = LogisticRegression(C=SCOPE_C, max_iter=5000, class_weight="balanced").fit(emb[tr], y[tr])
+        oof[~tr] = clf.predict_proba(emb[~tr])[:, 1]
+    found = int((y == 1).sum())
+    grid = []
+    for sc in SCOPE_CUTS:
+        for rc in READER_CUTS:
+            off = may & (oof < sc) & (p_reader < rc)
+            grid.append({"scope_cut": sc, "reader_cut": rc, "freed": int((off & neg).sum()),
+                         "silenced": int((off & (y == 1)).sum()),
+                         "silenced_moderate_up": int((off & (levels >= LEVELS.index("moderate"))).sum())})
+    allowed = [g for g in grid if g["silenced_moderate_up"] == 0 and g["silenced"] <= SCOPE_SILENCE_BUDGET * found]
+    best = max(allowed, key=lambda g: (g["freed"], -g["scope_cut"], -g["reader_cut"])) if allowed else \
+        {"scope_cut": 0.0, "reader_cut": 0.0, "freed": 0, "silenced": 0, "silenced_moderate_up": 0}
+    off = may & (oof < best["scope_cut"]) & (p_reader < best["reader_cut"])
+    kinds: dict[str, dict[str, int]] = {}
+    for k, is_neg, is_off in zip([r["kind"] for r in sub], neg, off):
+        if is_neg:
+            kinds.setdefault(k, {"hits": 0, "freed": 0})
+            kinds[k]["hits"] += 1
+            kinds[k]["freed"] += int(is_off)
+    n_hard = sum(r["level"] == "none" and r["kind"] != "everyday" for r in rows)
+    final = LogisticRegression(C=SCOPE_C, max_iter=5000, class_weight="balanced").fit(emb, y)
+    if cache_dir is not None:  # for analysis (never committed)
+        np.savez(Path(cache_dir) / "safety-scope-oof.npz", scope=oof, reader=p_reader, levels=levels, neg=neg,
+                 eligible=may, writers=writers, texts=np.array([r["text"] for r in sub]))
+    config = {
+        "format": SCOPE_FORMAT, "embedder": getattr(embedder, "name", type(embedder).__name__),
+        "dim": int(emb.shape[1]), "weights": [round(float(v), 6) for v in final.coef_[0]],
+        "bias": round(float(final.intercept_[0]), 6),
+        "scope_cut": best["scope_cut"], "reader_cut": best["reader_cut"], "c": SCOPE_C,
+        "never_discounted": {"levels": sorted(NEVER_DISCOUNTED), "categories": sorted(NEVER_DISCOUNTED_CATEGORIES),
+                             "min_context_words": MIN_CONTEXT_WORDS},
+        "selection": {
+            "rule": f"no out-of-fold risk message at moderate or above silenced, at most "
+                    f"{SCOPE_SILENCE_BUDGET:.1%} of the risk messages the patterns find; most hard negatives freed",
+            "pattern_hits": len(sub), "risk_messages_found_by_patterns": found,
+            "hard_negatives": n_hard, "hard_negatives_hit": int(neg.sum()),
+            "pattern_false_alarm_rate": round(float(neg.sum()) / max(1, n_hard), 4),
+            "out_of_fold": best | {"pattern_false_alarm_rate_after": round(float(neg.sum() - best["freed"]) / max(1, n_hard), 4)},
+            "freed_by_kind": dict(sorted(kinds.items(), key=lambda kv: -kv[1]["hits"])),
+            "silenced": [{"text": r["text"], "level": r["level"], "writer": r["writer"]}
+                         for r, o, t in zip(sub, off, y) if o and t],
+            "grid": grid},
+        "reader_oof": str(oof_path.name),
+        "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
+        "seconds": round(time.perf_counter() - t0, 1)}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SCOPE_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     return config

@@ -29,7 +29,7 @@ def test_older_shipped_sets_keep_their_recall(stage, name):
     of their crisis messages as low (a check-in, not the protocol), and some of their negatives as
     risk; measured 2026-12-03: recall 1.0 / 0.97, false positives 1.5 % / 3.4 % (README)."""
     result = evaluate_csv(stage.detector, SHIPPED_SETS[name])
-    assert result["layers"] == "patterns+learned"
+    assert result["layers"] == "patterns+learned+scope"
     assert result["recall"] >= 0.85, result["false_negatives"]
     assert result["false_positive_rate"] <= 0.2, result["false_positives"]
 
@@ -92,6 +92,40 @@ def test_ordinary_distress_in_a_conversation_gets_no_check_in(stage, turns):
         conv = a.conversation
         routes.append((text, a.route, a.level, a.signals))
     assert all(r[1] == "continue" for r in routes), [r for r in routes if r[1] != "continue"]
+
+
+#: Written for this test (2026-12-04, before the scope head was trained): the patterns fire on each,
+#: and each says the danger is over or was never the writer's.
+OUT_OF_SCOPE = [
+    "I self-harmed for most of my teens. I'm 34 now, it's been twelve years, and I just got promoted to head teacher.",
+    "My dad tried to kill himself when I was small. He is 70 now, and tomorrow we are running a 10k together for a charity.",
+    "As a student nurse I once sat with a young man who had been self-harming for years. Twenty years on, I still remember how brave he was.",
+    # A known miss (2026-12-04): the reader finds no risk (P 0.07) but the scope head reads the
+    # first-person "kill myself" as current (P 0.86 against a cut of 0.5), so the hit stands.
+    pytest.param("I wanted to kill myself after my divorce in 2015. That feels like another life; I remarried last spring "
+                 "and we have a baby girl.", marks=pytest.mark.xfail(strict=False, reason="first-person past ideation: "
+                                                                     "known miss of the scope head")),
+]
+#: ... and these have the same words said about now (or too briefly to tell): never discounted.
+IN_SCOPE = [
+    "I self-harmed for most of my teens and last night I started cutting again, I can't stop thinking about it.",
+    "My dad tried to kill himself when I was small and lately I keep thinking I'll end up doing the same thing.",
+    "my sister is self harming",
+    "I was sexually assaulted by my coach.",
+]
+
+
+@pytest.mark.parametrize("text", OUT_OF_SCOPE)
+def test_a_pattern_hit_both_readers_find_out_of_scope_is_discounted(stage, text):
+    assert CrisisDetector(None).assess(text).level != "none", text
+    a = stage.assess(text, {})
+    assert a.route == "continue" and any(d.startswith("out_of_scope:") for d in a.discounted), (text, a.signals, a.learned)
+
+
+@pytest.mark.parametrize("text", IN_SCOPE)
+def test_the_same_words_about_now_are_not_discounted(stage, text):
+    a = stage.assess(text, {})
+    assert a.route != "continue" and not any(d.startswith("out_of_scope:") for d in a.discounted), (text, a.discounted)
 
 
 def test_a_negated_message_does_not_reach_the_protocol(stage):
