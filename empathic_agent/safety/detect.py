@@ -448,7 +448,7 @@ class CrisisDetector:
                 # silenced "I really feel like killing myself today".  A miss costs more.)  A second,
                 # independent reading of the hit's scope has to agree (:mod:`.scope`).
                 if dims and self.scope is not None:
-                    p_scope = self._out_of_scope(text, level, signals, reading.at_least[0])
+                    p_scope = self._out_of_scope(text, signals, reading.at_least[0])
                     if p_scope is not None:
                         discounted += [f"out_of_scope:{s.split(':')[-1]}:{p_scope:.3f}" for s in signals]
                         dims, signals, level, subject, score = [], [], "none", "none", 0.0
@@ -500,11 +500,11 @@ class CrisisDetector:
             dimensions=tuple(_dedupe(dims)), language=lang, learned=learned)
 
 
-    def _out_of_scope(self, text: str, pattern_level: str, signals: list[str], reader_p_low: float) -> float | None:
+    def _out_of_scope(self, text: str, signals: list[str], reader_p_low: float) -> float | None:
         assert self.scope is not None
         try:
-            categories = [s.split(":")[1] for s in signals if s.startswith("pattern:")]
-            return self.scope.discounts(text, pattern_level, categories, reader_p_low, now=immediate(text))
+            hits = [(s.split(":")[1], s.split(":")[2]) for s in signals if s.startswith("pattern:")]
+            return self.scope.discounts(text, hits, reader_p_low, now=immediate(text))
         except Exception as exc:  # noqa: BLE001 — the hit stands: erring towards firing
             log.warning("safety: scope check failed (%s); the pattern hit stands", exc)
             return None

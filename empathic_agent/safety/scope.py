@@ -18,8 +18,8 @@ discounted:
 Both cuts are chosen by :func:`empathic_agent.safety.train.train_scope` on leave-one-writer-out
 predictions of both readers (never on a test set): the most hard negatives freed such that no
 out-of-fold risk message at moderate or above is silenced.  Never discounted (:func:`eligible`): a
-pattern of imminent danger, a message that says it is happening now, abuse or harm to others, and
-a message too short to carry any context.  Only pattern hits are affected: the
+pattern of imminent danger (but a goodbye), a message that says it is happening now, abuse or harm
+to others, and a message too short to carry any context.  Only pattern hits are affected: the
 check costs one frozen MiniLM forward (~7 ms) and runs only when a pattern fired and the reader
 disagreed, i.e. on a small share of messages.
 """
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from empathic_agent.settings import Settings
 
 __all__ = ["PatternScope", "eligible", "SCOPE_FILE", "SCOPE_FORMAT", "NEVER_DISCOUNTED", "NEVER_DISCOUNTED_CATEGORIES",
+           "GOODBYE_PATTERNS",
            "MIN_CONTEXT_WORDS"]
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,13 @@ log = logging.getLogger(__name__)
 SCOPE_FILE: Final = "scope.json"
 SCOPE_FORMAT: Final = "empathic-scope-v1"
 #: Pattern levels that are never discounted, whatever both readers say: a wrong "out of scope" on
-#: "the pills are in my hand" costs too much.
+#: "the pills are in my hand" costs too much ...
 NEVER_DISCOUNTED: Final = frozenset({"imminent"})
+#: ... except a goodbye, the one imminent warning sign ordinary life says every day ("this is my last
+#: message in this group, I'm leaving the company").  Out of fold this freed 8 more ordinary goodbyes
+#: of 25 and silenced none of the 11 imminent goodbyes of 12 words or more: the reader read each of
+#: them P(>= low) 0.48 or more.  Said with anything happening now ("tonight") it is never discounted.
+GOODBYE_PATTERNS: Final = frozenset({"never-hear-again", "last-message", "said-goodbyes"})
 #: Pattern categories never discounted: danger from someone else (abuse) or to someone else is not
 #: over because the message sounds calm or speaks of the past ("I was sexually assaulted by my
 #: coach" read out of scope by both readers in a first version).  Out of fold this costs 1 of the 153
@@ -64,10 +70,16 @@ NEVER_DISCOUNTED_CATEGORIES: Final = frozenset({"abuse", "harm_others"})
 MIN_CONTEXT_WORDS: Final[int] = 12
 
 
-def eligible(text: str, pattern_level: str, categories: Sequence[str], *, now: bool) -> bool:
-    """May the pattern hits of ``text`` be discounted at all (before either reading)?"""
-    return (pattern_level != "none" and pattern_level not in NEVER_DISCOUNTED and not now
-            and not set(categories) & NEVER_DISCOUNTED_CATEGORIES and len(text.split()) >= MIN_CONTEXT_WORDS)
+def eligible(text: str, hits: Sequence[tuple[str, str]], *, now: bool) -> bool:
+    """May the pattern hits of ``text`` — (category, pattern name) pairs — be discounted at all
+    (before either reading)?"""
+    from empathic_agent.safety.detect import PATTERN_META
+
+    if not hits or now or len(text.split()) < MIN_CONTEXT_WORDS:
+        return False
+    if {cat for cat, _ in hits} & NEVER_DISCOUNTED_CATEGORIES:
+        return False
+    return all(PATTERN_META[name][1] not in NEVER_DISCOUNTED or name in GOODBYE_PATTERNS for _, name in hits)
 
 
 class PatternScope:
@@ -132,13 +144,13 @@ class PatternScope:
         z = self.embedder.embed(list(texts)).astype(np.float64) @ self._w + self._b
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
 
-    def discounts(self, text: str, pattern_level: str, categories: Sequence[str], reader_p_low: float, *,
+    def discounts(self, text: str, hits: Sequence[tuple[str, str]], reader_p_low: float, *,
                   now: bool) -> float | None:
         """The scope head's P when the pattern hits of ``text`` are to be discounted, else None.
 
-        ``pattern_level`` and ``categories``: what the patterns found; ``reader_p_low``: the
+        ``hits``: (category, pattern name) of what the patterns found; ``reader_p_low``: the
         learned reader's P(level >= low); ``now``: the message says it is happening now."""
-        if not eligible(text, pattern_level, categories, now=now):
+        if not eligible(text, hits, now=now):
             return None
         self.load()
         if not reader_p_low < self.reader_cut:  # also False for NaN

@@ -497,6 +497,7 @@ def train_scope(files: Sequence[str | Path] | None = None, *, out_dir: str | Pat
     from empathic_agent.safety.detect import immediate, pattern_readings, pattern_signals
     from empathic_agent.safety.evaluate import read_risk_csv
     from empathic_agent.safety.scope import (
+        GOODBYE_PATTERNS,
         MIN_CONTEXT_WORDS,
         NEVER_DISCOUNTED,
         NEVER_DISCOUNTED_CATEGORIES,
@@ -529,8 +530,8 @@ def train_scope(files: Sequence[str | Path] | None = None, *, out_dir: str | Pat
     y = (levels > 0).astype(int)
     neg = (levels == 0) & np.array([r["kind"] != "everyday" for r in sub])
     # What the run-time rule may discount at all (never imminent danger, abuse, a short message...).
-    may = np.array([eligible(rows[i]["text"], pattern_level[i], [c for c, _ in pattern_signals(rows[i]["text"])[0]],
-                             now=immediate(rows[i]["text"])) for i in hit])
+    may = np.array([eligible(rows[i]["text"], pattern_signals(rows[i]["text"])[0], now=immediate(rows[i]["text"]))
+                    for i in hit])
     p_reader = np.array([reader[(r["writer"], r["text"])] for r in sub])
     if embedder is None:
         from empathic_agent.memory.embedder import MiniLMEmbedder
@@ -576,7 +577,8 @@ def train_scope(files: Sequence[str | Path] | None = None, *, out_dir: str | Pat
         "dim": int(emb.shape[1]), "weights": [round(float(v), 6) for v in final.coef_[0]],
         "bias": round(float(final.intercept_[0]), 6),
         "scope_cut": best["scope_cut"], "reader_cut": best["reader_cut"], "c": SCOPE_C,
-        "never_discounted": {"levels": sorted(NEVER_DISCOUNTED), "categories": sorted(NEVER_DISCOUNTED_CATEGORIES),
+        "never_discounted": {"levels": sorted(NEVER_DISCOUNTED), "except_patterns": sorted(GOODBYE_PATTERNS),
+                             "categories": sorted(NEVER_DISCOUNTED_CATEGORIES),
                              "min_context_words": MIN_CONTEXT_WORDS},
         "selection": {
             "rule": f"no out-of-fold risk message at moderate or above silenced, at most "

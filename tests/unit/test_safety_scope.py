@@ -87,14 +87,27 @@ def test_imminent_now_abuse_and_short_messages_are_never_discounted(tmp_path, te
 
 def test_eligibility_rules():
     long = " ".join(["word"] * MIN_CONTEXT_WORDS)
-    assert eligible(long, "moderate", ["suicide"], now=False)
-    assert eligible(long, "high", ["self_harm", "others_at_risk"], now=False)
-    assert not eligible(long, "none", [], now=False)
-    assert not eligible(long, "imminent", ["suicide"], now=False)
-    assert not eligible(long, "moderate", ["suicide"], now=True)
-    assert not eligible(long, "moderate", ["suicide", "abuse"], now=False)
-    assert not eligible(long, "high", ["harm_others"], now=False)
-    assert not eligible(" ".join(["word"] * (MIN_CONTEXT_WORDS - 1)), "moderate", ["suicide"], now=False)
+    assert eligible(long, [("suicide", "kill-myself")], now=False)
+    assert eligible(long, [("self_harm", "hurt-myself"), ("others_at_risk", "other-kill-self")], now=False)
+    assert not eligible(long, [], now=False)
+    assert not eligible(long, [("suicide", "means-ready")], now=False)  # imminent
+    assert not eligible(long, [("suicide", "kill-myself")], now=True)
+    assert not eligible(long, [("suicide", "kill-myself"), ("abuse", "hits-me")], now=False)
+    assert not eligible(long, [("harm_others", "hurt-someone-armed")], now=False)
+    assert not eligible(" ".join(["word"] * (MIN_CONTEXT_WORDS - 1)), [("suicide", "kill-myself")], now=False)
+    # A goodbye is the one imminent sign that may be discounted, alone and not said about now.
+    assert eligible(long, [("suicide", "last-message")], now=False)
+    assert not eligible(long, [("suicide", "last-message")], now=True)
+    assert not eligible(long, [("suicide", "last-message"), ("suicide", "means-ready")], now=False)
+
+
+def test_an_ordinary_goodbye_can_be_discounted_but_not_one_said_about_tonight(tmp_path):
+    leaving = "This is my last message in this group chat, I am leaving the company on Friday. Thank you all so much."
+    tonight = "This is my last message to anyone. Thank you for listening these past weeks, it ends tonight for me."
+    for text in (leaving, tonight):
+        assert CrisisDetector(_Reader(0.02), language=False).assess(text).level == "imminent"
+    assert _detector(tmp_path, 0.02, {leaving: OUT_OF_SCOPE}).assess(leaving).level == "none"
+    assert _detector(tmp_path, 0.02, {tonight: OUT_OF_SCOPE}).assess(tonight).level == "imminent"
 
 
 def test_the_scope_check_is_asked_only_when_both_conditions_can_hold(tmp_path):
