@@ -169,6 +169,8 @@ async def test_a_crisis_turn_through_the_real_agent_stores_no_memory(settings):
 def test_the_clinical_layer_loads_and_reads_both_kinds_of_text(stage):
     assert stage.clinical is not None and stage.clinical.layers == "patterns+learned"
     assert stage.guard is not None and stage.guard.layers == "patterns+learned"
+    # The packaged guard has its own model (weights/guard/); the reader keeps the shared one.
+    assert stage.guard.learned.backbone.folder.name == "guard" != stage.clinical.learned.backbone.folder.name
     probs = stage.clinical.learned.read("I haven't slept in four nights and I'm about to put my whole pension into a rocket company")
     assert set(probs) >= {"psychosis", "mania", "compulsion", "eating", "substance"} and all(0 <= p <= 1 for p in probs.values())
     reply = stage.guard.learned.read(["mania: Sounds amazing, go for it!"])

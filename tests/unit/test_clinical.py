@@ -256,3 +256,20 @@ async def test_the_guard_can_be_turned_off(settings):
     agent = await _agent(s, FakeLLM(["It sounds like you have clinical depression."]))
     r = await agent.respond("ann", "s1", text="so tired all the time")
     assert r.reply == "It sounds like you have clinical depression." and r.guard["layers"] == "off"
+
+
+def test_the_guard_reads_with_its_own_model_when_its_subfolder_has_one(tmp_path):
+    """weights/guard/ (its own clinical.json + clinical_model.npz) is used by the guard alone; the
+    reader keeps the folder's model; without the subfolder both share it."""
+    from empathic_agent.safety.clinical_model import CONFIG_FILE, WEIGHTS_FILE, ClinicalModel, GuardModel
+
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        (tmp_path / name).write_text("{}", encoding="utf-8")
+    assert GuardModel.folder_for(tmp_path) == tmp_path == ClinicalModel.folder_for(tmp_path)
+    (tmp_path / "guard").mkdir()
+    (tmp_path / "guard" / CONFIG_FILE).write_text("{}", encoding="utf-8")
+    assert GuardModel.folder_for(tmp_path) == tmp_path  # half a model is no model
+    (tmp_path / "guard" / WEIGHTS_FILE).write_text("{}", encoding="utf-8")
+    assert GuardModel.folder_for(tmp_path) == tmp_path / "guard"
+    assert ClinicalModel.folder_for(tmp_path) == tmp_path
+    assert GuardModel(tmp_path).backbone is not ClinicalModel(tmp_path).backbone
