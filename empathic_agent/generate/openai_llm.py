@@ -64,7 +64,6 @@ class OpenAICompatibleLLM(LLM):
     def _get_client(self) -> Any:
         if self._client is None:
             try:
-                import httpx
                 import openai
             except ImportError as exc:
                 raise BackendUnavailableError(
@@ -72,7 +71,8 @@ class OpenAICompatibleLLM(LLM):
                     "install with: pip install 'empathic-agent[vllm]'") from exc
             self._client = openai.AsyncOpenAI(
                 base_url=self.base_url, api_key=self.api_key, max_retries=self.max_retries,
-                timeout=httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s),
+                # openai's own Timeout: openai >= 3.63 is built on httpx2 and rejects httpx's.
+                timeout=openai.Timeout(self.timeout_s, connect=self.connect_timeout_s),
             )
         return self._client
 
