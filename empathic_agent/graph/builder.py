@@ -95,7 +95,11 @@ def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: 
         if settings.safety_enabled:
             from empathic_agent.safety import SafetyStage
 
-            safety = SafetyStage.from_settings(settings)
+            from empathic_agent.memory.embedder import MiniLMEmbedder
+
+            # The scope check reads with the same frozen MiniLM as memory: one copy, not two.
+            shared = getattr(memory, "embedder", None)
+            safety = SafetyStage.from_settings(settings, embedder=shared if isinstance(shared, MiniLMEmbedder) else None)
     if persona is None:
         from empathic_agent.plan import load_persona
 

@@ -41,6 +41,7 @@ from empathic_agent.safety.taxonomy import (
 )
 
 if TYPE_CHECKING:
+    from empathic_agent.memory.embedder import Embedder
     from empathic_agent.safety.learned import RiskModel
     from empathic_agent.safety.scope import PatternScope
     from empathic_agent.settings import Settings
@@ -395,7 +396,8 @@ class CrisisDetector:
         self.scope = scope if learned is not None else None
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "CrisisDetector":
+    def from_settings(cls, settings: "Settings", *, embedder: "Embedder | None" = None) -> "CrisisDetector":
+        """``embedder``: the frozen sentence embedder the scope check may share (None: its own)."""
         learned, scope = None, None
         if settings.safety_semantic:
             from empathic_agent.safety.learned import RiskModel
@@ -405,7 +407,7 @@ class CrisisDetector:
             if settings.safety_scope:
                 from empathic_agent.safety.scope import PatternScope
 
-                scope = PatternScope.from_settings(settings)
+                scope = PatternScope.from_settings(settings, embedder=embedder)
         return cls(learned, scope=scope)
 
     @property

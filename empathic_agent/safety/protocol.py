@@ -30,6 +30,7 @@ from empathic_agent.safety.detect import CATEGORIES, CrisisDetector, SafetyAsses
 from empathic_agent.safety.taxonomy import CRISIS_ROUTES, level_index, protocol_category, route_for
 
 if TYPE_CHECKING:
+    from empathic_agent.memory.embedder import Embedder
     from empathic_agent.safety.clinical import ClinicalReader, ClinicalReading
     from empathic_agent.safety.guard import GuardContext, ReplyGuard
     from empathic_agent.settings import Settings
@@ -208,7 +209,8 @@ class SafetyStage:
     guard: "ReplyGuard | None" = None
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "SafetyStage":
+    def from_settings(cls, settings: "Settings", *, embedder: "Embedder | None" = None) -> "SafetyStage":
+        """``embedder``: the frozen sentence embedder to share with the scope check (memory's)."""
         from empathic_agent.safety.clinical import ClinicalReader
         from empathic_agent.safety.clinical_model import ClinicalModel, GuardModel
         from empathic_agent.safety.guard import ReplyGuard
@@ -223,7 +225,7 @@ class SafetyStage:
             learned_guard = (GuardModel(folder, settings=settings)
                              if settings.safety_semantic and GuardModel.available(folder) else None)
             guard = ReplyGuard(learned_guard)
-        return cls(detector=CrisisDetector.from_settings(settings),
+        return cls(detector=CrisisDetector.from_settings(settings, embedder=embedder),
                    protocol=load_protocol(settings.safety_protocol or None), locale=settings.safety_locale,
                    webhook_url=settings.safety_webhook_url, webhook_include_text=settings.safety_webhook_include_text,
                    clinical=clinical, guard=guard)

@@ -85,8 +85,8 @@ def eligible(text: str, hits: Sequence[tuple[str, str]], *, now: bool) -> bool:
 class PatternScope:
     """The scope head and its two cuts (``safety/weights/scope.json``).
 
-    ``embedder`` is the frozen sentence embedder the head was trained on (built from the settings
-    when None; loads on first use).  Thread-safe: the embedder serialises its forwards."""
+    ``embedder`` is the frozen sentence embedder the head was trained on — in an agent, memory's
+    (``build_services`` shares it); built from the settings when None; loads on first use.  Thread-safe: the embedder serialises its forwards."""
 
     def __init__(self, embedder: "Embedder | None" = None, *, weights: str | Path | None = None,
                  settings: "Settings | None" = None) -> None:
@@ -101,9 +101,9 @@ class PatternScope:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "PatternScope":
+    def from_settings(cls, settings: "Settings", *, embedder: "Embedder | None" = None) -> "PatternScope":
         weights = Path(settings.safety_model) / SCOPE_FILE if settings.safety_model else None
-        return cls(weights=weights if weights is None or weights.is_file() else None, settings=settings)
+        return cls(embedder, weights=weights if weights is None or weights.is_file() else None, settings=settings)
 
     def load(self) -> None:
         if self._w is not None:
