@@ -39,11 +39,10 @@ async def test_a_strong_reply_beats_a_dismissive_one(judge):
     assert strong.overall > weak.overall
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: EPITOME's emotional reactions are the supporter's own "
-                                       "felt words ('I'm so sorry'); 'That sounds humiliating' reads as an "
-                                       "interpretation (ER 0.2) while 'try to relax' reads as weak reassurance "
-                                       "(ER 0.6). Strict: this test fails loudly once the judge gets it right.")
 async def test_the_strong_reply_also_wins_on_emotional_reactions(judge):
+    """The issue's pair on every mechanism, emotional reactions included ("That sounds humiliating"
+    is a weak reaction in EPITOME's own annotations, as "That's really hard!" is; an xfail until
+    the second member, trained with writers D and E, joined the judge)."""
     strong = await judge.score([("user", BOSS)], STRONG)
     weak = await judge.score([("user", BOSS)], DISMISSIVE)
     assert strong.dims["emotional_reactions"].score > weak.dims["emotional_reactions"].score
