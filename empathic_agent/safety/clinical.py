@@ -39,6 +39,19 @@ __all__ = ["PRESENTATIONS", "PresentationReading", "ClinicalReading", "ClinicalR
 PRESENTATIONS: Final[tuple[str, ...]] = ("psychosis", "mania", "compulsion", "eating", "substance", "means_seeking")
 #: Share of a presentation's score carried to the next turn (it fades over about three turns).
 CARRY: Final[float] = 0.6
+#: A long message continues a carried presentation when its sentence embedding is at least this
+#: close (cosine) to a message that showed it, or the learned reader gives the presentation at
+#: least CONTINUE_SHARE of its threshold on the message alone.  Chosen on hand-written dev
+#: conversations (``safety/data/clinical/register_dev.csv``, 60 long follow-ups on the same concern,
+#: 35 long messages about something else) by the rule "keep the most follow-ups, then free the most
+#: other messages": 56 of 60 follow-ups handled carefully (the register or a crisis route; the old
+#: length-only rule 42, 36 of them crisis routes) and 21 of 35 other messages answered normally
+#: (old rule 30).  A register held a turn too long costs a vetted reply that misses the point; one
+#: dropped too early leaves a reassurance request to free generation.
+CONTINUE_COSINE: Final[float] = 0.15
+CONTINUE_SHARE: Final[float] = 0.3
+#: Messages kept per presentation as its evidence in the carried state (for the cosine above).
+EVIDENCE_KEPT: Final[int] = 3
 #: A carried presentation at or above this is still active.
 ACTIVE: Final[float] = 0.3
 #: Which presentation's register leads when several are active (the most dangerous first).
@@ -75,6 +88,9 @@ class ClinicalReading:
     risk_context: bool = False
     #: The carried state for the next turn (part of the checkpointed ``risk`` dict).
     state: Mapping[str, Any] | None = None
+    #: Carried presentations this message still speaks about (by meaning, see
+    #: :meth:`ClinicalReader.continues`): their register keeps leading even in a long message.
+    continued: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -346,8 +362,11 @@ class PatternsAndLearned:
     #: What the learned model reads in the warm-up (its ``read`` argument).
     warm_up: Any = "warm up"
 
-    def __init__(self, learned: Any = None) -> None:
+    def __init__(self, learned: Any = None, *, embedder: Any = None) -> None:
         self.learned = learned
+        #: The frozen sentence embedder (memory's) for :meth:`ClinicalReader.continues`; None: a
+        #: long message continues a carried presentation only by the learned reader's reading.
+        self.embedder = embedder
 
     @property
     def layers(self) -> str:
@@ -365,6 +384,11 @@ class ClinicalReader(PatternsAndLearned):
 
     learned: "ClinicalModel | None"
 
+    def load(self) -> None:
+        super().load()
+        if self.embedder is not None:
+            self.embedder.load()
+
     def read(self, text: str, state: Mapping[str, Any] | None = None, *, earlier_risk: bool = False,
              risk_now: bool = False) -> ClinicalReading:
         """The presentations of ``text`` given the carried ``state`` (from the previous turn's
@@ -372,8 +396,10 @@ class ClinicalReader(PatternsAndLearned):
         risk; ``risk_now``: the crisis screen found some risk in this message."""
         state = dict(state or {})
         found = {p.name: p for p in pattern_presentations(text)}
+        probs: dict[str, float] = {}
         if self.learned is not None and text.strip():
-            for name, p in self.learned.read(text).items():
+            probs = {k: float(v) for k, v in self.learned.read(text).items()}
+            for name, p in probs.items():
                 if name == "means_seeking":
                     continue  # needs a context the model cannot see; the rule below decides
                 if p >= self.learned.threshold(name) and name not in found:
@@ -401,9 +427,36 @@ class ClinicalReader(PatternsAndLearned):
         scores = {k: v for k, v in carried.items() if v >= 0.05}
         for p in found.values():
             scores[p.name] = max(scores.get(p.name, 0.0), p.score)
-        new_state = {"presentations": {k: round(v, 4) for k, v in scores.items()}, "turns_since_distress": since}
+        evidence = {k: list(v) for k, v in (state.get("evidence") or {}).items() if k in scores}
+        for p in found.values():
+            if p.source != "conversation" and text.strip():
+                evidence[p.name] = (evidence.get(p.name, []) + [text.strip()[:300]])[-EVIDENCE_KEPT:]
+        carried_names = [p.name for p in found.values() if p.source == "conversation"]
+        continued = self.continues(text, carried_names, evidence, probs) if carried_names else ()
+        new_state = {"presentations": {k: round(v, 4) for k, v in scores.items()}, "turns_since_distress": since,
+                     "evidence": evidence}
         ordered = tuple(sorted(found.values(), key=lambda p: (PRESENTATIONS.index(p.name), -p.score)))
-        return ClinicalReading(ordered, means, risk_context, new_state)
+        return ClinicalReading(ordered, means, risk_context, new_state, continued)
+
+    def continues(self, text: str, names: Sequence[str], evidence: Mapping[str, Sequence[str]],
+                  probs: Mapping[str, float]) -> tuple[str, ...]:
+        """The carried presentations (``names``) that ``text`` still speaks about: the learned
+        reader finds a share of the presentation in it, or it is close in meaning to a message
+        that showed the presentation ("Is it ok if I check the stove one more time before mum
+        comes?" after twenty checks).  A message about something else ("what's a good name for a
+        quiz team?") continues none."""
+        out = []
+        for name in names:
+            if self.learned is not None and probs.get(name, 0.0) >= CONTINUE_SHARE * self.learned.threshold(name):
+                out.append(name)
+                continue
+            earlier = list(evidence.get(name) or ())
+            if self.embedder is None or not earlier or not text.strip():
+                continue
+            v = self.embedder.embed([text] + earlier)
+            if float((v[1:] @ v[0]).max()) >= CONTINUE_COSINE:
+                out.append(name)
+        return tuple(out)
 
 
 def names_of(readings: Sequence[Mapping[str, Any]] | None) -> tuple[str, ...]:

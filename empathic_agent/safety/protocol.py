@@ -217,10 +217,14 @@ class SafetyStage:
 
         folder = settings.safety_model or None
         clinical = guard = None
+        if embedder is None and settings.safety_semantic and (settings.safety_scope or settings.safety_clinical):
+            from empathic_agent.memory.embedder import MiniLMEmbedder
+
+            embedder = MiniLMEmbedder.from_settings(settings)  # one copy for the scope check and the reader
         if settings.safety_clinical:
             learned = (ClinicalModel(folder, settings=settings)
                        if settings.safety_semantic and ClinicalModel.available(folder) else None)
-            clinical = ClinicalReader(learned)
+            clinical = ClinicalReader(learned, embedder=embedder if settings.safety_semantic else None)
         if settings.safety_guard:
             learned_guard = (GuardModel(folder, settings=settings)
                              if settings.safety_semantic and GuardModel.available(folder) else None)
@@ -279,11 +283,13 @@ class SafetyStage:
         from empathic_agent.safety.clinical import REGISTER_PRIORITY
 
         clinical = reading.to_dict()
-        # A presentation carried from earlier turns leads the register only for a short follow-up
-        # ("which one, then?"); a longer message on something else gets the ordinary register
-        # (the presentation stays active for the guard).
+        # A presentation carried from earlier turns leads the register for a short follow-up
+        # ("which one, then?") and for a longer message that still speaks about it (the reader's
+        # ``continued``); a message on something else gets the ordinary register (the presentation
+        # stays active for the guard).
         follow_up = len(text.split()) <= FOLLOW_UP_WORDS
-        names = tuple(p.name for p in reading.presentations if p.source != "conversation" or follow_up)
+        names = tuple(p.name for p in reading.presentations
+                      if p.source != "conversation" or follow_up or p.name in reading.continued)
         lead = next((n for n in REGISTER_PRIORITY if n in names), "")
         if lead and not a.crisis:
             turns = int(a.conversation.get("turns", 0) or 0)

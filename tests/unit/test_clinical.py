@@ -18,7 +18,7 @@ from empathic_agent.safety import SafetyStage, load_protocol
 from empathic_agent.settings import Settings
 from empathic_agent.safety.clinical import PRESENTATIONS, ClinicalReader, means_query
 from empathic_agent.safety.guard import GUARD_CATEGORIES, GuardContext, GuardedRelease, ReplyGuard
-from empathic_agent.testing.fakes import FakeLLM
+from empathic_agent.testing.fakes import FakeEmbedder, FakeLLM
 
 READER = ClinicalReader()
 GUARD = ReplyGuard()
@@ -84,6 +84,26 @@ def test_a_carried_presentation_leads_only_a_short_follow_up(settings):
     assert follow.clinical.get("register") == "compulsion" and follow.clinical.get("message")
     other = stage.assess("My boss shouted at me in front of the whole team today and I just froze there.", conv)
     assert "compulsion" in other.presentations and not other.clinical.get("register")
+
+
+def test_a_long_message_on_the_same_concern_keeps_the_register(settings):
+    """With a sentence embedder, a long message that still speaks about a carried presentation keeps
+    its register; one about something else does not (without one, only a short follow-up does)."""
+    reader = ClinicalReader(embedder=FakeEmbedder())
+    first = reader.read("I've washed my hands twenty times today and the soap still isn't enough")
+    assert first.state["evidence"]["compulsion"]
+    same = reader.read("My mum is visiting tomorrow and I bought a new soap, is it fine to do my hands once "
+                       "more before she arrives, just this once, so they are properly done?", first.state)
+    other = reader.read("Totally different thing: my niece turns seven on Saturday and I still have no idea "
+                        "what present to buy her, any ideas for a kid who loves dinosaurs?", first.state)
+    assert same.continued == ("compulsion",) and other.continued == ()
+    assert "compulsion" in other.names  # still active for the guard
+    stage = dataclasses.replace(SafetyStage.from_settings(settings), clinical=reader)
+    conv = stage.assess("I've washed my hands twenty times today and the soap still isn't enough", {}).conversation
+    assert stage.assess("My mum is visiting tomorrow and I bought a new soap, is it fine to do my hands once more "
+                        "before she arrives, just this once, so they are properly done?", conv).clinical["register"] == "compulsion"
+    assert not stage.assess("Totally different thing: my niece turns seven on Saturday and I still have no idea what "
+                            "present to buy her, any ideas for a kid who loves dinosaurs?", conv).clinical.get("register")
 
 
 def test_a_risky_act_is_mania_only_with_another_sign():
