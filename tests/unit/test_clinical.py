@@ -136,6 +136,20 @@ def test_a_presentation_gets_its_vetted_reply_and_varies(settings):
     assert "clinical" in conv  # carried in the checkpointed risk dict
 
 
+def test_every_vetted_reply_points_to_a_person_who_can_help():
+    """A vetted register reply may be the only reply the person gets: each variant names a clinician,
+    a service or someone they trust (the protocol's own design rule, not a scenario's check)."""
+    import re
+
+    helper = re.compile(r"doctor|\bGP\b|therapist|counsell?or|service|pharmacist|nurse|clinician|team|helpline|"
+                        r"(someone|anyone) (you|who|around|close)|person you trust|\b(911|988|999|112)\b", re.I)
+    protocol = load_protocol()
+    for name in CLINICAL_REGISTERS:
+        for i in range(len(protocol.clinical[name])):
+            reply = protocol.clinical_reply(name, "en-US", variant=i)
+            assert helper.search(reply), (name, i, reply)
+
+
 def test_every_vetted_reply_passes_the_guard():
     protocol = load_protocol()
     for name in CLINICAL_REGISTERS:
