@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Mapping, Sequence
 from empathic_agent.safety.detect import normalise
 
 if TYPE_CHECKING:
+    from empathic_agent.memory.embedder import Embedder
     from empathic_agent.safety.clinical_model import ClinicalModel
 
 __all__ = ["PRESENTATIONS", "PresentationReading", "ClinicalReading", "ClinicalReader", "means_query",
@@ -362,11 +363,8 @@ class PatternsAndLearned:
     #: What the learned model reads in the warm-up (its ``read`` argument).
     warm_up: Any = "warm up"
 
-    def __init__(self, learned: Any = None, *, embedder: Any = None) -> None:
+    def __init__(self, learned: Any = None) -> None:
         self.learned = learned
-        #: The frozen sentence embedder (memory's) for :meth:`ClinicalReader.continues`; None: a
-        #: long message continues a carried presentation only by the learned reader's reading.
-        self.embedder = embedder
 
     @property
     def layers(self) -> str:
@@ -383,6 +381,12 @@ class ClinicalReader(PatternsAndLearned):
     :class:`~empathic_agent.safety.clinical_model.ClinicalModel`)."""
 
     learned: "ClinicalModel | None"
+
+    def __init__(self, learned: "ClinicalModel | None" = None, *, embedder: "Embedder | None" = None) -> None:
+        super().__init__(learned)
+        #: The frozen sentence embedder (memory's) for :meth:`continues`; None: a long message
+        #: continues a carried presentation only by the learned reader's reading.
+        self.embedder = embedder
 
     def load(self) -> None:
         super().load()
@@ -445,16 +449,18 @@ class ClinicalReader(PatternsAndLearned):
         that showed the presentation ("Is it ok if I check the stove one more time before mum
         comes?" after twenty checks).  A message about something else ("what's a good name for a
         quiz team?") continues none."""
-        out = []
-        for name in names:
-            if self.learned is not None and probs.get(name, 0.0) >= CONTINUE_SHARE * self.learned.threshold(name):
-                out.append(name)
-                continue
-            earlier = list(evidence.get(name) or ())
-            if self.embedder is None or not earlier or not text.strip():
-                continue
-            v = self.embedder.embed([text] + earlier)
-            if float((v[1:] @ v[0]).max()) >= CONTINUE_COSINE:
+        by_reader = [n for n in names if self.learned is not None
+                     and probs.get(n, 0.0) >= CONTINUE_SHARE * self.learned.threshold(n)]
+        rest = [n for n in names if n not in by_reader and evidence.get(n)]
+        if self.embedder is None or not rest or not text.strip():
+            return tuple(by_reader)
+        # One forward for the message and every earlier message that showed a presentation.
+        earlier = [(n, e) for n in rest for e in evidence[n]]
+        v = self.embedder.embed([text] + [e for _, e in earlier])
+        sims = v[1:] @ v[0]
+        out = list(by_reader)
+        for name in rest:
+            if max(float(c) for (n, _), c in zip(earlier, sims) if n == name) >= CONTINUE_COSINE:
                 out.append(name)
         return tuple(out)
 

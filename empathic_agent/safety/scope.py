@@ -86,7 +86,8 @@ class PatternScope:
     """The scope head and its two cuts (``safety/weights/scope.json``).
 
     ``embedder`` is the frozen sentence embedder the head was trained on — in an agent, memory's
-    (``build_services`` shares it); built from the settings when None; loads on first use.  Thread-safe: the embedder serialises its forwards."""
+    (``build_services`` shares it); built from the settings when None; loads on first use.
+    Thread-safe: the embedder serialises its forwards."""
 
     def __init__(self, embedder: "Embedder | None" = None, *, weights: str | Path | None = None,
                  settings: "Settings | None" = None) -> None:
