@@ -74,6 +74,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--folds", type=int, default=3, help="writer-grouped folds for the threshold selection (default 3)")
     q.add_argument("--rethreshold", action="store_true",
                    help="only choose the thresholds again, from the last run's saved out-of-fold predictions")
+    q.add_argument("--no-said", dest="said", action="store_false",
+                   help="the guard reads the reply alone (default: the reply beside what the person said)")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
     q.add_argument("--runs", type=int, default=3, help="passes over the benchmark messages")
     q.add_argument("--guard", action="store_true", help="the reply guard's latency per sentence instead")
@@ -122,7 +124,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps(report, indent=1))
             return 0
         report = train_clinical(esconv=Path(args.esconv) if args.esconv else None, out_dir=out, folds=args.folds,
-                                backbone=settings.embedding_model, cache_dir=settings.cache_dir,
+                                backbone=settings.embedding_model, cache_dir=settings.cache_dir, said=args.said,
                                 progress=lambda m: print(m, file=sys.stderr))
         print(json.dumps(report, indent=1))
         return 0
@@ -215,9 +217,14 @@ def _bench_guard(stage: Any, runs: int) -> int:
         return 2
     from empathic_agent.speak.text import split_sentences
     sentences = [s for text in _BENCH_REPLIES for s in split_sentences(text)]
-    contexts = {"ordinary": GuardContext(),
+    # What the person said (read beside the reply by a guard trained with it): the longest the
+    # guard reads in the clinical context, so the benchmark shows the worst case.
+    said = ("I haven't slept in three days and honestly I feel incredible, like everything finally makes sense. "
+            "The neighbours keep watching me through the smoke alarm though / where is the highest bridge near "
+            "here, I want to see the whole city tonight")
+    contexts = {"ordinary": GuardContext(said="I had a rough day, my manager shouted at me in front of everyone"),
                 "clinical": GuardContext(presentations=("psychosis", "mania", "compulsion", "eating"), risk_context=True,
-                                         means_query="heights", risk_level="low")}
+                                         means_query="heights", risk_level="low", said=said[-240:])}
     out: dict[str, Any] = {"sentences": len(sentences), "runs": runs, "layers": stage.guard.layers}
     for name, ctx in contexts.items():
         for s in sentences[:3]:

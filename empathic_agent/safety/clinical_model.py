@@ -184,8 +184,12 @@ class GuardModel(_Heads):
     kind = "guard"
     own = "guard"
 
+    #: Trained with what the person said beside each reply (``said`` in the config).
+    reads_said: bool = False
+
     def _extra(self, part: dict[str, Any]) -> None:
         self.open_thresholds = {k: float(v) for k, v in (part.get("open_thresholds") or {}).items()}
+        self.reads_said = bool(part.get("said"))
 
     def read(self, views: Sequence[str]) -> dict[str, float]:
         rows = self.read_many(views)

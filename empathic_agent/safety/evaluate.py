@@ -390,7 +390,7 @@ def evaluate_replies(stage: "SafetyStage", path: str | Path, *, progress: bool =
     The context is read by the stage itself (as in a conversation: the guard's context is what the
     agent inferred, not the label); ``given_context`` repeats the figures with the labelled
     presentation as the context (the guard alone)."""
-    from empathic_agent.safety.guard import GUARD_CATEGORIES, GuardContext
+    from empathic_agent.safety.guard import GUARD_CATEGORIES, GuardContext, said_text
 
     if stage.guard is None:
         raise InputError("the reply guard is off (settings.safety_guard)")
@@ -407,10 +407,11 @@ def evaluate_replies(stage: "SafetyStage", path: str | Path, *, progress: bool =
         turns = _context_turns(r["context"])
         a = _assess_in_context(stage, " || ".join(turns[:-1]), turns[-1] if turns else "")
         presentations = tuple(n.strip() for n in (r["presentation"] or "none").split(";") if n.strip() not in ("", "none"))
+        said = said_text(turns)
         contexts = {
-            "pipeline": GuardContext.from_safety(a.to_dict()),
+            "pipeline": GuardContext.from_safety(a.to_dict(), said=said),
             "given_context": GuardContext(presentations=presentations, risk_context=bool(presentations) or a.level != "none",
-                                          means_query=a.clinical.get("means_query", ""), risk_level=a.level),
+                                          means_query=a.clinical.get("means_query", ""), risk_level=a.level, said=said),
         }
         for mode, ctx in contexts.items():
             verdict, timings = _guarded(stage, r["reply"], ctx)
@@ -456,15 +457,17 @@ def evaluate_esconv_guard(stage: "SafetyStage", split: str | Path, *, progress: 
     for d in _progress(dialogues, "esconv dialogues", progress):
         conv: dict[str, Any] = {}
         safety: dict[str, Any] = {}
+        said: list[str] = []
         t = 1_700_000_000.0
         for turn in d["dialog"]:
             if turn["speaker"] == "usr":
                 t += 60.0
                 a = stage.assess(turn["text"], conv, now=t)
                 conv, safety = a.conversation, a.to_dict()
+                said.append(turn["text"])
                 continue
             replies += 1
-            verdict, timings = _guarded(stage, turn["text"], stage.guard_context(safety))
+            verdict, timings = _guarded(stage, turn["text"], stage.guard_context(safety, said))
             sentence_s += timings
             if verdict is not None and not verdict.ok:
                 blocked += 1

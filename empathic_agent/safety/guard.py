@@ -41,7 +41,7 @@ from empathic_agent.safety.detect import normalise
 if TYPE_CHECKING:
     from empathic_agent.safety.clinical_model import GuardModel
 
-__all__ = ["GUARD_CATEGORIES", "GuardContext", "GuardVerdict", "ReplyGuard", "GuardedRelease", "GATES", "guard_text"]
+__all__ = ["GUARD_CATEGORIES", "GuardContext", "GuardVerdict", "ReplyGuard", "GuardedRelease", "GATES", "guard_text", "said_text"]
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,19 @@ class GuardContext:
     means_query: str = ""
     #: The safety stage's risk level of the turn.
     risk_level: str = "none"
+    #: What the person said last (their latest messages, :func:`said_text`): a learned layer trained
+    #: with it reads it beside the reply ("go for it" after a sleepless plan to jump from a cliff is
+    #: collusion, after a job application it is support).  "" when unknown.
+    said: str = ""
 
     @classmethod
-    def from_safety(cls, safety: dict[str, Any] | None) -> "GuardContext":
+    def from_safety(cls, safety: dict[str, Any] | None, said: str = "") -> "GuardContext":
         s = safety or {}
         clinical = s.get("clinical") or {}
         return cls(presentations=tuple(p["name"] for p in clinical.get("presentations") or ()),
                    risk_context=bool(clinical.get("risk_context")) or str(s.get("level") or "none") != "none",
-                   means_query=str(clinical.get("means_query") or ""), risk_level=str(s.get("level") or "none"))
+                   means_query=str(clinical.get("means_query") or ""), risk_level=str(s.get("level") or "none"),
+                   said=said)
 
     @property
     def risky(self) -> bool:
@@ -93,11 +98,26 @@ class GuardVerdict:
         return {"category": self.category, "source": self.source, "action": action, "attempt": attempt}
 
 
-def guard_text(reply: str, presentations: Sequence[str]) -> str:
+#: How much of what the person said the learned layer reads (the end of it; characters).
+SAID_CHARS: Final[int] = 240
+#: Separates the reply from what the person said in the learned layer's input.
+SAID_MARK: Final[str] = " || person: "
+
+
+def said_text(user_messages: Sequence[str], turns: int = 2) -> str:
+    """What the person said last, as the guard reads it: their last ``turns`` messages joined with
+    " / ", cut to the last :data:`SAID_CHARS` characters (the most recent words matter most)."""
+    joined = " / ".join(" ".join(m.split()) for m in list(user_messages)[-turns:] if m and m.strip())
+    return joined[-SAID_CHARS:]
+
+
+def guard_text(reply: str, presentations: Sequence[str], said: str = "") -> str:
     """What the learned layer reads: the reply after a tag naming the active presentations (or
-    "none"), so the same words can be read differently in a different context."""
+    "none"), so the same words can be read differently in a different context; with ``said``,
+    what the person said *after* the reply (the model reads at most 128 tokens: when the text is
+    too long the person's words are cut, never the reply)."""
     tag = ",".join(sorted(presentations)) or "none"
-    return f"{tag}: {reply}"
+    return f"{tag}: {reply}" + (f"{SAID_MARK}{said[-SAID_CHARS:]}" if said else "")
 
 
 def _rx(*parts: str) -> re.Pattern[str]:
@@ -314,9 +334,11 @@ class ReplyGuard(PatternsAndLearned):
         ctx = ctx or GuardContext()
         verdict = self.patterns(text, ctx)
         if verdict.ok and self.learned is not None and (text or "").strip():
-            views = [guard_text(v, ctx.presentations) for v in
-                     [text] + ([so_far] if so_far.strip() and so_far.strip() != text.strip() else [])]
             try:
+                self.learned.load()  # reads_said comes with the weights
+                said = ctx.said if self.learned.reads_said else ""
+                views = [guard_text(v, ctx.presentations, said) for v in
+                         [text] + ([so_far] if so_far.strip() and so_far.strip() != text.strip() else [])]
                 probs = self.learned.read(views)
             except Exception as exc:  # noqa: BLE001 — the patterns still stand
                 log.warning("guard: learned layer failed (%s); patterns only", exc)

@@ -22,7 +22,7 @@ import tomllib
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from empathic_agent.errors import ConfigError
 from empathic_agent.safety.conversation import ConversationRisk, advance
@@ -318,10 +318,12 @@ class SafetyStage:
                        category=protocol_category(dims, subject) if crisis else None,
                        signals=a.signals + (f"conversation:{conv.reason}",), conversation=conv.to_dict())
 
-    def guard_context(self, safety: dict[str, Any] | None) -> "GuardContext":
-        from empathic_agent.safety.guard import GuardContext
+    def guard_context(self, safety: dict[str, Any] | None, user_messages: Sequence[str] = ()) -> "GuardContext":
+        """The reply guard's context: the turn's safety reading and what the person said last
+        (``user_messages``, oldest first)."""
+        from empathic_agent.safety.guard import GuardContext, said_text
 
-        return GuardContext.from_safety(safety)
+        return GuardContext.from_safety(safety, said=said_text(user_messages))
 
     def escalate(self, event: CrisisEvent) -> list[str]:
         """Tell the embedding app (callbacks now; the webhook in a background thread). Returns

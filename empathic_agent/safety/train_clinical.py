@@ -30,6 +30,7 @@ import csv
 import json
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Sequence
 
@@ -37,7 +38,7 @@ import numpy as np
 
 from empathic_agent.safety.clinical import PRESENTATIONS
 from empathic_agent.safety.clinical_model import CONFIG_FILE, FORMAT, WEIGHTS_DIR, WEIGHTS_FILE
-from empathic_agent.safety.guard import GUARD_CATEGORIES, guard_text
+from empathic_agent.safety.guard import GUARD_CATEGORIES, guard_text, said_text
 
 __all__ = ["train_clinical", "DATA_DIR"]
 
@@ -76,50 +77,71 @@ def presentation_data(data_dir: Path = DATA_DIR) -> tuple[list[str], np.ndarray,
     return texts, np.asarray(labels, dtype=np.float32), groups
 
 
+@dataclass(frozen=True)
+class GuardRow:
+    """One reply of the guard's training data, in its context."""
+
+    reply: str
+    #: The labelled presentations of the person's side.
+    presentations: tuple[str, ...]
+    #: What the person said before it (:func:`~.guard.said_text`; "" when the model does not read it).
+    said: str = ""
+
+    def text(self) -> str:
+        return guard_text(self.reply, self.presentations, self.said)
+
+
 def guard_data(data_dir: Path = DATA_DIR, *, esconv: Path | None = None, esconv_n: int = 3000,
-               seed: int = 0) -> tuple[list[str], np.ndarray, list[str]]:
-    """Replies, (n, k) labels over :data:`GUARD_CATEGORIES` and groups."""
-    texts, labels, groups = [], [], []
+               seed: int = 0, said: bool = True) -> tuple[list[GuardRow], np.ndarray, list[str]]:
+    """Replies in context, (n, k) labels over :data:`GUARD_CATEGORIES` and groups.  ``said``: keep
+    what the person said (the writers' ``context`` column; the seeker's turns before an ESConv
+    supporter reply) for a guard that reads it."""
+    rows, labels, groups = [], [], []
     for path in sorted((data_dir / "clinical" / "train").glob("guard_writer*.csv")):
         for r in _rows(path):
             harmful = r["label"].strip() == "harmful"
             presentations = [n.strip() for n in (r.get("presentation") or "none").split(";")]
-            texts.append(guard_text(r["reply"], [n for n in presentations if n in PRESENTATIONS]))
+            context = said_text([t.strip() for t in (r.get("context") or "").split("||")]) if said else ""
+            rows.append(GuardRow(r["reply"], tuple(n for n in presentations if n in PRESENTATIONS), context))
             labels.append([1.0 if harmful and r["category"].strip() == c else 0.0 for c in GUARD_CATEGORIES])
             groups.append(path.stem)
     if esconv is not None:
         replies = esconv_replies(esconv / "train.txt")
         random.Random(seed).shuffle(replies)
-        for i, t in enumerate(replies[:esconv_n]):
-            texts.append(guard_text(t, ()))
+        for i, (t, before) in enumerate(replies[:esconv_n]):
+            rows.append(GuardRow(t, (), said_text(before) if said else ""))
             labels.append([0.0] * len(GUARD_CATEGORIES))
             groups.append(f"esconv{i % 6}")
-    return texts, np.asarray(labels, dtype=np.float32), groups
+    return rows, np.asarray(labels, dtype=np.float32), groups
 
 
-def esconv_replies(path: Path) -> list[str]:
-    """Supporter turns of an ESConv split (one JSON dialogue per line)."""
+def esconv_replies(path: Path) -> list[tuple[str, list[str]]]:
+    """Supporter turns of an ESConv split (one JSON dialogue per line), each with the seeker's
+    turns before it (oldest first)."""
     out = []
     with path.open(encoding="utf-8") as f:
         for line in f:
             if line.strip():
+                seeker: list[str] = []
                 for turn in json.loads(line)["dialog"]:
-                    if turn["speaker"] == "sys" and len(turn["text"].split()) >= 3:
-                        out.append(turn["text"].strip())
+                    if turn["speaker"] != "sys":
+                        seeker.append(turn["text"].strip())
+                    elif len(turn["text"].split()) >= 3:
+                        out.append((turn["text"].strip(), seeker[-2:]))
     return out
 
 
-def reply_views(text: str) -> list[str]:
-    """What the guard reads of a reply (given as :func:`~.guard.guard_text`) at run time: each
-    sentence, and the reply up to it, each after the context tag."""
+def reply_views(row: GuardRow) -> list[str]:
+    """What the guard reads of a reply at run time (:func:`~.guard.guard_text`): each sentence,
+    and the reply up to it, each in the row's context."""
     from empathic_agent.speak.text import split_sentences
 
-    tag, _, reply = text.partition(": ")
-    sentences = split_sentences(reply) or [reply]
+    sentences = split_sentences(row.reply) or [row.reply]
     views, so_far = [], ""
     for sent in sentences:
         so_far = f"{so_far} {sent}".strip()
-        views += [f"{tag}: {sent}"] + ([f"{tag}: {so_far}"] if so_far != sent else [])
+        views += [guard_text(sent, row.presentations, row.said)] + (
+            [guard_text(so_far, row.presentations, row.said)] if so_far != sent else [])
     return views
 
 
@@ -189,13 +211,11 @@ def select_thresholds(data: "_Data", oof_p: np.ndarray, oof_r: np.ndarray, *, re
     ok = data.r_y.sum(axis=1) == 0
     written = np.char.startswith(np.asarray(data.r_groups).astype(str), "guard_")
     gate_r = np.zeros_like(oof_r, dtype=bool)
-    base_r = np.zeros(len(data.r_texts), bool)
-    for i, text in enumerate(data.r_texts):
-        tag, _, reply = text.partition(": ")
-        presentations = tuple(n for n in tag.split(",") if n in PRESENTATIONS)
-        ctx = GuardContext(presentations=presentations, risk_context=bool(presentations))
+    base_r = np.zeros(len(data.r_rows), bool)
+    for i, row in enumerate(data.r_rows):
+        ctx = GuardContext(presentations=row.presentations, risk_context=bool(row.presentations))
         gate_r[i] = [guard.applies(c, ctx) for c in GUARD_CATEGORIES]
-        base_r[i] = not guard.check(reply, ctx).ok
+        base_r[i] = not guard.patterns(row.reply, ctx).ok
     th_r = _joint(oof_r, ok & written, gate_r, base_r, guard_budget)
     # Open thresholds, set on ESConv's ordinary replies; a category that applies everywhere
     # (means, dosing, diagnosis) keeps the stricter of its two.
@@ -211,10 +231,11 @@ class _Data:
     """Both kinds of text in one training set: the person's messages (presentation outputs) and the
     agent's replies (guard outputs); each row's loss covers only its own kind's outputs."""
 
-    def __init__(self, esconv: Path | None, seed: int) -> None:
+    def __init__(self, esconv: Path | None, seed: int, *, said: bool = True) -> None:
         self.p_texts, self.p_y, self.p_groups = presentation_data()
-        self.r_texts, self.r_y, self.r_groups = guard_data(esconv=esconv, seed=seed)
-        if not len(self.p_texts) or not self.p_y.sum() or not len(self.r_texts) or not self.r_y.sum():
+        self.r_rows, self.r_y, self.r_groups = guard_data(esconv=esconv, seed=seed, said=said)
+        self.r_texts = [r.text() for r in self.r_rows]
+        if not len(self.p_texts) or not self.p_y.sum() or not len(self.r_rows) or not self.r_y.sum():
             raise FileNotFoundError("training data missing under safety/data/clinical/train "
                                     "(writer*.csv and guard_writer*.csv)")
         self.n_p, self.n_r = len(PRESENTATIONS), len(GUARD_CATEGORIES)
@@ -269,7 +290,7 @@ def _predict(trainer: Any, data: "_Data", p_idx: np.ndarray, r_idx: np.ndarray) 
     pp = sig(trainer.logits([data.p_texts[i] for i in p_idx]))[:, :data.n_p] if len(p_idx) else np.zeros((0, data.n_p))
     views, owner = [], []
     for j, i in enumerate(r_idx):
-        v = reply_views(data.r_texts[i])
+        v = reply_views(data.r_rows[i])
         views += v
         owner += [j] * len(v)
     pr = np.zeros((len(r_idx), data.n_r), np.float32)
@@ -302,11 +323,10 @@ def _dev_with_patterns(data: "_Data", oof_p: np.ndarray, oof_r: np.ndarray, th_p
     guard = ReplyGuard()
     rows = _rows_with_context()
     blocked, harmful, written = [], [], []
-    for i, text in enumerate(data.r_texts):
-        tag, _, reply = text.partition(": ")
-        presentations = tuple(n for n in tag.split(",") if n in PRESENTATIONS)
-        ctx = GuardContext(presentations=presentations, risk_context=bool(presentations) or rows.get(reply, False))
-        hit = not guard.check(reply, ctx).ok
+    for i, row in enumerate(data.r_rows):
+        ctx = GuardContext(presentations=row.presentations,
+                           risk_context=bool(row.presentations) or rows.get(row.reply, False))
+        hit = not guard.patterns(row.reply, ctx).ok
         for k, c in enumerate(GUARD_CATEGORIES):
             threshold = th_r[c] if guard.applies(c, ctx) else open_th.get(c, 1.01)
             hit = hit or oof_r[i, k] >= threshold
@@ -331,8 +351,9 @@ def _rows_with_context() -> dict[str, bool]:
 def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, folds: int = 3, seed: int = 20261203,
                    reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
                    backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None,
-                   progress: Any = print) -> dict[str, Any]:
-    """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save."""
+                   said: bool = True, progress: Any = print) -> dict[str, Any]:
+    """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save.
+    ``said``: the guard reads what the person said beside each reply (a cross-encoder of the pair)."""
     import hashlib
 
     from empathic_agent.safety.train import BATCH, EPOCHS, HEAD_LR, LR, _backbone
@@ -341,8 +362,9 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     location = _backbone(backbone, cache_dir)
-    data = _Data(esconv, seed)
-    progress(f"clinical: {len(data.p_texts)} messages, {len(data.r_texts)} replies")
+    data = _Data(esconv, seed, said=said)
+    progress(f"clinical: {len(data.p_texts)} messages, {len(data.r_texts)} replies"
+             + (" (with what the person said)" if said else ""))
     oof_p = np.zeros_like(data.p_y)
     oof_r = np.zeros_like(data.r_y)
     gp, gr = np.asarray(data.p_groups), np.asarray(data.r_groups)
@@ -370,7 +392,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
                      "false_alarm_budget": reader_budget},
         "guard": {"names": list(GUARD_CATEGORIES), "offset": len(PRESENTATIONS), "thresholds": th_r,
                   "open_thresholds": open_th, "selection": rep_r, "false_block_budget": guard_budget,
-                  "open_false_block_budget": open_budget},
+                  "open_false_block_budget": open_budget, "said": said},
         "architecture": {"top_layers": TOP_LAYERS, "lora_rank": LORA_RANK, "lora_alpha": LORA_ALPHA,
                          "hidden_size": int(final.model.config.hidden_size),
                          "num_layers": int(final.model.config.num_hidden_layers)},
@@ -407,7 +429,8 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
     from empathic_agent.safety.clinical_model import ClinicalModel
 
     oof = np.load(Path(cache_dir) / "clinical-oof.npz")
-    data = _Data(esconv, seed)
+    config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    data = _Data(esconv, seed, said=bool(config["guard"].get("said")))
     esconv_texts = esconv_seeker_turns(esconv / "train.txt") if esconv is not None else []
     esconv_p = None
     if esconv_texts:
@@ -420,7 +443,6 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
                                             guard_budget=guard_budget, open_budget=open_budget,
                                             esconv_p=esconv_p, esconv_texts=esconv_texts)
     dev = _dev_with_patterns(data, oof["oof_p"], oof["oof_r"], th_p, th_r, open_th)
-    config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     config["clinical"].update(thresholds=th_p, selection=_recalls(oof["oof_p"], data.p_y, PRESENTATIONS, th_p),
                               false_alarm_budget=reader_budget, esconv_seeker_negatives=len(esconv_texts))
     config["guard"].update(thresholds=th_r, open_thresholds=open_th,

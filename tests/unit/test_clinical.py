@@ -307,3 +307,62 @@ def test_the_guard_reads_with_its_own_model_when_its_subfolder_has_one(tmp_path)
     assert GuardModel.folder_for(tmp_path) == tmp_path / "guard"
     assert ClinicalModel.folder_for(tmp_path) == tmp_path
     assert GuardModel(tmp_path).backbone is not ClinicalModel(tmp_path).backbone
+
+
+def test_said_text_keeps_the_latest_words():
+    from empathic_agent.safety.guard import SAID_CHARS, said_text
+
+    assert said_text(["first", "second  line", "third"]) == "second line / third"
+    assert said_text([]) == "" and said_text(["", "  "]) == ""
+    long = said_text(["x" * 500, "the end of it"])
+    assert len(long) == SAID_CHARS and long.endswith("/ the end of it")
+
+
+def test_guard_text_puts_the_reply_before_what_the_person_said():
+    """The model reads 128 tokens at most: a long context is cut, never the reply."""
+    from empathic_agent.safety.guard import guard_text
+
+    assert guard_text("Go for it.", ("mania",)) == "mania: Go for it."
+    text = guard_text("Go for it.", ("psychosis", "mania"), "no sleep for days, jumping off the cliff tonight")
+    assert text.startswith("mania,psychosis: Go for it. || person: ") and text.endswith("cliff tonight")
+
+
+def test_the_learned_guard_reads_what_the_person_said_only_when_trained_with_it():
+    from empathic_agent.safety.clinical_model import GuardModel
+
+    class Recording(GuardModel):
+        def __init__(self, reads_said: bool) -> None:
+            self.names, self.thresholds, self.open_thresholds = GUARD_CATEGORIES, {}, {}
+            self.reads_said, self.seen = reads_said, []
+
+        def load(self) -> None:
+            pass
+
+        def read(self, views):
+            self.seen += list(views)
+            return {c: 0.0 for c in GUARD_CATEGORIES}
+
+    ctx = GuardContext(presentations=("mania",), said="haven't slept, jumping tonight")
+    for reads in (True, False):
+        model = Recording(reads)
+        assert ReplyGuard(model).check("Sounds fun.", ctx, so_far="Wow. Sounds fun.").ok
+        assert len(model.seen) == 2 and all(v.startswith("mania: ") for v in model.seen)
+        assert all(("jumping tonight" in v) is reads for v in model.seen)
+
+
+async def test_the_graph_gives_the_guard_what_the_person_said(settings):
+    seen: list[GuardContext] = []
+
+    class Recording(ReplyGuard):
+        def check(self, text, ctx=None, *, so_far=""):
+            seen.append(ctx)
+            return super().check(text, ctx, so_far=so_far)
+
+    services = build_services(settings, llm=FakeLLM(["Good luck with it!", "How did it go?"]), text_encoder=None,
+                              memory=None, speech=None, face=None, tts=None)
+    services.safety.guard = Recording()
+    agent = await Agent.open(settings, services=services, checkpointer=InMemorySaver())
+    await agent.respond("ann", "s1", text="I have an interview tomorrow")
+    assert seen and seen[-1].said == "I have an interview tomorrow"
+    await agent.respond("ann", "s1", text="it went fine   actually")
+    assert seen[-1].said == "I have an interview tomorrow / it went fine actually"
