@@ -76,6 +76,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="only choose the thresholds again, from the last run's saved out-of-fold predictions")
     q.add_argument("--no-said", dest="said", action="store_false",
                    help="the guard reads the reply alone (default: the reply beside what the person said)")
+    q.add_argument("--guard-only", action="store_true",
+                   help="train the guard's heads alone (for weights/guard/: the reader keeps its own model)")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
     q.add_argument("--runs", type=int, default=3, help="passes over the benchmark messages")
     q.add_argument("--guard", action="store_true", help="the reply guard's latency per sentence instead")
@@ -125,6 +127,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         report = train_clinical(esconv=Path(args.esconv) if args.esconv else None, out_dir=out, folds=args.folds,
                                 backbone=settings.embedding_model, cache_dir=settings.cache_dir, said=args.said,
+                                guard_only=args.guard_only,
                                 progress=lambda m: print(m, file=sys.stderr))
         print(json.dumps(report, indent=1))
         return 0

@@ -351,9 +351,12 @@ def _rows_with_context() -> dict[str, bool]:
 def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, folds: int = 3, seed: int = 20261203,
                    reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
                    backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None,
-                   said: bool = True, progress: Any = print) -> dict[str, Any]:
+                   said: bool = True, guard_only: bool = False, progress: Any = print) -> dict[str, Any]:
     """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save.
-    ``said``: the guard reads what the person said beside each reply (a cross-encoder of the pair)."""
+    ``said``: the guard reads what the person said beside each reply (a cross-encoder of the pair).
+    ``guard_only``: train on the replies alone, for a guard's own model (``weights/guard/``; its
+    presentation outputs are never used, so they get no training and never fire) — about half
+    the time."""
     import hashlib
 
     from empathic_agent.safety.train import BATCH, EPOCHS, HEAD_LR, LR, _backbone
@@ -370,10 +373,14 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     gp, gr = np.asarray(data.p_groups), np.asarray(data.r_groups)
     for i, (p_test, r_test) in enumerate(data.folds(folds)):
         pm, rm = np.isin(gp, sorted(p_test)), np.isin(gr, sorted(r_test))
-        trainer = _fit(data, ~pm, ~rm, location, seed, desc=f"fold {i + 1}/{folds}")
+        if guard_only:
+            pm = np.zeros_like(pm)  # no message is trained on or predicted: their rows stay 0
+        trainer = _fit(data, (~pm) & (not guard_only), ~rm, location, seed, desc=f"fold {i + 1}/{folds}")
         oof_p[pm], oof_r[rm] = _predict(trainer, data, np.flatnonzero(pm), np.flatnonzero(rm))
     th_p, th_r, open_th = select_thresholds(data, oof_p, oof_r, reader_budget=reader_budget,
                                             guard_budget=guard_budget, open_budget=open_budget)
+    if guard_only:
+        th_p = {n: 1.01 for n in PRESENTATIONS}
     rep_p = _recalls(oof_p, data.p_y, PRESENTATIONS, th_p)
     rep_r = _recalls(oof_r, data.r_y, GUARD_CATEGORIES, th_r)
     progress(f"clinical selection: {json.dumps(rep_p)}")
@@ -381,8 +388,10 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     if cache_dir is not None:
         np.savez_compressed(Path(cache_dir) / "clinical-oof.npz", oof_p=oof_p, oof_r=oof_r)
     dev = _dev_with_patterns(data, oof_p, oof_r, th_p, th_r, open_th)
+    if guard_only:
+        dev["reader"] = None  # not trained
     progress(f"dev (patterns + learned, out of fold): {json.dumps(dev)}")
-    final = _fit(data, np.ones(len(data.p_texts), bool), np.ones(len(data.r_texts), bool), location, seed,
+    final = _fit(data, np.full(len(data.p_texts), not guard_only), np.ones(len(data.r_texts), bool), location, seed,
                  desc="final model")
     np.savez_compressed(out_dir / WEIGHTS_FILE, **final.state())
     paths = sorted((DATA_DIR / "clinical" / "train").glob("*.csv"))
@@ -398,7 +407,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
                          "num_layers": int(final.model.config.num_hidden_layers)},
         "hyperparameters": {"lr": LR, "head_lr": HEAD_LR, "epochs": EPOCHS, "batch": BATCH,
                             "pos_weight_cap": POS_WEIGHT_CAP},
-        "seed": seed, "folds": folds, "dev_with_patterns": dev,
+        "seed": seed, "folds": folds, "guard_only": guard_only, "dev_with_patterns": dev,
         "rows": {"messages": len(data.p_texts), "replies": len(data.r_texts),
                  "esconv_replies": int(sum(1 for g in data.r_groups if not g.startswith("guard_")))},
         "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
@@ -443,6 +452,8 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
                                             guard_budget=guard_budget, open_budget=open_budget,
                                             esconv_p=esconv_p, esconv_texts=esconv_texts)
     dev = _dev_with_patterns(data, oof["oof_p"], oof["oof_r"], th_p, th_r, open_th)
+    if config.get("guard_only"):
+        th_p, dev["reader"] = {n: 1.01 for n in PRESENTATIONS}, None
     config["clinical"].update(thresholds=th_p, selection=_recalls(oof["oof_p"], data.p_y, PRESENTATIONS, th_p),
                               false_alarm_budget=reader_budget, esconv_seeker_negatives=len(esconv_texts))
     config["guard"].update(thresholds=th_r, open_thresholds=open_th,
