@@ -74,8 +74,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--folds", type=int, default=3, help="writer-grouped folds for the threshold selection (default 3)")
     q.add_argument("--rethreshold", action="store_true",
                    help="only choose the thresholds again, from the last run's saved out-of-fold predictions")
-    q.add_argument("--no-said", dest="said", action="store_false",
-                   help="the guard reads the reply alone (default: the reply beside what the person said)")
+    q.add_argument("--said", action="store_true",
+                   help="the guard reads the reply beside what the person said (experimental: worse out of fold "
+                        "on 2026-12-05; default: the reply alone, as the shipped guard)")
     q.add_argument("--guard-only", action="store_true",
                    help="train the guard's heads alone (for weights/guard/: the reader keeps its own model)")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")

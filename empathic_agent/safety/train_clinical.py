@@ -92,7 +92,7 @@ class GuardRow:
 
 
 def guard_data(data_dir: Path = DATA_DIR, *, esconv: Path | None = None, esconv_n: int = 3000,
-               seed: int = 0, said: bool = True) -> tuple[list[GuardRow], np.ndarray, list[str]]:
+               seed: int = 0, said: bool = False) -> tuple[list[GuardRow], np.ndarray, list[str]]:
     """Replies in context, (n, k) labels over :data:`GUARD_CATEGORIES` and groups.  ``said``: keep
     what the person said (the writers' ``context`` column; the seeker's turns before an ESConv
     supporter reply) for a guard that reads it."""
@@ -231,7 +231,7 @@ class _Data:
     """Both kinds of text in one training set: the person's messages (presentation outputs) and the
     agent's replies (guard outputs); each row's loss covers only its own kind's outputs."""
 
-    def __init__(self, esconv: Path | None, seed: int, *, said: bool = True) -> None:
+    def __init__(self, esconv: Path | None, seed: int, *, said: bool = False) -> None:
         self.p_texts, self.p_y, self.p_groups = presentation_data()
         self.r_rows, self.r_y, self.r_groups = guard_data(esconv=esconv, seed=seed, said=said)
         self.r_texts = [r.text() for r in self.r_rows]
@@ -351,9 +351,10 @@ def _rows_with_context() -> dict[str, bool]:
 def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, folds: int = 3, seed: int = 20261203,
                    reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
                    backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None,
-                   said: bool = True, guard_only: bool = False, progress: Any = print) -> dict[str, Any]:
+                   said: bool = False, guard_only: bool = False, progress: Any = print) -> dict[str, Any]:
     """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save.
-    ``said``: the guard reads what the person said beside each reply (a cross-encoder of the pair).
+    ``said``: the guard reads what the person said beside each reply (a cross-encoder of the pair;
+    tried on 2026-12-05 and worse out of fold than the reply alone, see the README).
     ``guard_only``: train on the replies alone, for a guard's own model (``weights/guard/``; its
     presentation outputs are never used, so they get no training and never fire) — about half
     the time."""
