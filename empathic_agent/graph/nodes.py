@@ -275,8 +275,10 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         safety = state.get("safety") or {}
         clinical = safety.get("clinical") or {}
         guard = services.safety.guard if services.safety is not None else None
-        said = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)][-2:]
-        guard_ctx = services.safety.guard_context(safety, said) if guard is not None else None
+        guard_ctx = None
+        if guard is not None:
+            said = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)][-2:]
+            guard_ctx = services.safety.guard_context(safety, said)
         check_in = safety.get("message") if safety.get("route") == "check_in" else ""
 
         def prompt_for(reg: "Register | None") -> list[Any]:

@@ -6,8 +6,8 @@ and says whether the screen covers it; :func:`risk_cues` looks for the most comm
 "I want to die", "kill myself", "suicide", "hurt myself", "end it all", "no reason to live", "not
 wake up", "an attempt", "an overdose", "a goodbye letter" or "he hits me" in the languages people
 most often write to us in besides English (accents folded, word boundaries respected; "an attempt"
-only where it is not an attempt *at* something).  A cue in an uncovered language routes the message to the crisis protocol
-(with the international directory): a human can read what the screen cannot.
+only where it is not an attempt *at* something).  A cue in an uncovered language routes the message
+to the crisis protocol (with the international directory): a human can read what the screen cannot.
 
 The lexicon is small and written by hand; it is a safety net, not a screen.  Languages beyond it
 are reported (``covered: false``) so the embedding app can route them to a human.
@@ -30,29 +30,38 @@ MIN_CONFIDENCE: Final[float] = 0.6
 MIN_WORDS: Final[int] = 3
 
 _CUES: Final[dict[str, tuple[str, ...]]] = {
-    "es": (r"no despertar\w*", r"intento de suicidio", r"hice un intento(?! d)", r"sobredosis", r"carta de despedida", r"mejor muert[oa]", r"no quiero estar aqui", r"suicid\w*", r"matarme", r"quitarme la vida", r"me quiero morir", r"quiero morir\w*", r"no quiero vivir",
+    "es": (r"suicid\w*", r"matarme", r"quitarme la vida", r"me quiero morir", r"quiero morir\w*", r"no quiero vivir",
            r"no quiero seguir viviendo", r"acabar con (todo|mi vida)", r"hacerme dano", r"cortarme", r"pastillas",
            r"no vale la pena vivir", r"mejor (estarian|estaria) sin mi", r"desaparecer para siempre", r"me pega",
-           r"me va a matar", r"despedirme", r"ya no aguanto mas", r"no despertar"),
-    "fr": (r"ne (plus|pas) me reveiller", r"tentative de suicide", r"(j.ai )?fait une tentative(?! d)", r"surdose", r"overdose", r"lettre d.adieu", r"mieux (mort|morte)", r"disparaitre", r"suicid\w*", r"me tuer", r"mettre fin a (mes jours|ma vie)", r"je veux mourir", r"envie de mourir",
+           r"me va a matar", r"despedirme", r"ya no aguanto mas", r"no despertar\w*", r"hice un intento(?! d)",
+           r"sobredosis", r"carta de despedida", r"mejor muert[oa]", r"no quiero estar aqui"),
+    "fr": (r"suicid\w*", r"me tuer", r"mettre fin a (mes jours|ma vie)", r"je veux mourir", r"envie de mourir",
            r"plus envie de vivre", r"en finir", r"me faire du mal", r"me scarifier", r"me couper", r"cachets",
-           r"mieux sans moi", r"ne plus me reveiller", r"il me frappe", r"il va me tuer", r"dire adieu"),
-    "de": (r"suizidversuch", r"(einen )?(selbstmord)?versuch gemacht", r"uberdosis", r"abschiedsbrief", r"lieber tot", r"nicht mehr da sein", r"suizid\w*", r"selbstmord\w*", r"umbringen", r"mich toten", r"sterben", r"nicht mehr leben",
+           r"mieux sans moi", r"ne (plus|pas) me reveiller", r"il me frappe", r"il va me tuer", r"dire adieu",
+           r"(j.ai )?fait une tentative(?! d)", r"surdose", r"overdose", r"lettre d.adieu", r"mieux (mort|morte)",
+           r"disparaitre"),
+    "de": (r"suizid\w*", r"selbstmord\w*", r"umbringen", r"mich toten", r"sterben", r"nicht mehr leben",
            r"will nicht mehr", r"schluss machen", r"ritzen", r"mir weh tun", r"tabletten", r"besser ohne mich",
-           r"nicht mehr aufwachen", r"er schlagt mich", r"bringt mich um", r"abschied"),
-    "pt": (r"nao acordar\w*", r"tentativa de suicidio", r"fiz uma tentativa(?! d)", r"overdose", r"carta de despedida", r"melhor mort[oa]", r"sumir (para|pra) sempre", r"suicid\w*", r"me matar", r"tirar (a )?minha vida", r"quero morrer", r"nao quero (mais )?viver",
-           r"acabar com tudo", r"me machucar", r"me cortar", r"comprimidos", r"melhor sem mim", r"nao acordar",
-           r"ele me bate", r"vai me matar", r"me despedir"),
-    "it": (r"non svegliarmi\w*", r"tentato il suicidio", r"ho fatto un tentativo(?! d)", r"overdose", r"lettera d.addio", r"meglio mort[oa]", r"sparire per sempre", r"suicid\w*", r"uccidermi", r"ammazzarmi", r"togliermi la vita", r"voglio morire", r"non voglio (piu )?vivere",
-           r"farla finita", r"farmi del male", r"tagliarmi", r"pastiglie", r"meglio senza di me", r"non svegliarmi",
-           r"mi picchia", r"mi uccidera", r"dire addio"),
-    "nl": (r"niet meer wakker (worden|te worden)", r"poging gedaan", r"zelfmoordpoging", r"overdosis", r"afscheidsbrief", r"zelfmoord\w*", r"suicid\w*", r"zelfdoding", r"mezelf (van kant maken|doden|iets aandoen)", r"dood willen",
+           r"nicht mehr aufwachen", r"er schlagt mich", r"bringt mich um", r"abschied",
+           r"(einen )?(selbstmord)?versuch gemacht", r"uberdosis", r"abschiedsbrief", r"lieber tot",
+           r"nicht mehr da sein"),
+    "pt": (r"suicid\w*", r"me matar", r"tirar (a )?minha vida", r"quero morrer", r"nao quero (mais )?viver",
+           r"acabar com tudo", r"me machucar", r"me cortar", r"comprimidos", r"melhor sem mim", r"nao acordar\w*",
+           r"ele me bate", r"vai me matar", r"me despedir", r"fiz uma tentativa(?! d)", r"overdose",
+           r"carta de despedida", r"melhor mort[oa]", r"sumir (para|pra) sempre"),
+    "it": (r"suicid\w*", r"uccidermi", r"ammazzarmi", r"togliermi la vita", r"voglio morire",
+           r"non voglio (piu )?vivere", r"farla finita", r"farmi del male", r"tagliarmi", r"pastiglie",
+           r"meglio senza di me", r"non svegliarmi\w*", r"mi picchia", r"mi uccidera", r"dire addio",
+           r"ho fatto un tentativo(?! d)", r"overdose", r"lettera d.addio", r"meglio mort[oa]", r"sparire per sempre"),
+    "nl": (r"zelfmoord\w*", r"suicid\w*", r"zelfdoding", r"mezelf (van kant maken|doden|iets aandoen)", r"dood willen",
            r"wil dood", r"niet meer leven", r"er een eind aan maken", r"snijden", r"pillen", r"beter af zonder mij",
-           r"hij slaat me"),
-    "pl": (r"nie obudzic sie", r"probowal\w* sie zabic", r"przedawkowa\w*", r"list pozegnalny", r"nie ma sensu zyc", r"samobojst\w*", r"zabic sie", r"chce umrzec", r"nie chce zyc", r"skonczyc ze soba", r"ciac sie",
-           r"tabletki", r"lepiej beze mnie", r"bije mnie"),
-    "sv": (r"inte vakna", r"forsokte ta livet", r"overdos", r"avskedsbrev", r"sjalvmord\w*", r"ta livet av mig", r"vill do", r"vill inte leva", r"skada mig sjalv", r"skara mig",
-           r"tabletter", r"battre utan mig", r"han slar mig"),
+           r"hij slaat me", r"niet meer wakker (worden|te worden)", r"poging gedaan", r"overdosis", r"afscheidsbrief"),
+    "pl": (r"samobojst\w*", r"zabic sie", r"chce umrzec", r"nie chce zyc", r"skonczyc ze soba", r"ciac sie",
+           r"tabletki", r"lepiej beze mnie", r"bije mnie", r"nie obudzic sie", r"probowal\w* sie zabic",
+           r"przedawkowa\w*", r"list pozegnalny", r"nie ma sensu zyc"),
+    "sv": (r"sjalvmord\w*", r"ta livet av mig", r"vill do", r"vill inte leva", r"skada mig sjalv", r"skara mig",
+           r"tabletter", r"battre utan mig", r"han slar mig", r"inte vakna", r"forsokte ta livet", r"overdos",
+           r"avskedsbrev"),
     "tr": (r"intihar\w*", r"kendimi oldur\w*", r"olmek istiyorum", r"yasamak istemiyorum", r"her seye son ver\w*",
            r"kendime zarar", r"kendimi kes\w*", r"haplar", r"bensiz daha iyi", r"beni dovuyor", r"beni oldurecek"),
 }

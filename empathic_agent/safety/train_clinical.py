@@ -374,9 +374,10 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     gp, gr = np.asarray(data.p_groups), np.asarray(data.r_groups)
     for i, (p_test, r_test) in enumerate(data.folds(folds)):
         pm, rm = np.isin(gp, sorted(p_test)), np.isin(gr, sorted(r_test))
-        if guard_only:
-            pm = np.zeros_like(pm)  # no message is trained on or predicted: their rows stay 0
-        trainer = _fit(data, (~pm) & (not guard_only), ~rm, location, seed, desc=f"fold {i + 1}/{folds}")
+        # guard_only: no message is trained on or predicted (their out-of-fold rows stay 0).
+        p_train = np.zeros_like(pm) if guard_only else ~pm
+        pm = np.zeros_like(pm) if guard_only else pm
+        trainer = _fit(data, p_train, ~rm, location, seed, desc=f"fold {i + 1}/{folds}")
         oof_p[pm], oof_r[rm] = _predict(trainer, data, np.flatnonzero(pm), np.flatnonzero(rm))
     th_p, th_r, open_th = select_thresholds(data, oof_p, oof_r, reader_budget=reader_budget,
                                             guard_budget=guard_budget, open_budget=open_budget)
