@@ -60,6 +60,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--no-folds", action="store_true", help="skip the cross-validation (keeps no thresholds)")
     q.add_argument("--folds", type=int, default=4, help="writer-grouped folds of the cross-validation (default 4)")
     q.add_argument("--train-seed", type=int, default=20261203, help="initialisation and augmentation seed")
+    q.add_argument("--esconv", metavar="DIR", default=None,
+                   help="ESConv folder: its train split's seeker turns (ordinary distress, never trained on) bound "
+                        "the thresholds too (the distress budget)")
     q = sub.add_parser("train-scope", parents=[common],
                        help="re-train the scope head that discounts out-of-scope pattern hits (~1 min; JSON figures)")
     q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
@@ -97,11 +100,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
         if args.rethreshold:
             out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
-            print(json.dumps(rethreshold(Path(settings.cache_dir) / "safety-oof.npz", out / "config.json"), indent=1))
+            print(json.dumps(rethreshold(Path(settings.cache_dir) / "safety-oof.npz", out / "config.json",
+                                         esconv=args.esconv, cache_dir=settings.cache_dir), indent=1))
             return 0
         config = train(args.csv, out_dir=args.out or Path(__file__).resolve().parents[1] / "safety" / "weights",
                        backbone=settings.embedding_model, cache_dir=settings.cache_dir, seed=args.train_seed,
-                       folds=0 if args.no_folds else args.folds)
+                       folds=0 if args.no_folds else args.folds, esconv=args.esconv)
         print(json.dumps(config, indent=1))
         return 0
     if args.safety_command == "train-scope":

@@ -69,6 +69,16 @@ MAX_FOLDS: Final[int] = 4
 #: third reader, under the same 10 %, sets 0.65 and reads that message 0.44: a known miss, not
 #: re-tuned — see tests/integration/test_safety.py.)
 FALSE_ALARM_BUDGET: Final[tuple[float, float, float, float]] = (0.10, 0.03, 0.015, 0.005)
+#: Share of ordinary help-seekers' messages (ESConv *train* seeker turns: sadness, stress, grief,
+#: breakups said to a supporter — never trained on) allowed to reach each level.  A budget on the
+#: writers' hard negatives alone let a reader trained on quiet risk (writers 18-20) set its low
+#: threshold at 0.33, and on held-out sets it alarmed on twice as much ordinary distress (crisis_test
+#: 10.3 % against 5.2 %; ESConv in conversation 12.8 % crisis route).  These are the shipped third
+#: reader's own rates on the same turns at its thresholds (0.134 / 0.038 / 0.010 / 0.0005, rounded;
+#: imminent to one in 500): a new reader may find more risk, not alarm more on ordinary distress.
+DISTRESS_BUDGET: Final[tuple[float, float, float, float]] = (0.13, 0.037, 0.01, 0.002)
+#: Ordinary help-seekers' messages read for that budget (a seeded sample of ESConv train).
+DISTRESS_SAMPLE: Final[int] = 2000
 #: Threshold bounds: never so low that noise fires.
 THRESHOLD_RANGE: Final[tuple[float, float]] = (0.1, 0.98)
 #: Weight of the subject and dimension losses beside the level loss.
@@ -301,19 +311,48 @@ def _max_by_owner(p: np.ndarray, owner: Sequence[int], n: int) -> np.ndarray:
     return out
 
 
-def choose_thresholds(p_ord: np.ndarray, levels: np.ndarray) -> list[float]:
-    """Per k: the lowest threshold whose false alarms on level-none rows stay within budget."""
+def choose_thresholds(p_ord: np.ndarray, levels: np.ndarray, distress: np.ndarray | None = None) -> list[float]:
+    """Per k: the lowest threshold whose false alarms on level-none rows stay within budget and,
+    with ``distress`` (P(>= k) of ordinary help-seekers' messages), within :data:`DISTRESS_BUDGET`
+    on those too."""
     lo, hi = THRESHOLD_RANGE
     neg = p_ord[levels == 0]
+    grid = np.round(np.arange(lo, hi + 1e-9, 0.01), 2)
     out = []
     for k in range(p_ord.shape[1]):
-        grid = np.round(np.arange(lo, hi + 1e-9, 0.01), 2)
         ok = [t for t in grid if (neg[:, k] >= t).mean() <= FALSE_ALARM_BUDGET[k]] if len(neg) else [lo]
+        if distress is not None and len(distress):
+            ok = [t for t in ok if (distress[:, k] >= t).mean() <= DISTRESS_BUDGET[k]]
         out.append(float(ok[0]) if ok else hi)
     # Thresholds of higher levels are never below those of lower ones.
     for k in range(1, len(out)):
         out[k] = max(out[k], out[k - 1] * 0.5)
     return out
+
+
+def distress_scores(predict: Any, texts: Sequence[str], *, views: bool) -> np.ndarray:
+    """P(>= k) of each text as the screen reads it (the maximum over the whole message and, with
+    ``views``, its sentence windows); ``predict``: texts -> (N, 4)."""
+    view_texts, owner = _views([{"text": t} for t in texts]) if views else (list(texts), list(range(len(texts))))
+    p = np.vstack([predict(view_texts[i:i + 256]) for i in range(0, len(view_texts), 256)])
+    return _max_by_owner(p, owner, len(texts))
+
+
+def _distress_texts(esconv: str | Path | None) -> list[str]:
+    if esconv is None:
+        return []
+    from empathic_agent.safety.train_clinical import esconv_seeker_turns
+
+    path = Path(esconv)
+    return esconv_seeker_turns(path / "train.txt" if path.is_dir() else path, n=DISTRESS_SAMPLE)
+
+
+def _distress_figures(p: np.ndarray, thresholds: Sequence[float]) -> dict[str, Any]:
+    from empathic_agent.safety.learned import chain_level
+
+    pred = np.array([chain_level(row, thresholds) for row in p])
+    return {"n": int(len(p)), "budget": list(DISTRESS_BUDGET),
+            **{f"rate_{name}": round(float((pred >= k).mean()), 4) for k, name in enumerate(LEVELS[1:], start=1)}}
 
 
 def _everyday_rate(p_ord: np.ndarray, thresholds: Sequence[float]) -> float | None:
@@ -352,9 +391,10 @@ def _figures(p_ord: np.ndarray, levels: np.ndarray, thresholds: Sequence[float])
 
 def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WEIGHTS_DIR,
           backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None, seed: int = 20261203,
-          folds: int = MAX_FOLDS, progress: bool = True) -> dict[str, Any]:
+          folds: int = MAX_FOLDS, progress: bool = True, esconv: str | Path | None = None) -> dict[str, Any]:
     """Writer-grouped cross-validation in ``folds`` folds (0: none), then the final model on every
-    writer; returns the figures written to ``out_dir/config.json``."""
+    writer; returns the figures written to ``out_dir/config.json``.  ``esconv`` (the ESConv folder
+    or its ``train.txt``): the thresholds also keep within :data:`DISTRESS_BUDGET` on its seekers."""
     import torch
 
     from empathic_agent.safety.evaluate import read_risk_csv
@@ -378,6 +418,7 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
     hard = np.array([r["kind"] != "everyday" for r in rows])
     results: dict[str, Any] = {"writers": {w: sum(r["writer"] == w for r in rows) for w in writers}}
     sentence_views, thresholds = True, [0.5, 0.5, 0.5, 0.5]
+    oof: dict[str, np.ndarray] | None = None
     if folds > 1 and len(writers) > 1:
         # Out of fold: each writer's messages read by a model trained on other writers only
         # (writers grouped into at most MAX_FOLDS folds to bound the training time).
@@ -399,27 +440,18 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
         if cache_dir is not None:  # the out-of-fold predictions, for analysis (never committed)
             np.savez(Path(cache_dir) / "safety-oof.npz", whole=oof_whole, views=oof_views, levels=levels, hard=hard,
                      writers=np.array([r["writer"] for r in rows]), texts=np.array([r["text"] for r in rows]))
-        th_whole, th_views = choose_thresholds(oof_whole[hard], levels[hard]), choose_thresholds(oof_views[hard], levels[hard])
-        fig_whole = _figures(oof_whole[hard], levels[hard], th_whole) | {
-            "everyday_false_alarm_rate": _everyday_rate(oof_whole[~hard], th_whole)}
-        fig_views = _figures(oof_views[hard], levels[hard], th_views) | {
-            "everyday_false_alarm_rate": _everyday_rate(oof_views[~hard], th_views)}
-        # Windows of long messages are kept when, at thresholds within the same false-alarm
-        # budget, they find at least as much risk.
-        within = fig_views["false_alarm_rate"] <= FALSE_ALARM_BUDGET[0] + 0.01
-        sentence_views = within and (fig_views["recall_any_risk"], fig_views.get("recall_high_routed", 0)) >= \
-            (fig_whole["recall_any_risk"], fig_whole.get("recall_high_routed", 0))
-        thresholds = th_views if sentence_views else th_whole
-        results["out_of_fold"] = {"whole_message": fig_whole | {"thresholds": th_whole},
-                                  "with_sentence_views": fig_views | {"thresholds": th_views}}
-        for w in writers:
-            m = np.array([r["writer"] == w for r in rows]) & hard
-            if not m.any():
-                continue
-            results.setdefault("per_writer", {})[w] = _figures((oof_views if sentence_views else oof_whole)[m],
-                                                               levels[m], thresholds)
+        oof = {"whole": oof_whole, "views": oof_views, "levels": levels, "hard": hard,
+               "writers": np.array([r["writer"] for r in rows])}
     final = _Trainer(location, seed)
     final.fit(texts, labels, progress=progress, desc="final model")
+    if oof is not None:
+        # The distress budget is read by the final model: ESConv was never trained on, so its
+        # seekers' messages are out of sample for it as for every fold.
+        distress_texts = _distress_texts(esconv)
+        distress = ({"whole": distress_scores(final.predict, distress_texts, views=False),
+                     "views": distress_scores(final.predict, distress_texts, views=True)} if distress_texts else None)
+        thresholds, sentence_views, selection = _select(oof, distress)
+        results.update(selection)
     config = {"format": CONFIG_FORMAT, "backbone": backbone, "dimensions": list(DIMENSIONS), "subjects": list(SUBJECTS),
               "thresholds": [round(t, 3) for t in thresholds], "sentence_views": bool(sentence_views),
               "architecture": {"top_layers": TOP_LAYERS, "lora_rank": LORA_RANK, "lora_alpha": LORA_ALPHA,
@@ -428,7 +460,8 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
               "seed": seed,
               "hyperparameters": {"lr": LR, "head_lr": HEAD_LR, "weight_decay": WEIGHT_DECAY, "dropout": DROPOUT,
                                   "epochs": EPOCHS, "batch": BATCH, "label_smoothing": LABEL_SMOOTHING, "max_tokens": MAX_TOKENS,
-                                  "false_alarm_budget": list(FALSE_ALARM_BUDGET)},
+                                  "false_alarm_budget": list(FALSE_ALARM_BUDGET),
+                                  "distress_budget": list(DISTRESS_BUDGET) if esconv is not None else None},
               "training_rows": len(rows), "training_texts_with_variants": len(texts),
               "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
               "selection": results, "seconds": round(time.perf_counter() - t0, 1)}
@@ -439,31 +472,58 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
     return config
 
 
-def rethreshold(oof_path: str | Path, config_path: str | Path) -> dict[str, Any]:
+def _select(oof: dict[str, np.ndarray], distress: dict[str, np.ndarray] | None) -> tuple[list[float], bool, dict[str, Any]]:
+    """Thresholds from out-of-fold predictions (``whole``, ``views``, ``levels``, ``hard``,
+    ``writers``), for whole messages and with sentence views; the views are kept when, within the
+    same false-alarm budget, they find at least as much risk.  Returns (thresholds, views, the
+    selection figures)."""
+    hard, levels = oof["hard"], oof["levels"]
+    th, fig = {}, {}
+    for kind in ("whole", "views"):
+        d = distress[kind] if distress is not None else None
+        th[kind] = choose_thresholds(oof[kind][hard], levels[hard], d)
+        fig[kind] = _figures(oof[kind][hard], levels[hard], th[kind]) | {
+            "everyday_false_alarm_rate": _everyday_rate(oof[kind][~hard], th[kind])}
+        if d is not None:
+            fig[kind]["distress"] = _distress_figures(d, th[kind])
+    within = fig["views"]["false_alarm_rate"] <= FALSE_ALARM_BUDGET[0] + 0.01
+    views = within and (fig["views"]["recall_any_risk"], fig["views"].get("recall_high_routed", 0)) >= \
+        (fig["whole"]["recall_any_risk"], fig["whole"].get("recall_high_routed", 0))
+    kind = "views" if views else "whole"
+    per_writer = {}
+    for w in sorted(set(oof["writers"][hard].tolist())):
+        m = (oof["writers"] == w) & hard
+        per_writer[str(w)] = _figures(oof[kind][m], levels[m], th[kind])
+    return th[kind], bool(views), {
+        "out_of_fold": {"whole_message": fig["whole"] | {"thresholds": th["whole"]},
+                        "with_sentence_views": fig["views"] | {"thresholds": th["views"]}},
+        "per_writer": per_writer}
+
+
+def rethreshold(oof_path: str | Path, config_path: str | Path, *, esconv: str | Path | None = None,
+                cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Choose the thresholds again from saved out-of-fold predictions (``safety-oof.npz`` of a
-    training run) with the current :data:`FALSE_ALARM_BUDGET`; updates ``config.json``."""
+    training run) with the current budgets; with ``esconv``, the model next to ``config_path``
+    reads its seekers' messages for :data:`DISTRESS_BUDGET`.  Updates ``config.json``."""
     with np.load(oof_path) as z:
         oof = {k: z[k] for k in ("whole", "views", "levels", "writers")}
-        hard = z["hard"] if "hard" in z.files else np.ones(len(oof["levels"]), bool)
-    everyday = {k: oof[k][~hard] for k in ("whole", "views")}
-    oof = {k: v[hard] for k, v in oof.items()}
+        oof["hard"] = z["hard"] if "hard" in z.files else np.ones(len(oof["levels"]), bool)
     config = json.loads(Path(config_path).read_text(encoding="utf-8"))
-    sel = config["selection"]
-    th_whole, th_views = choose_thresholds(oof["whole"], oof["levels"]), choose_thresholds(oof["views"], oof["levels"])
-    fig_whole, fig_views = _figures(oof["whole"], oof["levels"], th_whole), _figures(oof["views"], oof["levels"], th_views)
-    within = fig_views["false_alarm_rate"] <= FALSE_ALARM_BUDGET[0] + 0.01
-    views = within and (fig_views["recall_any_risk"], fig_views.get("recall_high_routed", 0)) >= \
-        (fig_whole["recall_any_risk"], fig_whole.get("recall_high_routed", 0))
-    fig_whole["everyday_false_alarm_rate"] = _everyday_rate(everyday["whole"], th_whole)
-    fig_views["everyday_false_alarm_rate"] = _everyday_rate(everyday["views"], th_views)
-    sel["out_of_fold"] = {"whole_message": fig_whole | {"thresholds": th_whole},
-                          "with_sentence_views": fig_views | {"thresholds": th_views}}
-    config["thresholds"] = [round(t, 3) for t in (th_views if views else th_whole)]
-    config["sentence_views"] = bool(views)
-    pred = oof["views"] if views else oof["whole"]
-    sel["per_writer"] = {str(w): _figures(pred[oof["writers"] == w], oof["levels"][oof["writers"] == w],
-                                          config["thresholds"]) for w in sorted(set(oof["writers"].tolist()))}
+    distress = None
+    texts = _distress_texts(esconv)
+    if texts:
+        from empathic_agent.safety.learned import RiskModel
+
+        model = RiskModel(Path(config_path).parent, cache_dir=cache_dir)
+        model.load()
+        distress = {"whole": distress_scores(lambda t: model.predict(t)[0], texts, views=False),
+                    "views": distress_scores(lambda t: model.predict(t)[0], texts, views=True)}
+    thresholds, views, selection = _select(oof, distress)
+    config["selection"].update(selection)
+    config["thresholds"] = [round(t, 3) for t in thresholds]
+    config["sentence_views"] = views
     config["hyperparameters"]["false_alarm_budget"] = list(FALSE_ALARM_BUDGET)
+    config["hyperparameters"]["distress_budget"] = list(DISTRESS_BUDGET) if distress is not None else None
     Path(config_path).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     return config
 

@@ -1,0 +1,71 @@
+"""Threshold choice of the risk reader (safety/train.py): the writers' false-alarm budget, the
+ordinary-distress budget, and the one selection both ``train`` and ``rethreshold`` use."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from empathic_agent.safety import train as tr
+
+
+def _synthetic(n: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(0, 5, n)
+    # P(>= k) rises with the level, ordered across k like the reader's outputs.
+    base = np.clip(levels[:, None] / 4 + rng.normal(0, 0.15, (n, 1)), 0, 1)
+    p = np.clip(base - np.arange(4)[None, :] * 0.05, 0, 1).astype(np.float32)
+    return {"whole": p, "views": np.clip(p + 0.02, 0, 1), "levels": levels, "hard": np.ones(n, bool),
+            "writers": np.array([f"w{i % 4}" for i in range(n)])}
+
+
+def test_thresholds_keep_the_writers_budget() -> None:
+    oof = _synthetic()
+    th = tr.choose_thresholds(oof["whole"], oof["levels"])
+    neg = oof["whole"][oof["levels"] == 0]
+    for k, t in enumerate(th):
+        if t < tr.THRESHOLD_RANGE[1]:
+            assert (neg[:, k] >= t).mean() <= tr.FALSE_ALARM_BUDGET[k] + 1e-9
+
+
+def test_distress_budget_only_raises_thresholds_and_holds() -> None:
+    oof = _synthetic()
+    rng = np.random.default_rng(1)
+    # Ordinary distress that reads half-way to risk: the writers' budget alone would alarm on it.
+    distress = np.clip(rng.normal(0.55, 0.1, (500, 4)), 0, 1).astype(np.float32)
+    plain = tr.choose_thresholds(oof["whole"], oof["levels"])
+    bounded = tr.choose_thresholds(oof["whole"], oof["levels"], distress)
+    assert all(b >= p for b, p in zip(bounded, plain))
+    assert any(b > p for b, p in zip(bounded, plain))
+    for k, t in enumerate(bounded):
+        if t < tr.THRESHOLD_RANGE[1]:
+            assert (distress[:, k] >= t).mean() <= tr.DISTRESS_BUDGET[k] + 1e-9
+
+
+def test_distress_scores_take_the_highest_view() -> None:
+    calls: list[list[str]] = []
+
+    def predict(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return np.array([[0.9 if "pills" in t else 0.1] * 4 for t in texts], np.float32)
+
+    texts = ["Rough day at work. I have the pills counted out on the desk.", "All fine here."]
+    whole = tr.distress_scores(predict, texts, views=False)
+    views = tr.distress_scores(predict, texts, views=True)
+    assert whole.shape == views.shape == (2, 4)
+    assert views[0, 0] >= whole[0, 0] and views[1, 0] < 0.5
+
+
+def test_rethreshold_writes_the_selection(tmp_path) -> None:
+    oof = _synthetic()
+    np.savez(tmp_path / "oof.npz", **oof)
+    config = {"thresholds": [0.5] * 4, "sentence_views": True, "hyperparameters": {}, "selection": {"writers": {}}}
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    out = tr.rethreshold(tmp_path / "oof.npz", tmp_path / "config.json")
+    saved = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    assert saved["thresholds"] == out["thresholds"]
+    assert set(saved["selection"]["per_writer"]) == {"w0", "w1", "w2", "w3"}
+    assert saved["hyperparameters"]["distress_budget"] is None
+    fig = saved["selection"]["out_of_fold"]["whole_message"]
+    assert fig["false_alarm_rate"] <= tr.FALSE_ALARM_BUDGET[0] + 1e-9
