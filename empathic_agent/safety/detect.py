@@ -141,6 +141,11 @@ def normalise(text: str) -> str:
     t = re.sub(r"\b(cant|cannot)\b", "cannot", t)
     t = re.sub(r"\b(dont)\b", "do not", t)
     t = re.sub(r"\bu\b", "you", t)
+    # times said the texting way ("took them all tonite", "2nite", "rn"): the immediacy cues read these
+    t = re.sub(r"\b(tonite|2nite|tonigt|tonihgt|tnight)\b", "tonight", t)
+    t = re.sub(r"\b(2day|tday)\b", "today", t)
+    t = re.sub(r"\b(2moro|2morrow|tmrw|tmr|tomoz|tomorow)\b", "tomorrow", t)
+    t = re.sub(r"\brn\b", "right now", t)
     # euphemisms and abbreviations of the internet (kms = kill myself; "unalive", "sewerslide")
     t = re.sub(r"\bkms\b", "kill myself", t)
     t = re.sub(r"\bunalive (myself|me)\b", "kill myself", t)
@@ -238,7 +243,7 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [(cat, name, re.compile(p)) 
     (SELF_HARM, "hurt-my-body", r"\bhurt(ing)? my (own )?body\b"),
     (SELF_HARM, "urge-to-cut", r"\b(want|need|urge|urges|tempted) to (cut|burn|hurt myself|self[- ]?harm)\b"),
     (SELF_HARM, "cutting-again", r"\b(started|start|began|been) (cutting|burning) (again|myself)?\b|\brelapsed\b.*\bcutting\b"),
-    (SELF_HARM, "overdose", r"\bi (have |had |just |already |think i |might have )?(overdosed|od'?d|od|taken an overdose|took an overdose)\b|\bi (am )?(overdosing|going to overdose|want to overdose)\b|\b(thinking (of|about)|considering|planning( on)?) (overdosing|an overdose|taking an overdose)\b|\bi (just |already )?(swallowed|took|downed) (a|the) (whole|entire|full) (bottle|packet|box|pack|strip)\b|\bi (just |already )?(took|swallowed|have taken) (too many|a (bunch|handful|lot) of|all (my|the)) (pills|tablets|meds)\b"),
+    (SELF_HARM, "overdose", r"\bi (have |had |just |already |think i |might have )?(overdosed|od'?d|od|taken an overdose|took an overdose)\b|\bi (am )?(overdosing|going to overdose|want to overdose)\b|\b(thinking (of|about)|considering|planning( on)?) (overdosing|an overdose|taking an overdose)\b|\bi (just |already )?(swallowed|took|downed) (a|the|my) (whole|entire|full) (bottle|packet|box|pack|strip|prescription|script|supply)\b|\bi (just |already )?(took|swallowed|have taken) (too many|a (bunch|handful|lot) of|all (my|the)) (pills|tablets|meds)\b"),
     # violence / abuse toward the person
     (ABUSE, "hits-me", rf"\b{_ABUSER} (hits|hit|beats|beat|hurts|hurt|chokes|choked|strangles|strangled|kicks|kicked|slaps|slapped|punches|punched|shoves|shoved|burns|burned|locks|locked) me\b"
                        rf"|\b{_ABUSER} (has )?(sexually )?(assaulted|assaults|raped|rapes|molested|molests|abused|abuses|attacked|groped|gropes) me\b"),
@@ -305,7 +310,7 @@ _PATTERNS += [(cat, name, re.compile(p)) for cat, name, p in (
     (SUICIDE, "research-method", r"\b(looked up|googled|searched|searching|researching|reading (up )?about|looking into)\b[^.!?]*\b(how many|how much|how high|lethal|fatal|overdose|which bridge|tallest|painless|how long (it|does it) take|hang|how to die|ways to die)\b"),
     (SUICIDE, "means-at-hand", r"\b(holding|have|got|sitting with|staring at|looking at)\b[^.!?]*\b(knife|blade|razor|gun|pills|tablets|rope|bottle)\b[^.!?]*\b(how easy|end it|do it|finish it|be over|make it stop|all at once)\b|\b(pills|tablets)\b[^.!?]*\b(and|with) (vodka|whiskey|wine|alcohol|booze|a bottle)\b[^.!?]*\b(in front of me|next to me|on the table|here|ready|tonight)\b"),
     (SUICIDE, "plan-to-die", r"\b(i have|i have got|i have made|i made|i have worked out|got) (a|the|my) plan\b[^.!?]*\b(end|kill|die|dying|ending|killing|take my|do it|suicide|not be here)\b|\b(planning|planned|plan) (to|on) (kill|killing|end|ending|take|taking) (myself|my (own )?life|it all)\b"),
-    (SELF_HARM, "overdose-taken", r"\b(took|swallowed|taken|have taken|downed)\b[^.!?]*\b(pills|tablets|paracetamol|tylenol|ibuprofen|sleeping pills|meds|medication|the (whole|entire) (bottle|packet|box))\b[^.!?]*\b(ago|just now|already|tonight|earlier)\b|\bi (already|just) (took|swallowed) (them|it all|all of them|the lot)\b"),
+    (SELF_HARM, "overdose-taken", r"\b(took|swallowed|taken|have taken|downed)\b[^.!?]*\b(pills|tablets|paracetamol|tylenol|ibuprofen|sleeping pills|painkillers|antidepressants|insulin|meds|medication|(the|my) (whole|entire) (bottle|packet|box|prescription|script|supply))\b[^.!?]*\b(ago|just now|already|tonight|earlier)\b|\bi (already|just) (took|swallowed) (them|it all|all of them|the lot)\b"),
     (ABUSE, "threat-children", r"\b(threaten|threatens|threatened|threatening|said|says|keeps saying|told me)\b[^.!?]*\b(kill|hurt|take) (the|our|my) (kids|children|baby|son|daughter)\b"),
     (HARM_OTHERS, "hurt-someone-armed", r"\b(going to|gonna|want to|will|plan to|planning to|thinking (about|of)) (shoot|shooting|stab|stabbing|kill|killing|hurt|hurting)\b[^.!?]*\b(him|her|them|my (boss|ex|dad|father|mom|mum|mother|brother|sister|neighbou?r|teacher|coworker|colleague|wife|husband|partner)|someone|people|everyone)\b[^.!?]*\b(gun|rifle|knife|tomorrow|tonight|at work|at school|for real|i mean it)\b|\b(gun|rifle|knife)\b[^.!?]*\b(make (him|her|them) pay|use it on (him|her|them))\b"),
 )]
