@@ -63,6 +63,13 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--esconv", metavar="DIR", default=None,
                    help="ESConv folder: its train split's seeker turns (ordinary distress, never trained on) bound "
                         "the thresholds too (the distress budget)")
+    q = sub.add_parser("combine", parents=[common],
+                       help="a reader that averages trained readers (thresholds on their joint out-of-fold predictions)")
+    q.add_argument("--member", nargs=2, action="append", required=True, metavar=("WEIGHTS_DIR", "OOF_NPZ"),
+                   help="a trained reader's weights folder and its out-of-fold predictions (repeatable)")
+    q.add_argument("--out", required=True, help="weights folder of the combined reader")
+    q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
+    q.add_argument("--esconv", metavar="DIR", default=None, help="ESConv folder: the distress budget (as in train)")
     q = sub.add_parser("train-scope", parents=[common],
                        help="re-train the scope head that discounts out-of-scope pattern hits (~1 min; JSON figures)")
     q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
@@ -107,6 +114,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                        backbone=settings.embedding_model, cache_dir=settings.cache_dir, seed=args.train_seed,
                        folds=0 if args.no_folds else args.folds, esconv=args.esconv)
         print(json.dumps(config, indent=1))
+        return 0
+    if args.safety_command == "combine":
+        from empathic_agent.safety.train import combine
+
+        config = combine([tuple(m) for m in args.member], out_dir=args.out, files=args.csv, esconv=args.esconv,
+                         cache_dir=settings.cache_dir)
+        print(json.dumps({k: v for k, v in config.items() if k != "selection"} | {
+            "out_of_fold": config["selection"]["out_of_fold"]}, indent=1))
         return 0
     if args.safety_command == "train-scope":
         from empathic_agent.memory.embedder import MiniLMEmbedder

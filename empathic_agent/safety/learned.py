@@ -16,6 +16,10 @@ Per text, the head gives:
 * ``subject`` — P(none), P(self), P(other at risk);
 * ``dimensions`` — one sigmoid per taxonomy dimension (multi-label).
 
+A reader may be an average of several such models (``"members"`` in ``config.json``, each a
+``.npz`` in the same folder, made by ``empathic safety combine``): each member reads the message and
+their probabilities are averaged.
+
 A message is read whole and, when it is long, window by window (a few sentences each: risk said in
 the middle of a long message should not be averaged away by the mean pooling); each output is the
 maximum over those views, and a dimension's evidence is the view that showed it most.
@@ -47,6 +51,8 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_DIR: Final = Path(__file__).resolve().parent / "weights"
 CONFIG_FORMAT: Final = "empathic-risk-v1"
+#: The weights of a single-model reader (a combined reader lists its members' files).
+WEIGHTS_FILE: Final = "risk_model.npz"
 #: A message longer than this is also read in windows of a few sentences: mean pooling over a long
 #: message (and truncation at :data:`MAX_TOKENS`) would dilute risk said in its middle.  Shorter
 #: messages are read whole only: a short sentence out of its message ("I'll be alright.") reads
@@ -160,20 +166,29 @@ class RiskModel:
         self.backbone_spec = backbone
         self.cache_dir = cache_dir
         self.config: dict[str, Any] = {}
-        self._model: Any = None
         self._tokenizer: Any = None
-        self._head: Any = None
+        #: (merged MiniLM, head) per member; None until loaded.
+        self._members: list[tuple[Any, Any]] | None = None
         self._lock = threading.Lock()
+
+    @staticmethod
+    def member_files(config: dict[str, Any]) -> list[str]:
+        """The weight files of the reader's members (one for a single model)."""
+        return list(config.get("members") or [WEIGHTS_FILE])
 
     # -- loading -----------------------------------------------------------------------------------
     def read_config(self) -> dict[str, Any]:
         path = self.weights_dir / "config.json"
-        if not path.is_file() or not (self.weights_dir / "risk_model.npz").is_file():
+        if not path.is_file():
             raise ConfigError(f"risk model weights not found in {self.weights_dir} (config.json and risk_model.npz); "
                               "train them with 'empathic safety train'")
         config = json.loads(path.read_text(encoding="utf-8"))
         if config.get("format") != CONFIG_FORMAT:
             raise ConfigError(f"{path} has format {config.get('format')!r}; this code reads {CONFIG_FORMAT}")
+        missing = [f for f in self.member_files(config) if not (self.weights_dir / f).is_file()]
+        if missing:
+            raise ConfigError(f"risk model weights not found in {self.weights_dir}: {', '.join(missing)}; "
+                              "train them with 'empathic safety train'")
         return config
 
     @property
@@ -185,10 +200,10 @@ class RiskModel:
     def load(self) -> None:
         from empathic_agent.models.base import LOAD_LOCK
 
-        if self._model is not None:
+        if self._members is not None:
             return
         with LOAD_LOCK:  # transformers' loading is not thread-safe
-            if self._model is not None:
+            if self._members is not None:
                 return
             t0 = time.perf_counter()
             config = self.read_config()
@@ -197,10 +212,13 @@ class RiskModel:
                 from empathic_agent.settings import Settings
 
                 cache_dir = Settings.from_env().cache_dir
-            tokenizer, model, head = load_adapted(self.backbone_spec or config["backbone"], cache_dir,
-                                                  self.weights_dir / "risk_model.npz", config["architecture"])
-            self.config, self._tokenizer, self._head = config, tokenizer, head
-            self._model = model
+            members = []
+            for name in self.member_files(config):
+                tokenizer, model, head = load_adapted(self.backbone_spec or config["backbone"], cache_dir,
+                                                      self.weights_dir / name, config["architecture"])
+                members.append((model, head))
+            self.config, self._tokenizer = config, tokenizer
+            self._members = members
             log.info("risk model loaded in %.2fs", time.perf_counter() - t0)
 
     # -- reading -----------------------------------------------------------------------------------
@@ -211,12 +229,16 @@ class RiskModel:
         from empathic_agent.encode.text_model import mean_pool
 
         self.load()
+        assert self._members is not None
         with self._lock, torch.inference_mode():
             batch = self._tokenizer(list(texts), truncation=True, max_length=MAX_TOKENS, padding=True,
                                     return_tensors="pt")
-            out = self._model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            pooled = mean_pool(out.last_hidden_state, batch["attention_mask"])
-            return head_outputs(self._head(pooled))
+            outs = []
+            for model, head in self._members:
+                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                outs.append(head_outputs(head(mean_pool(out.last_hidden_state, batch["attention_mask"]))))
+            # The members' probabilities are averaged (P(>= k) stays monotone: a mean of monotone rows).
+            return tuple(np.mean([o[i] for o in outs], axis=0) for i in range(3))  # type: ignore[return-value]
 
     def read(self, text: str) -> LearnedReading:
         views = [text] + (split_sentences(text) if self.config.get("sentence_views", True) else [])

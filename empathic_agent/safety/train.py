@@ -35,7 +35,8 @@ import numpy as np
 from empathic_agent.safety.learned import MAX_TOKENS, WEIGHTS_DIR, split_sentences
 from empathic_agent.safety.taxonomy import DIMENSIONS, LEVELS, SUBJECTS
 
-__all__ = ["train", "train_scope", "augment", "TRAIN_DIR", "FALSE_ALARM_BUDGET"]
+__all__ = ["train", "train_scope", "combine", "rethreshold", "augment", "TRAIN_DIR", "FALSE_ALARM_BUDGET",
+           "DISTRESS_BUDGET"]
 
 log = logging.getLogger(__name__)
 
@@ -525,6 +526,81 @@ def rethreshold(oof_path: str | Path, config_path: str | Path, *, esconv: str | 
     config["hyperparameters"]["false_alarm_budget"] = list(FALSE_ALARM_BUDGET)
     config["hyperparameters"]["distress_budget"] = list(DISTRESS_BUDGET) if distress is not None else None
     Path(config_path).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return config
+
+
+def combine(members: Sequence[tuple[str | Path, str | Path]], *, out_dir: str | Path,
+            files: Sequence[str | Path] | None = None, esconv: str | Path | None = None,
+            cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """A reader that averages trained readers: ``members`` are (weights folder, its out-of-fold
+    ``safety-oof.npz``).  Every training row gets each member's out-of-fold prediction or, for a
+    writer the member never trained on, its final model's; the average of those is the combined
+    reader's out-of-fold prediction, and the thresholds (and the distress budget with ``esconv``) are
+    chosen on it as for one reader.  Writes the members' weights, ``config.json`` and (with
+    ``cache_dir``) the combined ``safety-oof.npz`` for ``train-scope``."""
+    import shutil
+
+    from empathic_agent.safety.evaluate import read_risk_csv
+    from empathic_agent.safety.learned import RiskModel
+
+    paths = [Path(f) for f in files] if files else sorted(TRAIN_DIR.glob("*.csv"))
+    rows = [r | {"writer": p.stem} for p in paths for r in read_risk_csv(p)]
+    texts = [r["text"] for r in rows]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    distress_texts = _distress_texts(esconv)
+    whole, views, distress_w, distress_v, names, configs = [], [], [], [], [], []
+    for i, (folder, oof_path) in enumerate(members):
+        model = RiskModel(folder, cache_dir=cache_dir)
+        config = model.read_config()
+        if config.get("members"):
+            raise ValueError(f"{folder} is already a combined reader; combine single readers")
+        trained_on = {Path(f).stem for f in config.get("data", {})}
+        with np.load(oof_path) as z:
+            at = {t: k for k, t in enumerate(z["texts"].tolist())}
+            w_oof, v_oof = z["whole"], z["views"]
+        w, v = np.zeros((len(rows), len(LEVELS) - 1), np.float32), np.zeros((len(rows), len(LEVELS) - 1), np.float32)
+        fresh = []
+        for k, r in enumerate(rows):
+            if r["text"] in at:
+                w[k], v[k] = w_oof[at[r["text"]]], v_oof[at[r["text"]]]
+            elif r["writer"] in trained_on:
+                raise ValueError(f"{oof_path} has no out-of-fold prediction for a message of {r['writer']}, "
+                                 f"which {folder} was trained on")
+            else:
+                fresh.append(k)
+        model.load()
+        predict = lambda t, m=model: m.predict(t)[0]  # noqa: E731
+        if fresh:  # writers this member never read: its final model's prediction is out of sample
+            w[fresh] = distress_scores(predict, [texts[k] for k in fresh], views=False)
+            v[fresh] = distress_scores(predict, [texts[k] for k in fresh], views=True)
+        whole.append(w)
+        views.append(v)
+        if distress_texts:
+            distress_w.append(distress_scores(predict, distress_texts, views=False))
+            distress_v.append(distress_scores(predict, distress_texts, views=True))
+        name = f"risk_model_{i}.npz"
+        shutil.copyfile(Path(folder) / RiskModel.member_files(config)[0], out / name)
+        names.append(name)
+        configs.append({"folder": str(folder), "seed": config.get("seed"), "data": config.get("data"),
+                        "own_thresholds": config.get("thresholds"), "rows_read_by_final_model": len(fresh)})
+    levels = np.array([LEVELS.index(r["level"]) for r in rows])
+    oof = {"whole": np.mean(whole, axis=0), "views": np.mean(views, axis=0), "levels": levels,
+           "hard": np.array([r["kind"] != "everyday" for r in rows]), "writers": np.array([r["writer"] for r in rows])}
+    distress = ({"whole": np.mean(distress_w, axis=0), "views": np.mean(distress_v, axis=0)} if distress_texts else None)
+    thresholds, sentence_views, selection = _select(oof, distress)
+    base = json.loads((Path(members[0][0]) / "config.json").read_text(encoding="utf-8"))
+    config = {k: base[k] for k in ("format", "backbone", "dimensions", "subjects", "architecture")} | {
+        "members": names, "thresholds": [round(t, 3) for t in thresholds], "sentence_views": sentence_views,
+        "combined_from": configs,
+        "hyperparameters": {"false_alarm_budget": list(FALSE_ALARM_BUDGET),
+                            "distress_budget": list(DISTRESS_BUDGET) if distress is not None else None},
+        "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
+        "selection": {"writers": {w: int((oof["writers"] == w).sum()) for w in sorted(set(oof["writers"].tolist()))}}
+        | selection}
+    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    if cache_dir is not None:
+        np.savez(Path(cache_dir) / "safety-oof.npz", **oof, texts=np.array(texts))
     return config
 
 

@@ -197,3 +197,28 @@ def test_the_learned_guard_blocks_collusion_in_words_no_pattern_has(stage):
     v = stage.guard.check("It makes sense that they'd target you, so keep your curtains shut and don't let anyone in.", ctx)
     assert not v.ok and v.source.startswith("learned")
     assert stage.guard.check("That sounds really frightening. Who could you call to be with you tonight?", ctx).ok
+
+
+def test_a_combined_reader_averages_its_members(tmp_path):
+    """A reader listing two members (``empathic safety combine``) reads like their average: with
+    the shipped reader twice, like the shipped reader."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from empathic_agent.safety.learned import WEIGHTS_DIR, RiskModel
+
+    config = json.loads((WEIGHTS_DIR / "config.json").read_text(encoding="utf-8"))
+    for name in ("risk_model_0.npz", "risk_model_1.npz"):
+        shutil.copyfile(WEIGHTS_DIR / "risk_model.npz", tmp_path / name)
+    (tmp_path / "config.json").write_text(json.dumps(config | {"members": ["risk_model_0.npz", "risk_model_1.npz"]}),
+                                          encoding="utf-8")
+    texts = ["I gave my guitar away because I won't need it soon.", "Lovely walk by the river today."]
+    single, combined = RiskModel(WEIGHTS_DIR), RiskModel(tmp_path)
+    p1, p2 = single.predict(texts)[0], combined.predict(texts)[0]
+    assert np.allclose(p1, p2, atol=1e-4)
+    assert p2[0, 0] > p2[1, 0]
+    (tmp_path / "risk_model_1.npz").unlink()
+    with pytest.raises(Exception, match="risk_model_1.npz"):
+        RiskModel(tmp_path).read_config()
