@@ -113,6 +113,9 @@ def add_parser(bench_subparsers: Any, common: argparse.ArgumentParser) -> None:
                                     help="text turns under concurrent load: Python API vs HTTP server (JSON)")
     q.add_argument("--users", type=int, default=4)
     q.add_argument("--turns", type=int, default=3, help="measured turns per user (after one warm-up turn)")
+    from empathic_agent.cli._common import handled_by
+
+    handled_by(q, "empathic_agent.api.bench:run")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from empathic_agent.cli._common import handled_by
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parsers", "run_serve", "run_api_key"]
@@ -17,7 +18,9 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--no-warm-up", action="store_true", help="accept requests before every model is loaded")
+    handled_by(p, "empathic_agent.cli.api:run_serve")
     p = subparsers.add_parser("api-key", help="API keys of the HTTP API (one app per key)")
+    handled_by(p, "empathic_agent.cli.api:run_api_key")
     sub = p.add_subparsers(dest="key_command", metavar="SUBCOMMAND", required=True)
     q = sub.add_parser("create", parents=[common], help="create a key for an app (printed once)")
     q.add_argument("--app", required=True, help="app id: 1-32 lower-case letters, digits or '-'")

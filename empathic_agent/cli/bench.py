@@ -1,4 +1,6 @@
-"""``empathic bench llm``: load time, time to first token and tokens/s per backend, as JSON.
+"""``empathic bench``: the benchmark group (every module adds its own ``bench WHAT``), and
+``bench llm`` — load time, time to first token and tokens/s per backend — and ``bench encoders``,
+as JSON.
 
 Wall-clock targets live here, not in unit tests: the figures depend on the machine and its load.
 The prompt is a short, realistic one (system prompt + one person's message).
@@ -8,17 +10,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import statistics
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from empathic_agent.generate.llm import LLM, ChatMessage, GenerationOptions, load_llm
+from empathic_agent.cli._common import emit, handled_by, machine_info
 from empathic_agent.settings import Settings
 
-__all__ = ["run_bench", "bench_llm"]
+if TYPE_CHECKING:
+    from empathic_agent.generate.llm import LLM
+
+__all__ = ["add_parser", "run_bench", "bench_llm"]
+
+
+def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """``empathic bench WHAT``: ``llm`` and ``encoders`` here, the others from their own modules."""
+    p = subparsers.add_parser("bench", help="benchmarks (JSON output)")
+    bsub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    q = bsub.add_parser("llm", parents=[common], help="LLM load time, time to first token, tokens/s")
+    q.add_argument("--backends", default="transformers",
+                   help="comma-separated: transformers, openai (default: transformers)")
+    q.add_argument("--serve-local", action="store_true",
+                   help="for openai: start a local OpenAI-compatible server (transformers serve) to measure")
+    q.add_argument("--runs", type=int, default=5, help="measured runs after one warm-up (default 5)")
+    q.add_argument("--out", help="also write the JSON to this file")
+    handled_by(q, "empathic_agent.cli.bench:run_bench")
+    q = bsub.add_parser("encoders", parents=[common], help="text encoder latency per utterance (JSON)")
+    q.add_argument("--runs", type=int, default=10, help="rounds of 10 encodes after warm-up (default 10)")
+    handled_by(q, "empathic_agent.cli.bench:run_bench")
+    from empathic_agent.api import bench as bench_api
+    from empathic_agent.cli import bench_turn, face, speak, speech
+    from empathic_agent.ui import bench as bench_ui
+
+    speech.add_bench_parser(bsub, common)
+    face.add_bench_parser(bsub, common)
+    speak.add_bench_parser(bsub, common)
+    bench_turn.add_parser(bsub, common)
+    bench_ui.add_parser(bsub, common)
+    bench_api.add_parser(bsub, common)
 
 PROMPT = "I had a really rough day at work and I can't stop thinking about it."
 #: Tokens per measured reply: long enough for a stable tokens/s figure, short enough for CI.
@@ -26,6 +55,8 @@ BENCH_TOKENS = 48
 
 
 async def bench_llm(llm: LLM, settings: Settings, *, runs: int) -> dict[str, Any]:
+    from empathic_agent.generate.llm import ChatMessage, GenerationOptions
+
     messages = [ChatMessage("system", settings.system_prompt), ChatMessage("user", PROMPT)]
     # Greedy with a fixed budget, so every run generates comparable work.
     opts = GenerationOptions(max_new_tokens=BENCH_TOKENS, temperature=0.0, seed=0,
@@ -98,10 +129,8 @@ def bench_text_encoder(settings: Settings, *, runs: int) -> dict[str, Any]:
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.bench_command == "encoders":
-        out = {"bench": "encoders", "machine": {"cpu_count": _cpus(), "platform": platform.platform(),
-                                                "load_avg_1m": round(os.getloadavg()[0], 2)},
-               "results": [bench_text_encoder(settings, runs=args.runs)]}
-        print(json.dumps(out, indent=1))
+        emit({"bench": "encoders", "machine": machine_info(),
+              "results": [bench_text_encoder(settings, runs=args.runs)]})
         return 0
     results: list[dict[str, Any]] = []
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
@@ -121,25 +150,16 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
         else:
             r = asyncio.run(_one(s, args.runs))
         results.append(r)
-    out = {"bench": "llm", "machine": {"cpu_count": _cpus(), "platform": platform.platform()},
-           "results": results}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    emit({"bench": "llm", "machine": machine_info(), "results": results}, args.out)
     return 0
 
 
 async def _one(settings: Settings, runs: int) -> dict[str, Any]:
+    from empathic_agent.generate.llm import load_llm
+
     llm = load_llm(settings)
     try:
         return await bench_llm(llm, settings, runs=runs)
     finally:
         await llm.aclose()
 
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from empathic_agent.cli._common import emit, handled_by, machine_info
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run", "bench_turn"]
@@ -83,7 +82,7 @@ async def bench_turn(settings: Settings, *, runs: int = 4, speak: bool = True, f
         "strategies": [r["strategy"] for r in rows],
         "degraded": [d for r in rows for d in r["degraded"]],
         "target_first_text_s": 0.5,
-        "machine": {"platform": platform.platform(), "load_average_1m": round(__import__("os").getloadavg()[0], 2)},
+        "machine": machine_info(),
     }
 
 
@@ -93,13 +92,10 @@ def add_parser(bench_subparsers: Any, common: argparse.ArgumentParser) -> argpar
     q.add_argument("--no-speak", action="store_true", help="text only (no voice)")
     q.add_argument("--face", action="store_true", help="send the packaged sample face frame with every turn")
     q.add_argument("--out", help="also write the JSON to this file")
-    return q
+    return handled_by(q, "empathic_agent.cli.bench_turn:run")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     out = asyncio.run(bench_turn(settings, runs=args.runs, speak=not args.no_speak, face=args.face))
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
     return 0

@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import io
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from empathic_agent.agent import Agent, TextChunk, TurnResult, thread_id
+from empathic_agent.cli._common import handled_by
 from empathic_agent.errors import InputError
 from empathic_agent.settings import Settings
 
-__all__ = ["run_chat"]
+__all__ = ["add_parser", "run", "run_chat"]
+
+
+def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """``empathic chat``."""
+    p = subparsers.add_parser("chat", parents=[common], help="chat in the terminal (streaming)",
+                              description="Chat with the agent in the terminal. The conversation is saved and "
+                                          "resumes when you use the same --user and --session again. "
+                                          "Type /help inside the chat for commands.")
+    p.add_argument("--user", default="local", help="user id (default: local)")
+    p.add_argument("--session", default="default", help="session id (default: default)")
+    p.add_argument("--message", "-m", action="append", help="send this message and exit (repeatable)")
+    p.add_argument("--audio", action="append",
+                   help="send this audio file as a spoken turn (wav/flac/ogg/webm/mp3; repeatable) and exit")
+    p.add_argument("--image", action="append",
+                   help="send this image (jpeg/png/webp) with every turn, as the person's face; repeatable "
+                        "(several = frames of one moment)")
+    p.add_argument("--speak-dir", help="speak every reply (emotional TTS) and save it as a WAV file in this folder")
+    p.add_argument("--show-perception", action="store_true",
+                   help="after each reply, show how the agent read your emotional state")
+    handled_by(p, "empathic_agent.cli.chat:run")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(run_chat(settings, user=args.user, session=args.session, messages=args.message,
+                                show_perception=args.show_perception, audio=args.audio, images=args.image,
+                                speak_dir=args.speak_dir))
 
 HELP = """commands:
   /history   show the conversation so far

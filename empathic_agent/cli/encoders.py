@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from empathic_agent.cli._common import emit, handled_by
 from empathic_agent.settings import Settings
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run_list", "run_eval", "run_train_text"]
 
 
 def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
 
     q = sub.add_parser("list", parents=[common_parent], help="modalities that have an encoder")
     q.add_argument("--json", action="store_true", help="print JSON")
+    handled_by(q, "empathic_agent.cli.encoders:run_list")
 
     q = sub.add_parser("eval", parents=[common_parent], help="evaluate an encoder on a CSV or a data set's test split",
                        description="Evaluate an encoder and print one JSON object with n, accuracy, macro_f1, "
@@ -57,6 +59,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     from empathic_agent.cli.speech import add_eval_arguments
 
     add_eval_arguments(q)
+    handled_by(q, "empathic_agent.cli.encoders:run_eval")
 
     q = sub.add_parser("train", help="train an encoder's heads (text, speech)")
     tsub = q.add_subparsers(dest="train_modality", metavar="MODALITY", required=True)
@@ -69,6 +72,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     from empathic_agent.encode.train_text import add_train_arguments
 
     add_train_arguments(t, include_seed=False)  # --seed comes from the common settings flags
+    handled_by(t, "empathic_agent.cli.encoders:run_train_text")
     from empathic_agent.cli.speech import add_train_parser
 
     add_train_parser(tsub, common_parent)
@@ -76,13 +80,6 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
 
     add_face_train_parser(tsub, common_parent)
     return p
-
-
-def _emit(obj: Any, out: str | None) -> None:
-    text = json.dumps(obj, indent=1)
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n", encoding="utf-8")
 
 
 def _encoder(settings: Settings, modality: str, weights: str | None) -> Any:
@@ -97,7 +94,17 @@ def _encoder(settings: Settings, modality: str, weights: str | None) -> Any:
     return load_encoder(modality, settings)
 
 
-def _run_eval(settings: Settings, args: argparse.Namespace) -> int:
+def run_list(settings: Settings, args: argparse.Namespace) -> int:
+    """``empathic encoders list``."""
+    from empathic_agent.encode import available_encoders
+
+    names = available_encoders()
+    print(json.dumps(names) if args.json else "\n".join(names))
+    return 0
+
+
+def run_eval(settings: Settings, args: argparse.Namespace) -> int:
+    """``empathic encoders eval MODALITY``: speech and face have their own evaluation."""
     from empathic_agent.encode.evaluate import dataset_eval_set, evaluate, lexicon_baselines, read_eval_csv
 
     if args.modality == "speech":
@@ -116,7 +123,7 @@ def _run_eval(settings: Settings, args: argparse.Namespace) -> int:
         result = evaluate(encoder, es, batch_size=args.batch_size, progress=progress)
         if not args.no_baselines and es.input_kind == "text":
             result["baselines"] = lexicon_baselines(es)
-        _emit(result, args.out)
+        emit(result, args.out)
         return 0
     if args.modality != "text":
         print(f"error: --dataset evaluates the text encoder; for {args.modality!r} use --csv", file=sys.stderr)
@@ -130,19 +137,12 @@ def _run_eval(settings: Settings, args: argparse.Namespace) -> int:
         if not args.no_baselines:
             res["baselines"] = lexicon_baselines(es)
         results[name] = res
-    _emit(results[names[0]] if len(names) == 1 else results, args.out)
+    emit(results[names[0]] if len(names) == 1 else results, args.out)
     return 0
 
 
-def _run_train(settings: Settings, args: argparse.Namespace) -> int:
-    if args.train_modality == "face":
-        from empathic_agent.cli.face import run_train as run_face_train
-
-        return run_face_train(settings, args)
-    if args.train_modality == "speech":
-        from empathic_agent.cli.speech import run_train
-
-        return run_train(settings, args)
+def run_train_text(settings: Settings, args: argparse.Namespace) -> int:
+    """``empathic encoders train text`` (``speech`` and ``face`` run in their own modules)."""
     from empathic_agent.encode.train_text import config_from_args, summary, train
 
     cfg = config_from_args(args, data_dir=settings.data_dir, cache_dir=settings.cache_dir)
@@ -150,18 +150,3 @@ def _run_train(settings: Settings, args: argparse.Namespace) -> int:
     print(json.dumps(summary(record), indent=1))
     return 0
 
-
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Run ``empathic encoders ...``; returns the exit code."""
-    if args.encoders_command == "list":
-        from empathic_agent.encode import available_encoders
-
-        names = available_encoders()
-        print(json.dumps(names) if args.json else "\n".join(names))
-        return 0
-    if args.encoders_command == "eval":
-        return _run_eval(settings, args)
-    if args.encoders_command == "train":
-        return _run_train(settings, args)
-    print(f"error: unknown encoders action {args.encoders_command!r}", file=sys.stderr)
-    return 2

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from empathic_agent.errors import ConfigError
+from empathic_agent.cli._common import handled_by
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run"]
@@ -32,6 +33,7 @@ _RUN_SETTINGS = {
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("eval", help="scripted dialogue evaluation: run, compare, convert",
                               description="Measure how empathetic, accurate and safe an agent configuration is.")
+    handled_by(p, "empathic_agent.cli.evals:run")
     sub = p.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
     q = sub.add_parser("run", parents=[common], help="run scenarios through the agent; JSON + HTML report",
                        description="SCENARIOS: files or folders of YAML/JSON scenarios, 'shipped' or 'shipped:NAME' "

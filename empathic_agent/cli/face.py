@@ -16,14 +16,13 @@
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from empathic_agent.cli._common import emit, handled_by, machine_info
 from empathic_agent.perceive.face import SAMPLE_IMAGE, sample_frame  # noqa: F401 (re-exported)
 from empathic_agent.settings import Settings
 
@@ -33,13 +32,6 @@ __all__ = ["run_eval", "add_train_parser", "run_train", "add_bench_parser", "run
 #: Face-stage latency target per 640x480 frame, and all three encoders of a turn (issue 5).
 FRAME_TARGET_S = 0.030
 TURN_TARGET_S = 0.060
-
-
-def _emit(obj: Any, out: str | None = None) -> None:
-    text = json.dumps(obj, indent=1)
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n", encoding="utf-8")
 
 
 def run_eval(settings: Settings, args: argparse.Namespace) -> int:
@@ -67,7 +59,7 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     counts = encoder.status_counts
     result["faces"] = {"ok": counts["ok"], "no_face": counts["no_face"], "error": counts["error"]}
     result["detector"] = encoder.detector.name
-    _emit(result, args.out)
+    emit(result, args.out)
     return 0
 
 
@@ -90,7 +82,13 @@ def add_train_parser(train_subparsers: Any, common: argparse.ArgumentParser) -> 
                    help="also ship the best checkpoint of this other run's work dir (logits averaged); repeatable")
     t.add_argument("--mini-xception-weight", type=float, default=None,
                    help="the mini-Xception's share of the ensemble (default 0: left out)")
-    return t
+    t.add_argument("--snapshot", action="append", default=[],
+                   help="also ship this checkpoint (e.g. an earlier cycle's last.pt; logits averaged); repeatable")
+    t.add_argument("--tta", default=None,
+                   help='test-time augmentation as JSON, e.g. \'{"flip": true, "shift_px": 2, "scales": [1.0]}\' '
+                        "(default: the shipped setting)")
+    t.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke runs)")
+    return handled_by(t, "empathic_agent.cli.face:run_train")
 
 
 def run_train(settings: Settings, args: argparse.Namespace) -> int:
@@ -100,11 +98,14 @@ def run_train(settings: Settings, args: argparse.Namespace) -> int:
     for flag, value in (("--data-dir", args.data_dir), ("--work-dir", args.work_dir),
                         ("--epochs", args.epochs), ("--restart-lr", args.restart_lr),
                         ("--threads", args.threads), ("--out", args.out), ("--seed", settings.seed),
-                        ("--mini-xception-weight", args.mini_xception_weight)):
+                        ("--mini-xception-weight", args.mini_xception_weight), ("--tta", args.tta),
+                        ("--limit", args.limit)):
         if value is not None:
             argv += [flag, str(value)]
     for run in args.run:
         argv += ["--run", str(run)]
+    for snapshot in args.snapshot:
+        argv += ["--snapshot", str(snapshot)]
     if args.finalise_only:
         argv.append("--finalise-only")
     return train_face.main(argv)
@@ -148,12 +149,12 @@ def bench_face(settings: Settings, *, image: Any = None, runs: int = 20) -> dict
         text.encode("I thought I'd be fine, but today everything feels heavy.")
         speech = None
         try:
-            from empathic_agent.cli.speech import BENCH_TEXT, _synthesise
+            from empathic_agent.cli.speech import BENCH_TEXT, synthesise
             from empathic_agent.encode.speech import SpeechEncoder
             from empathic_agent.perceive.audio import decode_audio
 
             speech = SpeechEncoder.from_settings(settings, persist_baselines=False)
-            clip = decode_audio(_synthesise(settings, BENCH_TEXT))
+            clip = decode_audio(synthesise(settings, BENCH_TEXT))
             speech.analyze(clip, None, update_baseline=False)
         except (SystemExit, Exception) as exc:  # the voice extra is optional
             turn["speech_skipped"] = str(exc)
@@ -193,9 +194,7 @@ def bench_face(settings: Settings, *, image: Any = None, runs: int = 20) -> dict
     except Exception as exc:  # noqa: BLE001 - a missing optional encoder must not lose the frame figures
         turn["error"] = f"{type(exc).__name__}: {exc}"
     out["turn_encoders"] = turn
-    from empathic_agent.cli.speech import _cpus, _load
-
-    out["machine"] = {"cpu_count": _cpus(), "platform": platform.platform(), "load_average_1m": round(_load(), 2)}
+    out["machine"] = machine_info()
     return out
 
 
@@ -205,11 +204,11 @@ def add_bench_parser(bench_subparsers: Any, common: argparse.ArgumentParser) -> 
     q.add_argument("--image", help="image to use (default: the packaged sample photo in a 640x480 frame)")
     q.add_argument("--runs", type=int, default=20, help="measured runs after one warm-up (default 20)")
     q.add_argument("--out", help="also write the JSON to this file")
-    return q
+    return handled_by(q, "empathic_agent.cli.face:run_bench")
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
-    _emit(bench_face(settings, image=Path(args.image) if args.image else None, runs=args.runs), args.out)
+    emit(bench_face(settings, image=Path(args.image) if args.image else None, runs=args.runs), args.out)
     return 0
 
 
@@ -217,7 +216,7 @@ def add_look_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpars
     p = subparsers.add_parser("look", parents=[common], help="read the face in images (JSON: box, categories, VAD)")
     p.add_argument("images", nargs="+", help="image files (several = frames of one turn, pooled)")
     p.add_argument("--out", help="also write the JSON to this file")
-    return p
+    return handled_by(p, "empathic_agent.cli.face:run_look")
 
 
 def run_look(settings: Settings, args: argparse.Namespace) -> int:
@@ -230,5 +229,5 @@ def run_look(settings: Settings, args: argparse.Namespace) -> int:
         data["summary"] = {"top_category": r.top_category, "confidence": round(r.confidence, 3),
                            "valence": round(r.valence, 3), "arousal": round(r.arousal, 3), "dominance": round(r.dominance, 3),
                            "categories": {k: round(v, 3) for k, v in r.category_dict().items()}}
-    _emit(data, args.out)
+    emit(data, args.out)
     return 0 if not result.errors else 1

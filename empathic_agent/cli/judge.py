@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from empathic_agent.errors import ConfigError
+from empathic_agent.cli._common import handled_by
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run"]
@@ -25,6 +25,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("judge", help="the offline empathy judge (EPITOME) and strategy classifier",
                               description="Score, evaluate and train the fine-tuned MiniLM readers of replies. "
                                           "Their weights are research-only (EPITOME, ESConv).")
+    handled_by(p, "empathic_agent.cli.judge:run")
     sub = p.add_subparsers(dest="judge_command", metavar="ACTION", required=True)
     q = sub.add_parser("score", parents=[common], help="judge one reply: ER/IP/EX distributions and its strategy")
     q.add_argument("--context", required=True, help="what the person said")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from empathic_agent.graph.conversations import delete_conversations, export_conversations
+from empathic_agent.cli._common import handled_by
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run", "export_user_data", "delete_user_data"]
@@ -31,6 +32,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
                               description="Long-term memory of each person (Chroma). The store is "
                                           "EMPATHIC_MEMORY_BACKEND=embedded (default, under --memory-dir) or "
                                           "http (EMPATHIC_CHROMA_HOST / EMPATHIC_CHROMA_PORT).")
+    handled_by(p, "empathic_agent.cli.memory:run")
     msub = p.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
 
     q = msub.add_parser("list", parents=[common_parent], help="a person's memories, oldest first")

@@ -6,13 +6,35 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
+from empathic_agent.cli._common import handled_by
 from empathic_agent.errors import EmpathicError
 from empathic_agent.models import ROLES, model_source, model_statuses, resolve_model
 from empathic_agent.models.base import PreparedModel
 from empathic_agent.settings import Settings
 
-__all__ = ["run_models", "run_llm_server"]
+__all__ = ["add_parsers", "run_models", "run_llm_server"]
+
+
+def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """``empathic models list|prepare`` and ``empathic llm-server``."""
+    p = handled_by(subparsers.add_parser("models", help="list or prepare the models of every role"),
+                   "empathic_agent.cli.models:run_models")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    q = msub.add_parser("list", parents=[common], help="every model role with its source, path and status")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q = msub.add_parser("prepare", parents=[common], help="prepare models into the cache (idempotent)")
+    q.add_argument("roles", nargs="*", help="roles to prepare (default: all)")
+    q.add_argument("--verify", action="store_true", help="also verify checksums of prepared files")
+    q.add_argument("--llm", dest="prepare_llm", metavar="NAME", default=None,
+                   help="prepare this LLM (a registry name: see `empathic models list`) instead of the "
+                        "configured one; alone, prepares only the LLM")
+    p = subparsers.add_parser("llm-server", parents=[common],
+                              help="serve the embedded model over an OpenAI-compatible API (for testing the vLLM path)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1")
+    handled_by(p, "empathic_agent.cli.models:run_llm_server")
 
 
 def run_models(settings: Settings, args: argparse.Namespace) -> int:
@@ -52,7 +74,8 @@ def run_models(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def run_llm_server(settings: Settings, *, host: str, port: int) -> int:
+def run_llm_server(settings: Settings, args: argparse.Namespace) -> int:
+    host, port = args.host, args.port
     from empathic_agent.generate.local_server import LocalOpenAIServer
 
     resolved = resolve_model("llm", settings.llm_model, settings.cache_dir)

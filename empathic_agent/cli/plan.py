@@ -10,11 +10,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from empathic_agent.cli._common import emit, handled_by
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parsers", "run_plan", "run_persona"]
@@ -22,6 +22,7 @@ __all__ = ["add_parsers", "run_plan", "run_persona"]
 
 def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("plan", help="the register planner: ESConv plausibility, one-message plans (JSON)")
+    handled_by(p, "empathic_agent.cli.plan:run_plan")
     sub = p.add_subparsers(dest="plan_command", metavar="ACTION", required=True)
     q = sub.add_parser("eval", parents=[common], help="planner strategies vs. human supporters in ESConv",
                        description="For every supporter turn of an ESConv split, plan a register from the "
@@ -40,17 +41,11 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--mixed", action="store_true", help="pretend the modalities disagree (mixed signals)")
 
     p = subparsers.add_parser("persona", help="personas: list, show")
+    handled_by(p, "empathic_agent.cli.plan:run_persona")
     sub = p.add_subparsers(dest="persona_command", metavar="ACTION", required=True)
     sub.add_parser("list", parents=[common], help="packaged personas")
     q = sub.add_parser("show", parents=[common], help="a persona (name or .toml path) with its mood baseline")
     q.add_argument("name", nargs="?", help="default: the persona setting")
-
-
-def _emit(obj: Any, out: str | None = None) -> None:
-    text = json.dumps(obj, indent=1)
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n", encoding="utf-8")
 
 
 def run_plan(settings: Settings, args: argparse.Namespace) -> int:
@@ -66,7 +61,7 @@ def run_plan(settings: Settings, args: argparse.Namespace) -> int:
 
             encoder = load_encoder("text", settings)
         data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
-        _emit(evaluate_esconv(data_dir, split=args.split, encoder=encoder, persona=persona, limit=args.limit,
+        emit(evaluate_esconv(data_dir, split=args.split, encoder=encoder, persona=persona, limit=args.limit,
                               progress=sys.stderr.isatty()), args.out)
         return 0
     state, confidence, top = None, 0.0, "neutral"
@@ -81,7 +76,7 @@ def run_plan(settings: Settings, args: argparse.Namespace) -> int:
     mood = update_mood(None, persona, perceived=state, confidence=confidence)
     reg = plan_register(PlanInput(state=state, confidence=confidence, top_category=top, mixed_signals=args.mixed,
                                   turn_index=args.turn, text=args.text, mood=mood), persona)
-    _emit({"persona": persona.name, "perceived": {"vad": [round(v, 3) for v in state], "confidence": round(confidence, 3),
+    emit({"persona": persona.name, "perceived": {"vad": [round(v, 3) for v in state], "confidence": round(confidence, 3),
                                                   "top_category": top},
            "agent_mood": [round(v, 3) for v in mood], "register": reg.to_dict(), "prompt": reg.prompt_lines()})
     return 0
@@ -93,5 +88,5 @@ def run_persona(settings: Settings, args: argparse.Namespace) -> int:
     if args.persona_command == "list":
         print("\n".join(available_personas()))
         return 0
-    _emit(load_persona(args.name or settings.persona).to_dict())
+    emit(load_persona(args.name or settings.persona).to_dict())
     return 0

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from empathic_agent.cli._common import handled_by
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run"]
@@ -27,6 +28,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("safety", help="the risk screen: evaluate, check a message, train, benchmark")
+    handled_by(p, "empathic_agent.cli.safety:run")
     sub = p.add_subparsers(dest="safety_command", metavar="SUBCOMMAND", required=True)
     q = sub.add_parser("eval", parents=[common], help="the screen's figures as JSON",
                        description="CSV: text,level,subject,dimensions,kind,register (risk) or text,crisis (binary). "

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Final
 
+from empathic_agent.cli._common import emit, handled_by, machine_info
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run", "add_bench_parser", "run_bench", "bench_tts", "BENCH_REPLY"]
@@ -37,13 +36,6 @@ BENCH_REPLY: Final[str] = ("I'm really sorry you're going through this. It sound
                            "that on your own. Would it help to talk about what happened today?")
 #: Words per second of the simulated LLM stream (the embedded model makes ~10-20 tokens/s).
 BENCH_WORDS_PER_S: Final[float] = 15.0
-
-
-def _emit(obj: Any, out: str | None = None) -> None:
-    text = json.dumps(obj, indent=1)
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n", encoding="utf-8")
 
 
 def _voice_list(settings: Settings, value: str | None) -> list[str]:
@@ -82,7 +74,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     p.add_argument("--transcribe", action="store_true",
                    help="--roundtrip: also transcribe every clip with Whisper (word error rate)")
     p.add_argument("--json", action="store_true", help="--roundtrip: print JSON instead of a table")
-    return p
+    return handled_by(p, "empathic_agent.cli.speak:run")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -119,7 +111,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     summary = audio.to_dict()
     summary.update({"file": str(path), "target": {"valence": args.valence, "arousal": args.arousal,
                                                  "dominance": args.dominance}, "backend": tts.name})
-    _emit(summary)
+    emit(summary)
     return 0
 
 
@@ -129,7 +121,7 @@ def _run_roundtrip(settings: Settings, args: argparse.Namespace) -> int:
     result = run_roundtrip(_voice_list(settings, getattr(args, "voices", None)), settings,
                            transcribe=getattr(args, "transcribe", False))
     if getattr(args, "json", False):
-        _emit(result.to_dict(), getattr(args, "out", None))
+        emit(result.to_dict(), getattr(args, "out", None))
     else:
         print(result.table())
         if getattr(args, "out", None):
@@ -149,7 +141,7 @@ def add_bench_parser(bench_subparsers: Any, common: argparse.ArgumentParser) -> 
     q.add_argument("--voices", help="comma-separated voices (default: all)")
     q.add_argument("--runs", type=int, default=5, help="measured runs after one warm-up (default 5)")
     q.add_argument("--out", help="also write the JSON to this file")
-    return q
+    return handled_by(q, "empathic_agent.cli.speak:run_bench")
 
 
 async def _llm_like(text: str, words_per_s: float) -> AsyncIterator[str]:
@@ -222,19 +214,12 @@ def bench_tts(settings: Settings, voices: list[str] | None = None, *, runs: int 
         except Exception as exc:  # report per voice, go on
             entry["error"] = f"{type(exc).__name__}: {exc}"
         out[voice] = entry
-    try:
-        load_avg = round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):  # pragma: no cover - not Unix
-        load_avg = None
     return {"bench": "tts", "runs": runs, "reply": BENCH_REPLY, "stream_words_per_s": BENCH_WORDS_PER_S,
             "voices": out,
-            "machine": {"cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                        else os.cpu_count(), "platform": platform.platform(),
-                        # Other processes on the same cores inflate every figure: say how busy it was.
-                        "load_average_1m": load_avg}}
+            "machine": machine_info()}
 
 
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     result = bench_tts(settings, _voice_list(settings, getattr(args, "voices", None)), runs=args.runs)
-    _emit(result, getattr(args, "out", None))
+    emit(result, getattr(args, "out", None))
     return 0 if not any("error" in v for v in result["voices"].values()) else 1

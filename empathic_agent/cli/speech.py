@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Final, Sequence
+from typing import Any, Final
 
+from empathic_agent.cli._common import emit, handled_by, machine_info
 from empathic_agent.settings import Settings
 
 __all__ = [
@@ -45,6 +44,7 @@ __all__ = [
     "add_baseline_parser",
     "run_baseline",
     "BENCH_TEXT",
+    "synthesise",
 ]
 
 #: Sentence of the benchmark utterance (Piper en_US-joe-medium speaks it in ~5 s).
@@ -54,13 +54,6 @@ BENCH_TEXT: Final[str] = ("I have been feeling a little overwhelmed at work late
 BENCH_TARGET_S: Final[float] = 1.5
 #: Column names that identify the speaker of a row in an evaluation CSV.
 SPEAKER_COLUMNS: Final[tuple[str, ...]] = ("speaker", "actor")
-
-
-def _emit(obj: Any, out: str | None = None) -> None:
-    text = json.dumps(obj, indent=1)
-    print(text)
-    if out:
-        Path(out).write_text(text + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,7 +73,7 @@ def add_transcribe_parser(subparsers: Any, common: argparse.ArgumentParser) -> a
     p.add_argument("--language", help="language code (default: detect)")
     p.add_argument("--no-update", action="store_true", help="do not add this clip to the user's baseline")
     p.add_argument("--out", help="also write the JSON to this file")
-    return p
+    return handled_by(p, "empathic_agent.cli.speech:run_transcribe")
 
 
 def run_transcribe(settings: Settings, args: argparse.Namespace) -> int:
@@ -92,7 +85,7 @@ def run_transcribe(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     perception = SpeechPerception.from_settings(settings)
     result = perception.perceive(path, args.user, language=args.language, update_baseline=not args.no_update)
-    _emit(result.to_dict(), getattr(args, "out", None))
+    emit(result.to_dict(), getattr(args, "out", None))
     return 0 if not any(e.startswith("audio:") for e in result.errors) else 2
 
 
@@ -183,7 +176,7 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     size = getattr(args, "baseline_size", None)
     out = getattr(args, "out", None)
     if getattr(args, "csv", None):
-        _emit(eval_speech_csv(encoder, args.csv, speaker_baseline=mode != "off", baseline_size=size,
+        emit(eval_speech_csv(encoder, args.csv, speaker_baseline=mode != "off", baseline_size=size,
                               progress=progress), out)
         return 0
     if getattr(args, "dataset", None) != "ravdess":
@@ -201,7 +194,7 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
         result = eval_speech_csv(encoder, path, speaker_baseline=mode != "off", baseline_size=size,
                                  progress=progress)
     result["dataset"] = f"ravdess held-out actors {actors}"
-    _emit(result, out)
+    emit(result, out)
     return 0
 
 
@@ -219,7 +212,7 @@ def add_train_parser(train_subparsers: Any, common: argparse.ArgumentParser) -> 
                     "disjoint splits: features are cached, the configuration is chosen by cross-validation "
                     "over actor folds, and the held-out actors are evaluated once.")
     build_parser(t)
-    return t
+    return handled_by(t, "empathic_agent.cli.speech:run_train")
 
 
 def run_train(settings: Settings, args: argparse.Namespace) -> int:
@@ -239,10 +232,10 @@ def add_bench_parser(bench_subparsers: Any, common: argparse.ArgumentParser) -> 
     q.add_argument("--audio", help="audio file to use (default: a sentence synthesised with Piper)")
     q.add_argument("--runs", type=int, default=5, help="measured runs after one warm-up (default 5)")
     q.add_argument("--out", help="also write the JSON to this file")
-    return q
+    return handled_by(q, "empathic_agent.cli.speech:run_bench")
 
 
-def _synthesise(settings: Settings, text: str) -> tuple[int, Any]:
+def synthesise(settings: Settings, text: str) -> tuple[int, Any]:
     """(sample_rate, float32 samples) of ``text`` spoken by the packaged Piper voice."""
     import numpy as np
 
@@ -266,7 +259,7 @@ def bench_speech(settings: Settings, *, audio: Any = None, runs: int = 5) -> dic
 
     source = "file"
     if audio is None:
-        audio = _synthesise(settings, BENCH_TEXT)
+        audio = synthesise(settings, BENCH_TEXT)
         source = "piper en_US-joe-medium"
     clip = decode_audio(audio)
     perception = SpeechPerception.from_settings(settings, persist_baselines=False)
@@ -290,34 +283,14 @@ def bench_speech(settings: Settings, *, audio: Any = None, runs: int = 5) -> dic
         "median_s": median, "max_s": worst,
         "stt_s_median": median.get("stt_s"), "emotion_s_median": median.get("emotion_s"),
         "total_s_median": total, "target_total_s": BENCH_TARGET_S, "meets_target": total <= BENCH_TARGET_S,
-        "machine": {"cpu_count": _cpus(), "platform": platform.platform(),
-                    # Other processes on the same cores inflate every figure: say how busy it was.
-                    "load_average_1m": round(_load(), 2)},
+        "machine": machine_info(),
         "errors": list(first.errors),
     }
 
 
-def _load() -> float:
-    import os
-
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - not Unix
-        return float("nan")
-
-
-def _cpus() -> int | None:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count()
-
-
 def run_bench(settings: Settings, args: argparse.Namespace) -> int:
     audio = Path(args.audio) if getattr(args, "audio", None) else None
-    _emit(bench_speech(settings, audio=audio, runs=args.runs), getattr(args, "out", None))
+    emit(bench_speech(settings, audio=audio, runs=args.runs), getattr(args, "out", None))
     return 0
 
 
@@ -333,7 +306,7 @@ def add_baseline_parser(subparsers: Any, common: argparse.ArgumentParser) -> arg
                         ("delete", "erase the user's voice baseline")):
         q = sub.add_parser(name, parents=[common], help=help_)
         q.add_argument("--user", required=True, help="user id")
-    return p
+    return handled_by(p, "empathic_agent.cli.speech:run_baseline")
 
 
 def run_baseline(settings: Settings, args: argparse.Namespace) -> int:
@@ -341,37 +314,13 @@ def run_baseline(settings: Settings, args: argparse.Namespace) -> int:
 
     store = VoiceBaselineStore.from_settings(settings)
     if args.baseline_command == "delete":
-        _emit({"user": args.user, "deleted": store.delete(args.user)})
+        emit({"user": args.user, "deleted": store.delete(args.user)})
         return 0
     data = store.export(args.user)
     if data is None:
-        _emit({"user": args.user, "baseline": None})
+        emit({"user": args.user, "baseline": None})
         return 0
     if args.baseline_command == "show":
         data = {k: v for k, v in data.items() if k not in ("mean", "variance", "feature_names")}
-    _emit(data)
+    emit(data)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - convenience entry
-    """``python -m empathic_agent.cli.speech transcribe FILE`` (and the other commands)."""
-    from empathic_agent.cli.main import _settings_parent, settings_from_args
-
-    common = _settings_parent()
-    parser = argparse.ArgumentParser(prog="python -m empathic_agent.cli.speech")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_transcribe_parser(sub, common)
-    add_baseline_parser(sub, common)
-    b = sub.add_parser("bench")
-    add_bench_parser(b.add_subparsers(dest="bench_command", required=True), common)
-    args = parser.parse_args(argv)
-    settings = settings_from_args(args)
-    if args.command == "transcribe":
-        return run_transcribe(settings, args)
-    if args.command == "voice-baseline":
-        return run_baseline(settings, args)
-    return run_bench(settings, args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

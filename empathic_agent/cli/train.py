@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from empathic_agent.errors import ConfigError
+from empathic_agent.cli._common import handled_by
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run"]
@@ -21,6 +22,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("train", help="fine-tune the embedded responder (LoRA)")
+    handled_by(p, "empathic_agent.cli.train:run")
     sub = p.add_subparsers(dest="train_command", metavar="WHAT", required=True)
     q = sub.add_parser(
         "responder", parents=[common], help="LoRA fine-tune of an LLM on ESConv train in the agent's prompt format",

@@ -1,7 +1,6 @@
 """Train the facial-expression CNN on FER-2013 (train split), select on a held-out dev slice.
 
     empathic encoders train face [--data-dir ../shared/data] [--epochs 30] [--work-dir DIR] [--out DIR]
-    python -m empathic_agent.encode.train_face  (same options)
 
 Data: ``<data_dir>/fer2013/labels.csv`` (``path,split,emotion,fer2013_usage``; 48x48 grayscale JPEGs;
 FER-2013, Goodfellow et al. 2013 — research use, no formal licence).  FER's labels map
@@ -438,6 +437,8 @@ def finalise(data_dir: Path, cache_dir: Path, work_dir: Path, out_dir: Path, *,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train and finalise from command-line style arguments (``empathic encoders train face`` passes
+    its options here)."""
     from empathic_agent.settings import Settings
 
     settings = Settings.from_env()
@@ -480,7 +481,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps({"figures": config["figures"], "ensemble": config["ensemble"],
                       "facenet_temperature": config["facenet"]["temperature"]}, indent=1))
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,7 +1,6 @@
 """Train (and evaluate) the speech emotion heads on RAVDESS, speaker-independently.
 
     empathic encoders train speech [--data-dir ../shared/data] [--out DIR] [--test-actors 17,18,19,20]
-    python -m empathic_agent.encode.train_speech  (same options)
 
 Data: ``<data_dir>/ravdess/labels.csv`` (actors 01-20 of RAVDESS speech, CC BY-NC-SA 4.0; a copy
 truncated at 2.389 s — see the model card).  Labels map calm -> neutral, happy -> joy,
@@ -51,7 +50,7 @@ from numpy.typing import NDArray
 from empathic_agent.latent import CATEGORIES
 
 __all__ = ["RAVDESS_MAP", "RavdessItem", "load_ravdess", "extract_ravdess_features", "write_eval_csv",
-           "train", "main"]
+           "train"]
 
 #: RAVDESS emotion -> our category (calm is a low-arousal neutral).
 RAVDESS_MAP: Final[dict[str, str]] = {
@@ -569,11 +568,3 @@ def run(args: argparse.Namespace, settings: Any = None) -> int:
                       "min_baseline_clips": config["min_baseline_clips"],
                       "wall_time_s": config["training"]["wall_time_s"]}, indent=1))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -62,7 +62,7 @@ from empathic_agent.encode.text import (
 )
 from empathic_agent.latent import CATEGORIES, DIMENSIONS
 
-__all__ = ["TrainConfig", "train", "main", "TRAINING_FILE"]
+__all__ = ["TrainConfig", "train", "TRAINING_FILE"]
 
 #: Training record written next to the weights: config, per-epoch dev scores, test metrics.
 TRAINING_FILE: Final[str] = "training.json"
@@ -934,20 +934,3 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         out["fine_tuned"] = {**{f"pearson_{d}": eb.get(f"pearson_{d}") for d in DIMENSIONS},
                              "macro_f1": ge["macro_f1"], "accuracy": ge["accuracy"]}
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    from empathic_agent.settings import Settings
-
-    p = argparse.ArgumentParser(prog="python -m empathic_agent.encode.train_text", description=__doc__.split("\n")[0])
-    add_train_arguments(p)
-    args = p.parse_args(argv)
-    settings = Settings.from_env()
-    cfg = config_from_args(args, data_dir=settings.data_dir, cache_dir=settings.cache_dir)
-    record = train(cfg)
-    print(json.dumps(summary(record), indent=1))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -79,8 +79,11 @@ def add_parser(bench_subparsers: Any, common: argparse.ArgumentParser) -> None:
     q = bench_subparsers.add_parser("ui", parents=[common], help="web UI in headless Chromium: page and first-text latency (JSON)")
     q.add_argument("--runs", type=int, default=4, help="measured messages (after one warm-up)")
     q.add_argument("--no-speak", action="store_true", help="turn the spoken reply off")
+    from empathic_agent.cli._common import handled_by
+
+    handled_by(q, "empathic_agent.ui.bench:run")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(settings: Any, args: argparse.Namespace) -> int:
     print(json.dumps(bench_ui(runs=args.runs, speak=not args.no_speak), indent=1))
     return 0
