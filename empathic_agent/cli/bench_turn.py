@@ -4,7 +4,7 @@ Each measured turn is a typed message (optionally with the packaged sample face 
 the full graph — perceive, encode, recall (memory in a temporary folder), plan, generate and, with
 ``--speak``, the voice in parallel.  Reported per turn (medians over ``--runs`` after a warm-up):
 time to the first text chunk, time to the first audio chunk (the voice's first sentence), whole
-turn, and each step's seconds.  Targets (DESIGN.md §6): first text ≤ 0.5 s after warm-up.
+turn, and each step's seconds.  Targets (README, "Tests and benchmarks"): first text ≤ 0.5 s after warm-up.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Encoders: each modality's input -> a `Reading` in the emotional latent space (DESIGN.md §3).
+"""Encoders: each modality's input -> a `Reading` in the emotional latent space (docs/architecture.md).
 
 * `base` — the :class:`Encoder` base class (public ``encode``/``encode_batch`` owning timing and
   error translation, one ``_encode_batch_impl`` hook) and the registry

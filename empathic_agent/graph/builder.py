@@ -1,13 +1,15 @@
 """Wiring of the turn graph: the one block that reads like the design's flow.
 
-    perceive -> encode -> recall -> plan -> generate -> remember
-                                          \-> speak ----/
+    perceive -> encode -> check_safety -> recall -> plan -> generate -> remember
+                                                          \-> speak ----/
 
 ``speak`` runs beside ``generate`` (same LangGraph superstep): it reads the reply's text from a
 per-turn channel as it streams and synthesises it sentence by sentence, so the first audio is
-ready before the reply is finished.  (The safety stage slots in before ``plan``.) ``encode`` is present when an emotion encoder
-is configured (``Settings.encoders``); ``recall`` and ``remember`` when memory is on
-(``Settings.memory_enabled``). Services are built
+ready before the reply is finished.  ``check_safety`` runs after ``encode``, before ``recall``: a
+crisis route answers by the vetted protocol (``respond_safely``) instead of recall, plan and
+generate.  ``encode`` is present when an emotion encoder is configured (``Settings.encoders``);
+``recall`` and ``remember`` when memory is on (``Settings.memory_enabled``).  The full map of
+steps, packages and state: docs/architecture.md.  Services are built
 once by :func:`build_services` and injected, so tests can pass fakes and in-memory checkpointers.
 """
 

@@ -1,6 +1,6 @@
 """The emotional latent space: the one home of the emotion representation.
 
-DESIGN.md section 3.  Every modality encoder produces a `Reading` (a diagonal Gaussian
+See docs/architecture.md ("The emotional latent space").  Every modality encoder produces a `Reading` (a diagonal Gaussian
 over valence/arousal/dominance in [-1, 1] plus a distribution over seven categories);
 `fuse` combines a turn's readings with a `temporal_prior` from earlier turns into a
 `FusedState`, which carries a `MixedSignals` incongruence result; `describe` turns a

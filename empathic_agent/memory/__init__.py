@@ -1,4 +1,5 @@
-"""Mood-congruent long-term memory (DESIGN.md step 3 "recall" and step 7 "remember").
+"""Mood-congruent long-term memory (the turn's ``recall`` and ``remember`` steps,
+docs/architecture.md).
 
 The agent remembers each person across sessions in Chroma and recalls what matters *now*, by
 meaning and by mood (mood-dependent memory; improving on the *Emotional RAG* paper's combination

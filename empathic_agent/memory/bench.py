@@ -18,7 +18,7 @@ Queries are perturbed copies of a random memory of the user, so candidates have 
 similarities, and ``min_semantic`` is 0 so every recall returns k full records (worst case).
 
 Wall-clock figures depend on the machine and its load; they are reported, never asserted in tests.
-The target (DESIGN.md section 6) is recall p95 <= 15 ms at 100k memories, excluding the embedding.
+The target (README, "Tests and benchmarks") is recall p95 <= 15 ms at 100k memories, excluding the embedding.
 """
 
 from __future__ import annotations

