@@ -28,4 +28,6 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 # Offline by construction: nothing in the tests may reach a model hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+echo "==> ruff check"
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q -ra "$@"

@@ -17,7 +17,6 @@ loads from a CDN):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -32,11 +31,11 @@ from typing import Any, AsyncIterator
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import APIKeyHeader, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from empathic_agent.api.keys import MAX_USER_ID, KeyStore, scoped_user, unscoped_user
 from empathic_agent.errors import EmpathicError, InputError
@@ -357,8 +356,9 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
         details = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {message(e)}" for e in exc.errors()[:5])
         return JSONResponse({"error": {"type": "invalid_request", "message": details}}, status_code=422)
 
-    async def app_of(request: Request, _bearer: Any = Security(HTTPBearer(auto_error=False)),
-                     _key: Any = Security(APIKeyHeader(name="X-API-Key", auto_error=False))) -> str:
+    # B008 is a false alarm on FastAPI's parameter markers (Security, File): declarative, made once by design.
+    async def app_of(request: Request, _bearer: Any = Security(HTTPBearer(auto_error=False)),  # noqa: B008
+                     _key: Any = Security(APIKeyHeader(name="X-API-Key", auto_error=False))) -> str:  # noqa: B008
         """The app that :class:`_Gate` authenticated before the body was read (the security
         parameters only document the two ways of sending the key in the OpenAPI schema)."""
         app_id = request.scope.get("empathic_app")
@@ -395,10 +395,11 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
         result = await run_turn(app_id, body.user_id, body.session_id, body.text, audio, image, body.speak)
         return result_json(result, app_id, include_audio=body.speak)
 
+    # File(...) defaults: FastAPI parameter markers (B008 is a false alarm on them, as on app_of's).
     @app.post("/v1/turns/upload", responses=responses, tags=["turns"])
     async def turn_upload(user_id: str = Form(pattern=ID_PATTERN), session_id: str = Form(pattern=ID_PATTERN),
                           text: str | None = Form(default=None, max_length=20000), speak: bool = Form(default=False),
-                          audio: UploadFile | None = File(default=None), image: UploadFile | None = File(default=None),
+                          audio: UploadFile | None = File(default=None), image: UploadFile | None = File(default=None),  # noqa: B008
                           app_id: str = Depends(app_of)) -> dict[str, Any]:
         """The same turn with multipart files (audio, image)."""
         audio_bytes = await audio.read() if audio is not None else None

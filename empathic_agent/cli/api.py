@@ -33,7 +33,6 @@ def run_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from empathic_agent.api.server import create_api
-
     from empathic_agent.private import private_umask
 
     private_umask()  # the server writes people's data: its new files are private

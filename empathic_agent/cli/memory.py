@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from empathic_agent.graph.conversations import delete_conversations, export_conversations
 from empathic_agent.cli._common import handled_by
+from empathic_agent.graph.conversations import delete_conversations, export_conversations
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run", "export_user_data", "delete_user_data"]

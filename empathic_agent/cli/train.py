@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from empathic_agent.errors import ConfigError
 from empathic_agent.cli._common import handled_by
+from empathic_agent.errors import ConfigError
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run"]

@@ -17,9 +17,9 @@ from __future__ import annotations
 from empathic_agent.encode.base import (
     INPUT_PATH,
     INPUT_TEXT,
-    EncodeStats,
     Encoder,
     EncoderError,
+    EncodeStats,
     available_encoders,
     load_encoder,
     register_encoder,

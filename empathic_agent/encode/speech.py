@@ -1233,7 +1233,7 @@ class SpeechEncoder(Encoder):
                 clip = None
             if clip is None or not clip.usable:
                 continue
-            feats = self._translate(lambda: extractor.extract(clip), "encoding")
+            feats = self._translate(lambda: extractor.extract(clip), "encoding")  # noqa: B023 (called at once)
             vectors.append(head.impute(feats.vector))
             quality.append(feats.quality)
             rows.append(i)

@@ -209,8 +209,10 @@ def train_epochs(data_dir: Path, cache_dir: Path, work_dir: Path, *, epochs: int
     start = 0
     if ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=False)
-        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])
-        gen.set_state(ck["gen"]); torch.set_rng_state(ck["torch_rng"])
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        torch.set_rng_state(ck["torch_rng"])
         history, start = ck["history"], ck["epoch"]
         if ck["epochs"] == epochs:
             if ck.get("sched_kind") == "CosineAnnealingLR":  # a run that was rescheduled before
@@ -248,7 +250,8 @@ def train_epochs(data_dir: Path, cache_dir: Path, work_dir: Path, *, epochs: int
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(idx); n += len(idx)
+            total += loss.item() * len(idx)
+            n += len(idx)
         logits = predict_logits(model, x_all[dev_idx])
         pred = logits.argmax(1)
         gold = y_all[dev_idx]
@@ -472,7 +475,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                             restart_lr=a.restart_lr, seed=a.seed)
         print(json.dumps(hist["best"]), file=sys.stderr)
     from empathic_agent.encode.face import DEFAULT_WEIGHTS_DIR
-
     from empathic_agent.encode.face_model import TestTimeAugmentation
 
     tta = TestTimeAugmentation.from_config(a.tta) if a.tta is not None else None

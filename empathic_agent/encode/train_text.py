@@ -52,7 +52,7 @@ from typing import Any, Callable, Final
 import numpy as np
 
 from empathic_agent.encode.datasets import DatasetError, emobank_split, goemotions_ekman_split
-from empathic_agent.encode.evaluate import evaluate_predictions, EvalSet
+from empathic_agent.encode.evaluate import EvalSet, evaluate_predictions
 from empathic_agent.encode.text import (
     CONFIG_FILE,
     CONFIG_FORMAT,

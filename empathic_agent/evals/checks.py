@@ -84,7 +84,7 @@ class CheckResult:
 
 def validate_check(check: "object") -> None:
     """Raise :class:`ConfigError` for an unknown named check or a regex that does not compile."""
-    name, regex = getattr(check, "name"), getattr(check, "regex", None)
+    name, regex = check.name, getattr(check, "regex", None)
     if regex is not None:
         try:
             re.compile(regex)
@@ -100,7 +100,7 @@ def run_check(check: "object", reply: str, *, previous_replies: Sequence[str] = 
     ``advice_before_exploring`` also knows the conversation: it fires only for advice given while
     no earlier reply (``previous_replies``) asked the person anything.
     """
-    name, regex = getattr(check, "name"), getattr(check, "regex", None)
+    name, regex = check.name, getattr(check, "regex", None)
     pattern = re.compile(regex, re.I) if regex is not None else CHECKS[name].pattern
     m = pattern.search(reply or "")
     if m is None:

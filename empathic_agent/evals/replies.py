@@ -215,8 +215,8 @@ def distinct(texts: Sequence[str], n: int) -> float | None:
 
 def _bleu_rouge(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float | None]:
     try:
-        from sacrebleu.metrics import BLEU
         from rouge_score import rouge_scorer
+        from sacrebleu.metrics import BLEU
     except ImportError as exc:
         raise ConfigError(f"BLEU/ROUGE need sacrebleu and rouge-score ({exc}); "
                           "install with: pip install 'empathic-agent[eval]'") from exc
@@ -473,7 +473,7 @@ async def score_items(settings: "Settings", records: Sequence[dict[str, Any]], *
                 embedder: Any = None, classifier: Any = "default") -> dict[str, Any]:
     """Score generated replies and their references (judge, strategy, relevance, overlap, diversity,
     perplexity, latency) into the report (see the module docstring)."""
-    from empathic_agent.evals.empathy import DIMENSIONS, EmpathyScore, EpitomeJudge, load_judge
+    from empathic_agent.evals.empathy import EmpathyScore, EpitomeJudge, load_judge
     from empathic_agent.evals.strategy import StrategyClassifier, adherence
     from empathic_agent.memory.embedder import load_embedder
     from empathic_agent.plan.register import family_of

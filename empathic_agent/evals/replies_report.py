@@ -10,8 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from empathic_agent.evals.report import (DASH, EMPATHY_DIMS, EPITOME_LABEL, RULES_LABEL, atomic_write_text, esc,
-                                         fmt, get, page, pct, svg_distribution, table)
+from empathic_agent.evals.report import (
+    DASH,
+    EMPATHY_DIMS,
+    EPITOME_LABEL,
+    RULES_LABEL,
+    atomic_write_text,
+    esc,
+    fmt,
+    get,
+    page,
+    pct,
+    svg_distribution,
+    table,
+)
 
 __all__ = ["render_replies_html", "write_replies_html"]
 

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from empathic_agent.errors import ConfigError, EmpathicError
-from empathic_agent.evals.metrics import perceived_of, scenario_metrics, score_goals, score_turn, summarise, trajectory_of
+from empathic_agent.evals.metrics import (
+    perceived_of,
+    scenario_metrics,
+    score_goals,
+    score_turn,
+    summarise,
+    trajectory_of,
+)
 from empathic_agent.evals.scenario import Expect, Scenario
 from empathic_agent.evals.strategy import adherence as adhere
 

@@ -32,8 +32,17 @@ from typing import Any, Callable, Final, Sequence
 import numpy as np
 
 from empathic_agent.errors import ConfigError
-from empathic_agent.evals.pair_model import (CONTEXT_TOKENS, FORMAT, POOLINGS, REPLY_TOKENS, WEIGHTS_DIR,
-                                             PairClassifier, encode_pairs, pad, pair_features)
+from empathic_agent.evals.pair_model import (
+    CONTEXT_TOKENS,
+    FORMAT,
+    POOLINGS,
+    REPLY_TOKENS,
+    WEIGHTS_DIR,
+    PairClassifier,
+    encode_pairs,
+    pad,
+    pair_features,
+)
 
 __all__ = ["MECHANISMS", "EPITOME_COLUMNS", "split_of", "load_epitome", "load_strategy_turns",
            "classification_report", "fit_temperature", "train_epitome", "combine_epitome", "train_strategy",

@@ -1,4 +1,4 @@
-"""Wiring of the turn graph: the one block that reads like the design's flow.
+r"""Wiring of the turn graph: the one block that reads like the design's flow.
 
     perceive -> encode -> check_safety -> recall -> plan -> generate -> remember
                                                           \-> speak ----/
@@ -95,9 +95,8 @@ def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: 
     if safety is _DEFAULT:
         safety = None
         if settings.safety_enabled:
-            from empathic_agent.safety import SafetyStage
-
             from empathic_agent.memory.embedder import MiniLMEmbedder
+            from empathic_agent.safety import SafetyStage
 
             # The scope check reads with the same frozen MiniLM as memory: one copy, not two.
             shared = getattr(memory, "embedder", None)

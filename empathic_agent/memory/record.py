@@ -31,8 +31,8 @@ from typing import Any, Final, Mapping, Sequence
 
 import numpy as np
 
-from empathic_agent.ids import validate_id
 from empathic_agent.errors import InputError
+from empathic_agent.ids import validate_id
 from empathic_agent.latent import FusedState, Reading
 
 __all__ = [

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from empathic_agent.errors import ModelNotFoundError
+from empathic_agent.models import prepare as _prep
 from empathic_agent.models.base import (
     LOAD_LOCK,
     HubId,
@@ -29,7 +30,6 @@ from empathic_agent.models.base import (
     ResolvedModel,
     package_file,
 )
-from empathic_agent.models import prepare as _prep
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings

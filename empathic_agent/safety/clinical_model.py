@@ -18,9 +18,9 @@ on phrasings nobody wrote a pattern for.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Sequence
 

@@ -38,7 +38,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterable, AsyncIterator, Final, Iterable
 
-from empathic_agent.speak.text import MAX_SPOKEN_CHARS, MAX_SENTENCE_CHARS, SentenceSplitter, speakable
+from empathic_agent.speak.text import MAX_SENTENCE_CHARS, MAX_SPOKEN_CHARS, SentenceSplitter, speakable
 from empathic_agent.speak.tts import TTS, Prosody, SpeechAudio
 
 __all__ = ["SpeechFailure", "StreamStats", "speak_stream", "AUDIO_LOOKAHEAD", "MAX_CONSECUTIVE_FAILURES"]

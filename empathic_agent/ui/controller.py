@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-
 from empathic_agent.errors import ConfigError, InputError
 from empathic_agent.ids import validate_id
 from empathic_agent.latent import CATEGORIES

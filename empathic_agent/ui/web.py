@@ -21,7 +21,6 @@ from typing import Any
 
 from empathic_agent.errors import EmpathicError
 from empathic_agent.settings import Settings
-from empathic_agent.ui.options import add_ui_arguments
 from empathic_agent.ui.controller import (
     AUDIO,
     BACKEND_EMBEDDED,
@@ -35,6 +34,7 @@ from empathic_agent.ui.controller import (
     perception_markdown,
     trajectory_rows,
 )
+from empathic_agent.ui.options import add_ui_arguments
 
 __all__ = ["build_ui", "create_app", "launch", "main", "LOOPBACK_HOSTS"]
 

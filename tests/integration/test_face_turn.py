@@ -7,7 +7,6 @@ modality (no face found -> fusion of the rest), and bad images never failing a t
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys

@@ -3,7 +3,6 @@ transcript, text + speech readings fused, memory, a reply from the embedded LLM.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from empathic_agent.agent import Agent
 from empathic_agent.errors import EmptyInputError
 from empathic_agent.settings import Settings
-from tests.integration.test_speech import _norm, say, voice, wav_bytes, cache_dir  # noqa: F401  (fixtures)
+from tests.integration.test_speech import _norm, cache_dir, say, voice, wav_bytes  # noqa: F401  (fixtures)
 
 SENTENCE = "I lost my job today and I feel terrible."
 
@@ -25,7 +24,7 @@ def voice_settings(tmp_path) -> Settings:
     return Settings.from_env({}, memory_dir=tmp_path / "mem", max_new_tokens=16, temperature=0.0)
 
 
-async def test_a_spoken_turn_is_transcribed_read_fused_and_answered(voice_settings, say):
+async def test_a_spoken_turn_is_transcribed_read_fused_and_answered(voice_settings, say):  # noqa: F811 (fixture)
     rate, x = say(SENTENCE)
     async with await Agent.open(voice_settings) as agent:
         res = await agent.respond("vic", "s1", audio=wav_bytes(rate, x))
@@ -49,7 +48,7 @@ async def test_a_spoken_turn_is_transcribed_read_fused_and_answered(voice_settin
         assert gone["conversations"] == 1 and gone["memories"] >= 1
 
 
-def test_cli_chat_takes_an_audio_file(tmp_path, say):
+def test_cli_chat_takes_an_audio_file(tmp_path, say):  # noqa: F811 (fixture)
     rate, x = say(SENTENCE)
     wav = tmp_path / "turn.wav"
     wav.write_bytes(wav_bytes(rate, x))

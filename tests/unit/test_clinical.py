@@ -15,9 +15,9 @@ from empathic_agent.graph import build_services
 from empathic_agent.plan import PlanInput, load_persona, plan_register
 from empathic_agent.plan.clinical import CLINICAL_REGISTERS
 from empathic_agent.safety import SafetyStage, load_protocol
-from empathic_agent.settings import Settings
 from empathic_agent.safety.clinical import PRESENTATIONS, ClinicalReader, means_query
 from empathic_agent.safety.guard import GUARD_CATEGORIES, GuardContext, GuardedRelease, ReplyGuard
+from empathic_agent.settings import Settings
 from empathic_agent.testing.fakes import FakeEmbedder, FakeLLM
 
 READER = ClinicalReader()

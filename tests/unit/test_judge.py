@@ -13,11 +13,24 @@ import pytest
 
 from empathic_agent.errors import ConfigError
 from empathic_agent.evals.empathy import EpitomeJudge, RuleJudge, load_judge, seeker_text
-from empathic_agent.evals.replies import (RepliesOptions, _context_turns, csv_items, distinct, esconv_items, load_items,
-                                          run_replies)
+from empathic_agent.evals.replies import (
+    RepliesOptions,
+    _context_turns,
+    csv_items,
+    distinct,
+    esconv_items,
+    load_items,
+    run_replies,
+)
 from empathic_agent.evals.strategy import adherence
-from empathic_agent.evals.train_pair import (classification_report, ece, fit_temperature, load_epitome,
-                                             load_strategy_turns, split_of)
+from empathic_agent.evals.train_pair import (
+    classification_report,
+    ece,
+    fit_temperature,
+    load_epitome,
+    load_strategy_turns,
+    split_of,
+)
 from empathic_agent.graph.builder import build_services
 from empathic_agent.settings import Settings
 from empathic_agent.testing.fakes import FakeEmbedder, FakeEncoder, FakeLLM, FakeStrategyClassifier

@@ -18,7 +18,7 @@ MSGS = [ChatMessage("system", "s"), ChatMessage("user", "hi")]
 
 def _sse(*chunks: str) -> bytes:
     lines = []
-    for i, c in enumerate(chunks):
+    for c in chunks:
         ev = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
               "choices": [{"index": 0, "delta": {"content": c}, "finish_reason": None}]}
         lines.append(f"data: {json.dumps(ev)}\n\n")

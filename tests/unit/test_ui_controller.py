@@ -33,7 +33,6 @@ from empathic_agent.ui.controller import (
     trajectory_rows,
 )
 
-
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
