@@ -198,8 +198,8 @@ def _replies(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.evals.replies import RepliesOptions, run_replies
 
     settings = _settings_for_run(args)
-    options = RepliesOptions(out=Path(args.out), limit=args.limit, seed=settings.seed if settings.seed is not None else 0, bare=args.bare, fresh=args.fresh,
-                             progress=not args.no_progress, data_dir=Path(args.data_dir or settings.data_dir))
+    options = RepliesOptions(out=Path(args.out), limit=args.limit, seed=settings.seed if settings.seed is not None else 0, bare=args.bare,
+                             fresh=args.fresh, progress=not args.no_progress, data_dir=Path(args.data_dir or settings.data_dir))
     report = asyncio.run(run_replies(settings, args.source, options))
     r, g = report["summary"]["reply"], report["summary"]["gold"]
     keys = ("empathy", "adherence", "gold_strategy_agreement", "relevance_message", "relevance_reference",

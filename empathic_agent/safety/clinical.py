@@ -107,7 +107,8 @@ def _rx(*parts: str) -> re.Pattern[str]:
 
 
 # -- patterns (applied to normalised text: lower case, straight apostrophes) ------------------------
-_THEY = r"(they|he|she|people|someone|somebody|the (government|police|cia|fbi|neighbou?rs?|doctors?|nurses?)|my (neighbou?rs?|family|landlord|boss|coworkers?)|everyone)"
+_THEY = (r"(they|he|she|people|someone|somebody|the (government|police|cia|fbi|neighbou?rs?|doctors?|nurses?)|my (neighbou?rs?|family|landlord|boss|"
+         r"coworkers?)|everyone)")
 _PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
     # psychosis: persecution, surveillance, control, voices, Cotard, reference, broadcasting
     ("psychosis", "surveillance", _rx(
@@ -177,18 +178,21 @@ _PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
     )),
     # compulsion: washing, checking, reassurance, ordering
     ("compulsion", "washing", _rx(
-        r"(wash\w*|scrub\w*|clean\w*|sanitiz\w*|sanitis\w*|shower\w*) (my )?(hands|myself|skin)?\s*(\d+|ten|twenty|thirty|fifty|hundred|so many|dozens of) times",
+        r"(wash\w*|scrub\w*|clean\w*|sanitiz\w*|sanitis\w*|shower\w*) (my )?(hands|myself|skin)?\s*"
+        r"(\d+|ten|twenty|thirty|fifty|hundred|so many|dozens of) times",
         r"(hands|skin) (are )?(raw|bleeding|cracked) from (washing|scrubbing|cleaning|sanitiz\w*|sanitis\w*|bleach)",
         r"(still|never) (feel|feels|get|gets) (fully |completely |really )?clean",
         r"(fully|completely|100%|totally|properly) (clean|germ[- ]free|sterile|decontaminated)\?",
         r"contaminat\w+", r"\bgerms? (are )?(everywhere|on me|all over)",
     )),
     ("compulsion", "checking", _rx(
-        r"(check\w*|re-?check\w*|go back|went back|going back) .{0,40}(\d+|ten|twenty|fifteen|so many|a dozen|again and again|over and over)( more)? times",
+        r"(check\w*|re-?check\w*|go back|went back|going back) "
+        r".{0,40}(\d+|ten|twenty|fifteen|so many|a dozen|again and again|over and over)( more)? times",
         r"(locked|turned off|unplugged|shut) .{0,30}(\d+|ten|twenty|so many) times",
         r"(just )?(tell|promise|confirm|reassure|assure) me (that )?(i |i'?m |it |it'?s |my |nothing |they |the (door|stove|oven|car|lock|iron) )"
         r".{0,40}(clean|safe|locked|ok|okay|fine|off|shut|didn'?t|did not|won'?t|wasn'?t|not (going|sick|dirty|contaminated|dangerous))",
-        r"(can you|could you|please) (just )?(confirm|tell me|promise|reassure me|assure me|say) (that )?(i (definitely|really|didn'?t|did|locked|turned)|"
+        r"(can you|could you|please) (just )?(confirm|tell me|promise|reassure me|assure me|say) (that )?"
+        r"(i (definitely|really|didn'?t|did|locked|turned)|"
         r"it'?s (clean|safe|fine|off|locked)|nothing bad)",
         r"(what if i|did i) (hit|ran over|run over|hurt|poisoned|stabbed|touched) (someone|somebody|a (person|child|kid))",
         r"(need|have) to (count|tap|touch|arrange|line up|order|re-?read|repeat) .{0,30}(until|times|or else|exactly)",
@@ -238,18 +242,22 @@ _PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
 )
 
 #: A question about a means of dying: heights, bridges, poisons, doses, weapons, ropes, gas, trains.
-_ASK = r"(where|how|which|what|what'?s|is there|are there|any|can (i|you)|could (i|you)|do you know|best|nearest|closest|tallest|highest|looking for|need to (find|know|buy|get)|tell me|list)"
+_ASK = (r"(where|how|which|what|what'?s|is there|are there|any|can (i|you)|could (i|you)|do you know|best|nearest|closest|tallest|highest|"
+        r"looking for|need to (find|know|buy|get)|tell me|list)")
 _MEANS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ("heights", _rx(
-        r"(tall|high)(est|er)? (bridges?|buildings?|towers?|cliffs?|roofs?|rooftops?|car parks?|parking (garages?|structures?)|places?|points?|floors?|balcon\w+)",
-        r"(bridges?|buildings?|towers?|cliffs?|roofs?|rooftops?|parking (garages?|structures?)|car parks?) (that are |which are )?(taller|higher|over|above|more than)( than)? \d",
+        r"(tall|high)(est|er)? "
+        r"(bridges?|buildings?|towers?|cliffs?|roofs?|rooftops?|car parks?|parking (garages?|structures?)|places?|points?|floors?|balcon\w+)",
+        r"(bridges?|buildings?|towers?|cliffs?|roofs?|rooftops?|parking (garages?|structures?)|car parks?) (that are |which are )?"
+        r"(taller|higher|over|above|more than)( than)? \d",
         r"how (high|tall) (is|are) (the |that |a )?(\w+ ){0,3}(bridge|building|tower|cliff|roof|car park|parking garage|balcony)",
         r"(rooftops?|roofs?) (i|you) can (get|access|go) (to|up|on)",
         r"(access|get (up )?(to|on)) (the )?(roof|rooftop|top floor|top of)",
         r"(bridges?|cliffs?) (near|in|around|close to|nearby)",
         r"(fall|drop) from .{0,20}(survive|fatal|kill)",
     )),
-    ("railway", _rx(r"(train|railway|rail|subway|metro) (tracks?|lines?|crossings?|times|schedule|timetable)s? .{0,40}(near|close|nearest|when|fast|express)",
+    ("railway", _rx(r"(train|railway|rail|subway|metro) (tracks?|lines?|crossings?|times|schedule|timetable)s? "
+                    r".{0,40}(near|close|nearest|when|fast|express)",
                     r"(express|freight|fast) trains? (pass|go|come) (through|by)")),
     ("poison", _rx(
         r"(pesticides?|insecticides?|herbicides?|weed ?killers?|rat poison|poisons?|cyanide|arsenic|antifreeze|paraquat|strychnine|"

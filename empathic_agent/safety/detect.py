@@ -169,7 +169,8 @@ _IDIOMS = [re.compile(p) for p in (
     r"\b(battery|phone|laptop|plant|plants|car) (is |was )?(dead|dying)\b", r"\bmy (phone|battery) died\b",
     r"\bover my dead body\b", r"\bkill(s|ed)? (two|2) birds\b", r"\bcut (myself )?(some )?slack\b",
     r"\bcut(ting)? myself (a|another) (slice|piece)\b", r"\bhurt(ing)? myself laughing\b",
-    r"\bbeat(ing)? myself up\b", r"^\W*beats me\b|\b(it|that) beats me\b|\bbeats me (why|how|what|where|when)\b", r"\bcut myself off from (social media|the news|twitter)\b",
+    r"\bbeat(ing)? myself up\b", r"^\W*beats me\b|\b(it|that) beats me\b|\bbeats me (why|how|what|where|when)\b",
+    r"\bcut myself off from (social media|the news|twitter)\b",
     r"\bshoot(ing)? myself in the foot\b", r"\bkill(ing)? myself (laughing|at the gym|with work)\b",
 )]
 
@@ -179,13 +180,15 @@ _NEGATIONS = [(name, re.compile(p)) for name, p in (
     ("not-going-to-hurt-myself", r"\b(i am )?not (going|gonna) to (kill|hurt|harm|cut) myself\b"),
     ("not-suicidal", r"\b(i am|i have|i have never been|i was) (not|never|never been) (been )?suicidal\b"),
     ("not-suicidal-short", r"\bnot suicidal\b"),
-    ("no-thoughts", r"\bno (thoughts|plans?|intention|intent) (of|to|about) (suicide|killing myself|hurting myself|harming myself|ending (it|my life))\b"),
+    ("no-thoughts", r"\bno (thoughts|plans?|intention|intent) (of|to|about) "
+                    r"(suicide|killing myself|hurting myself|harming myself|ending (it|my life))\b"),
     ("do-not-want-to-die", r"\bi do not want to die\b(?! alone)"),
     ("never-self-harm", r"\b(never|not) (self[- ]?harm(ed|ing)?|cut|cutting|hurt myself)\b"),
     # Past, with recovery: "I used to self-harm but I've been fine for years" (a history, not now).
     ("not-thinking-of-it", r"\bnot (thinking|planning) (of|about|on) (hurting|killing|harming|cutting) myself\b"),
     ("never-wanted-to-die", r"\bnever (wanted|want|wished) to (die|kill myself|be dead)\b"),
-    ("recovered", r"[^.!?]*\b(used to|years ago|back then|last year|in (college|school|high school|university)|when i was (a )?(teen|teenager|younger|kid|child)|as a (teen|teenager|kid))\b[^.!?]*"
+    ("recovered", r"[^.!?]*\b(used to|years ago|back then|last year|in (college|school|high school|university)|when i was (a )?(teen|teenager|"
+                  r"younger|kid|child)|as a (teen|teenager|kid))\b[^.!?]*"
                   r"\b(but|and now|now)\b[^.!?]*\b(fine|better|helped|recovered|clean|well|good|okay|ok|stable|better place)\b"),
     ("no-one-hurts-me", r"\b(nobody|no one|no-one) (hits|hurts|abuses|threatens) me\b"),
 )]
@@ -205,24 +208,38 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [(cat, name, re.compile(p)) 
     (SUICIDE, "kill-myself", r"\b(kill|killing|hang|hanging|shoot|shooting|drown|drowning|off|offing) myself\b"),
     (SUICIDE, "end-my-life", r"\b(end|ending|take|taking|end it|ending it) (my|my own) life\b|\bend it all\b|\bending it all\b"),
     (SUICIDE, "thoughts-of-suicide", r"\bthoughts (about|of) (suicide|killing myself|dying|ending (it|my life)|ending it all)\b"),
-    (SUICIDE, "suicidal", r"\b(feel|feeling|felt|am|been|get|getting|becoming|so|really|very|quite) (so |really |very |quite |a bit |kind of )?suicidal\b|\bsuicidal (thoughts|feelings|ideation|again)\b|\bthoughts of suicide\b"),
-    (SUICIDE, "commit-suicide", r"\b(commit|committing|attempt|attempting|attempted|thinking about|think about|considering|planning|plan) (to commit )?suicide\b"),
-    (SUICIDE, "want-to-die", r"\b(i|i just|i really|part of me|sometimes i) (want|wanted|wanna|wish) (to die|to be dead|i (was|were) dead|i could die|i would die|i (was|were) never born|i could disappear forever)\b"),
-    (SUICIDE, "better-off-dead", r"\bbetter off dead\b|\bbetter off without me\b|\bhappier without me\b|\bwould not miss me\b|\bno one would (miss|notice) (me|if i (was|were) gone)\b"),
-    (SUICIDE, "no-reason-to-live", r"\b(no|not any|lost (my|all)|(cannot|do not) see any|(do not|cannot) find any) (reason|point|will) (to|in) (live|living|go on|going on|keep going|keep living|stay|staying alive|be alive)\b|\blife is not worth living\b|\bnot worth living\b"),
-    (SUICIDE, "not-want-to-live", r"\bi (do not|no longer|really do not) want to (live|be alive|exist|be here anymore|wake up)\b|\bi (hope|wish) i (do not|never) wake up\b"),
+    (SUICIDE, "suicidal", r"\b(feel|feeling|felt|am|been|get|getting|becoming|so|really|very|quite) (so |really |very |quite |a bit |"
+                          r"kind of )?suicidal\b|\bsuicidal (thoughts|feelings|ideation|again)\b|\bthoughts of suicide\b"),
+    (SUICIDE, "commit-suicide", r"\b(commit|committing|attempt|attempting|attempted|thinking about|think about|considering|planning|plan) "
+                                r"(to commit )?suicide\b"),
+    (SUICIDE, "want-to-die", r"\b(i|i just|i really|part of me|sometimes i) (want|wanted|wanna|wish) "
+                             r"(to die|to be dead|i (was|were) dead|i could die|i would die|i (was|were) never born|i could disappear forever)\b"),
+    (SUICIDE, "better-off-dead", r"\bbetter off dead\b|\bbetter off without me\b|\bhappier without me\b|\bwould not miss me\b|\bno one would "
+                                 r"(miss|notice) (me|if i (was|were) gone)\b"),
+    (SUICIDE, "no-reason-to-live", r"\b(no|not any|lost (my|all)|(cannot|do not) see any|(do not|cannot) find any) (reason|point|will) (to|in) "
+                                   r"(live|living|go on|going on|keep going|keep living|stay|staying alive|be alive)\b|\blife is not worth living\b"
+                                   r"|\bnot worth living\b"),
+    (SUICIDE, "not-want-to-live", r"\bi (do not|no longer|really do not) want to (live|be alive|exist|be here anymore|wake up)\b|\bi (hope|wish) i "
+                                  r"(do not|never) wake up\b"),
     (SUICIDE, "not-be-here", r"\b(will not|am not going to|might not) (be here|be around) (much longer|anymore|for long|tomorrow|next week)\b"),
     (SUICIDE, "said-goodbyes", r"\bi (have )?(said|am saying|been saying) (my )?goodbyes?\b"),
-    (SUICIDE, "nobody-would-care", r"\b(nobody|no one|no-one) would (care|notice|miss me|even notice|even care) if i (died|was gone|were gone|disappeared|killed myself|was dead|were dead)\b"),
-    (SUICIDE, "jump-from", r"\b(jump|jumping|throw myself|throwing myself) (off|from|out of) (the |a |my )?(roof|rooftop|bridge|building|balcony|cliff|window|car park)\b"),
-    (SUICIDE, "goodbye-note", r"\b(wrote|writing|write|left) (a|my) (suicide|goodbye|farewell) (note|letter)\b|\bsaying goodbye to everyone\b|\bgave away (all )?my (things|stuff|belongings)\b"),
-    (SUICIDE, "means", r"\b(stockpiling|saved up|saving up|collecting|have|bought|got) (enough |all (my|the) )?(pills|sleeping pills|a rope|rope|a gun)\b.*\b(end|die|it|enough|ready)\b|\b(bridge|rooftop|roof|train tracks)\b.*\b(jump|jumping)\b|\bjump (off|from|in front of)\b"),
-    (SUICIDE, "means-ready", r"\b(pills|tablets|rope|gun|razor|blade|noose)s? (are |is )?(ready|here|next to me|in my hand)\b|\b(take|swallow|taking|swallowing) (them all|all of them|all (my|the) (pills|tablets|meds))\b"),
+    (SUICIDE, "nobody-would-care", r"\b(nobody|no one|no-one) would (care|notice|miss me|even notice|even care) if i "
+                                   r"(died|was gone|were gone|disappeared|killed myself|was dead|were dead)\b"),
+    (SUICIDE, "jump-from", r"\b(jump|jumping|throw myself|throwing myself) (off|from|out of) (the |a |my )?"
+                           r"(roof|rooftop|bridge|building|balcony|cliff|window|car park)\b"),
+    (SUICIDE, "goodbye-note", r"\b(wrote|writing|write|left) (a|my) (suicide|goodbye|farewell) (note|letter)\b|\bsaying goodbye to everyone\b|\bgave "
+                              r"away (all )?my (things|stuff|belongings)\b"),
+    (SUICIDE, "means", r"\b(stockpiling|saved up|saving up|collecting|have|bought|got) (enough |all (my|the) )?"
+                       r"(pills|sleeping pills|a rope|rope|a gun)\b.*\b(end|die|it|enough|ready)\b"
+                       r"|\b(bridge|rooftop|roof|train tracks)\b.*\b(jump|jumping)\b|\bjump (off|from|in front of)\b"),
+    (SUICIDE, "means-ready", r"\b(pills|tablets|rope|gun|razor|blade|noose)s? (are |is )?(ready|here|next to me|in my hand)\b"
+                             r"|\b(take|swallow|taking|swallowing) (them all|all of them|all (my|the) (pills|tablets|meds))\b"),
     (SUICIDE, "cannot-go-on", r"\bi cannot (go on|keep going|do this anymore|take (it|this) anymore|live like this)\b"),
     (SUICIDE, "disappear-forever", r"\b(disappear|vanish|sleep) (forever|and never wake up)\b"),
     # Warning signs (988 Lifeline / AFSP lists): burden, no way out, done with life, goodbyes,
     # giving things away, researching methods, not waking up, no point in living.
-    (SUICIDE, "burden", r"\b(i am|i feel like|i have become|i am just) (a|such a|nothing but a) (burden|waste of space)\b|\b(will not|do not|never) have to (deal with|worry about|put up with|take care of) me\b"),
+    (SUICIDE, "burden", r"\b(i am|i feel like|i have become|i am just) (a|such a|nothing but a) (burden|waste of space)\b|\b(will not|do not|never) "
+                        r"have to (deal with|worry about|put up with|take care of) me\b"),
     (SUICIDE, "no-way-out", r"\bno way out\b|\bonly way out\b"),
     (SUICIDE, "done-with-life", r"\b(done|finished|through) with (life|living|being alive|it all)\b"),
     (SUICIDE, "made-peace", r"\bi have made (my )?peace\b|\bready to (die|leave this world|go for good)\b"),
@@ -230,37 +247,59 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [(cat, name, re.compile(p)) 
     (SUICIDE, "giving-away", r"\bgiv(e|ing|en) (away )?(all )?my (things|stuff|belongings|possessions)( away)?\b"),
     (SUICIDE, "methods", r"\b(ways|how|best way|easiest way|quickest way|painless way) to (die|kill myself|end it|end my life)\b|\bdie painlessly\b"),
     (SUICIDE, "not-wake-up", r"\b(go to sleep|sleep|fall asleep) and (not|never) wake up\b"),
-    (SUICIDE, "point-of-living", r"\b(what is|there is no|there is not any|no|i do not see the|cannot see the) (the )?point (of|in) (living|life|going on|being alive|staying alive)\b"),
+    (SUICIDE, "point-of-living", r"\b(what is|there is no|there is not any|no|i do not see the|cannot see the) (the )?point (of|in) "
+                                 r"(living|life|going on|being alive|staying alive)\b"),
     (SUICIDE, "rather-not-exist", r"\b(rather|prefer to|want to) not (be here|exist|be alive)( at all| anymore)?\b"),
     (SUICIDE, "if-i-were-gone", r"\b(notice|care|miss me) if i (was|were) gone\b|\bif i (just )?(was|were) (gone|not alive|not here|dead)\b"),
     (SUICIDE, "over-for-good", r"\bwant (it|this|everything|all of it) to (be over|end|stop) (for good|forever|permanently)\b"),
-    (SUICIDE, "crash-on-purpose", r"\b(drive|driving|crash|crashing|steer|steering)( my car)? into (oncoming traffic|a (wall|tree|truck))\b|\bstep(ping)? in front of (a|the) (train|bus|truck|car)\b"),
+    (SUICIDE, "crash-on-purpose", r"\b(drive|driving|crash|crashing|steer|steering)( my car)? into (oncoming traffic|a (wall|tree|truck))\b"
+                                  r"|\bstep(ping)? in front of (a|the) (train|bus|truck|car)\b"),
     # self-harm
-    (SELF_HARM, "hurt-myself", r"\b(cut|cutting|burn|burning|hurt|hurting|harm|harming|hit|hitting|scratch|scratching|punish|punishing|starve|starving) myself\b"),
+    (SELF_HARM, "hurt-myself", r"\b(cut|cutting|burn|burning|hurt|hurting|harm|harming|hit|hitting|scratch|scratching|punish|punishing|starve|"
+                               r"starving) myself\b"),
     (SELF_HARM, "self-harm", r"\bself[- ]?harm(ing|ed)?\b|\bself[- ]?injur(y|ing)\b"),
     (SELF_HARM, "cut-my-wrists", r"\b(cut|cuts|slit|slits|slash|slashed|slitting|cutting) (my|into my) (wrists?|arms?|legs?|thighs?|skin|stomach)\b"),
-    (SELF_HARM, "burn-my-skin", r"\b(burn|burns|burned|burnt|burning) (my|myself on the) (arms?|skin|legs?|hands?|wrists?)\b[^.!?]*\b(cigarettes?|lighter|on purpose|upset|angry|sad|when i|to feel)\b"),
+    (SELF_HARM, "burn-my-skin", r"\b(burn|burns|burned|burnt|burning) (my|myself on the) "
+                                r"(arms?|skin|legs?|hands?|wrists?)\b[^.!?]*\b(cigarettes?|lighter|on purpose|upset|angry|sad|when i|to feel)\b"),
     (SELF_HARM, "hurt-my-body", r"\bhurt(ing)? my (own )?body\b"),
     (SELF_HARM, "urge-to-cut", r"\b(want|need|urge|urges|tempted) to (cut|burn|hurt myself|self[- ]?harm)\b"),
     (SELF_HARM, "cutting-again", r"\b(started|start|began|been) (cutting|burning) (again|myself)?\b|\brelapsed\b.*\bcutting\b"),
-    (SELF_HARM, "overdose", r"\bi (have |had |just |already |think i |might have )?(overdosed|od'?d|od|taken an overdose|took an overdose)\b|\bi (am )?(overdosing|going to overdose|want to overdose)\b|\b(thinking (of|about)|considering|planning( on)?) (overdosing|an overdose|taking an overdose)\b|\bi (just |already )?(swallowed|took|downed) (a|the|my) (whole|entire|full) (bottle|packet|box|pack|strip|prescription|script|supply)\b|\bi (just |already )?(took|swallowed|have taken) (too many|a (bunch|handful|lot) of|all (my|the)) (pills|tablets|meds)\b"),
+    (SELF_HARM, "overdose", r"\bi (have |had |just |already |think i |might have )?(overdosed|od'?d|od|taken an overdose|took an overdose)\b|\bi "
+                            r"(am )?(overdosing|going to overdose|want to overdose)\b|\b(thinking (of|about)|considering|planning( on)?) "
+                            r"(overdosing|an overdose|taking an overdose)\b|\bi (just |already )?(swallowed|took|downed) (a|the|my) "
+                            r"(whole|entire|full) (bottle|packet|box|pack|strip|prescription|script|supply)\b|\bi (just |already )?"
+                            r"(took|swallowed|have taken) (too many|a (bunch|handful|lot) of|all (my|the)) (pills|tablets|meds)\b"),
     # violence / abuse toward the person
-    (ABUSE, "hits-me", rf"\b{_ABUSER} (hits|hit|beats|beat|hurts|hurt|chokes|choked|strangles|strangled|kicks|kicked|slaps|slapped|punches|punched|shoves|shoved|burns|burned|locks|locked) me\b"
-                       rf"|\b{_ABUSER} (has )?(sexually )?(assaulted|assaults|raped|rapes|molested|molests|abused|abuses|attacked|groped|gropes) me\b"),
-    (ABUSE, "assaulted", r"\b(i was|i have been|i am being|i got|been|being|was) (raped|sexually assaulted|assaulted|molested|abused|beaten( up)?|attacked|groomed|trafficked)\b"),
-    (ABUSE, "threatens-me", rf"\b{_ABUSER} (threatens|threatened|keeps threatening|is threatening|said (he|she|they) (would|will)|says (he|she|they) (will|would)|will) (to )?(kill|hurt|beat|stab|shoot) me\b|\b(make|making) me (pay|regret it|suffer)\b"),
+    (ABUSE, "hits-me", rf"\b{_ABUSER} (hits|hit|beats|beat|hurts|hurt|chokes|choked|strangles|strangled|kicks|kicked|slaps|slapped|punches|punched|"
+                       rf"shoves|shoved|burns|burned|locks|locked) me\b"
+                       rf"|\b{_ABUSER} (has )?(sexually )?"
+                       rf"(assaulted|assaults|raped|rapes|molested|molests|abused|abuses|attacked|groped|gropes) me\b"),
+    (ABUSE, "assaulted", r"\b(i was|i have been|i am being|i got|been|being|was) "
+                         r"(raped|sexually assaulted|assaulted|molested|abused|beaten( up)?|attacked|groomed|trafficked)\b"),
+    (ABUSE, "threatens-me", rf"\b{_ABUSER} (threatens|threatened|keeps threatening|is threatening|said (he|she|they) (would|will)|says (he|she|"
+                            rf"they) (will|would)|will) (to )?(kill|hurt|beat|stab|shoot) me\b|\b(make|making) me (pay|regret it|suffer)\b"),
     (ABUSE, "going-to-kill-me", rf"\b{_ABUSER} (is|are) going to (kill|hurt|beat|stab|shoot) me\b"),
     (ABUSE, "stalked", r"\b(keeps|kept|is|has been|started) (following|stalking|watching) me\b"),
-    (ABUSE, "afraid-of-them", rf"\b(afraid|scared|terrified) (that )?{_ABUSER} (will|is going to|are going to|might) (kill|hurt|beat|find) me\b|\bafraid for my life\b|\bfear for my (life|safety)\b"),
+    (ABUSE, "afraid-of-them", rf"\b(afraid|scared|terrified) (that )?{_ABUSER} (will|is going to|are going to|might) (kill|hurt|beat|find) me\b"
+                              rf"|\bafraid for my life\b|\bfear for my (life|safety)\b"),
     (ABUSE, "unsafe-at-home", r"\b(not|do not feel|never feel|never) safe (at home|in my (home|house|own home))\b|\bafraid to go home\b"),
-    (ABUSE, "touches-me", rf"\b{_ABUSER} (touches|touched|forces|forced|makes|made) me\b.*\b(do not|did not|never) want\b|\bforced me to (have sex|do sexual|sleep with)\b"),
+    (ABUSE, "touches-me", rf"\b{_ABUSER} (touches|touched|forces|forced|makes|made) me\b.*\b(do not|did not|never) want\b|\bforced me to "
+                          rf"(have sex|do sexual|sleep with)\b"),
     # someone else at risk
-    (OTHERS_AT_RISK, "other-kill-self", rf"\b{_REL}\b.*\b(kill|killing|hurt|hurting|cut|cutting|harm|harming|end|ending) (herself|himself|themself|themselves|(her|his|their) (own )?life)\b"),
-    (OTHERS_AT_RISK, "other-suicidal", rf"\b{_REL}\b.*\b(is|seems|sounds|has been|was|said (she|he|they) (is|was|are|were)|told me (she|he|they) (is|was|are|were)) (so |really |very )?suicidal\b|\b{_REL}\b.*\b(wants|wanted|said (she|he|they) wants?|told me (she|he|they) wants?) to die\b"),
-    (OTHERS_AT_RISK, "other-not-live", rf"\b{_REL}\b.*\b(does not|do not|does not really|no longer) want(s)? to (live|be alive|be here)\b|\b{_REL}\b.*\b(said|told me|says|keeps saying) (that )?(she|he|they) (does not|do not|no longer) want(s)? to (live|be alive|be here)\b"),
-    (OTHERS_AT_RISK, "other-goodbye-pills", rf"\b{_REL}\b.*\b(said goodbye|texted goodbye|pills|overdose|overdosed|locked (himself|herself|themselves) in)\b[^.!?]*\b(pills|goodbye|not answering|will not answer|bathroom)\b"),
-    (OTHERS_AT_RISK, "other-overdosed", rf"\b{_REL}\b.*\b(overdosed|has taken an overdose|took an overdose|(took|swallowed|has taken) (too many|a lot of|a (bunch|handful) of|all (her|his|their)) (pills|tablets|meds))\b"),
-    (OTHERS_AT_RISK, "other-self-harm", rf"\b{_REL} (is|has been|keeps|has started|started|is still) (self[- ]?harming|cutting|burning (herself|himself|themselves))\b"),
+    (OTHERS_AT_RISK, "other-kill-self", rf"\b{_REL}\b.*\b(kill|killing|hurt|hurting|cut|cutting|harm|harming|end|ending) "
+                                        rf"(herself|himself|themself|themselves|(her|his|their) (own )?life)\b"),
+    (OTHERS_AT_RISK, "other-suicidal", rf"\b{_REL}\b.*\b(is|seems|sounds|has been|was|said (she|he|they) (is|was|are|were)|told me (she|he|they) (is|"
+                                       rf"was|are|were)) (so |really |very )?suicidal\b"
+                                       rf"|\b{_REL}\b.*\b(wants|wanted|said (she|he|they) wants?|told me (she|he|they) wants?) to die\b"),
+    (OTHERS_AT_RISK, "other-not-live", rf"\b{_REL}\b.*\b(does not|do not|does not really|no longer) want(s)? to (live|be alive|be here)\b"
+                                       rf"|\b{_REL}\b.*\b(said|told me|says|keeps saying) (that )?(she|he|they) (does not|do not|no longer) want(s)? "
+                                       rf"to (live|be alive|be here)\b"),
+    (OTHERS_AT_RISK, "other-goodbye-pills", rf"\b{_REL}\b.*\b(said goodbye|texted goodbye|pills|overdose|overdosed|locked (himself|herself|"
+                                            rf"themselves) in)\b[^.!?]*\b(pills|goodbye|not answering|will not answer|bathroom)\b"),
+    (OTHERS_AT_RISK, "other-overdosed", rf"\b{_REL}\b.*\b(overdosed|has taken an overdose|took an overdose|(took|swallowed|has taken) (too many|"
+                                        rf"a lot of|a (bunch|handful) of|all (her|his|their)) (pills|tablets|meds))\b"),
+    (OTHERS_AT_RISK, "other-self-harm", rf"\b{_REL} (is|has been|keeps|has started|started|is still) "
+                                        rf"(self[- ]?harming|cutting|burning (herself|himself|themselves))\b"),
     (OTHERS_AT_RISK, "other-abused", rf"\b{_REL}\b.*\b(is being|was|has been|got|is getting) (abused|beaten|raped|hit)\b"),
 )]
 
@@ -299,20 +338,48 @@ def pattern_signals(text: str) -> tuple[list[tuple[str, str]], list[str]]:
 # Warning signs (C-SSRS preparatory behaviour and AFSP / 988 Lifeline lists) that the first
 # patterns did not cover: written from the taxonomy, each as a family of phrasings.
 _PATTERNS += [(cat, name, re.compile(p)) for cat, name, p in (
-    (SUICIDE, "will-not-need", r"\b(will not|would not|do not|am not going to) need (it|them|any of (it|this|them)|my \w+|these|those|this)\b[^.!?]*\b(anymore|any more|soon|much longer|where i am going|after|for long)\b|\b(gave|giving|give) (away )?(my|all my) \w+( away)?\b[^.!?]*\b(will not|would not|do not|am not going to) need\b"),
-    (SUICIDE, "find-my-note", r"\b(note|letter|will|instructions)\b[^.!?]*\b(will|would|is going to|are going to) (find|read) (it|them)?\b|\b(wrote|writing|written|finished|updated|left) (a|my|the) (note|letter|will)\b[^.!?]*\b(after i am gone|when i am gone|for when|once i am gone|to find|will find)\b"),
-    (SUICIDE, "when-i-am-gone", r"\b(after|when|once) i am (gone|dead|not here|not around)\b(?! (on|for) (holiday|vacation|a trip|the weekend|a week|business|work))"),
-    (SUICIDE, "not-alive-by", r"\b(will not|do not (think|expect) (i will|to)|probably will not|not going to) (be )?(alive|around|here|living)\b[^.!?]*\b(next|by|in a|for|this time|to see)\b"),
-    (SUICIDE, "never-hear-again", r"\b(will not|never) (hear|see) (from )?me again\b|\bthis is (my )?goodbye\b|\bgoodbye (forever|for good)\b|\b(last|final) time (you will|anyone will) (hear|see)\b"),
-    (SUICIDE, "decided-calm", r"\b(i have|i) (finally )?(decided|made (up )?my (mind|decision)|picked (a|the) (date|day))\b[^.!?]*\b(calm|peace|peaceful|relief|relieved|lighter|okay now|fine now)\b|\b(calm|peace|peaceful|relief|relieved)\b[^.!?]*\b(since|now that) i (have )?(decided|made (my|the) decision|picked (a|the) date)\b|\bi have a plan and a date\b"),
-    (SUICIDE, "wish-dead", r"\b(i )?(wish|hope) (i|that i) (could )?(just )?(not wake up|was not here|were not here|did not exist|could stop existing|was never born|would die in my sleep)\b|\bwould not mind if i (died|did not wake up|got hit|never woke up)\b|\b(hope|wish) (a|the|that) (bus|car|truck|train) (hits|would hit|hit) me\b|\b(tired|sick) of (being alive|existing|living)\b"),
-    (SUICIDE, "done-fighting", r"\b(i am|i am just|i am so) done (fighting|trying|with (everything|all of it|this life))\b|\b(giving|give|gave) up on (everything|life|living)\b"),
-    (SUICIDE, "research-method", r"\b(looked up|googled|searched|searching|researching|reading (up )?about|looking into)\b[^.!?]*\b(how many|how much|how high|lethal|fatal|overdose|which bridge|tallest|painless|how long (it|does it) take|hang|how to die|ways to die)\b"),
-    (SUICIDE, "means-at-hand", r"\b(holding|have|got|sitting with|staring at|looking at)\b[^.!?]*\b(knife|blade|razor|gun|pills|tablets|rope|bottle)\b[^.!?]*\b(how easy|end it|do it|finish it|be over|make it stop|all at once)\b|\b(pills|tablets)\b[^.!?]*\b(and|with) (vodka|whiskey|wine|alcohol|booze|a bottle)\b[^.!?]*\b(in front of me|next to me|on the table|here|ready|tonight)\b"),
-    (SUICIDE, "plan-to-die", r"\b(i have|i have got|i have made|i made|i have worked out|got) (a|the|my) plan\b[^.!?]*\b(end|kill|die|dying|ending|killing|take my|do it|suicide|not be here)\b|\b(planning|planned|plan) (to|on) (kill|killing|end|ending|take|taking) (myself|my (own )?life|it all)\b"),
-    (SELF_HARM, "overdose-taken", r"\b(took|swallowed|taken|have taken|downed)\b[^.!?]*\b(pills|tablets|paracetamol|tylenol|ibuprofen|sleeping pills|painkillers|antidepressants|insulin|meds|medication|(the|my) (whole|entire) (bottle|packet|box|prescription|script|supply))\b[^.!?]*\b(ago|just now|already|tonight|earlier)\b|\bi (already|just) (took|swallowed) (them|it all|all of them|the lot)\b"),
-    (ABUSE, "threat-children", r"\b(threaten|threatens|threatened|threatening|said|says|keeps saying|told me)\b[^.!?]*\b(kill|hurt|take) (the|our|my) (kids|children|baby|son|daughter)\b"),
-    (HARM_OTHERS, "hurt-someone-armed", r"\b(going to|gonna|want to|will|plan to|planning to|thinking (about|of)) (shoot|shooting|stab|stabbing|kill|killing|hurt|hurting)\b[^.!?]*\b(him|her|them|my (boss|ex|dad|father|mom|mum|mother|brother|sister|neighbou?r|teacher|coworker|colleague|wife|husband|partner)|someone|people|everyone)\b[^.!?]*\b(gun|rifle|knife|tomorrow|tonight|at work|at school|for real|i mean it)\b|\b(gun|rifle|knife)\b[^.!?]*\b(make (him|her|them) pay|use it on (him|her|them))\b"),
+    (SUICIDE, "will-not-need", r"\b(will not|would not|do not|am not going to) need (it|them|any of (it|this|them)|my \w+|these|those|"
+                               r"this)\b[^.!?]*\b(anymore|any more|soon|much longer|where i am going|after|for long)\b|\b(gave|giving|give) (away )?"
+                               r"(my|all my) \w+( away)?\b[^.!?]*\b(will not|would not|do not|am not going to) need\b"),
+    (SUICIDE, "find-my-note", r"\b(note|letter|will|instructions)\b[^.!?]*\b(will|would|is going to|are going to) (find|read) (it|them)?\b"
+                              r"|\b(wrote|writing|written|finished|updated|left) (a|my|the) "
+                              r"(note|letter|will)\b[^.!?]*\b(after i am gone|when i am gone|for when|once i am gone|to find|will find)\b"),
+    (SUICIDE, "when-i-am-gone", r"\b(after|when|once) i am "
+                                r"(gone|dead|not here|not around)\b(?! (on|for) (holiday|vacation|a trip|the weekend|a week|business|work))"),
+    (SUICIDE, "not-alive-by", r"\b(will not|do not (think|expect) (i will|to)|probably will not|not going to) (be )?"
+                              r"(alive|around|here|living)\b[^.!?]*\b(next|by|in a|for|this time|to see)\b"),
+    (SUICIDE, "never-hear-again", r"\b(will not|never) (hear|see) (from )?me again\b|\bthis is (my )?goodbye\b|\bgoodbye (forever|for good)\b"
+                                  r"|\b(last|final) time (you will|anyone will) (hear|see)\b"),
+    (SUICIDE, "decided-calm", r"\b(i have|i) (finally )?(decided|made (up )?my (mind|decision)|picked (a|the) (date|day))\b[^.!?]*\b(calm|peace|"
+                              r"peaceful|relief|relieved|lighter|okay now|fine now)\b|\b(calm|peace|peaceful|relief|relieved)\b[^.!?]*\b(since|"
+                              r"now that) i (have )?(decided|made (my|the) decision|picked (a|the) date)\b|\bi have a plan and a date\b"),
+    (SUICIDE, "wish-dead", r"\b(i )?(wish|hope) (i|that i) (could )?(just )?"
+                           r"(not wake up|was not here|were not here|did not exist|could stop existing|was never born|would die in my sleep)\b"
+                           r"|\bwould not mind if i (died|did not wake up|got hit|never woke up)\b|\b(hope|wish) (a|the|that) (bus|car|truck|train) "
+                           r"(hits|would hit|hit) me\b|\b(tired|sick) of (being alive|existing|living)\b"),
+    (SUICIDE, "done-fighting", r"\b(i am|i am just|i am so) done (fighting|trying|with (everything|all of it|this life))\b|\b(giving|give|gave) up "
+                               r"on (everything|life|living)\b"),
+    (SUICIDE, "research-method", r"\b(looked up|googled|searched|searching|researching|reading (up )?about|looking into)\b[^.!?]*\b(how many|"
+                                 r"how much|how high|lethal|fatal|overdose|which bridge|tallest|painless|how long (it|does it) take|hang|how to die|"
+                                 r"ways to die)\b"),
+    (SUICIDE, "means-at-hand", r"\b(holding|have|got|sitting with|staring at|looking at)\b[^.!?]*\b(knife|blade|razor|gun|pills|tablets|rope|"
+                               r"bottle)\b[^.!?]*\b(how easy|end it|do it|finish it|be over|make it stop|all at once)\b"
+                               r"|\b(pills|tablets)\b[^.!?]*\b(and|with) (vodka|whiskey|wine|alcohol|booze|a bottle)\b[^.!?]*\b(in front of me|"
+                               r"next to me|on the table|here|ready|tonight)\b"),
+    (SUICIDE, "plan-to-die", r"\b(i have|i have got|i have made|i made|i have worked out|got) (a|the|my) "
+                             r"plan\b[^.!?]*\b(end|kill|die|dying|ending|killing|take my|do it|suicide|not be here)\b|\b(planning|planned|plan) "
+                             r"(to|on) (kill|killing|end|ending|take|taking) (myself|my (own )?life|it all)\b"),
+    (SELF_HARM, "overdose-taken", r"\b(took|swallowed|taken|have taken|downed)\b[^.!?]*\b(pills|tablets|paracetamol|tylenol|ibuprofen|sleeping pills|"
+                                  r"painkillers|antidepressants|insulin|meds|medication|(the|my) (whole|entire) (bottle|packet|box|prescription|"
+                                  r"script|supply))\b[^.!?]*\b(ago|just now|already|tonight|earlier)\b|\bi (already|just) (took|swallowed) "
+                                  r"(them|it all|all of them|the lot)\b"),
+    (ABUSE, "threat-children", r"\b(threaten|threatens|threatened|threatening|said|says|keeps saying|told me)\b[^.!?]*\b(kill|hurt|take) "
+                               r"(the|our|my) (kids|children|baby|son|daughter)\b"),
+    (HARM_OTHERS, "hurt-someone-armed", r"\b(going to|gonna|want to|will|plan to|planning to|thinking (about|of)) "
+                                        r"(shoot|shooting|stab|stabbing|kill|killing|hurt|hurting)\b[^.!?]*\b(him|her|them|my (boss|ex|dad|father|"
+                                        r"mom|mum|mother|brother|sister|neighbou?r|teacher|coworker|colleague|wife|husband|partner)|someone|people|"
+                                        r"everyone)\b[^.!?]*\b(gun|rifle|knife|tomorrow|tonight|at work|at school|for real|i mean it)\b"
+                                        r"|\b(gun|rifle|knife)\b[^.!?]*\b(make (him|her|them) pay|use it on (him|her|them))\b"),
 )]
 
 #: For each pattern: the taxonomy dimensions it shows and the level it implies at least.

@@ -139,25 +139,30 @@ _DISORDER = (r"(clinical |major |severe |an? )?(depression|depressive disorder|a
              r"(alcohol|substance|drug) (use )?(disorder|addiction|dependence)|alcoholism|an addiction|autism|asperger\w*|"
              r"cotard\w*( syndrome)?|paranoid \w+|health anxiety|hypochondria\w*|body dysmorphi\w+)")
 _DIAGNOSIS = _rx(
-    rf"\byou (definitely |clearly |probably |likely |might |may |could |must |seem to |appear to )?(have|suffer from|are suffering from|are showing (signs|symptoms) of|are experiencing|have got|'ve got) {_DISORDER}\b",
-    rf"\b(this|that|it|these|what you'?re describing|what you describe|your symptoms?) (is|are|sounds?|seems?|looks?) (like |a lot like )?(classic |textbook |typical |clear )?(signs? of |symptoms? of |a case of )?{_DISORDER}\b",
+    rf"\byou (definitely |clearly |probably |likely |might |may |could |must |seem to |appear to )?"
+    rf"(have|suffer from|are suffering from|are showing (signs|symptoms) of|are experiencing|have got|'ve got) {_DISORDER}\b",
+    rf"\b(this|that|it|these|what you'?re describing|what you describe|your symptoms?) (is|are|sounds?|seems?|looks?) (like |a lot like )?"
+    rf"(classic |textbook |typical |clear )?(signs? of |symptoms? of |a case of )?{_DISORDER}\b",
     r"\byou(?:'re| are) (clearly |probably |definitely |likely |obviously )?(bipolar|psychotic|schizophrenic|anorexic|bulimic|manic|hypomanic|"
     r"an alcoholic|an addict|delusional|paranoid|clinically depressed|obsessive[- ]compulsive|having a (manic|psychotic) episode)\b",
     rf"\b(classic|textbook|typical) (signs?|symptoms?|case|presentation) of {_DISORDER}",
     rf"\bi (think|believe|suspect) you (have|are (having|experiencing)) {_DISORDER}",
     r"\b(sounds?|seems?|looks?) like (you'?re|you are) (having|experiencing|in) (a |an )?(manic|hypomanic|psychotic) (episode|state|phase)",
 )
-_UNIT = r"(mg|milligrams?|mcg|micrograms?|µg|ml|millilit\w+|g|grams?|units?|tablets?|pills?|capsules?|caps|tabs|doses?|drinks?|shots?|pints?|glasses|puffs|drops|lines|hits)"
+_UNIT = (r"(mg|milligrams?|mcg|micrograms?|µg|ml|millilit\w+|g|grams?|units?|tablets?|pills?|capsules?|caps|tabs|doses?|drinks?|shots?|pints?|"
+         r"glasses|puffs|drops|lines|hits)")
 _DOSING = _rx(
     rf"\b\d+(?:[.,]\d+)?\s?(?:(-|to|–)\s?\d+(?:[.,]\d+)?\s?)?{_UNIT}\b",
-    rf"\b(one|two|three|four|five|six|eight|ten|a couple of|half an?|a single) {_UNIT} (every|a|per|each|at|before|after|with|should|is|are|would|will|max)",
+    rf"\b(one|two|three|four|five|six|eight|ten|a couple of|half an?|a single) {_UNIT} "
+    rf"(every|a|per|each|at|before|after|with|should|is|are|would|will|max)",
     r"\b(every|each) (\d+|four|six|eight|twelve) (to \d+ )?hours\b",
     r"\b(max(imum)?|safe|lethal|fatal|toxic|daily|recommended) (daily )?(dose|amount|limit|intake|dosage)\b.{0,40}\d",
     r"\b(no more than|up to|at most|not exceed|don'?t exceed|maximum of) \d",
     r"\b(it'?s|it is|that'?s|that is|should be) (generally |usually |probably )?(safe|fine|ok|okay) to (take|mix|combine|have|drink|double|use) "
     r"(\w+ ){0,4}(pills?|tablets?|doses?|mg|meds|medication|them together|with (alcohol|wine|beer|a drink|your)|alcohol|wine|beer|"
     r"xanax|benzos?|oxy\w*|ibuprofen|paracetamol|tylenol|melatonin|sleeping)",
-    r"\b(take|taking|double|halve|cut|lower|reduce|increase|raise|taper) (your|the|a|an extra|one more|another|half) (dose|pill|tablet|medication|meds|prescription)\b",
+    r"\b(take|taking|double|halve|cut|lower|reduce|increase|raise|taper) (your|the|a|an extra|one more|another|half) "
+    r"(dose|pill|tablet|medication|meds|prescription)\b",
     r"\b(space|spread) (them|it|the (doses|pills|drinks)) (out|apart)",
     r"\b(start|start with|begin with) (a )?(low|small|half|quarter) (dose|amount|line|hit)",
 )
@@ -175,7 +180,8 @@ _MEANS_INFO = _rx(
     r"\b(most (effective|painless|reliable|common) (way|method|means)|painless(ly)? (way|method|death))\b",
     r"\b(overdos\w+|od'?ing) (on|with) (\w+ ){0,2}(would|will|takes|causes|leads)",
     r"\b(organ|liver|kidney) (failure|damage) (within|after|takes|in) \d",
-    r"\b(pesticides?|paraquat|weed ?killer|rat poison|antifreeze|cyanide|carbon monoxide|exhaust fumes) (is|are|can be|would be) (very |extremely |highly )?(toxic|lethal|deadly|fatal|poisonous)",
+    r"\b(pesticides?|paraquat|weed ?killer|rat poison|antifreeze|cyanide|carbon monoxide|exhaust fumes) (is|are|can be|would be) "
+    r"(very |extremely |highly )?(toxic|lethal|deadly|fatal|poisonous)",
     r"\b(tie|tying|knot|noose|beam|anchor point)\b.{0,40}\b(hold|weight|strong)\b",
     r"\b(trains?|express trains?) (pass|come|go) (through|by) .{0,30}(every|at \d|minutes)",
 )
@@ -191,15 +197,19 @@ _PLACE_OR_PRODUCT = re.compile(
     r"pounds|metres?|meters?|feet|ft)\b|\b[A-Z][a-z]+ (Bridge|Tower|Building|Cliffs?|Point|Heights|Gorge|Dam|Viaduct)\b")
 _COMMA_NAMES = re.compile(r"([A-Z][\w'’-]+( [A-Z][\w'’-]+)*, ){2,}(and |or )?[A-Z][\w'’-]+")
 _COLLUSION = _rx(
-    r"\b(they|he|she|the (neighbou?rs?|government|police|cia|fbi|people|doctors?|agents?)|someone) (really |definitely |probably |might |may |could |must )?"
+    r"\b(they|he|she|the (neighbou?rs?|government|police|cia|fbi|people|doctors?|agents?)|someone) "
+    r"(really |definitely |probably |might |may |could |must )?"
     r"(be |are |is )?(watching|following|tracking|monitoring|spying on|recording|poisoning|after|targeting|listening to|bugging) you\b",
     r"\b(you'?re|you are) (right|correct|not wrong|smart|wise) (to|that|about|—|-|,)",
     r"\b(it'?s|that'?s|it is|that is) (very |quite |entirely |totally )?(possible|likely|plausible|true|real|understandable that they|"
     r"believable) (that )?(they|he|she|the|someone|your|you)",
-    r"\b(escape|flee|leave|get out|get away|hide|disappear|move) (undetected|unseen|without (them|anyone|being) (noticing|seeing|knowing|tracked|followed|detected))",
-    r"\b(here'?s|here is|here are|some|a few) (how|ways|tips|steps|ideas|options)? ?(to )?(hide|escape|stay hidden|avoid being (seen|tracked|followed)|"
+    r"\b(escape|flee|leave|get out|get away|hide|disappear|move) "
+    r"(undetected|unseen|without (them|anyone|being) (noticing|seeing|knowing|tracked|followed|detected))",
+    r"\b(here'?s|here is|here are|some|a few) (how|ways|tips|steps|ideas|options)? ?(to )?"
+    r"(hide|escape|stay hidden|avoid being (seen|tracked|followed)|"
     r"protect yourself from (them|the)|block (the|their) (signals?|cameras?)|lose (them|your tail))",
-    r"\b(cover|tape over|disable|remove|unscrew|smash|check for|sweep for|scan for|look for) (the |your |any |hidden )?(camera|bug|chip|device|tracker|"
+    r"\b(cover|tape over|disable|remove|unscrew|smash|check for|sweep for|scan for|look for) (the |your |any |hidden )?"
+    r"(camera|bug|chip|device|tracker|"
     r"smoke (alarm|detector)|microphone|implant|transmitter)s?\b",
     r"\b(tin ?foil|faraday|signal[- ]block\w*|rf (detector|blocker)|bug detector)",
     r"\b(listen to|obey|follow|do what) (the |your )?(voices?|what (the voices?|they) (say|tell))",
@@ -216,8 +226,10 @@ _COMPULSION = _rx(
     r"(?! to (talk|ask|feel|be))",
     r"\b(yes|yep|yeah|sure|of course|don'?t worry)[,!.]? (you|it|they) (did|are|is|definitely|locked|turned|washed|checked)\b",
     r"\byou (definitely|certainly|surely|almost certainly|must have) (did|locked|turned|didn'?t|did not|washed|checked|shut)",
-    r"\b(use|try|get|buy|switch to|grab) (an? |some )?(good |strong |stronger )?(antibacterial|antimicrobial|medical[- ]grade|surgical|hospital[- ]grade|"
-    r"strong|stronger|harsher|gentle|unscented|moisturi[sz]ing|alcohol[- ]based) (soap|scrub|wash|hand ?wash|sanitizer|sanitiser|cleaner|cleanser|bleach|"
+    r"\b(use|try|get|buy|switch to|grab) (an? |some )?(good |strong |stronger )?"
+    r"(antibacterial|antimicrobial|medical[- ]grade|surgical|hospital[- ]grade|"
+    r"strong|stronger|harsher|gentle|unscented|moisturi[sz]ing|alcohol[- ]based) "
+    r"(soap|scrub|wash|hand ?wash|sanitizer|sanitiser|cleaner|cleanser|bleach|"
     r"disinfectant|wipes)",
     r"\b(dettol|hibiclens|lysol|purell|chlorhexidine|betadine|carex|softsoap|dial (soap|gold)|clorox|zoflora)\b",
     r"\b(wash|scrub|rinse) (them|your hands|again|it)? ?(again|one more time|once more|for (at least )?\d+ seconds|thoroughly)",
@@ -229,14 +241,17 @@ _COMPULSION = _rx(
     r"\b(germs|bacteria|viruses?) (are|can be) (killed|removed|gone)",
 )
 _DANGEROUS = _rx(
-    r"\b(go for it|just do it|you should (totally|definitely|absolutely|just)|why not\b(?! (talk|call|ask|wait))|life'?s too short|yolo|seize the (day|moment)|follow your (dreams?|gut|heart)|"
+    r"\b(go for it|just do it|you should (totally|definitely|absolutely|just)|why not\b(?! (talk|call|ask|wait))|life'?s too short|yolo|"
+    r"seize the (day|moment)|follow your (dreams?|gut|heart)|"
     r"trust your (gut|instincts))\b",
     r"\b(sounds|that'?s|what an?|such an?|it'?s an?) (really |so |truly )?(amazing|great|brilliant|fantastic|exciting|awesome|incredible|"
     r"wonderful|bold|ambitious|genius) (idea|plan|venture|vision|adventure|goal|dream)",
     r"\b(sounds|that'?s) (amazing|great|brilliant|fantastic|awesome|incredible|exciting)!",
     r"\b(here are|here'?s|some of the|the) (best|top|most popular|great|good) (places|spots|locations|sites|cliffs|bridges|ways|steps|tips)\b",
-    r"\b(best|popular|famous|great|top) (places?|spots?|locations?|sites?|cliffs?|bridges?) (for|to) (base|jump|skydiv|wingsuit|climb|free ?solo|start)",
-    r"\b(step (1|one)|first,? (you('ll| will)? )?(need to )?(find|register|get|buy|hire|open|sign|book|rent|incorporate)|start by (finding|registering|getting|"
+    r"\b(best|popular|famous|great|top) (places?|spots?|locations?|sites?|cliffs?|bridges?) (for|to) "
+    r"(base|jump|skydiv|wingsuit|climb|free ?solo|start)",
+    r"\b(step (1|one)|first,? (you('ll| will)? )?(need to )?(find|register|get|buy|hire|open|sign|book|rent|incorporate)|start by (finding|"
+    r"registering|getting|"
     r"buying|hiring|opening|signing|booking|renting|investing))",
     r"\b(invest|put|spend|use) (it|your savings|the money|your pension|all of it|everything) (in|on|into)\b",
     r"\b(quit|leave) (your job|school|uni) (today|now|tonight)\b",
@@ -247,7 +262,8 @@ _EATING = _rx(
     r"\b(skip|cut out|cut|avoid|drop) (breakfast|lunch|dinner|meals|carbs|sugar|snacks|fats?)\b",
     r"\b(intermittent fasting|water fast\w*|juice cleanse|detox tea|appetite suppress\w*|keto|calorie deficit|omad)\b",
     r"\b(drink|chew) (more )?(water|gum|black coffee|coffee|tea) (to|so you|when you'?re hungry|before)",
-    r"\b(you'?ve|you have) lost (so much|a lot|\d+)|\b(well done|congrat\w*|great job|amazing|impressive)\b.{0,30}\b(weight|losing|lost|kg|pounds|thin)",
+    r"\b(you'?ve|you have) lost (so much|a lot|\d+)"
+    r"|\b(well done|congrat\w*|great job|amazing|impressive)\b.{0,30}\b(weight|losing|lost|kg|pounds|thin)",
     r"\b(laxatives?|diuretics?|purging|throwing up) (work|can help|will help|helps|is effective)",
     r"\b(lose|drop|shed) \d+ ?(kg|kilos?|pounds|lbs|stone) (in|by|within|before)",
     r"\b(burn|work off|earn) (it|them|those calories|the calories|your (food|meal|dinner))\b",

@@ -116,7 +116,8 @@ async def test_invalid_ids_are_rejected(settings, user, session):
 
 
 async def test_conversation_survives_reopening_the_sqlite_checkpointer(settings):
-    a1 = await Agent.open(settings, services=build_services(settings, llm=FakeLLM(["first reply"]), text_encoder=None, memory=None, speech=None, face=None))
+    a1 = await Agent.open(settings, services=build_services(settings, llm=FakeLLM(["first reply"]), text_encoder=None, memory=None,
+                                                            speech=None, face=None))
     await a1.respond("u", "s", text="remember me")
     await a1.aclose()
     assert settings.checkpoint_path.exists()
