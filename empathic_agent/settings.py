@@ -25,7 +25,8 @@ __all__ = ["Settings", "ENV_PREFIX", "LLM_BACKENDS", "project_root"]
 
 ENV_PREFIX = "EMPATHIC_"
 
-#: Valid values of ``llm_backend``. "vllm" is an alias of "openai": vLLM serves the OpenAI API.
+#: The packaged values of ``llm_backend`` ("vllm" is an alias of "openai": vLLM serves the OpenAI API);
+#: packages add more through the ``empathic_agent.llm_backends`` entry points (generate.llm.LLM_REGISTRY).
 LLM_BACKENDS = ("transformers", "openai", "vllm")
 
 
@@ -248,13 +249,18 @@ class Settings:
             raise ConfigError(f"llm_dtype={self.llm_dtype!r} is not valid; choose auto, float32 or bfloat16")
         if self.safety_clinical_replies not in ("vetted", "guarded"):
             raise ConfigError(f"safety_clinical_replies={self.safety_clinical_replies!r} is not valid; choose vetted or guarded")
-        if self.judge not in ("epitome", "rules"):
-            raise ConfigError(f"judge={self.judge!r} is not valid; choose epitome or rules (an LLM judge: judge_base_url)")
+        from empathic_agent.evals.empathy import JUDGE_REGISTRY  # light: judges import their models lazily
+
+        if self.judge not in JUDGE_REGISTRY:
+            raise ConfigError(f"judge={self.judge!r} is not valid; choose one of {', '.join(JUDGE_REGISTRY.names())} "
+                              "(an LLM judge: judge_base_url)")
         if self.face_detector not in ("auto", "blazeface", "haar"):
             raise ConfigError(f"face_detector={self.face_detector!r} is not valid; choose auto, blazeface or haar")
-        if self.llm_backend not in LLM_BACKENDS:
+        from empathic_agent.generate.llm import LLM_REGISTRY  # light: backends import their vendors lazily
+
+        if self.llm_backend not in LLM_REGISTRY:
             raise ConfigError(
-                f"llm_backend={self.llm_backend!r} is not valid; choose one of {', '.join(LLM_BACKENDS)}"
+                f"llm_backend={self.llm_backend!r} is not valid; choose one of {', '.join(LLM_REGISTRY.names())}"
             )
         for name in ("llm_timeout_s", "llm_connect_timeout_s"):
             if getattr(self, name) <= 0:

@@ -34,7 +34,6 @@ from empathic_agent.encode.evaluate import (
     lexicon_baselines,
     read_eval_csv,
 )
-from empathic_agent.encode.text import TextAnalysis, TextEncoder
 
 __all__ = [
     "Encoder",
@@ -56,3 +55,13 @@ __all__ = [
     "evaluate_readings",
     "lexicon_baselines",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The implementations load on first use, like the registry's entries: importing the package
+    # (or its base module) never imports an encoder.
+    if name in ("TextEncoder", "TextAnalysis"):
+        from empathic_agent.encode import text
+
+        return getattr(text, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

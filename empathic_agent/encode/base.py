@@ -29,8 +29,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from empathic_agent.errors import ConfigError, EmpathicError
+from empathic_agent.errors import EmpathicError
 from empathic_agent.latent import Reading
+from empathic_agent.registry import Registry
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -174,59 +175,34 @@ class Encoder(ABC):
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry: modality -> factory(settings) -> Encoder.  Factories import their backend lazily so
-# that `import empathic_agent.encode` never pulls in torch.
-_ENCODERS: dict[str, Callable[["Settings"], Encoder]] = {}
+# Registry: modality -> factory(settings) -> Encoder, by dotted path (imported on first use, so
+# `import empathic_agent.encode` never pulls in torch and this module never imports its subclasses).
+ENCODERS: "Registry[Encoder]" = Registry("encoders", noun="encoder for modality")
+ENCODERS.register("text", "empathic_agent.encode.text:TextEncoder.from_settings")
+ENCODERS.register("speech", "empathic_agent.encode.speech:SpeechEncoder.from_settings")
+ENCODERS.register("face", "empathic_agent.encode.face:FaceEncoder.from_settings")
 
 
-def register_encoder(modality: str, factory: Callable[["Settings"], Encoder]) -> None:
-    """Register (or replace) the encoder factory of a modality."""
-    if not modality or not isinstance(modality, str):
-        raise ValueError(f"modality must be a non-empty string, got {modality!r}")
-    _ENCODERS[modality] = factory
+def register_encoder(modality: str, factory: "str | Callable[[Settings], Encoder]") -> None:
+    """Register (or replace) the encoder of a modality: a factory ``(settings) -> Encoder`` or its
+    ``"module:attr"`` path.  Packages can also add one through the ``empathic_agent.encoders``
+    entry-point group."""
+    ENCODERS.register(modality, factory)
 
 
 def available_encoders() -> list[str]:
     """Modalities that have an encoder."""
-    return sorted(_ENCODERS)
+    return ENCODERS.names()
 
 
 def load_encoder(modality: str, settings: "Settings | None" = None) -> Encoder:
     """Build the encoder of ``modality`` (weights load on first use).
 
-    Raises :class:`ConfigError` naming the valid modalities when there is no such encoder.
+    Raises :class:`~empathic_agent.errors.ConfigError` naming the valid modalities when there is no such encoder.
     """
-    try:
-        factory = _ENCODERS[modality]
-    except KeyError:
-        raise ConfigError(f"no encoder for modality {modality!r}; available: "
-                          f"{', '.join(available_encoders()) or '(none)'}") from None
+    factory = ENCODERS.factory(modality)
     if settings is None:
         from empathic_agent.settings import Settings
 
         settings = Settings.from_env()
     return factory(settings)
-
-
-def _text_factory(settings: "Settings") -> Encoder:
-    from empathic_agent.encode.text import TextEncoder
-
-    return TextEncoder.from_settings(settings)
-
-
-def _speech_factory(settings: "Settings") -> Encoder:
-    from empathic_agent.encode.speech import SpeechEncoder
-
-    return SpeechEncoder.from_settings(settings)
-
-
-def _face_factory(settings: "Settings") -> Encoder:
-    from empathic_agent.encode.face import FaceEncoder
-
-    return FaceEncoder.from_settings(settings)
-
-
-register_encoder("text", _text_factory)
-register_encoder("speech", _speech_factory)
-register_encoder("face", _face_factory)
-

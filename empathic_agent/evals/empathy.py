@@ -29,11 +29,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Sequence
 
+from empathic_agent.registry import Registry
+
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
 
 __all__ = ["DIMENSIONS", "RUBRIC", "DimensionScore", "EmpathyJudge", "EmpathyScore", "EpitomeJudge", "LLMJudge",
-           "RuleJudge", "JUDGES", "load_judge", "seeker_text"]
+           "RuleJudge", "JUDGES", "JUDGE_REGISTRY", "load_judge", "seeker_text"]
 
 DIMENSIONS: Final[tuple[str, ...]] = ("emotional_reactions", "interpretations", "explorations")
 LEVELS: Final[tuple[str, ...]] = ("0", "1", "2")
@@ -98,6 +100,11 @@ class EmpathyJudge(ABC):
 
     #: "llm", "epitome" or "rules" (reported with every score).
     kind: str = "base"
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "EmpathyJudge":
+        """The registry's factory (a judge that needs settings or weights overrides it)."""
+        return cls()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": None, "url": None, "probabilities": False}
@@ -217,6 +224,16 @@ class EpitomeJudge(EmpathyJudge):
 
     kind = "epitome"
 
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "EpitomeJudge":
+        """The packaged judge; a clear error when its weights are missing."""
+        if not cls.available():
+            from empathic_agent.errors import ConfigError
+
+            raise ConfigError("the EPITOME judge's weights are missing (evals/weights/epitome.*); train them with "
+                              "'empathic judge train' or choose judge = \"rules\"")
+        return cls(settings=settings)
+
     def __init__(self, folder: Any = None, *, settings: "Settings | None" = None) -> None:
         from empathic_agent.evals.pair_model import PairClassifier
 
@@ -288,25 +305,22 @@ class LLMJudge(EmpathyJudge):
         await self.llm.aclose()
 
 
-#: Offline judges by ``settings.judge`` (an LLM judge is chosen by ``judge_base_url`` instead).
+#: Offline judges by ``settings.judge`` (an LLM judge is chosen by ``judge_base_url`` instead); more
+#: through the ``empathic_agent.judges`` entry-point group.
+JUDGE_REGISTRY: "Registry[EmpathyJudge]" = Registry("judges", noun="empathy judge")
+JUDGE_REGISTRY.register("epitome", "empathic_agent.evals.empathy:EpitomeJudge.from_settings")
+JUDGE_REGISTRY.register("rules", "empathic_agent.evals.empathy:RuleJudge.from_settings")
+#: The packaged offline judges.
 JUDGES: Final[tuple[str, ...]] = ("epitome", "rules")
 
 
 def load_judge(settings: "Settings") -> EmpathyJudge:
     """The LLM judge when ``settings.judge_base_url`` is set; else ``settings.judge``: the EPITOME
-    judge (default) or the rule-based scorer."""
+    judge (default), the rule-based scorer, or a judge another package registered."""
     if settings.judge_base_url:
         if not settings.judge_base_url.startswith(("http://", "https://")):
             from empathic_agent.errors import ConfigError
 
             raise ConfigError(f"judge_base_url must start with http:// or https:// (got {settings.judge_base_url!r})")
         return LLMJudge.from_settings(settings)
-    if settings.judge == "rules":
-        return RuleJudge()
-    if not EpitomeJudge.available():
-        from empathic_agent.errors import ConfigError
-
-        raise ConfigError("the EPITOME judge's weights are missing (evals/weights/epitome.*); train them with "
-                          "'empathic judge train' or choose judge = \"rules\"")
-    return EpitomeJudge(settings=settings)
-
+    return JUDGE_REGISTRY.create(settings.judge, settings)

@@ -19,7 +19,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
-from empathic_agent.errors import ConfigError, EmpathicError, LLMError
+from empathic_agent.errors import EmpathicError, LLMError
+from empathic_agent.registry import Registry
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -243,44 +244,27 @@ def parse_choice(text: str, choices: Sequence[str]) -> Choice:
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry: backend name -> factory(settings) -> LLM. Factories import their vendor lazily so that
-# `import empathic_agent` never pulls in torch or openai.
-_BACKENDS: dict[str, Callable[["Settings"], LLM]] = {}
+# Registry: backend name -> factory(settings) -> LLM, by dotted path (imported on first use, so
+# `import empathic_agent` never pulls in torch or openai).
+LLM_REGISTRY: "Registry[LLM]" = Registry("llm_backends", noun="LLM backend")
+LLM_REGISTRY.register("transformers", "empathic_agent.generate.transformers_llm:TransformersLLM.from_settings")
+LLM_REGISTRY.register("openai", "empathic_agent.generate.openai_llm:OpenAICompatibleLLM.from_settings")
+LLM_REGISTRY.register("vllm", "empathic_agent.generate.openai_llm:OpenAICompatibleLLM.from_settings")
 
 
-def register_llm_backend(name: str, factory: Callable[["Settings"], LLM]) -> None:
-    _BACKENDS[name] = factory
-
-
-def _transformers_factory(settings: "Settings") -> LLM:
-    from empathic_agent.generate.transformers_llm import TransformersLLM
-
-    return TransformersLLM.from_settings(settings)
-
-
-def _openai_factory(settings: "Settings") -> LLM:
-    from empathic_agent.generate.openai_llm import OpenAICompatibleLLM
-
-    return OpenAICompatibleLLM.from_settings(settings)
-
-
-register_llm_backend("transformers", _transformers_factory)
-register_llm_backend("openai", _openai_factory)
-register_llm_backend("vllm", _openai_factory)
+def register_llm_backend(name: str, factory: "str | Callable[[Settings], LLM]") -> None:
+    """Register (or replace) an LLM backend: a factory ``(settings) -> LLM`` or its ``"module:attr"``
+    path.  Packages can also add one through the ``empathic_agent.llm_backends`` entry-point group."""
+    LLM_REGISTRY.register(name, factory)
 
 
 def available_llm_backends() -> list[str]:
-    return sorted(_BACKENDS)
+    return LLM_REGISTRY.names()
 
 
 def load_llm(settings: "Settings") -> LLM:
     """Build the LLM backend named by ``settings.llm_backend`` (weights load on first use)."""
-    try:
-        factory = _BACKENDS[settings.llm_backend]
-    except KeyError:
-        raise ConfigError(f"unknown LLM backend {settings.llm_backend!r}; "
-                          f"available: {', '.join(available_llm_backends())}") from None
-    return factory(settings)
+    return LLM_REGISTRY.create(settings.llm_backend, settings)
 
 
 def load_remote_llm(settings: "Settings", base_url: str, model: str = "", api_key: str = "EMPTY") -> LLM:

@@ -31,6 +31,7 @@ import numpy as np
 
 from empathic_agent.errors import EmpathicError
 from empathic_agent.memory.errors import EmbeddingError
+from empathic_agent.registry import Registry
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -229,35 +230,23 @@ class MiniLMEmbedder(Embedder):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Registry: name -> factory(settings).  The setting ``embedding_model`` names the *model*; every model
-# of the "embeddings" role is loaded by the MiniLM-style (mean pooling) embedder.
-_EMBEDDERS: dict[str, Callable[["Settings"], Embedder]] = {}
+# Registry: name -> factory(settings), by dotted path.  The setting ``embedding_model`` names the
+# *model*; every model of the "embeddings" role is loaded by the MiniLM-style (mean pooling) embedder.
+# (Tests pass a ``testing.fakes.FakeEmbedder`` directly; no fake is registered here.)
+EMBEDDERS: "Registry[Embedder]" = Registry("embedders", noun="embedder")
+EMBEDDERS.register("minilm", "empathic_agent.memory.embedder:MiniLMEmbedder.from_settings")
 
 
-def register_embedder(name: str, factory: Callable[["Settings"], Embedder]) -> None:
-    _EMBEDDERS[name] = factory
-
-
-def _fake_factory(settings: "Settings") -> Embedder:
-    from empathic_agent.testing.fakes import FakeEmbedder
-
-    return FakeEmbedder()
-
-
-register_embedder("minilm", MiniLMEmbedder.from_settings)
-register_embedder("fake", _fake_factory)
+def register_embedder(name: str, factory: "str | Callable[[Settings], Embedder]") -> None:
+    """Register (or replace) an embedder: a factory ``(settings) -> Embedder`` or its ``"module:attr"``
+    path (also through the ``empathic_agent.embedders`` entry-point group)."""
+    EMBEDDERS.register(name, factory)
 
 
 def available_embedders() -> list[str]:
-    return sorted(_EMBEDDERS)
+    return EMBEDDERS.names()
 
 
 def load_embedder(settings: "Settings", name: str = "minilm") -> Embedder:
-    """Build the embedder ``name`` (weights load on first use)."""
-    try:
-        factory = _EMBEDDERS[name]
-    except KeyError:
-        from empathic_agent.errors import ConfigError
-
-        raise ConfigError(f"unknown embedder {name!r}; available: {', '.join(available_embedders())}") from None
-    return factory(settings)
+    """Build the embedder ``name`` (weights load on first use); :class:`ConfigError` for an unknown one."""
+    return EMBEDDERS.create(name, settings)

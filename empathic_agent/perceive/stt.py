@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 
 from empathic_agent.errors import BackendUnavailableError, ConfigError, EmpathicError
 from empathic_agent.perceive.audio import AudioClip, AudioLimits, AudioSource, decode_audio
+from empathic_agent.registry import Registry
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -436,19 +437,19 @@ class WhisperSTT(STT):
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry: backend name -> factory(settings) -> STT.  Factories import vendors lazily.
-_BACKENDS: dict[str, Callable[["Settings"], STT]] = {}
+# Registry: backend name -> factory(settings) -> STT, by dotted path (vendors import lazily).
+STT_REGISTRY: "Registry[STT]" = Registry("stt_backends", noun="speech-to-text backend")
+STT_REGISTRY.register("whisper", "empathic_agent.perceive.stt:WhisperSTT.from_settings")
 
 
-def register_stt_backend(name: str, factory: Callable[["Settings"], STT]) -> None:
-    """Register (or replace) a speech-to-text backend factory."""
-    if not name or not isinstance(name, str):
-        raise ValueError(f"backend name must be a non-empty string, got {name!r}")
-    _BACKENDS[name] = factory
+def register_stt_backend(name: str, factory: "str | Callable[[Settings], STT]") -> None:
+    """Register (or replace) a speech-to-text backend: a factory ``(settings) -> STT`` or its
+    ``"module:attr"`` path (also through the ``empathic_agent.stt_backends`` entry-point group)."""
+    STT_REGISTRY.register(name, factory)
 
 
 def available_stt_backends() -> list[str]:
-    return sorted(_BACKENDS)
+    return STT_REGISTRY.names()
 
 
 def load_stt(settings: "Settings | None" = None, backend: str = "whisper") -> STT:
@@ -456,16 +457,9 @@ def load_stt(settings: "Settings | None" = None, backend: str = "whisper") -> ST
 
     Raises :class:`ConfigError` naming the valid backends for an unknown name.
     """
-    try:
-        factory = _BACKENDS[backend]
-    except KeyError:
-        raise ConfigError(f"unknown speech-to-text backend {backend!r}; available: "
-                          f"{', '.join(available_stt_backends())}") from None
+    factory = STT_REGISTRY.factory(backend)
     if settings is None:
         from empathic_agent.settings import Settings
 
         settings = Settings.from_env()
     return factory(settings)
-
-
-register_stt_backend("whisper", lambda settings: WhisperSTT.from_settings(settings))

@@ -186,6 +186,10 @@ class PiperTTS(TTS):
     capabilities = TTSCapabilities(rate=True, pitch=True, pitch_range=True, gain=True, variation=True,
                                    brightness=False, sentence_chunks=True, languages=("en-us",))
 
+    @classmethod
+    def from_profile(cls, profile: VoiceProfile, settings: Any) -> "PiperTTS":
+        return cls(profile, cache_dir=settings.cache_dir)
+
     def __init__(self, profile: VoiceProfile, *, cache_dir: str | Path | None = None) -> None:
         super().__init__(profile)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None

@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from empathic_agent.errors import ConfigError, EmpathicError
+from empathic_agent.registry import Registry
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -299,6 +300,12 @@ class TTS(ABC):
     def loaded(self) -> bool:
         return self._loaded
 
+    @classmethod
+    def from_profile(cls, profile: "VoiceProfile", settings: "Settings") -> "TTS":
+        """The registry's factory: this backend speaking ``profile`` (a backend that needs more
+        of the settings, e.g. the model cache, overrides it)."""
+        return cls(profile)
+
     def load(self) -> None:
         """Load the voice once (called by the first synthesis). Thread-safe."""
         if self._loaded:
@@ -463,19 +470,22 @@ class FakeTTS(TTS):
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry: backend name -> factory(profile, settings) -> TTS.  Factories import vendors lazily.
-_BACKENDS: dict[str, Callable[["VoiceProfile", "Settings"], TTS]] = {}
+# Registry: backend name -> factory(profile, settings) -> TTS, by dotted path (vendors import
+# lazily; this module never imports its backends).
+TTS_REGISTRY: "Registry[TTS]" = Registry("tts_backends", noun="TTS backend")
+TTS_REGISTRY.register("piper", "empathic_agent.speak.piper_tts:PiperTTS.from_profile")
+TTS_REGISTRY.register("espeak-ng", "empathic_agent.speak.espeak_tts:EspeakTTS.from_profile")
 
 
-def register_tts_backend(name: str, factory: Callable[["VoiceProfile", "Settings"], TTS]) -> None:
-    """Register (or replace) a TTS backend factory, used for profiles with ``backend = name``."""
-    if not name or not isinstance(name, str):
-        raise ValueError(f"backend name must be a non-empty string, got {name!r}")
-    _BACKENDS[name] = factory
+def register_tts_backend(name: str, factory: "str | Callable[[VoiceProfile, Settings], TTS]") -> None:
+    """Register (or replace) a TTS backend, used for profiles with ``backend = name``: a factory
+    ``(profile, settings) -> TTS`` or its ``"module:attr"`` path (also through the
+    ``empathic_agent.tts_backends`` entry-point group)."""
+    TTS_REGISTRY.register(name, factory)
 
 
 def available_tts_backends() -> list[str]:
-    return sorted(_BACKENDS)
+    return TTS_REGISTRY.names()
 
 
 def available_voices() -> list[str]:
@@ -504,24 +514,7 @@ def load_tts(name_or_profile: "str | Path | VoiceProfile | None" = None,
         name_or_profile = settings.tts_voice
     profile = name_or_profile if isinstance(name_or_profile, VoiceProfile) else load_profile(name_or_profile)
     try:
-        factory = _BACKENDS[profile.backend]
-    except KeyError:
-        raise ConfigError(f"voice {profile.name!r} uses unknown TTS backend {profile.backend!r}; "
-                          f"available backends: {', '.join(available_tts_backends())}") from None
+        factory = TTS_REGISTRY.factory(profile.backend)
+    except ConfigError as exc:
+        raise ConfigError(f"voice {profile.name!r} uses an {exc}") from None
     return factory(profile, settings)
-
-
-def _piper_factory(profile: "VoiceProfile", settings: "Settings") -> TTS:
-    from empathic_agent.speak.piper_tts import PiperTTS
-
-    return PiperTTS(profile, cache_dir=settings.cache_dir)
-
-
-def _espeak_factory(profile: "VoiceProfile", settings: "Settings") -> TTS:
-    from empathic_agent.speak.espeak_tts import EspeakTTS
-
-    return EspeakTTS(profile)
-
-
-register_tts_backend("piper", _piper_factory)
-register_tts_backend("espeak-ng", _espeak_factory)

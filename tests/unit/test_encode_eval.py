@@ -115,7 +115,7 @@ def test_registry_lists_text_and_unknown_modality_names_valid_ones(settings):
 
 
 def test_registry_builds_registered_factory(settings, monkeypatch):
-    monkeypatch.setattr(encode_base, "_ENCODERS", dict(encode_base._ENCODERS))
+    monkeypatch.setattr(encode_base, "ENCODERS", encode_base.ENCODERS.copy())
     fake = FakeEncoder()
     encode_base.register_encoder("fake-modality", lambda s: fake)
     assert load_encoder("fake-modality", settings) is fake
@@ -307,7 +307,7 @@ def test_lexicon_baselines_report_or_skip(tmp_path):
 def test_cli_eval_prints_json(tmp_path, monkeypatch, capsys):
     from empathic_agent.cli.main import main
 
-    monkeypatch.setattr(encode_base, "_ENCODERS", dict(encode_base._ENCODERS))
+    monkeypatch.setattr(encode_base, "ENCODERS", encode_base.ENCODERS.copy())
     encode_base.register_encoder("fakecli", lambda s: FakeEncoder({"yay": "joy", "boo": "joy"}))
     path = write_csv(tmp_path / "c.csv", ["text", "emotion"], [["yay", "joy"], ["boo", "sadness"]])
     out_file = tmp_path / "out.json"
@@ -323,7 +323,7 @@ def test_cli_eval_prints_json(tmp_path, monkeypatch, capsys):
 def test_cli_eval_bad_csv_is_a_clean_error(tmp_path, monkeypatch, capsys):
     from empathic_agent.cli.main import main
 
-    monkeypatch.setattr(encode_base, "_ENCODERS", dict(encode_base._ENCODERS))
+    monkeypatch.setattr(encode_base, "ENCODERS", encode_base.ENCODERS.copy())
     encode_base.register_encoder("fakecli", lambda s: FakeEncoder())
     path = write_csv(tmp_path / "c.csv", ["words", "emotion"], [["yay", "joy"]])
     assert main(["encoders", "eval", "fakecli", "--csv", str(path)]) == 2
