@@ -23,7 +23,6 @@ Factories import their backend lazily, so importing this module never pulls in t
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from empathic_agent.errors import EmpathicError
 from empathic_agent.latent import Reading
+from empathic_agent.lifecycle import Loadable
 from empathic_agent.registry import Registry
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class EncodeStats:
         return self.total_s / max(1, self.batch_size)
 
 
-class Encoder(ABC):
+class Encoder(Loadable, ABC):
     """Base class of every modality encoder: input -> :class:`~empathic_agent.latent.Reading`.
 
     Subclasses set ``name``, ``modality`` and ``input_kind`` and implement
@@ -92,32 +92,14 @@ class Encoder(ABC):
     #: Python types accepted as one input (``None`` is always accepted and means "no input").
     input_types: tuple[type, ...] = (str,)
 
+    kind = "encoder"
+    error_class = EncoderError
+
     def __init__(self) -> None:
+        super().__init__()  # the loading lifecycle: load(), loaded, load_s, _translate
         self.last_stats: EncodeStats | None = None
-        self.load_s: float | None = None
-        self._loaded = False
-        self._load_lock = threading.Lock()
 
     # -- public API ------------------------------------------------------------------------------
-    def load(self) -> None:
-        """Load weights once (called automatically by the first encode). Thread-safe."""
-        if self._loaded:
-            return
-        from empathic_agent.models.base import LOAD_LOCK
-
-        with self._load_lock, LOAD_LOCK:
-            if self._loaded:
-                return
-            t0 = time.perf_counter()
-            self._translate(self._load_impl, "loading")
-            self.load_s = time.perf_counter() - t0
-            self._loaded = True
-            log.info("encoder %s loaded in %.2fs", self.name, self.load_s)
-
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
-
     def encode(self, x: Any) -> Reading:
         """One input -> one reading (see :meth:`encode_batch`)."""
         return self.encode_batch([x])[0]
@@ -153,25 +135,10 @@ class Encoder(ABC):
         """Plain-JSON facts about the encoder (for eval reports and benchmarks)."""
         return {"name": self.name, "modality": self.modality, "input_kind": self.input_kind}
 
-    # -- hooks -----------------------------------------------------------------------------------
-    def _load_impl(self) -> None:
-        """Load weights (default: nothing to load)."""
-
+    # -- hooks (and _load_impl, _translate_error from Loadable) -----------------------------------
     @abstractmethod
     def _encode_batch_impl(self, xs: list[Any]) -> list[Reading]:
         """Encode a non-empty list of inputs: exactly one reading per input, in order."""
-
-    def _translate_error(self, exc: Exception, stage: str) -> EncoderError:
-        """Map a vendor exception to :class:`EncoderError` (encoders may refine this)."""
-        return EncoderError(f"{self.name} encoder failed while {stage}: {type(exc).__name__}: {exc}")
-
-    def _translate(self, fn: Callable[[], Any], stage: str) -> Any:
-        try:
-            return fn()
-        except EmpathicError:
-            raise
-        except Exception as exc:  # vendor errors become ours at this boundary
-            raise self._translate_error(exc, stage) from exc
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Callable, Final, Sequence
 import numpy as np
 
 from empathic_agent.errors import EmpathicError
+from empathic_agent.lifecycle import Loadable
 from empathic_agent.memory.errors import EmbeddingError
 from empathic_agent.registry import Registry
 
@@ -65,44 +66,27 @@ class EmbeddingStats:
     seconds: float
 
 
-class Embedder(ABC):
-    """Base class of sentence embedders: texts -> L2-normalised float32 vectors, shape (n, dim)."""
+class Embedder(Loadable, ABC):
+    """Base class of sentence embedders: texts -> L2-normalised float32 vectors, shape (n, dim)
+    (loading lifecycle: :class:`Loadable`)."""
 
+    kind = "embedder"
+    error_class = EmbeddingError
     #: Registry name.
     name: str = "base"
 
     def __init__(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__()
         self.batch_size = batch_size
         self.last_stats: EmbeddingStats | None = None
-        self._loaded = False
-        self._load_lock = threading.Lock()
 
     # -- public API --------------------------------------------------------------------------------
     @property
     @abstractmethod
     def dim(self) -> int:
         """Embedding dimension."""
-
-    def load(self) -> None:
-        """Load weights once (called automatically by the first :meth:`embed`)."""
-        if self._loaded:
-            return
-        from empathic_agent.models.base import LOAD_LOCK
-
-        with self._load_lock, LOAD_LOCK:
-            if self._loaded:
-                return
-            t0 = time.perf_counter()
-            try:
-                self._load_impl()
-            except EmpathicError:
-                raise
-            except Exception as exc:
-                raise EmbeddingError(f"{self.name} embedder failed to load: {type(exc).__name__}: {exc}") from exc
-            self._loaded = True
-            log.info("%s embedder loaded in %.2fs", self.name, time.perf_counter() - t0)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns float32 array of shape (len(texts), dim), rows of unit norm."""
@@ -147,10 +131,7 @@ class Embedder(ABC):
     def close(self) -> None:
         """Release the model (safe to call twice)."""
 
-    # -- hooks -------------------------------------------------------------------------------------
-    def _load_impl(self) -> None:
-        """Load weights (default: nothing to load)."""
-
+    # -- hooks (and _load_impl from Loadable) ---------------------------------------------------------
     @abstractmethod
     def _embed_impl(self, texts: list[str]) -> np.ndarray:
         """Embed one batch: array-like of shape (len(texts), dim) (normalisation is checked after)."""

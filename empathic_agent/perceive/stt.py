@@ -42,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from empathic_agent.errors import BackendUnavailableError, ConfigError, EmpathicError
+from empathic_agent.lifecycle import Loadable
 from empathic_agent.perceive.audio import AudioClip, AudioLimits, AudioSource, decode_audio
 from empathic_agent.registry import Registry
 
@@ -166,41 +167,27 @@ class Transcript:
                 "timings": {k: round(v, 4) for k, v in self.timings.items()}}
 
 
-class STT(ABC):
-    """Base class of every speech-to-text backend."""
+class STT(Loadable, ABC):
+    """Base class of every speech-to-text backend (loading lifecycle: :class:`Loadable`)."""
 
+    kind = "speech-to-text"
+    error_class = STTError
     #: Registry name of the backend.
     name: str = "base"
     capabilities: STTCapabilities = STTCapabilities()
 
     def __init__(self, *, limits: AudioLimits | None = None) -> None:
+        super().__init__()
         self.limits = limits or AudioLimits()
-        self.load_s: float | None = None
         self.last_transcript: Transcript | None = None
-        self._loaded = False
-        self._load_lock = threading.Lock()
 
     # -- public API ------------------------------------------------------------------------------
     @property
     def model_name(self) -> str:
         return "?"
 
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
-
-    def load(self) -> None:
-        """Load the model once (called automatically by the first transcription). Thread-safe."""
-        if self._loaded:
-            return
-        with self._load_lock:
-            if self._loaded:
-                return
-            t0 = time.perf_counter()
-            self._translate(self._load_impl, "loading")
-            self.load_s = time.perf_counter() - t0
-            self._loaded = True
-            log.info("stt %s loaded %s in %.2fs", self.name, self.model_name, self.load_s)
+    def _loaded_what(self) -> str:
+        return f" {self.model_name}"
 
     def transcribe(self, audio: AudioSource | AudioClip,
                    options: TranscribeOptions | None = None) -> Transcript:
@@ -244,24 +231,10 @@ class STT(ABC):
         return {"backend": self.name, "model": self.model_name, "loaded": self._loaded,
                 "load_s": self.load_s, "capabilities": vars(self.capabilities)}
 
-    # -- hooks -----------------------------------------------------------------------------------
-    def _load_impl(self) -> None:
-        """Load weights (default: nothing to load)."""
-
+    # -- hooks (and _load_impl, _translate_error from Loadable) -----------------------------------
     @abstractmethod
     def _transcribe_impl(self, clip: AudioClip, options: TranscribeOptions) -> Transcript:
         """Transcribe a usable 16 kHz mono clip. ``timings`` may carry per-stage seconds."""
-
-    def _translate_error(self, exc: Exception, stage: str) -> STTError:
-        return STTError(f"{self.name} speech-to-text failed while {stage}: {type(exc).__name__}: {exc}")
-
-    def _translate(self, fn: Callable[[], Any], stage: str) -> Any:
-        try:
-            return fn()
-        except EmpathicError:
-            raise
-        except Exception as exc:  # vendor errors become ours at this boundary
-            raise self._translate_error(exc, stage) from exc
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from empathic_agent.errors import ConfigError, EmpathicError
+from empathic_agent.lifecycle import Loadable
 from empathic_agent.registry import Registry
 
 if TYPE_CHECKING:
@@ -273,22 +274,24 @@ def soft_limit(samples: NDArray[np.floating], peak: float = LIMIT_PEAK,
 # Base class
 
 
-class TTS(ABC):
-    """Base class of every text-to-speech backend (one voice profile per instance).
+class TTS(Loadable, ABC):
+    """Base class of every text-to-speech backend (one voice profile per instance; loading
+    lifecycle: :class:`Loadable`).
 
     Thread-safe: synthesis calls are serialised by a lock (on 2 cores parallel synthesis only
     fights over the same cores, and ONNX/subprocess state stays simple).
     """
 
+    kind = "tts"
+    error_class = TTSError
     #: Registry name of the backend ("piper", "espeak-ng").
     name: str = "base"
     capabilities: TTSCapabilities = TTSCapabilities()
 
     def __init__(self, profile: "VoiceProfile") -> None:
+        super().__init__()
         self.profile = profile
-        self.load_s: float | None = None
-        self._loaded = False
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # synthesis
         self._warned: set[str] = set()
 
     # -- public API ------------------------------------------------------------------------------
@@ -296,28 +299,14 @@ class TTS(ABC):
     def voice(self) -> str:
         return self.profile.name
 
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
-
     @classmethod
     def from_profile(cls, profile: "VoiceProfile", settings: "Settings") -> "TTS":
         """The registry's factory: this backend speaking ``profile`` (a backend that needs more
         of the settings, e.g. the model cache, overrides it)."""
         return cls(profile)
 
-    def load(self) -> None:
-        """Load the voice once (called by the first synthesis). Thread-safe."""
-        if self._loaded:
-            return
-        with self._lock:
-            if self._loaded:
-                return
-            t0 = time.perf_counter()
-            self._translate(self._load_impl, "loading")
-            self.load_s = time.perf_counter() - t0
-            self._loaded = True
-            log.info("tts %s loaded voice %s in %.2fs", self.name, self.voice, self.load_s)
+    def _loaded_what(self) -> str:
+        return f" voice {self.voice}"
 
     def synthesize(self, text: str, prosody: Prosody | None = None, *, normalize: bool = True) -> SpeechAudio:
         """Speak ``text`` with ``prosody`` (blocking).
@@ -380,10 +369,7 @@ class TTS(ABC):
                 "loaded": self._loaded, "load_s": self.load_s, "licence": self.profile.licence,
                 "capabilities": asdict(self.capabilities)}
 
-    # -- hooks -----------------------------------------------------------------------------------
-    def _load_impl(self) -> None:
-        """Load the voice (default: nothing to load)."""
-
+    # -- hooks (and _load_impl from Loadable) -----------------------------------------------------
     @abstractmethod
     def _synthesize_impl(self, text: str, prosody: Prosody) -> tuple[int, NDArray[np.float32]]:
         """Speak non-empty, speakable ``text``: ``(sample_rate, mono float32 samples (n,))``.
@@ -415,14 +401,6 @@ class TTS(ABC):
 
     def _translate_error(self, exc: Exception, stage: str) -> TTSError:
         return TTSError(f"voice {self.voice} ({self.name}) failed while {stage}: {type(exc).__name__}: {exc}")
-
-    def _translate(self, fn: Callable[[], Any], stage: str) -> Any:
-        try:
-            return fn()
-        except EmpathicError:
-            raise
-        except Exception as exc:  # vendor errors become ours at this boundary
-            raise self._translate_error(exc, stage) from exc
 
 
 class FakeTTS(TTS):
