@@ -247,7 +247,8 @@ class EpitomeJudge(EmpathyJudge):
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": "EPITOME judge (fine-tuned all-MiniLM-L6-v2; research-only)",
-                "url": None, "probabilities": True, "weights": str(self.model.weights_path)}
+                "url": None, "probabilities": True, "weights": str(self.model.config_path),
+                "members": [p.name for p in self.model.member_files]}
 
     def score_many(self, contexts: Sequence[str], replies: Sequence[str]) -> list[dict[str, DimensionScore]]:
         """Batch scoring: the person's words and the reply per pair (synchronous)."""

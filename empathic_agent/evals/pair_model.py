@@ -137,6 +137,11 @@ class PairClassifier:
         members = self._member_names()
         return self.folder / f"{members[0]}.npz"
 
+    @property
+    def member_files(self) -> list[Path]:
+        """Every weights file the model reads (one per member)."""
+        return [self.folder / f"{m}.npz" for m in self._member_names()]
+
     def _member_names(self) -> list[str]:
         try:
             config = json.loads(self.config_path.read_text(encoding="utf-8")) if self.config_path.is_file() else {}
