@@ -54,6 +54,7 @@ from numpy.typing import NDArray
 from empathic_agent.encode.base import INPUT_PATH, Encoder
 from empathic_agent.errors import ModelError
 from empathic_agent.latent import CATEGORIES, MODALITY_FACE, Reading, categories_to_vad
+from empathic_agent.latent.prior import mix_with_prior
 from empathic_agent.perceive.image import ImageError, ImageFrame, ImageLimits, decode_image
 
 if TYPE_CHECKING:
@@ -81,8 +82,6 @@ CONFIG_FILE: Final[str] = "config.json"
 #: The mini-Xception's output order (FER-2013's label ids), mapped to our categories.
 FER_ORDER: Final[tuple[str, ...]] = ("anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral")
 _FER_TO_OURS: Final[list[int]] = [FER_ORDER.index(c) for c in CATEGORIES]
-#: Variance of the uninformed prior (uniform over [-1, 1]), as in the text and speech encoders.
-PRIOR_VARIANCE: Final[float] = 1.0 / 3.0
 #: Faces this many pixels wide (in the original image) or more carry full detail; smaller ones
 #: add doubt linearly down to SMALL_FACE_PX, where half the evidence is lost.
 FULL_DETAIL_PX: Final[int] = 96
@@ -287,10 +286,8 @@ def reading_from_probabilities(probs: NDArray[np.float64], doubt: float) -> Read
     """Categories -> prototype-mixture VAD, mixed with the uninformed prior (weight ``doubt``)."""
     p = np.asarray(probs, dtype=np.float64)
     mean, var = categories_to_vad(p)
-    u = float(np.clip(doubt, 0.0, 1.0))
-    return Reading(mean=(1.0 - u) * mean,
-                   variance=(1.0 - u) * var + u * PRIOR_VARIANCE + u * (1.0 - u) * mean**2,
-                   categories=(1.0 - u) * p + u / len(CATEGORIES), modality=MODALITY_FACE)
+    mean_u, var_u, probs_u = mix_with_prior(mean, var, p, float(doubt))
+    return Reading(mean=mean_u, variance=var_u, categories=probs_u, modality=MODALITY_FACE)
 
 
 def doubt_of(box: "FaceBox", whole_image_crop: bool, weak_below: float | None = None) -> dict[str, float]:

@@ -74,6 +74,7 @@ from numpy.typing import NDArray
 from empathic_agent.encode.base import INPUT_PATH, Encoder, EncoderError
 from empathic_agent.errors import BackendUnavailableError, EmpathicError, InputError, ModelError
 from empathic_agent.latent import CATEGORIES, MODALITY_SPEECH, Reading, categories_to_vad
+from empathic_agent.latent.prior import mix_with_prior
 from empathic_agent.perceive.audio import (
     TARGET_SAMPLE_RATE,
     AudioClip,
@@ -170,8 +171,6 @@ PROSODY_NAMES: Final[tuple[str, ...]] = (
 )
 
 # --- uncertainty (doubt) --------------------------------------------------------------------------
-#: Variance of the uninformed prior: a uniform spread over [-1, 1] (as the text encoder).
-PRIOR_VARIANCE: Final[float] = 1.0 / 3.0
 #: Sounding time (s) from which the clip counts as long enough; below it the doubt grows as
 #: (1 - t / FULL)^2 (0.3 s -> 0.49, 0.5 s -> 0.25).  RAVDESS clips hold ~1.3 s.
 FULL_SPEECH_S: Final[float] = 1.0
@@ -1003,10 +1002,7 @@ def reading_from_probabilities(probs: NDArray[np.float64], doubt: float) -> Read
     """Categories -> prototype-mixture VAD, then mixed with the uninformed prior (weight doubt)."""
     p = np.asarray(probs, dtype=np.float64)
     mean, var = categories_to_vad(p)
-    u = float(np.clip(doubt, 0.0, 1.0))
-    mean_u = (1.0 - u) * mean
-    var_u = (1.0 - u) * var + u * PRIOR_VARIANCE + u * (1.0 - u) * mean**2
-    probs_u = (1.0 - u) * p + u / len(CATEGORIES)
+    mean_u, var_u, probs_u = mix_with_prior(mean, var, p, float(doubt))
     return Reading(mean=mean_u, variance=var_u, categories=probs_u, modality=MODALITY_SPEECH)
 
 

@@ -56,6 +56,7 @@ from numpy.typing import NDArray
 from empathic_agent.encode.base import INPUT_TEXT, Encoder, EncoderError
 from empathic_agent.errors import ModelError
 from empathic_agent.latent import CATEGORIES, MODALITY_TEXT, Reading, categories_to_vad
+from empathic_agent.latent.prior import PRIOR_VARIANCE, mix_with_prior
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -89,8 +90,6 @@ DEFAULT_MAX_LENGTH: Final[int] = 256
 #: paste costs bounded tokenisation time.
 MAX_TOKENISED_CHARS: Final[int] = 20_000
 
-#: Variance of the "we know nothing" component: a uniform spread over [-1, 1] (1/3).
-PRIOR_VARIANCE: Final[float] = 1.0 / 3.0
 #: Mahalanobis distance (as a multiple of the dev 95th percentile) at which input counts as fully
 #: out of domain.  At the dev 95th percentile the doubt is 0; halfway (in log scale) it is 0.5.
 #: Measured on the frozen layer: clear English sentences sit at 0.6-1.0x the dev 95th percentile,
@@ -137,17 +136,6 @@ def calibrate_outputs(mean: NDArray[np.float64], logvar: NDArray[np.float64], lo
         var = 1.0 / precision
     var = var * np.asarray(calibration["variance_scale"], dtype=np.float64)
     return mean, var, probs
-
-
-def mix_with_prior(mean: NDArray[np.float64], var: NDArray[np.float64], probs: NDArray[np.float64],
-                   doubt: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64],
-                                                       NDArray[np.float64]]:
-    """Moment-matched mixture of the model's reading (weight 1-u) and the prior (weight u)."""
-    u = np.asarray(doubt, dtype=np.float64)[:, None]
-    m = (1.0 - u) * mean
-    v = (1.0 - u) * var + u * PRIOR_VARIANCE + u * (1.0 - u) * mean**2
-    p = (1.0 - u) * probs + u / len(CATEGORIES)
-    return m, v, p
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from .incongruence import (
     MixedSignals,
     detect_mixed_signals,
 )
+from .prior import PRIOR_VARIANCE, mix_with_prior
 from .prototypes import (
     PROTOTYPE_MEANS,
     PROTOTYPE_SD,
@@ -48,6 +49,8 @@ from .prototypes import (
 from .reading import Reading
 
 __all__ = [
+    "PRIOR_VARIANCE",
+    "mix_with_prior",
     "CATEGORIES",
     "DIMENSIONS",
     "MIN_VARIANCE",
