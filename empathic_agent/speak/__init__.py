@@ -17,7 +17,6 @@ from empathic_agent.speak.stream import SpeechFailure, StreamStats, speak_stream
 from empathic_agent.speak.text import MAX_SPOKEN_CHARS, prepare_speech, speakable, split_sentences
 from empathic_agent.speak.tts import (
     TTS,
-    FakeTTS,
     Prosody,
     SpeechAudio,
     TTSCapabilities,
@@ -34,7 +33,6 @@ __all__ = [
     "TTSCapabilities",
     "Prosody",
     "SpeechAudio",
-    "FakeTTS",
     "available_voices",
     "available_tts_backends",
     "register_tts_backend",

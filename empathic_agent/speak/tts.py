@@ -53,7 +53,6 @@ __all__ = [
     "SpeechAudio",
     "TTSCapabilities",
     "TTS",
-    "FakeTTS",
     "register_tts_backend",
     "available_tts_backends",
     "available_voices",
@@ -401,50 +400,6 @@ class TTS(Loadable, ABC):
 
     def _translate_error(self, exc: Exception, stage: str) -> TTSError:
         return TTSError(f"voice {self.voice} ({self.name}) failed while {stage}: {type(exc).__name__}: {exc}")
-
-
-class FakeTTS(TTS):
-    """A test double that subclasses the real base class: speaks a tone (no model).
-
-    Each character lasts ``seconds_per_char``; ``delay_s`` simulates synthesis time; ``error``
-    (an exception instance) is raised by every synthesis, ``fail_on`` only for sentences that
-    contain that substring.  Pitch shift and gain are realised (the tone moves), so tests can see
-    the prosody arrive.  Calls are recorded in :attr:`calls`.
-    """
-
-    name = "fake"
-    capabilities = TTSCapabilities(pitch=True, gain=False, sentence_chunks=False)
-
-    def __init__(self, profile: "VoiceProfile | None" = None, *, sample_rate: int = 16000,
-                 seconds_per_char: float = 0.05, delay_s: float = 0.0, error: Exception | None = None,
-                 fail_on: str | None = None) -> None:
-        if profile is None:
-            from empathic_agent.speak.prosody import builtin_profile
-
-            profile = builtin_profile("espeak-ng").with_name("fake")
-        super().__init__(profile)
-        self.sample_rate = sample_rate
-        self.seconds_per_char = seconds_per_char
-        self.delay_s = delay_s
-        self.error = error
-        self.fail_on = fail_on
-        self.calls: list[tuple[str, Prosody]] = []
-
-    def _synthesize_impl(self, text: str, prosody: Prosody) -> tuple[int, NDArray[np.float32]]:
-        self.calls.append((text, prosody))
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        if self.error is not None:
-            raise self.error
-        if self.fail_on is not None and self.fail_on in text:
-            raise RuntimeError(f"fake failure on {self.fail_on!r}")
-        n = max(1, int(len(text) * self.seconds_per_char * self.sample_rate))
-        t = np.arange(n) / self.sample_rate
-        f0 = 120.0 * 2.0 ** (prosody.pitch_shift_st / 12.0)
-        return self.sample_rate, (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32)
-
-    def _sample_rate_hint(self) -> int:
-        return self.sample_rate
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,5 +1,15 @@
 """Fakes for tests — yours and ours. Each subclasses the real base class it stands in for."""
 
-from empathic_agent.testing.fakes import FakeEmbedder, FakeEncoder, FakeLLM, FakeStrategyClassifier
+from empathic_agent.testing.fakes import (
+    FakeEmbedder,
+    FakeEncoder,
+    FakeFacePerception,
+    FakeLLM,
+    FakeSpeechPerception,
+    FakeStrategyClassifier,
+    FakeSTT,
+    FakeTTS,
+)
 
-__all__ = ["FakeLLM", "FakeEmbedder", "FakeEncoder", "FakeStrategyClassifier"]
+__all__ = ["FakeLLM", "FakeEmbedder", "FakeEncoder", "FakeStrategyClassifier", "FakeTTS", "FakeSTT",
+           "FakeSpeechPerception", "FakeFacePerception"]

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import AsyncIterator, Sequence
 
+import numpy as np
+from numpy.typing import NDArray
+
+from empathic_agent.encode.face import FacePerception, FacePerceptionResult
+from empathic_agent.encode.speech import SpeechPerception, SpeechPerceptionResult
 from empathic_agent.evals.strategy import StrategyClassifier
 from empathic_agent.generate.llm import LLM, ChatMessage, GenerationOptions
 from empathic_agent.memory.embedder import Embedder
+from empathic_agent.perceive.audio import AudioClip
+from empathic_agent.perceive.stt import STT, TranscribeOptions, Transcript
+from empathic_agent.speak.prosody import VoiceProfile
+from empathic_agent.speak.tts import TTS, Prosody, TTSCapabilities
 
-__all__ = ["FakeLLM", "FakeEmbedder", "FakeStrategyClassifier"]
+__all__ = ["FakeLLM", "FakeEmbedder", "FakeStrategyClassifier", "FakeTTS", "FakeSTT", "FakeSpeechPerception",
+           "FakeFacePerception"]
 
 
 class FakeLLM(LLM):
@@ -107,7 +118,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any, Mapping  # noqa: E402
 
 from empathic_agent.encode.base import INPUT_PATH, INPUT_TEXT, Encoder  # noqa: E402
-from empathic_agent.latent import Reading  # noqa: E402
+from empathic_agent.latent import MODALITY_FACE, MODALITY_SPEECH, Reading  # noqa: E402
 
 
 class FakeEncoder(Encoder):
@@ -181,3 +192,126 @@ class FakeStrategyClassifier(StrategyClassifier):
             out.append({"strategy": s, "probability": 1.0, "family": family_of(s),
                         "distribution": {c: float(c == s) for c in STRATEGIES}})
         return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Voice and face: the graph's perceive step with no model behind it.
+
+
+class FakeTTS(TTS):
+    """A test double that subclasses the real base class: speaks a tone (no model).
+
+    Each character lasts ``seconds_per_char``; ``delay_s`` simulates synthesis time; ``error``
+    (an exception instance) is raised by every synthesis, ``fail_on`` only for sentences that
+    contain that substring.  Pitch shift and gain are realised (the tone moves), so tests can see
+    the prosody arrive.  Calls are recorded in :attr:`calls`.
+    """
+
+    name = "fake"
+    capabilities = TTSCapabilities(pitch=True, gain=False, sentence_chunks=False)
+
+    def __init__(self, profile: "VoiceProfile | None" = None, *, sample_rate: int = 16000,
+                 seconds_per_char: float = 0.05, delay_s: float = 0.0, error: Exception | None = None,
+                 fail_on: str | None = None) -> None:
+        if profile is None:
+            from empathic_agent.speak.prosody import builtin_profile
+
+            profile = builtin_profile("espeak-ng").with_name("fake")
+        super().__init__(profile)
+        self.sample_rate = sample_rate
+        self.seconds_per_char = seconds_per_char
+        self.delay_s = delay_s
+        self.error = error
+        self.fail_on = fail_on
+        self.calls: list[tuple[str, Prosody]] = []
+
+    def _synthesize_impl(self, text: str, prosody: Prosody) -> tuple[int, NDArray[np.float32]]:
+        self.calls.append((text, prosody))
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.error is not None:
+            raise self.error
+        if self.fail_on is not None and self.fail_on in text:
+            raise RuntimeError(f"fake failure on {self.fail_on!r}")
+        n = max(1, int(len(text) * self.seconds_per_char * self.sample_rate))
+        t = np.arange(n) / self.sample_rate
+        f0 = 120.0 * 2.0 ** (prosody.pitch_shift_st / 12.0)
+        return self.sample_rate, (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32)
+
+    def _sample_rate_hint(self) -> int:
+        return self.sample_rate
+
+
+class FakeSTT(STT):
+    """Speech-to-text that "hears" the texts it was given, one per call (the last one repeats);
+    silence still gives an empty transcript (the base class skips it).  Calls are recorded."""
+
+    name = "fake"
+
+    def __init__(self, texts: Sequence[str] = ("I had a hard day at work.",), **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        if not texts:
+            raise ValueError("FakeSTT needs at least one text")
+        self.texts = list(texts)
+        self.clips: list[AudioClip] = []
+
+    @property
+    def model_name(self) -> str:
+        return "fake"
+
+    def _transcribe_impl(self, clip: AudioClip, options: TranscribeOptions) -> Transcript:
+        text = self.texts[min(len(self.clips), len(self.texts) - 1)]
+        self.clips.append(clip)
+        return Transcript(text=text, language=options.language or "en", language_probability=1.0,
+                          audio_s=clip.duration_s, backend=self.name, model="fake")
+
+
+class FakeSpeechPerception(SpeechPerception):
+    """The voice step with a :class:`FakeSTT` and a fixed speech reading: the audio is really
+    decoded and validated (bad audio gives the same errors as in production), then "heard"."""
+
+    def __init__(self, stt: STT | None = None, reading: Reading | None = None) -> None:
+        super().__init__(stt or FakeSTT(), encoder=None, parallel=False)  # type: ignore[arg-type]
+        self.reading = reading if reading is not None else Reading.from_categories(
+            {"sadness": 0.8, "neutral": 0.2}, MODALITY_SPEECH)
+        self.users: list[str | None] = []
+
+    def load(self) -> None:
+        self.stt.load()
+
+    def perceive(self, audio: object, user_id: str | None = None, *, language: str | None = None,
+                 update_baseline: bool = True) -> SpeechPerceptionResult:
+        from empathic_agent.perceive.audio import AudioError, decode_audio
+
+        t0 = time.perf_counter()
+        self.users.append(user_id)
+        try:
+            clip = decode_audio(audio, limits=self.limits)
+        except AudioError as exc:
+            return SpeechPerceptionResult(None, None, None, {"total_s": time.perf_counter() - t0}, (f"audio: {exc}",))
+        transcript = self.stt.transcribe(clip, TranscribeOptions(language=language))
+        reading = self.reading if transcript.text else None
+        return SpeechPerceptionResult(transcript, reading, clip.info(), {"total_s": time.perf_counter() - t0})
+
+
+#: "Use the fake's default" (where ``None`` means something: no face seen).
+DEFAULT = object()
+
+
+class FakeFacePerception(FacePerception):
+    """The face step with a fixed reading per turn (default: a sad face; ``None``: no face seen);
+    counts the frames it was given."""
+
+    def __init__(self, reading: "Reading | None | object" = DEFAULT) -> None:
+        super().__init__(encoder=None)  # type: ignore[arg-type]
+        self.reading: Reading | None = Reading.from_categories({"sadness": 0.7, "neutral": 0.3}, MODALITY_FACE) \
+            if reading is DEFAULT else reading  # type: ignore[assignment]
+        self.frames: list[int] = []
+
+    def load(self) -> None:
+        pass
+
+    def perceive(self, images: object) -> FacePerceptionResult:
+        frames = list(images) if isinstance(images, (list, tuple)) else [images]
+        self.frames.append(len(frames))
+        return FacePerceptionResult(self.reading, (), {"total_s": 0.0})

@@ -16,7 +16,6 @@ import pytest
 from empathic_agent.errors import EmpathicError
 from empathic_agent.settings import Settings
 from empathic_agent.speak import (
-    FakeTTS,
     Prosody,
     SpeechAudio,
     SpeechFailure,
@@ -35,6 +34,7 @@ from empathic_agent.speak.roundtrip import (
     run_roundtrip,
     word_error_rate,
 )
+from empathic_agent.testing import FakeTTS
 
 VOICES = ("piper-joe-medium", "espeak-ng")
 SENTENCE = "Thank you for telling me about your day at work."

@@ -18,8 +18,7 @@ from empathic_agent.api.keys import KeyStore, scoped_user
 from empathic_agent.api.server import ApiLimits, create_api
 from empathic_agent.generate.llm import ChatMessage
 from empathic_agent.graph import build_services
-from empathic_agent.speak.tts import FakeTTS
-from empathic_agent.testing import FakeEncoder, FakeLLM
+from empathic_agent.testing import FakeEncoder, FakeLLM, FakeTTS
 
 
 class EchoLLM(FakeLLM):

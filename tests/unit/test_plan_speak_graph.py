@@ -9,8 +9,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from empathic_agent.agent import Agent, AudioChunk, TextChunk, TurnResult
 from empathic_agent.graph import build_services
 from empathic_agent.plan import load_persona
-from empathic_agent.speak import FakeTTS
-from empathic_agent.testing import FakeEncoder, FakeLLM
+from empathic_agent.testing import FakeEncoder, FakeLLM, FakeTTS
 
 
 async def _agent(settings, llm, *, tts=None, encoder=None, persona=None):

@@ -25,7 +25,6 @@ from empathic_agent.speak.prosody import (
     target_vad,
 )
 from empathic_agent.speak.tts import (
-    FakeTTS,
     Prosody,
     SpeechAudio,
     TTSError,
@@ -36,6 +35,7 @@ from empathic_agent.speak.tts import (
     register_tts_backend,
     soft_limit,
 )
+from empathic_agent.testing import FakeTTS
 
 VOICES = sorted(BUILTIN_PROFILES)
 DIMS = ("valence", "arousal", "dominance")

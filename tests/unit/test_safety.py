@@ -30,8 +30,7 @@ from empathic_agent.safety import (
     pattern_signals,
 )
 from empathic_agent.safety.evaluate import SHIPPED_SETS, evaluate_csv, read_labelled
-from empathic_agent.speak.tts import FakeTTS
-from empathic_agent.testing import FakeLLM
+from empathic_agent.testing import FakeLLM, FakeTTS
 
 
 def _category(text: str) -> str | None:

@@ -17,8 +17,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from empathic_agent.errors import ConfigError, EmptyInputError
 from empathic_agent.graph import build_services
 from empathic_agent.latent import Reading, fuse
-from empathic_agent.speak.tts import FakeTTS
-from empathic_agent.testing import FakeEncoder, FakeLLM
+from empathic_agent.testing import FakeEncoder, FakeLLM, FakeTTS
 from empathic_agent.ui.controller import (
     AUDIO,
     BACKEND_EMBEDDED,
