@@ -30,4 +30,6 @@ fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 echo "==> ruff check"
 .venv/bin/ruff check .
+echo "==> mypy (the packages listed in pyproject.toml)"
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q -ra "$@"

@@ -297,9 +297,10 @@ def train_responder(opts: ResponderOptions, settings: "Settings") -> dict[str, A
     torch.manual_seed(opts.seed)
     model = AutoModelForCausalLM.from_pretrained(resolved.location, dtype=torch.float32)
     model.config.use_cache = False
-    config = LoraConfig(r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout,
+    # peft annotates lora_alpha as int but scales by it as a number; a float alpha is used as given.
+    config = LoraConfig(r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout,  # type: ignore[arg-type]
                         target_modules=list(LORA_TARGETS), task_type="CAUSAL_LM")
-    model = get_peft_model(model, config)
+    model = get_peft_model(model, config)  # type: ignore[assignment]  # the LoRA-wrapped model
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=opts.lr, weight_decay=0.0)
     warm = max(1, int(len(batches) * opts.warmup))

@@ -279,7 +279,7 @@ class FakeSpeechPerception(SpeechPerception):
     def load(self) -> None:
         self.stt.load()
 
-    def perceive(self, audio: object, user_id: str | None = None, *, language: str | None = None,
+    def perceive(self, audio: Any, user_id: str | None = None, *, language: str | None = None,
                  update_baseline: bool = True) -> SpeechPerceptionResult:
         from empathic_agent.perceive.audio import AudioError, decode_audio
 
@@ -311,7 +311,7 @@ class FakeFacePerception(FacePerception):
     def load(self) -> None:
         pass
 
-    def perceive(self, images: object) -> FacePerceptionResult:
+    def perceive(self, images: Any) -> FacePerceptionResult:
         frames = list(images) if isinstance(images, (list, tuple)) else [images]
         self.frames.append(len(frames))
         return FacePerceptionResult(self.reading, (), {"total_s": 0.0})
