@@ -1,7 +1,7 @@
 """``empathic encoders eval|train|list``: evaluate and train the emotion encoders.
 
 * ``empathic encoders eval MODALITY --csv FILE`` — the generic evaluation of any encoder on any CSV
-  of the documented form (see `empathic_agent.encode.evaluate`), printed as one JSON object;
+  of the documented form (see `empathic_agent.training.evaluate`), printed as one JSON object;
 * ``empathic encoders eval text --dataset emobank|goemotions|all`` — the test splits from the data
   directory (``--data-dir``), with lexicon baselines beside the model;
 * ``empathic encoders eval face --csv FILE | --dataset fer2013`` — images (``path,emotion``);
@@ -69,7 +69,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
                                     "heads) on EmoBank and GoEmotions-Ekman: train split to train, dev to "
                                     "select and calibrate, test to report. --seed is the training seed "
                                     "(default 13). A rerun resumes from the last checkpoint.")
-    from empathic_agent.encode.train_text import add_train_arguments
+    from empathic_agent.training.text import add_train_arguments
 
     add_train_arguments(t, include_seed=False)  # --seed comes from the common settings flags
     handled_by(t, "empathic_agent.cli.encoders:run_train_text")
@@ -105,7 +105,7 @@ def run_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     """``empathic encoders eval MODALITY``: speech and face have their own evaluation."""
-    from empathic_agent.encode.evaluate import dataset_eval_set, evaluate, lexicon_baselines, read_eval_csv
+    from empathic_agent.training.evaluate import dataset_eval_set, evaluate, lexicon_baselines, read_eval_csv
 
     if args.modality == "speech":
         from empathic_agent.cli.speech import run_eval
@@ -143,7 +143,7 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_train_text(settings: Settings, args: argparse.Namespace) -> int:
     """``empathic encoders train text`` (``speech`` and ``face`` run in their own modules)."""
-    from empathic_agent.encode.train_text import config_from_args, summary, train
+    from empathic_agent.training.text import config_from_args, summary, train
 
     cfg = config_from_args(args, data_dir=settings.data_dir, cache_dir=settings.cache_dir)
     record = train(cfg)

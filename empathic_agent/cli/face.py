@@ -7,7 +7,7 @@
   background; :func:`~empathic_agent.perceive.face.face_in_frame`), so the figures cover detection
   and cropping as well as the expression models.
 * ``empathic encoders train face`` — train the CNN on FER-2013 and build the shipped ensemble
-  (resumable; see :mod:`empathic_agent.encode.train_face`).
+  (resumable; see :mod:`empathic_agent.training.face`).
 * ``empathic bench face`` — latency of detection + expression per 640x480 frame, and of all three
   encoders for one turn (text + speech emotion + face; transcription excluded), as JSON.
 * ``empathic look IMAGE...`` — what the face encoder sees in images (box, categories, VAD).
@@ -35,8 +35,8 @@ TURN_TARGET_S = 0.060
 
 
 def run_eval(settings: Settings, args: argparse.Namespace) -> int:
-    from empathic_agent.encode.evaluate import dataset_eval_set, evaluate, read_eval_csv
     from empathic_agent.encode.face import FaceEncoder
+    from empathic_agent.training.evaluate import dataset_eval_set, evaluate, read_eval_csv
 
     encoder = FaceEncoder.from_settings(settings)
     if args.csv:
@@ -92,7 +92,7 @@ def add_train_parser(train_subparsers: Any, common: argparse.ArgumentParser) -> 
 
 
 def run_train(settings: Settings, args: argparse.Namespace) -> int:
-    from empathic_agent.encode import train_face
+    from empathic_agent.training import face as train_face
 
     argv = []
     for flag, value in (("--data-dir", args.data_dir), ("--work-dir", args.work_dir),

@@ -100,12 +100,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=1))
         return 0
     if cmd == "eval":
-        from empathic_agent.evals.train_pair import evaluate_epitome
+        from empathic_agent.training.judge import evaluate_epitome
 
         print(json.dumps(evaluate_epitome(args.csv, split=args.split, folder=args.weights, settings=settings), indent=1))
         return 0
     if cmd == "train":
-        from empathic_agent.evals.train_pair import combine_epitome, train_epitome
+        from empathic_agent.training.judge import combine_epitome, train_epitome
 
         result = train_epitome(args.data, out=args.out, cache_dir=settings.cache_dir, epochs=args.epochs,
                                seed=settings.seed if settings.seed is not None else 0, rationales=not args.no_rationales, pooling=args.pooling,
@@ -119,7 +119,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                           "judge_figures": judge["config"]["figures"]}, indent=1))
         return 0
     if cmd == "combine":
-        from empathic_agent.evals.train_pair import combine_epitome
+        from empathic_agent.training.judge import combine_epitome
 
         judge = combine_epitome(args.data, args.members, folder=args.out, extra_dev=args.extra_dev, settings=settings)
         print(json.dumps({"members": judge["config"]["members"], "members_dev_macro_f1": judge["members_dev"],
@@ -128,14 +128,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     data_dir = getattr(args, "data_dir", None) or settings.data_dir
     if cmd == "train-strategy":
-        from empathic_agent.evals.train_pair import train_strategy
+        from empathic_agent.training.judge import train_strategy
 
         result = train_strategy(data_dir, out=args.out, cache_dir=settings.cache_dir, epochs=args.epochs,
                                 seed=settings.seed if settings.seed is not None else 0, progress=not args.no_progress)
         print(json.dumps({"training": result["config"]["training"], "figures": result["config"]["figures"]}, indent=1))
         return 0
     if cmd == "strategy-eval":
-        from empathic_agent.evals.train_pair import evaluate_strategy
+        from empathic_agent.training.judge import evaluate_strategy
 
         print(json.dumps(evaluate_strategy(data_dir, split=args.split, folder=args.weights, limit=args.limit,
                                            settings=settings), indent=1))

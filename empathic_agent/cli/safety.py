@@ -105,7 +105,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if getattr(args, "locale", None):
         settings = dataclasses.replace(settings, safety_locale=args.locale)
     if args.safety_command == "train":
-        from empathic_agent.safety.train import rethreshold, train
+        from empathic_agent.training.risk import rethreshold, train
 
         if args.rethreshold:
             out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
@@ -118,7 +118,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(config, indent=1))
         return 0
     if args.safety_command == "combine":
-        from empathic_agent.safety.train import combine
+        from empathic_agent.training.risk import combine
 
         config = combine([tuple(m) for m in args.member], out_dir=args.out, files=args.csv, esconv=args.esconv,
                          cache_dir=settings.cache_dir)
@@ -127,7 +127,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if args.safety_command == "train-scope":
         from empathic_agent.memory.embedder import MiniLMEmbedder
-        from empathic_agent.safety.train import train_scope
+        from empathic_agent.training.risk import train_scope
 
         out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
         report = train_scope(args.csv, out_dir=out, embedder=MiniLMEmbedder.from_settings(settings),
@@ -137,11 +137,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=1))
         return 0
     if args.safety_command == "train-clinical":
-        from empathic_agent.safety.train_clinical import train_clinical
+        from empathic_agent.training.clinical import train_clinical
 
         out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
         if args.rethreshold:
-            from empathic_agent.safety.train_clinical import rethreshold
+            from empathic_agent.training.clinical import rethreshold
 
             report = rethreshold(esconv=Path(args.esconv) if args.esconv else None, out_dir=out,
                                  cache_dir=settings.cache_dir, progress=lambda m: print(m, file=sys.stderr))

@@ -9,7 +9,7 @@ Pieces for the ``empathic`` command line (each ``add_*`` adds arguments/sub-comm
   baseline when the CSV has a ``speaker`` (or ``actor``) column: each clip is read against a
   baseline of the same speaker's *other* clips (:func:`run_eval`); ``--dataset ravdess`` evaluates
   the committed heads' held-out RAVDESS actors;
-* ``empathic encoders train speech`` — :mod:`empathic_agent.encode.train_speech`
+* ``empathic encoders train speech`` — :mod:`empathic_agent.training.speech`
   (:func:`add_train_parser`, :func:`run_train`);
 * ``empathic bench speech`` — transcription + speech emotion latency of a ~5-s utterance
   (:func:`add_bench_parser`, :func:`run_bench`, :func:`bench_speech`);
@@ -126,7 +126,7 @@ def eval_speech_csv(encoder: Any, csv_path: Path | str, *, speaker_baseline: boo
     figures; ``speaker_baseline`` says what was applied.  Features are extracted once for both.
     """
     from empathic_agent.encode.base import INPUT_PATH
-    from empathic_agent.encode.evaluate import evaluate_readings, read_eval_csv
+    from empathic_agent.training.evaluate import evaluate_readings, read_eval_csv
 
     csv_path = Path(csv_path)
     es = read_eval_csv(csv_path, INPUT_PATH)
@@ -182,7 +182,7 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     if getattr(args, "dataset", None) != "ravdess":
         print("error: for speech use --csv FILE or --dataset ravdess", file=sys.stderr)
         return 2
-    from empathic_agent.encode.train_speech import load_ravdess, write_eval_csv
+    from empathic_agent.training.speech import load_ravdess, write_eval_csv
 
     encoder.load()
     assert encoder.head is not None
@@ -204,7 +204,7 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 def add_train_parser(train_subparsers: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``empathic encoders train speech`` (add to the ``train`` action's sub-parsers)."""
-    from empathic_agent.encode.train_speech import build_parser
+    from empathic_agent.training.speech import build_parser
 
     t = train_subparsers.add_parser(
         "speech", parents=[common], help="train the speech encoder's heads on RAVDESS (≈10 min on 2 CPU cores)",
@@ -216,7 +216,7 @@ def add_train_parser(train_subparsers: Any, common: argparse.ArgumentParser) -> 
 
 
 def run_train(settings: Settings, args: argparse.Namespace) -> int:
-    from empathic_agent.encode.train_speech import run
+    from empathic_agent.training.speech import run
 
     return run(args, settings)
 

@@ -51,7 +51,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.train_command != "responder":
         raise ConfigError(f"unknown train target {args.train_command!r}")
-    from empathic_agent.generate.train_responder import ResponderOptions, train_responder
+    from empathic_agent.training.responder import ResponderOptions, train_responder
 
     for name in ("limit", "dev_limit", "batch_size", "rank", "max_tokens", "checkpoint_every"):
         value = getattr(args, name)

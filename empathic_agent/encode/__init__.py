@@ -5,9 +5,10 @@
   (:func:`available_encoders`, :func:`load_encoder`, :func:`register_encoder`);
 * `text` — :class:`TextEncoder`: all-MiniLM-L6-v2 with trained LoRA adapters and heads (EmoBank
   VAD with calibrated variance, GoEmotions-Ekman categories with calibrated probabilities);
-* `evaluate` — the generic evaluation of any encoder on any labelled CSV or data set split;
-* `datasets` — readers of EmoBank and GoEmotions (Ekman) in the shared data directory;
-* `train_text` — the text encoder's training command; `text_model` — its torch building blocks.
+* `speech`, `face` — the speech and face encoders; `text_model`, `face_model` — torch building blocks.
+
+Training, data set readers and the generic offline evaluation of encoders live in
+:mod:`empathic_agent.training` (``training.text``, ``training.evaluate``, ``training.datasets`` …).
 
 Importing this package is cheap: torch and transformers load when a model is first used.
 """
@@ -24,16 +25,6 @@ from empathic_agent.encode.base import (
     load_encoder,
     register_encoder,
 )
-from empathic_agent.encode.datasets import DatasetError
-from empathic_agent.encode.evaluate import (
-    DATASETS,
-    EvalSet,
-    dataset_eval_set,
-    evaluate,
-    evaluate_readings,
-    lexicon_baselines,
-    read_eval_csv,
-)
 
 __all__ = [
     "Encoder",
@@ -46,14 +37,6 @@ __all__ = [
     "register_encoder",
     "TextEncoder",
     "TextAnalysis",
-    "DatasetError",
-    "DATASETS",
-    "EvalSet",
-    "read_eval_csv",
-    "dataset_eval_set",
-    "evaluate",
-    "evaluate_readings",
-    "lexicon_baselines",
 ]
 
 

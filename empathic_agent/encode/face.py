@@ -8,7 +8,7 @@ probabilities -> a reading through the latent space's prototypes.
 Expression models (weights and their combination in ``weights/face/config.json``):
 
 * ``facenet`` — our VGG-style CNN (:mod:`~empathic_agent.encode.face_model`) trained on the
-  FER-2013 train split (:mod:`~empathic_agent.encode.train_face`; model card in
+  FER-2013 train split (:mod:`~empathic_agent.training.face`; model card in
   ``weights/face/MODEL_CARD.md``): one or more weight files — independently trained runs of the
   same recipe and/or snapshots of one run (``facenet.weights`` in the config; their logits are
   averaged; the shipped model is two runs), each crop read with the test-time augmentation of
@@ -162,7 +162,7 @@ class FaceNetExpression(ExpressionModel):
             models = []
             for w in self.weights:
                 model = FaceNet()
-                state = load_file(str(w))  # stored as float16 (see train_face.finalise)
+                state = load_file(str(w))  # stored as float16 (see training.face.finalise)
                 model.load_state_dict({k: (v.float() if v.is_floating_point() else v)
                                        for k, v in state.items()})
                 models.append(to_inference(model))

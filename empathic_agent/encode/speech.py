@@ -17,7 +17,7 @@ Features of one utterance (:class:`SpeechFeatureExtractor`, ~50-100 ms for a few
   frames that hold audio (CTranslate2 accepts fewer than 3000 frames), and the log-mel
   spectrogram is shared with the transcriber when the perception pipeline runs both.
 
-A small head trained on RAVDESS (`train_speech`: actor-disjoint splits, model selection by
+A small head trained on RAVDESS (`training.speech`: actor-disjoint splits, model selection by
 cross-validation over actor folds) maps features to the seven categories.  Two heads are
 committed in ``weights/speech/``:
 

@@ -6,7 +6,7 @@ forward with mean pooling (a single ``SentenceTransformer.encode`` call costs ~1
 the bare forward a few ms).  On top of it, the trained parts committed in ``weights/text/``:
 LoRA adapters of the top layers (merged into the weights at load time), a heteroscedastic VAD
 head trained on EmoBank and a category head trained on GoEmotions' Ekman grouping, plus their
-calibration (see `train_text` and the model card).  The heads read the mean-pooled last layer
+calibration (see `training.text` and the model card).  The heads read the mean-pooled last layer
 and the mean-pooled last *frozen* layer side by side (the middle layer carries more of arousal
 and dominance).
 
@@ -118,7 +118,7 @@ def calibrate_outputs(mean: NDArray[np.float64], logvar: NDArray[np.float64], lo
     """Raw head outputs -> calibrated (mean (N,3), variance (N,3), probabilities (N,7)).
 
     ``calibration`` holds ``category_prior`` (7), ``logit_adjustment`` (tau), ``temperature``,
-    ``variance_scale`` (3) and ``fuse_category_vad`` (bool), as fitted on dev by `train_text`.
+    ``variance_scale`` (3) and ``fuse_category_vad`` (bool), as fitted on dev by `training.text`.
     """
     prior = np.asarray(calibration["category_prior"], dtype=np.float64)
     tau = float(calibration["logit_adjustment"])

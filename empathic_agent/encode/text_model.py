@@ -1,6 +1,6 @@
 """Torch building blocks of the text emotion encoder, shared by inference and training.
 
-Imported lazily (it imports torch at module level): `text.TextEncoder` and `train_text` import it
+Imported lazily (it imports torch at module level): `text.TextEncoder` and `training.text` import it
 inside functions, so ``import empathic_agent.encode`` stays light.
 
 The model is all-MiniLM-L6-v2 (a 6-layer BERT, hidden size 384) with

@@ -15,7 +15,7 @@ config): their probabilities are averaged.  Each head is a calibrated distributi
 ``softmax(logits / T)`` with the head's temperature fitted on the training run's dev split.
 
 Weights: ``evals/weights/NAME.npz`` + ``NAME.json`` (format :data:`FORMAT`); training
-:mod:`empathic_agent.evals.train_pair`; model cards ``evals/weights/*_MODEL_CARD.md``.
+:mod:`empathic_agent.training.judge`; model cards ``evals/weights/*_MODEL_CARD.md``.
 """
 
 from __future__ import annotations

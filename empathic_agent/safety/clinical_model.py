@@ -10,7 +10,7 @@ encoder), fine-tuned on two kinds of text at once:
 
 One backbone serves both (loaded once, adapters merged into the weights): a message costs one
 MiniLM forward plus a linear map.  Weights and thresholds: ``safety/weights/clinical_model.npz`` and
-``clinical.json``; training :mod:`empathic_agent.safety.train_clinical`; model card
+``clinical.json``; training :mod:`empathic_agent.training.clinical`; model card
 ``safety/weights/CLINICAL_MODEL_CARD.md``.  The patterns stay the first layer; the heads add recall
 on phrasings nobody wrote a pattern for.
 """

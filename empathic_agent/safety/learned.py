@@ -1,7 +1,7 @@
 """The learned layer of the risk screen: all-MiniLM-L6-v2 fine-tuned to read risk.
 
 The backbone is the sentence model memory uses (shipped in a registry package); training
-(:mod:`empathic_agent.safety.train`) adapts its top layers with LoRA (the same plain-torch adapters
+(:mod:`empathic_agent.training.risk`) adapts its top layers with LoRA (the same plain-torch adapters
 as the text emotion encoder, :mod:`empathic_agent.encode.text_model`) on messages the contributors
 wrote and labelled from the taxonomy (``safety/data/GUIDE.md``; model card in
 ``safety/weights/MODEL_CARD.md``).  At load time the adapters are merged into the weights, so

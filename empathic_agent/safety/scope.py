@@ -15,7 +15,7 @@ discounted:
 2. **the learned reader** (:mod:`empathic_agent.safety.learned`), a separately fine-tuned MiniLM,
    must also find no risk: P(level >= low) under :attr:`PatternScope.reader_cut`.
 
-Both cuts are chosen by :func:`empathic_agent.safety.train.train_scope` on leave-one-writer-out
+Both cuts are chosen by :func:`empathic_agent.training.risk.train_scope` on leave-one-writer-out
 predictions of both readers (never on a test set): the most hard negatives freed such that no
 out-of-fold risk message at moderate or above is silenced.  Never discounted (:func:`eligible`): a
 pattern of imminent danger (but a goodbye), a message that says it is happening now, abuse or harm

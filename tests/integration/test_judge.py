@@ -94,7 +94,7 @@ def test_a_tiny_training_run_writes_weights_the_runtime_reads(tmp_path):
     """Two epochs on 60 synthetic pairs: the trainer's saved adapters and heads load in the
     runtime reader, which gives calibrated distributions and the figures of its config."""
     from empathic_agent.evals.pair_model import PairClassifier
-    from empathic_agent.evals.train_pair import combine_epitome, evaluate_epitome, train_epitome
+    from empathic_agent.training.judge import combine_epitome, evaluate_epitome, train_epitome
 
     rows = []
     warm = ["I'm so sorry, that must hurt.", "That sounds really painful.", "My heart goes out to you."]

@@ -298,7 +298,7 @@ def test_speech_eval_on_a_tiny_csv(encoder, say, tmp_path):
     assert res2["accuracy"] == res["cold_start"]["accuracy"]
 
     # The generic evaluation (`empathic encoders eval speech --csv`) reads the same CSV cold.
-    from empathic_agent.encode.evaluate import evaluate, read_eval_csv
+    from empathic_agent.training.evaluate import evaluate, read_eval_csv
 
     generic = evaluate(encoder, read_eval_csv(without, encoder.input_kind))
     assert generic["n"] == 6 and generic["accuracy"] == res2["accuracy"]

@@ -17,20 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empathic_agent.encode import (
-    DatasetError,
-    Encoder,
-    EncoderError,
-    available_encoders,
-    evaluate,
-    load_encoder,
-    read_eval_csv,
-)
+from empathic_agent.encode import Encoder, EncoderError, available_encoders, load_encoder
 from empathic_agent.encode import base as encode_base
-from empathic_agent.encode.evaluate import classification_metrics, lexicon_baselines, pearson
 from empathic_agent.errors import ConfigError
 from empathic_agent.latent import CATEGORIES, Reading
 from empathic_agent.testing import FakeEncoder
+from empathic_agent.training.datasets import DatasetError
+from empathic_agent.training.evaluate import classification_metrics, evaluate, lexicon_baselines, pearson, read_eval_csv
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
@@ -123,8 +116,8 @@ def test_registry_builds_registered_factory(settings, monkeypatch):
 
 
 def test_importing_encode_does_not_import_torch():
-    code = ("import sys, empathic_agent.encode, empathic_agent.encode.text, empathic_agent.encode.evaluate, "
-            "empathic_agent.encode.train_text; "
+    code = ("import sys, empathic_agent.encode, empathic_agent.encode.text, empathic_agent.training.evaluate, "
+            "empathic_agent.training.text; "
             "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

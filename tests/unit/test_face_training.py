@@ -18,9 +18,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("cv2")
 
-from empathic_agent.encode import train_face  # noqa: E402
 from empathic_agent.encode.face import FaceEncoder  # noqa: E402
 from empathic_agent.encode.face_model import TestTimeAugmentation  # noqa: E402
+from empathic_agent.training import face as train_face  # noqa: E402
 
 FER_NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 

@@ -23,7 +23,10 @@ from empathic_agent.evals.replies import (
     run_replies,
 )
 from empathic_agent.evals.strategy import adherence
-from empathic_agent.evals.train_pair import (
+from empathic_agent.graph.builder import build_services
+from empathic_agent.settings import Settings
+from empathic_agent.testing.fakes import FakeEmbedder, FakeEncoder, FakeLLM, FakeStrategyClassifier
+from empathic_agent.training.judge import (
     classification_report,
     ece,
     fit_temperature,
@@ -31,9 +34,6 @@ from empathic_agent.evals.train_pair import (
     load_strategy_turns,
     split_of,
 )
-from empathic_agent.graph.builder import build_services
-from empathic_agent.settings import Settings
-from empathic_agent.testing.fakes import FakeEmbedder, FakeEncoder, FakeLLM, FakeStrategyClassifier
 
 
 def test_split_by_seeker_post_is_stable_and_proportioned():

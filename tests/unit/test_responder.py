@@ -11,12 +11,12 @@ import pytest
 
 from empathic_agent.cli.main import main
 from empathic_agent.errors import ConfigError, ModelPreparationError
-from empathic_agent.generate.train_responder import _batches
 from empathic_agent.models import available_models, model_source
 from empathic_agent.models import prepare as prep
 from empathic_agent.models.base import PreparedModel
 from empathic_agent.plan import PlanInput, load_persona, plan_register
 from empathic_agent.settings import LLM_PROFILES, Settings
+from empathic_agent.training.responder import _batches
 
 
 def test_registry_offers_the_packaged_llms_and_each_profile_names_one():

@@ -171,7 +171,7 @@ def _write_writers(folder: Path) -> list[Path]:
 def test_train_scope_writes_a_head_and_keeps_to_its_rule(tmp_path):
     pytest.importorskip("sklearn")
     from empathic_agent.safety.evaluate import read_risk_csv
-    from empathic_agent.safety.train import train_scope
+    from empathic_agent.training.risk import train_scope
 
     paths = _write_writers(tmp_path)
     rows = [r | {"writer": p.stem} for p in paths for r in read_risk_csv(p)]
@@ -192,7 +192,7 @@ def test_train_scope_writes_a_head_and_keeps_to_its_rule(tmp_path):
 
 def test_train_scope_needs_the_readers_out_of_fold_predictions(tmp_path):
     pytest.importorskip("sklearn")
-    from empathic_agent.safety.train import train_scope
+    from empathic_agent.training.risk import train_scope
 
     paths = _write_writers(tmp_path)
     with pytest.raises(ConfigError, match="out-of-fold"):

@@ -1,4 +1,4 @@
-"""Threshold choice of the risk reader (safety/train.py): the writers' false-alarm budget, the
+"""Threshold choice of the risk reader (training/risk.py): the writers' false-alarm budget, the
 ordinary-distress budget, and the one selection both ``train`` and ``rethreshold`` use."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from empathic_agent.safety import train as tr
+from empathic_agent.training import risk as tr
 
 
 def _synthetic(n: int = 400, seed: int = 0) -> dict[str, np.ndarray]:

@@ -342,7 +342,7 @@ def distress_scores(predict: Any, texts: Sequence[str], *, views: bool) -> np.nd
 def _distress_texts(esconv: str | Path | None) -> list[str]:
     if esconv is None:
         return []
-    from empathic_agent.safety.train_clinical import esconv_seeker_turns
+    from empathic_agent.training.clinical import esconv_seeker_turns
 
     path = Path(esconv)
     return esconv_seeker_turns(path / "train.txt" if path.is_dir() else path, n=DISTRESS_SAMPLE)

@@ -47,12 +47,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from empathic_agent.encode.base import INPUT_PATH, INPUT_TEXT, Encoder
-from empathic_agent.encode.datasets import (
+from empathic_agent.latent import CATEGORIES, DIMENSIONS, Reading
+from empathic_agent.training.datasets import (
     DatasetError,
     emobank_split,
     goemotions_ekman_split,
 )
-from empathic_agent.latent import CATEGORIES, DIMENSIONS, Reading
 
 __all__ = [
     "DATASETS",

@@ -265,7 +265,7 @@ class _Data:
 def _fit(data: "_Data", p_mask: np.ndarray, r_mask: np.ndarray, location: str, seed: int, *, desc: str) -> Any:
     import torch
 
-    from empathic_agent.safety.train import _Trainer
+    from empathic_agent.training.risk import _Trainer
 
     texts, y, mask = data.training_set(p_mask, r_mask)
     pos = (y * mask).sum(0)
@@ -360,7 +360,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     the time."""
     import hashlib
 
-    from empathic_agent.safety.train import BATCH, EPOCHS, HEAD_LR, LR, _backbone
+    from empathic_agent.training.risk import BATCH, EPOCHS, HEAD_LR, LR, _backbone
 
     t0 = time.time()
     out_dir = Path(out_dir)

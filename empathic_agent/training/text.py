@@ -51,8 +51,6 @@ from typing import Any, Callable, Final
 
 import numpy as np
 
-from empathic_agent.encode.datasets import DatasetError, emobank_split, goemotions_ekman_split
-from empathic_agent.encode.evaluate import EvalSet, evaluate_predictions
 from empathic_agent.encode.text import (
     CONFIG_FILE,
     CONFIG_FORMAT,
@@ -61,6 +59,8 @@ from empathic_agent.encode.text import (
     calibrate_outputs,
 )
 from empathic_agent.latent import CATEGORIES, DIMENSIONS
+from empathic_agent.training.datasets import DatasetError, emobank_split, goemotions_ekman_split
+from empathic_agent.training.evaluate import EvalSet, evaluate_predictions
 
 __all__ = ["TrainConfig", "train", "TRAINING_FILE"]
 
@@ -806,8 +806,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     # -- test: through the saved encoder and the generic evaluation ----------------------------
     if cfg.evaluate_test:
-        from empathic_agent.encode.evaluate import dataset_eval_set, evaluate, lexicon_baselines
         from empathic_agent.encode.text import TextEncoder
+        from empathic_agent.training.evaluate import dataset_eval_set, evaluate, lexicon_baselines
 
         t0 = time.perf_counter()
         encoder = TextEncoder(cfg.out_dir, backbone=backbone_dir)
@@ -880,7 +880,7 @@ _FLAGS: Final[dict[str, str]] = {
 
 
 def add_train_arguments(p: argparse.ArgumentParser, *, include_seed: bool = True) -> None:
-    """The training flags (used by the CLI and by ``python -m ...train_text``).
+    """The training flags (used by ``empathic encoders train text``).
 
     ``include_seed=False`` when the parser already has a ``--seed`` (the CLI's common settings
     flags): `config_from_args` then reads that one.
