@@ -220,7 +220,7 @@ def add_look_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpars
 
 
 def run_look(settings: Settings, args: argparse.Namespace) -> int:
-    from empathic_agent.encode.face import FacePerception
+    from empathic_agent.perceive.face import FacePerception
 
     result = FacePerception.from_settings(settings).perceive([Path(p) for p in args.images])
     data = result.to_dict()

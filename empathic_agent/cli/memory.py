@@ -119,7 +119,7 @@ def delete_user_data(settings: Settings, user_id: str) -> dict[str, Any]:
 
 def _voice_baselines(settings: Settings) -> Any:
     # The speaker-normalisation baseline of a person's voice is their data too (no model loads).
-    from empathic_agent.encode.speech import VoiceBaselineStore
+    from empathic_agent.memory.voice_baselines import VoiceBaselineStore
 
     return VoiceBaselineStore.from_settings(settings)
 

@@ -77,7 +77,7 @@ def add_transcribe_parser(subparsers: Any, common: argparse.ArgumentParser) -> a
 
 
 def run_transcribe(settings: Settings, args: argparse.Namespace) -> int:
-    from empathic_agent.encode.speech import SpeechPerception
+    from empathic_agent.perceive.speech import SpeechPerception
 
     path = Path(args.file)
     if not path.is_file():
@@ -254,8 +254,8 @@ def synthesise(settings: Settings, text: str) -> tuple[int, Any]:
 
 def bench_speech(settings: Settings, *, audio: Any = None, runs: int = 5) -> dict[str, Any]:
     """Latency of :meth:`SpeechPerception.perceive` (decode + transcription + speech emotion)."""
-    from empathic_agent.encode.speech import SpeechPerception
     from empathic_agent.perceive.audio import decode_audio
+    from empathic_agent.perceive.speech import SpeechPerception
 
     source = "file"
     if audio is None:
@@ -310,7 +310,7 @@ def add_baseline_parser(subparsers: Any, common: argparse.ArgumentParser) -> arg
 
 
 def run_baseline(settings: Settings, args: argparse.Namespace) -> int:
-    from empathic_agent.encode.speech import VoiceBaselineStore
+    from empathic_agent.memory.voice_baselines import VoiceBaselineStore
 
     store = VoiceBaselineStore.from_settings(settings)
     if args.baseline_command == "delete":

@@ -69,8 +69,6 @@ __all__ = [
     "MiniXceptionExpression",
     "FaceAnalysis",
     "FaceEncoder",
-    "FacePerception",
-    "FacePerceptionResult",
     "fer_tflite_path",
 ]
 
@@ -460,49 +458,3 @@ class FaceEncoder(Encoder):
         self.last_analyses = analyses
         self.status_counts.update(a.status for a in analyses)
         return [a.reading if a.reading is not None else Reading.uninformative(MODALITY_FACE) for a in analyses]
-
-
-# ---------------------------------------------------------------------------------------------
-# Perception step of the graph
-
-
-@dataclass(frozen=True)
-class FacePerceptionResult:
-    """What the camera showed this turn: a pooled reading (None: no face / no usable image),
-    per-frame analyses, and one message per unusable image."""
-
-    face_reading: Reading | None
-    analyses: tuple[FaceAnalysis, ...]
-    timings: dict[str, float]
-    errors: tuple[str, ...] = ()
-
-    @property
-    def faces_seen(self) -> int:
-        return sum(1 for a in self.analyses if a.reading is not None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"frames": len(self.analyses), "faces_seen": self.faces_seen,
-                "face_reading": self.face_reading.to_dict() if self.face_reading is not None else None,
-                "analyses": [a.to_dict() for a in self.analyses],
-                "timings": {k: round(v, 5) for k, v in self.timings.items()}, "errors": list(self.errors)}
-
-
-class FacePerception:
-    """A turn's image(s) -> :class:`FacePerceptionResult`.  Never raises for bad images."""
-
-    def __init__(self, encoder: FaceEncoder) -> None:
-        self.encoder = encoder
-
-    @classmethod
-    def from_settings(cls, settings: "Settings") -> "FacePerception":
-        return cls(FaceEncoder.from_settings(settings))
-
-    def load(self) -> None:
-        self.encoder.load()
-
-    def perceive(self, images: Any) -> FacePerceptionResult:
-        t0 = time.perf_counter()
-        frames = list(images) if isinstance(images, (list, tuple)) else [images]
-        reading, analyses = self.encoder.read_frames(frames)
-        errors = tuple(f"image {i + 1}: {a.error}" for i, a in enumerate(analyses) if a.status == "error")
-        return FacePerceptionResult(reading, tuple(analyses), {"total_s": time.perf_counter() - t0}, errors)

@@ -71,13 +71,13 @@ def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: 
     if speech is _DEFAULT:
         speech = None
         if "speech" in settings.encoder_modalities:
-            from empathic_agent.encode.speech import SpeechPerception
+            from empathic_agent.perceive.speech import SpeechPerception
 
             speech = SpeechPerception.from_settings(settings)
     if face is _DEFAULT:
         face = None
         if "face" in settings.encoder_modalities:
-            from empathic_agent.encode.face import FacePerception
+            from empathic_agent.perceive.face import FacePerception
 
             face = FacePerception.from_settings(settings)
     if memory is _DEFAULT:

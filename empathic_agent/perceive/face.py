@@ -45,13 +45,19 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Final, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-from empathic_agent.errors import ConfigError, EmpathicError, ModelError
+from empathic_agent.errors import EmpathicError, ModelError
 from empathic_agent.perceive.image import ImageFrame
+from empathic_agent.registry import Registry
+
+if TYPE_CHECKING:
+    from empathic_agent.encode.face import FaceAnalysis, FaceEncoder
+    from empathic_agent.latent import Reading
+    from empathic_agent.settings import Settings
 
 __all__ = [
     "FaceBox",
@@ -73,6 +79,9 @@ __all__ = [
     "available_face_detectors",
     "load_face_detector",
     "register_face_detector",
+    "FACE_DETECTORS",
+    "FacePerception",
+    "FacePerceptionResult",
 ]
 
 log = logging.getLogger(__name__)
@@ -423,16 +432,18 @@ def crop_face(image: NDArray[np.uint8], box: FaceBox, *, scale: float = 1.0, siz
     return cv2.resize(patch, (size, size), interpolation=interp)
 
 
-# -- registry (whisper-style): name -> factory ------------------------------------------------------
-_DETECTORS: dict[str, Callable[[], FaceDetector]] = {"haar": HaarFaceDetector, "blazeface": BlazeFaceDetector}
+# -- registry: name -> factory() -> FaceDetector (also the ``empathic_agent.face_detectors`` entry points)
+FACE_DETECTORS: "Registry[FaceDetector]" = Registry("face_detectors", noun="face detector")
+FACE_DETECTORS.register("haar", "empathic_agent.perceive.face:HaarFaceDetector")
+FACE_DETECTORS.register("blazeface", "empathic_agent.perceive.face:BlazeFaceDetector")
 
 
-def register_face_detector(name: str, factory: Callable[[], FaceDetector]) -> None:
-    _DETECTORS[name] = factory
+def register_face_detector(name: str, factory: "str | Callable[[], FaceDetector]") -> None:
+    FACE_DETECTORS.register(name, factory)
 
 
 def available_face_detectors() -> list[str]:
-    return sorted(_DETECTORS)
+    return FACE_DETECTORS.names()
 
 
 def default_face_detector() -> str:
@@ -444,10 +455,7 @@ def load_face_detector(name: str = "auto") -> FaceDetector:
     """A detector by registry name; ``"auto"`` is :func:`default_face_detector`."""
     if name == "auto":
         name = default_face_detector()
-    try:
-        return _DETECTORS[name]()
-    except KeyError:
-        raise ConfigError(f"unknown face detector {name!r}; available: {', '.join(available_face_detectors())}") from None
+    return FACE_DETECTORS.create(name)
 
 
 #: The packaged public-domain sample photo (NASA astronaut portrait; see assets/SOURCE.md).
@@ -516,3 +524,51 @@ class FramedFaces(Sequence[NDArray[np.uint8]]):
         if isinstance(i, slice):
             return [self._frame(j) for j in range(*i.indices(len(self)))]
         return self._frame(int(i) % len(self) if i < 0 else int(i))
+
+
+# ---------------------------------------------------------------------------------------------
+# Perception step of the graph
+
+
+@dataclass(frozen=True)
+class FacePerceptionResult:
+    """What the camera showed this turn: a pooled reading (None: no face / no usable image),
+    per-frame analyses, and one message per unusable image."""
+
+    face_reading: "Reading | None"
+    analyses: "tuple[FaceAnalysis, ...]"
+    timings: dict[str, float]
+    errors: tuple[str, ...] = ()
+
+    @property
+    def faces_seen(self) -> int:
+        return sum(1 for a in self.analyses if a.reading is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames": len(self.analyses), "faces_seen": self.faces_seen,
+                "face_reading": self.face_reading.to_dict() if self.face_reading is not None else None,
+                "analyses": [a.to_dict() for a in self.analyses],
+                "timings": {k: round(v, 5) for k, v in self.timings.items()}, "errors": list(self.errors)}
+
+
+class FacePerception:
+    """A turn's image(s) -> :class:`FacePerceptionResult`.  Never raises for bad images."""
+
+    def __init__(self, encoder: "FaceEncoder") -> None:
+        self.encoder = encoder
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "FacePerception":
+        from empathic_agent.encode.face import FaceEncoder
+
+        return cls(FaceEncoder.from_settings(settings))
+
+    def load(self) -> None:
+        self.encoder.load()
+
+    def perceive(self, images: Any) -> FacePerceptionResult:
+        t0 = time.perf_counter()
+        frames = list(images) if isinstance(images, (list, tuple)) else [images]
+        reading, analyses = self.encoder.read_frames(frames)
+        errors = tuple(f"image {i + 1}: {a.error}" for i, a in enumerate(analyses) if a.status == "error")
+        return FacePerceptionResult(reading, tuple(analyses), {"total_s": time.perf_counter() - t0}, errors)

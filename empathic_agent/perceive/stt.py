@@ -14,7 +14,7 @@ once, guarded by a lock), and work is shared wherever it can be:
 
 * the log-mel spectrogram of a clip is computed once (:meth:`WhisperRuntime.log_mel` caches the
   last one) and reused by the speech emotion encoder, which runs the first layers of the same
-  Whisper weights over only the frames that hold audio (``encode/speech.py``: the emotion lives
+  Whisper weights over only the frames that hold audio (``encode/speech/``: the emotion lives
   in the middle layers; ~20-60 ms instead of ~0.5 s for the 30-s padded window);
 * transcription runs the padded 30-s encoder window exactly once: language detection and
   decoding share that one pass (faster-whisper's own ``transcribe`` runs it twice for a clip

@@ -9,12 +9,12 @@ from typing import AsyncIterator, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from empathic_agent.encode.face import FacePerception, FacePerceptionResult
-from empathic_agent.encode.speech import SpeechPerception, SpeechPerceptionResult
 from empathic_agent.evals.strategy import StrategyClassifier
 from empathic_agent.generate.llm import LLM, ChatMessage, GenerationOptions
 from empathic_agent.memory.embedder import Embedder
 from empathic_agent.perceive.audio import AudioClip
+from empathic_agent.perceive.face import FacePerception, FacePerceptionResult
+from empathic_agent.perceive.speech import SpeechPerception, SpeechPerceptionResult
 from empathic_agent.perceive.stt import STT, TranscribeOptions, Transcript
 from empathic_agent.speak.prosody import VoiceProfile
 from empathic_agent.speak.tts import TTS, Prosody, TTSCapabilities

@@ -20,10 +20,13 @@ pytest.importorskip("cv2")
 from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
 
 from empathic_agent.agent import Agent  # noqa: E402
-from empathic_agent.encode.face import FaceAnalysis, FaceEncoder, FacePerception, reading_from_probabilities  # noqa: E402
+from empathic_agent.encode.face import FaceAnalysis, FaceEncoder, reading_from_probabilities  # noqa: E402
 from empathic_agent.graph.builder import build_services  # noqa: E402
 from empathic_agent.latent import CATEGORIES  # noqa: E402
-from empathic_agent.perceive.face import FaceBox  # noqa: E402
+from empathic_agent.perceive.face import (
+    FaceBox,  # noqa: E402
+    FacePerception,  # noqa: E402
+)
 from empathic_agent.settings import Settings  # noqa: E402
 from empathic_agent.testing.fakes import FakeLLM  # noqa: E402
 

@@ -13,14 +13,12 @@ import wave
 import numpy as np
 import pytest
 
-from empathic_agent.encode.speech import (
-    SpeechEncoder,
-    SpeechPerception,
-    VoiceBaselineStore,
-)
+from empathic_agent.encode.speech import SpeechEncoder
 from empathic_agent.latent import CATEGORIES, MODALITY_SPEECH, UNINFORMATIVE_VARIANCE
+from empathic_agent.memory.voice_baselines import VoiceBaselineStore
 from empathic_agent.models import resolve_model
 from empathic_agent.perceive.audio import AudioDecodeError
+from empathic_agent.perceive.speech import SpeechPerception
 from empathic_agent.perceive.stt import WhisperSTT
 from empathic_agent.settings import Settings
 

@@ -469,6 +469,10 @@ def test_layout_before_during_and_after_a_conversation(page, app_server, artifac
     # Before the first turn: a note where the plots go, not two empty boxes.
     assert page.locator("#plots-empty").is_visible()
     assert not page.locator("#valence-plot").is_visible() and not page.locator("#arousal-plot").is_visible()
+    # Gradio renders the media row after the chat; measure it once it is there (a CI run once
+    # evaluated before #mic existed).
+    page.locator("#mic label[data-testid=block-label]").wait_for()
+    page.locator("#cam label[data-testid=block-label]").wait_for()
     assert not page.evaluate(LABEL_UNDER_BUTTON, "#mic")
     cam = page.locator("#cam")
     cam.get_by_label("Upload file").click()
