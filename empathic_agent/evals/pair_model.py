@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Sequence
 
 import numpy as np
 
-from empathic_agent.errors import ConfigError
+from empathic_agent.errors import ConfigError, ModelError
+from empathic_agent.lifecycle import Loadable
 
 if TYPE_CHECKING:
     import torch
@@ -109,16 +109,20 @@ def pair_features(hidden: "torch.Tensor", types: "torch.Tensor", mask: "torch.Te
     return torch.cat(parts, dim=1)
 
 
-class PairClassifier:
+class PairClassifier(Loadable):
     """A trained pair reader (``name``: ``epitome`` or ``strategy``) from ``folder`` (default: the
-    packaged weights).  Loads on first use; thread-safe.
+    packaged weights).  Loads on first use; thread-safe (loading lifecycle: :class:`Loadable`).
 
     ``NAME.json`` describes either one model (its weights ``NAME.npz``) or an ensemble: ``members``
     lists member names, each with its own ``MEMBER.npz`` and ``MEMBER.json`` (architecture), and the
     members' logits are averaged before the ensemble's temperatures apply.
     """
 
+    kind = "pair reader"
+    error_class = ModelError
+
     def __init__(self, name: str, folder: str | Path | None = None, *, settings: "Settings | None" = None) -> None:
+        super().__init__()
         self.name = name
         self.folder = Path(folder) if folder else WEIGHTS_DIR
         self._settings = settings
@@ -170,32 +174,26 @@ class PairClassifier:
         self.load()
         return {h["name"]: list(h["classes"]) for h in self.config["heads"]}
 
-    def load(self) -> None:
-        from empathic_agent.models.base import LOAD_LOCK
+    def _load_impl(self) -> None:
+        from empathic_agent.safety.learned import load_adapted
 
-        if self._members:
-            return
-        with LOAD_LOCK:  # transformers' loading is not thread-safe
-            if self._members:
-                return
-            t0 = time.perf_counter()
-            from empathic_agent.safety.learned import load_adapted
+        config = self.read_config()
+        cache_dir = (self._settings.cache_dir if self._settings is not None else None)
+        if cache_dir is None:
+            from empathic_agent.settings import Settings
 
-            config = self.read_config()
-            cache_dir = (self._settings.cache_dir if self._settings is not None else None)
-            if cache_dir is None:
-                from empathic_agent.settings import Settings
+            cache_dir = Settings.from_env().cache_dir
+        members = []
+        for m in config.get("members") or [self.name]:
+            mconf = config if m == self.name else self._read(self.folder / f"{m}.json")
+            tokenizer, model, head = load_adapted(mconf["backbone"], cache_dir, self.folder / f"{m}.npz",
+                                                  mconf["architecture"])
+            members.append((tokenizer, model, head, mconf["architecture"]))
+        self.config = config
+        self._members = members
 
-                cache_dir = Settings.from_env().cache_dir
-            members = []
-            for m in config.get("members") or [self.name]:
-                mconf = config if m == self.name else self._read(self.folder / f"{m}.json")
-                tokenizer, model, head = load_adapted(mconf["backbone"], cache_dir, self.folder / f"{m}.npz",
-                                                      mconf["architecture"])
-                members.append((tokenizer, model, head, mconf["architecture"]))
-            self.config = config
-            self._members = members
-            log.info("%s model (%d member(s)) loaded in %.2fs", self.name, len(members), time.perf_counter() - t0)
+    def _loaded_what(self) -> str:
+        return f" ({len(self._members)} member(s))"
 
     def logits(self, contexts: Sequence[str], replies: Sequence[str], *, batch: int = 32) -> np.ndarray:
         """Raw head outputs (N, total classes), averaged over the members."""

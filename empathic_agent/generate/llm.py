@@ -12,7 +12,6 @@ Backends (chosen by ``Settings.llm_backend``)::
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
 
 from empathic_agent.errors import EmpathicError, LLMError
+from empathic_agent.lifecycle import AsyncLoadable
 from empathic_agent.registry import Registry
 
 if TYPE_CHECKING:
@@ -109,36 +109,26 @@ class Choice:
     raw: str = ""
 
 
-class LLM(ABC):
-    """Base class of every chat LLM backend."""
+class LLM(AsyncLoadable, ABC):
+    """Base class of every chat LLM backend (loading lifecycle: :class:`AsyncLoadable` — ``await
+    load()`` loads weights or checks the connection once; the first request calls it)."""
 
+    kind = "LLM"
+    error_class = LLMError
     #: Registry name of the backend.
     name: str = "base"
 
     def __init__(self) -> None:
+        super().__init__()
         self.last_stats: GenerationStats | None = None
-        self._loaded = False
-        self._load_gate: asyncio.Lock | None = None
 
     # -- public API ------------------------------------------------------------------------------
     @property
     def model_name(self) -> str:
         return "?"
 
-    async def load(self) -> None:
-        """Load weights / check the connection once. Called automatically by the first request;
-        concurrent first requests wait for one load (single flight)."""
-        if self._loaded:
-            return
-        if self._load_gate is None:
-            self._load_gate = asyncio.Lock()
-        async with self._load_gate:
-            if self._loaded:
-                return
-            t0 = time.perf_counter()
-            await self._translate(self._load_impl)
-            self._loaded = True
-            log.info("%s loaded %s in %.2fs", self.name, self.model_name, time.perf_counter() - t0)
+    def _loaded_what(self) -> str:
+        return f" {self.model_name}"
 
     async def stream(self, messages: Sequence[ChatMessage],
                      options: GenerationOptions | None = None) -> AsyncIterator[str]:
@@ -221,17 +211,12 @@ class LLM(ABC):
     def _stream_impl(self, messages: list[ChatMessage], options: GenerationOptions) -> AsyncIterator[str]:
         """Yield text chunks of the reply (an async generator)."""
 
-    def _translate_error(self, exc: Exception) -> LLMError:
+    def _translate_error(self, exc: Exception, stage: str = "") -> LLMError:
         """Map a vendor exception to the project's errors (backends refine this)."""
         return LLMError(f"{self.name} backend failed: {type(exc).__name__}: {exc}")
 
     async def _translate(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return await fn()
-        except EmpathicError:
-            raise
-        except Exception as exc:
-            raise self._translate_error(exc) from exc
+        return await self._atranslate(fn, "")
 
 
 def parse_choice(text: str, choices: Sequence[str]) -> Choice:

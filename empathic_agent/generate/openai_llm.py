@@ -169,7 +169,7 @@ class OpenAICompatibleLLM(LLM):
         r = await client.chat.completions.create(**kwargs)
         return parse_choice((r.choices[0].message.content or "") if r.choices else "", choices)
 
-    def _translate_error(self, exc: Exception) -> LLMError:
+    def _translate_error(self, exc: Exception, stage: str = "") -> LLMError:
         import openai
 
         where = f"LLM server at {self.base_url}"

@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Sequence
 
 import numpy as np
 
-from empathic_agent.errors import ConfigError
+from empathic_agent.errors import ConfigError, ModelError
+from empathic_agent.lifecycle import Loadable
 
 if TYPE_CHECKING:
     from empathic_agent.settings import Settings
@@ -42,13 +42,19 @@ FORMAT: Final = "empathic-clinical-v1"
 MAX_TOKENS: Final[int] = 128
 
 
-class ClinicalBackbone:
-    """The fine-tuned MiniLM and its head; shared by the reader and the guard (one per folder)."""
+class ClinicalBackbone(Loadable):
+    """The fine-tuned MiniLM and its head; shared by the reader and the guard (one per folder;
+    loading lifecycle: :class:`Loadable`)."""
+
+    kind = "reader"
+    name = "clinical"
+    error_class = ModelError
 
     _shared: dict[str, "ClinicalBackbone"] = {}
     _shared_lock = threading.Lock()
 
     def __init__(self, folder: Path, settings: "Settings | None" = None) -> None:
+        super().__init__()
         self.folder = folder
         self._settings = settings
         self.config: dict[str, Any] = {}
@@ -80,25 +86,16 @@ class ClinicalBackbone:
             raise ConfigError(f"{path} has format {config.get('format')!r}; this code reads {FORMAT}")
         return config
 
-    def load(self) -> None:
-        from empathic_agent.models.base import LOAD_LOCK
+    def _load_impl(self) -> None:
+        from empathic_agent.safety.learned import load_adapted
+        from empathic_agent.settings import Settings
 
-        if self._model is not None:
-            return
-        with LOAD_LOCK:  # transformers' loading is not thread-safe
-            if self._model is not None:
-                return
-            t0 = time.perf_counter()
-            from empathic_agent.safety.learned import load_adapted
-            from empathic_agent.settings import Settings
-
-            config = self.read_config()
-            settings = self._settings or Settings.from_env()
-            tokenizer, model, head = load_adapted(config["backbone"], settings.cache_dir, self.folder / WEIGHTS_FILE,
-                                                  config["architecture"])
-            self.config, self._tokenizer, self._head = config, tokenizer, head
-            self._model = model
-            log.info("clinical model loaded in %.2fs", time.perf_counter() - t0)
+        config = self.read_config()
+        settings = self._settings or Settings.from_env()
+        tokenizer, model, head = load_adapted(config["backbone"], settings.cache_dir, self.folder / WEIGHTS_FILE,
+                                              config["architecture"])
+        self.config, self._tokenizer, self._head = config, tokenizer, head
+        self._model = model
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Sigmoid of every output (N, presentations + categories)."""

@@ -31,14 +31,14 @@ import json
 import logging
 import re
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Sequence
 
 import numpy as np
 
-from empathic_agent.errors import ConfigError
+from empathic_agent.errors import ConfigError, ModelError
+from empathic_agent.lifecycle import Loadable
 from empathic_agent.safety.taxonomy import DIMENSIONS, LEVELS, SUBJECTS
 
 if TYPE_CHECKING:
@@ -156,12 +156,18 @@ def load_adapted(backbone: str, cache_dir: str | Path, weights: Path, arch: dict
     return tokenizer, model, head.eval()
 
 
-class RiskModel:
+class RiskModel(Loadable):
     """The fine-tuned reader (torch).  Loads on first use, from ``weights_dir`` (default: the
-    packaged weights) and the MiniLM backbone the registry resolves offline."""
+    packaged weights) and the MiniLM backbone the registry resolves offline (loading lifecycle:
+    :class:`Loadable`)."""
+
+    kind = "reader"
+    name = "risk"
+    error_class = ModelError
 
     def __init__(self, weights_dir: str | Path | None = None, *, backbone: str | None = None,
                  cache_dir: str | Path | None = None) -> None:
+        super().__init__()
         self.weights_dir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
         self.backbone_spec = backbone
         self.cache_dir = cache_dir
@@ -197,29 +203,20 @@ class RiskModel:
         leave-one-writer-out predictions (never on the test set)."""
         return tuple(self.config.get("thresholds", (0.5, 0.5, 0.5, 0.5)))
 
-    def load(self) -> None:
-        from empathic_agent.models.base import LOAD_LOCK
+    def _load_impl(self) -> None:
+        config = self.read_config()
+        cache_dir = self.cache_dir
+        if cache_dir is None:
+            from empathic_agent.settings import Settings
 
-        if self._members is not None:
-            return
-        with LOAD_LOCK:  # transformers' loading is not thread-safe
-            if self._members is not None:
-                return
-            t0 = time.perf_counter()
-            config = self.read_config()
-            cache_dir = self.cache_dir
-            if cache_dir is None:
-                from empathic_agent.settings import Settings
-
-                cache_dir = Settings.from_env().cache_dir
-            members = []
-            for name in self.member_files(config):
-                tokenizer, model, head = load_adapted(self.backbone_spec or config["backbone"], cache_dir,
-                                                      self.weights_dir / name, config["architecture"])
-                members.append((model, head))
-            self.config, self._tokenizer = config, tokenizer
-            self._members = members
-            log.info("risk model loaded in %.2fs", time.perf_counter() - t0)
+            cache_dir = Settings.from_env().cache_dir
+        members = []
+        for name in self.member_files(config):
+            tokenizer, model, head = load_adapted(self.backbone_spec or config["backbone"], cache_dir,
+                                                  self.weights_dir / name, config["architecture"])
+            members.append((model, head))
+        self.config, self._tokenizer = config, tokenizer
+        self._members = members
 
     # -- reading -----------------------------------------------------------------------------------
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
