@@ -1,10 +1,10 @@
 """The encoder interface: one modality's input -> a `Reading` in the emotional latent space.
 
-Every per-modality encoder (text now; speech and face later) subclasses :class:`Encoder` and
+Every per-modality encoder (text, speech, face) subclasses :class:`Encoder` and
 implements one hook, :meth:`Encoder._encode_batch_impl`.  The public methods around it own what
 every encoder must do the same way (livekit-agents' ``stt/stt.py`` pattern):
 
-* lazy, timed loading (``load()`` runs ``_load_impl`` once, on first use);
+* lazy, timed loading (``load()`` runs ``_load_impl`` once, on first use; :class:`~empathic_agent.lifecycle.Loadable`);
 * timing of every call (``last_stats``), so benchmarks read one place;
 * error translation: a vendor exception (torch, transformers, onnxruntime, ...) becomes an
   :class:`EncoderError` at this boundary, so the graph handles one family of errors;
