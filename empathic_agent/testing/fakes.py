@@ -279,6 +279,16 @@ class FakeSpeechPerception(SpeechPerception):
     def load(self) -> None:
         self.stt.load()
 
+    def export_user(self, user_id: str) -> dict[str, Any] | None:
+        """What a voice baseline would hold: how many clips the user sent (None: none)."""
+        clips = sum(1 for u in self.users if u == user_id)
+        return {"user": user_id, "clips": clips} if clips else None
+
+    def forget_user(self, user_id: str) -> bool:
+        had = user_id in self.users
+        self.users = [u for u in self.users if u != user_id]
+        return had
+
     def perceive(self, audio: Any, user_id: str | None = None, *, language: str | None = None,
                  update_baseline: bool = True) -> SpeechPerceptionResult:
         from empathic_agent.perceive.audio import AudioError, decode_audio

@@ -101,3 +101,16 @@ async def test_an_image_without_a_face_service_degrades_and_no_face_gives_no_rea
     agent = await _agent(settings, face=FakeFacePerception(reading=None))
     res = await agent.respond("u1", "s2", text="hello", image=b"img")
     assert "face" not in res.readings and not res.degraded
+
+
+async def test_a_persons_voice_data_is_exported_and_erased_with_the_rest(settings):
+    speech = FakeSpeechPerception(FakeSTT(["hello there"]))
+    agent = await _agent(settings, speech=speech)
+    await agent.respond("ann", "s1", audio=_wav())
+    await agent.respond("bob", "s1", audio=_wav())
+    exported = await agent.export_user("ann")
+    assert exported["voice_baseline"] == {"user": "ann", "clips": 1}
+    erased = await agent.delete_user("ann")
+    assert erased["voice_baseline"] is True
+    assert (await agent.export_user("ann")).get("voice_baseline") is None
+    assert (await agent.export_user("bob"))["voice_baseline"]["clips"] == 1  # nobody else's data touched
