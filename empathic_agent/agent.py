@@ -359,6 +359,7 @@ class Agent:
             await list_threads_probe(self.checkpointer)
 
         async def memory() -> None:
+            assert self.services.memory is not None  # checked only when memory is on (below)
             store = self.services.memory.store
             reason = await asyncio.to_thread(store.health)
             if reason:
@@ -476,7 +477,7 @@ async def open_postgres_checkpointer(url: str) -> tuple[Any, Any]:
                                kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
     try:
         await pool.open(wait=True, timeout=15)
-        saver = AsyncPostgresSaver(pool)
+        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]  # a dict_row pool, as the saver wants
         await saver.setup()
     except Exception as exc:
         await pool.close()

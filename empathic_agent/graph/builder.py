@@ -120,8 +120,8 @@ def build_graph(services: Services, *, checkpointer: Any = None) -> Any:
     g = StateGraph(TurnState, context_schema=TurnContext)
     for name, fn in nodes.items():
         g.add_node(name, fn)
-    head = [s for s in ("perceive", "encode", "check_safety") if s in nodes]
-    body = [s for s in ("recall", "plan") if s in nodes]
+    head: list[str] = [s for s in ("perceive", "encode", "check_safety") if s in nodes]
+    body: list[str] = [s for s in ("recall", "plan") if s in nodes]
     end = "remember" if "remember" in nodes else END
     g.add_edge(START, head[0])
     for a, b in zip(head, head[1:]):

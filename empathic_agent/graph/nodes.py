@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.config import get_stream_writer
@@ -166,10 +166,12 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         # them again would only repeat them (and lengthen the prompt, which the small model pays
         # for in time to first token), so they are skipped and the next memories take their place.
         in_window = _turn_ids(state.get("messages", [])[-settings.history_messages:])
-        k = services.memory.options.k
+        memory = services.memory
+        assert memory is not None  # this node exists only with memory (see the end of make_nodes)
+        k = memory.options.k
         try:
             # Isolation is the store's job: it only ever searches this user's own collection.
-            result = await asyncio.to_thread(services.memory.recall, runtime.context.user_id,
+            result = await asyncio.to_thread(memory.recall, runtime.context.user_id,
                                              state["user_text"], fused, k=k + len(in_window))
         except EmpathicError as exc:
             return {"memories": [], "memory_prompt": "", "timings": {"recall": time.perf_counter() - t0},
@@ -183,7 +185,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             for rank, m in enumerate(kept, start=1)
         ]
         return {"memories": memories,
-                "memory_prompt": services.memory.format_memories_for_prompt(kept),
+                "memory_prompt": memory.format_memories_for_prompt(kept),
                 "timings": {"recall": time.perf_counter() - t0}}
 
     async def remember(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
@@ -205,9 +207,11 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             return {"remembered": [], "timings": {"remember": time.perf_counter() - t0}}
         fused = FusedState.from_dict(state["emotion"]) if state.get("emotion") else None
         ctx = runtime.context
+        memory = services.memory
+        assert memory is not None  # this node exists only with memory (see the end of make_nodes)
         try:
             result = await asyncio.to_thread(
-                services.memory.remember_turn, ctx.user_id, ctx.session_id,
+                memory.remember_turn, ctx.user_id, ctx.session_id,
                 state.get("turn_id") or "turn", state["user_text"], state.get("reply", ""), fused)
         except EmpathicError as exc:
             return {"remembered": [], "timings": {"remember": time.perf_counter() - t0},
@@ -227,7 +231,8 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         earlier = list(state.get("emotion_trajectory") or [])
         if earlier and fused is not None and (turn_id is None or earlier[-1].get("turn_id") == turn_id):
             earlier = earlier[:-1]  # the last entry is this turn's own
-        mood = update_mood(tuple(state["agent_mood"]) if state.get("agent_mood") else None, persona,
+        previous = cast("tuple[float, float, float]", tuple(state["agent_mood"])) if state.get("agent_mood") else None
+        mood = update_mood(previous, persona,
                            perceived=fused.mean if fused is not None else None,
                            confidence=fused.confidence if fused is not None else 0.0)
         x = PlanInput(
@@ -305,7 +310,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         async def attempt(reg: "Register | None", number: int, *, stream: bool) -> bool:
             """One generation through the guard; True when the whole reply passed."""
             nonlocal first_chunk_s, n_chunks
-            gate = GuardedRelease(guard, guard_ctx) if guard is not None else None
+            gate = GuardedRelease(guard, guard_ctx) if guard is not None and guard_ctx is not None else None
             pending: list[str] = []
             sep = " " if released else ""
             async for chunk in services.llm.stream(prompt_for(reg), GenerationOptions.from_settings(settings)):
@@ -326,6 +331,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                 guard_s.extend(gate.timings)
                 if gate.blocked:
                     v = gate.verdict
+                    assert v is not None  # blocked means a verdict
                     action = "regenerate" if number == 1 else "fallback"
                     events.append(v.event(action, number))
                     log.warning("guard: blocked a reply (category=%s, layer=%s, action=%s)", v.category, v.source, action)
@@ -484,7 +490,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                 "strategies": ["Crisis protocol"], "guard": {"layers": "vetted", "events": []},
                 "timings": {"respond_safely": time.perf_counter() - t0}}
 
-    nodes = {"perceive": perceive, "plan": plan, "generate": generate, "speak": speak}
+    nodes: dict[str, Callable[..., Any]] = {"perceive": perceive, "plan": plan, "generate": generate, "speak": speak}
     if services.safety is not None:
         nodes["check_safety"] = check_safety
         nodes["respond_safely"] = respond_safely
