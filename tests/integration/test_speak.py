@@ -99,8 +99,13 @@ def test_each_prosody_parameter_moves_the_measured_speech(voices, voice):
 
     flat, mid, wide = (f0_range(Prosody(pitch_range=r)) for r in (0.5, 1.0, 1.8))
     assert flat < mid < wide
-    quiet = _measure(tts.synthesize(SENTENCE, Prosody(gain_db=-10.0)))
-    assert neutral["energy_db"] - quiet["energy_db"] == pytest.approx(10.0, abs=2.0)
+    # The level is set against each synthesis's peak, so one rare sharp peak lowers a whole utterance
+    # (CI once measured a 7.3 dB drop for -10 dB; 15 syntheses per setting here spread by under 1.4 dB):
+    # the median of three per setting.
+    def energy(prosody: Prosody | None) -> float:
+        return float(np.median([_measure(tts.synthesize(SENTENCE, prosody))["energy_db"] for _ in range(3)]))
+
+    assert energy(None) - energy(Prosody(gain_db=-10.0)) == pytest.approx(10.0, abs=2.0)
 
 
 def test_numpy_pitch_fallback_shifts_the_level_and_keeps_duration(voices):
