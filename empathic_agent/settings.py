@@ -191,6 +191,9 @@ class Settings:
     #: With the learned layer: discount a pattern hit that both the scope head and the learned
     #: reader find out of scope (the past, someone else, a negation; never imminent danger).
     safety_scope: bool = True
+    #: With the learned layer: its second look, which raises quiet risk (practical method questions,
+    #: quiet preparation) that the reader's levels miss to ``high`` (``safety/weights/second_look.json``).
+    safety_second_look: bool = True
     #: POST a JSON crisis event here (the embedding app's escalation endpoint); empty = none.
     safety_webhook_url: str = ""
     #: Include the person's message text in the webhook payload (off: ids, category, score only).

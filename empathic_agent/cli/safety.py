@@ -6,6 +6,8 @@
 * ``check TEXT [--before TEXT ...]`` — one message (after earlier ones): the assessment and reply;
 * ``train`` — re-train the learned layer (leave-one-writer-out selection; weights to ``--out``);
 * ``train-scope`` — re-train the scope head on the reader's out-of-fold predictions (after ``train``);
+* ``train-second-look`` — re-train the reader's second look (quiet risk) on writers the reader has
+  not read, with ESConv's help-seekers as negatives;
 * ``bench`` — screening latency per message (p50/p95), warm.
 """
 
@@ -78,6 +80,15 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
     q.add_argument("--reader-oof", default=None, metavar="NPZ",
                    help="the reader's out-of-fold predictions (default: safety-oof.npz in the cache folder)")
+    q = sub.add_parser("train-second-look", parents=[common],
+                       help="re-train the reader's second look for quiet risk (~2 min; JSON figures)")
+    q.add_argument("--csv", action="append",
+                   help="training CSVs (default: those in safety/data/train/ the reader was not trained on)")
+    q.add_argument("--out", default=None, help="the reader's weights folder (default: the package's safety/weights)")
+    q.add_argument("--esconv", metavar="DIR", required=True,
+                   help="ESConv folder (or its train.txt): ordinary help-seekers' turns as negatives and budget")
+    q.add_argument("--budget-only", action="store_true",
+                   help="read ESConv for the threshold only, not as training negatives (Apache-2.0 weights)")
     q = sub.add_parser("train-clinical", parents=[common],
                        help="re-train the clinical reader's and the reply guard's heads (JSON figures)")
     q.add_argument("--esconv", metavar="DIR", default=None,
@@ -135,6 +146,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         report = {k: v for k, v in report.items() if k != "weights"}
         report["selection"].pop("grid", None)
         print(json.dumps(report, indent=1))
+        return 0
+    if args.safety_command == "train-second-look":
+        from empathic_agent.training.risk import train_second_look
+
+        out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
+        report = train_second_look(args.csv, esconv=args.esconv, out_dir=out, backbone=settings.embedding_model,
+                                   cache_dir=settings.cache_dir, esconv_negatives=not args.budget_only)
+        print(json.dumps({k: v for k, v in report.items() if k != "weights"}, indent=1))
         return 0
     if args.safety_command == "train-clinical":
         from empathic_agent.training.clinical import train_clinical

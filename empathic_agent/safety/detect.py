@@ -431,6 +431,10 @@ _IMMEDIATE = re.compile(r"\b(right now|tonight|this (evening|afternoon|morning)|
                         r"(is|he is|she is) (here|home|outside|downstairs|at the door) (now|right now)|will not hear from me again)\b")
 _IMMEDIATE_DIMS: Final = frozenset({"method", "plan", "intent", "attempt", "means_access", "preparatory", "harm_others",
                                     "abuse", "third_party"})
+#: Dimensions that make a message ``high`` (GUIDE.md): the second look names the one the reader
+#: scores highest as its evidence.
+_SECOND_LOOK_DIMS: Final = frozenset({"method", "plan", "intent", "attempt", "means_access", "preparatory",
+                                      "calm_after_decision", "self_harm", "harm_others", "abuse"})
 
 
 def pattern_readings(text: str) -> tuple[list[DimensionReading], str, list[str], list[str]]:
@@ -475,7 +479,7 @@ class CrisisDetector:
             from empathic_agent.safety.learned import RiskModel
 
             learned = RiskModel(settings.safety_model or None, backbone=settings.embedding_model,
-                                cache_dir=settings.cache_dir)
+                                cache_dir=settings.cache_dir, second_look=settings.safety_second_look)
             if settings.safety_scope:
                 from empathic_agent.safety.scope import PatternScope
 
@@ -486,7 +490,10 @@ class CrisisDetector:
     def layers(self) -> str:
         if self.learned is None:
             return "patterns"
-        return "patterns+learned+scope" if self.scope is not None else "patterns+learned"
+        from empathic_agent.safety.learned import SECOND_LOOK_FILE
+
+        second = self.learned.use_second_look and (self.learned.weights_dir / SECOND_LOOK_FILE).is_file()
+        return "patterns+learned" + ("+scope" if self.scope is not None else "") + ("+second_look" if second else "")
 
     def load(self) -> None:
         if self.learned is not None:
@@ -540,6 +547,21 @@ class CrisisDetector:
                             dims.append(DimensionReading(name, p, reading.evidence[name], "learned"))
                     if level_index(lv) > level_index(level):
                         level = lv
+                    if subject == "none":
+                        subject = "other" if reading.subject.get("other", 0) > reading.subject.get("self", 0) else "self"
+                # The second look: quiet risk the levels above read as low or nothing — a practical
+                # question about a dose or a height, quiet preparation, calm after deciding.
+                cut = self.learned.second_look_threshold
+                if (cut is not None and reading.second_look is not None and reading.second_look >= cut
+                        and level_index(level) < level_index("high")):
+                    level = "high"
+                    signals.append(f"second_look:high:{reading.second_look:.3f}")
+                    known = {d.name for d in dims}
+                    quiet = sorted((p, name) for name, p in reading.dimensions.items() if name in _SECOND_LOOK_DIMS)
+                    if quiet and quiet[-1][1] not in known:
+                        p, name = quiet[-1]
+                        dims.append(DimensionReading(name, p, reading.evidence[name], "second_look"))
+                    score = max(score, reading.second_look)
                     if subject == "none":
                         subject = "other" if reading.subject.get("other", 0) > reading.subject.get("self", 0) else "self"
         lang: dict[str, Any] = {}

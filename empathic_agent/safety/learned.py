@@ -20,6 +20,15 @@ A reader may be an average of several such models (``"members"`` in ``config.jso
 ``.npz`` in the same folder, made by ``empathic safety combine``): each member reads the message and
 their probabilities are averaged.
 
+**The second look** (``second_look.json``, made by ``empathic safety train-second-look``): a
+logistic regression on the reader's own pooled vector (no extra forward) trained on quiet risk —
+practical method questions, quiet preparation, calm imminent risk — and the hard negatives that share
+its surface, written by contributors whose words the reader never read, with ordinary help-seekers'
+turns as negatives.  The ordinal head, trained mostly on risk said outright, reads many such
+messages as ``low`` or nothing; P(>= high) of the second look at its (strict) threshold raises them
+to ``high`` (:mod:`empathic_agent.safety.detect`).  The head belongs to the reader whose vectors it
+was trained on: the file names the reader's weights by hash, and a mismatch disables it.
+
 A message is read whole and, when it is long, window by window (a few sentences each: risk said in
 the middle of a long message should not be averaged away by the mean pooling); each output is the
 maximum over those views, and a dimension's evidence is the view that showed it most.
@@ -45,7 +54,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["RiskModel", "LearnedReading", "WEIGHTS_DIR", "split_sentences", "MAX_TOKENS",
-           "CONFIG_FORMAT"]
+           "CONFIG_FORMAT", "SECOND_LOOK_FILE", "SECOND_LOOK_FORMAT", "weights_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,9 @@ WEIGHTS_DIR: Final = Path(__file__).resolve().parent / "weights"
 CONFIG_FORMAT: Final = "empathic-risk-v1"
 #: The weights of a single-model reader (a combined reader lists its members' files).
 WEIGHTS_FILE: Final = "risk_model.npz"
+#: The second look's head (optional; see the module docstring).
+SECOND_LOOK_FILE: Final = "second_look.json"
+SECOND_LOOK_FORMAT: Final = "empathic-second-look-v1"
 #: A message longer than this is also read in windows of a few sentences: mean pooling over a long
 #: message (and truncation at :data:`MAX_TOKENS`) would dilute risk said in its middle.  Shorter
 #: messages are read whole only: a short sentence out of its message ("I'll be alright.") reads
@@ -97,6 +109,8 @@ class LearnedReading:
     dimensions: dict[str, float]
     #: Per dimension: the sentence (or the whole message) that scored it highest.
     evidence: dict[str, str]
+    #: The second look's P(level >= high) (None: no second look loaded).
+    second_look: float | None = None
 
     def level(self, thresholds: Sequence[float]) -> str:
         """The highest level reached by a chain of thresholds: level k needs P(>= k) at its
@@ -111,7 +125,8 @@ class LearnedReading:
     def to_dict(self) -> dict[str, Any]:
         return {"at_least": {LEVELS[k + 1]: round(p, 4) for k, p in enumerate(self.at_least)},
                 "subject": {k: round(v, 4) for k, v in self.subject.items()},
-                "dimensions": {k: round(v, 4) for k, v in self.dimensions.items() if v >= 0.05}}
+                "dimensions": {k: round(v, 4) for k, v in self.dimensions.items() if v >= 0.05}} | (
+                    {} if self.second_look is None else {"second_look": round(self.second_look, 4)})
 
 
 def chain_level(at_least: Sequence[float], thresholds: Sequence[float]) -> int:
@@ -156,6 +171,13 @@ def load_adapted(backbone: str, cache_dir: str | Path, weights: Path, arch: dict
     return tokenizer, model, head.eval()
 
 
+def weights_digest(path: str | Path) -> str:
+    """First 16 hex digits of a weights file's SHA-256: names the reader a second look belongs to."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
 class RiskModel(Loadable):
     """The fine-tuned reader (torch).  Loads on first use, from ``weights_dir`` (default: the
     packaged weights) and the MiniLM backbone the registry resolves offline (loading lifecycle:
@@ -166,12 +188,17 @@ class RiskModel(Loadable):
     error_class = ModelError
 
     def __init__(self, weights_dir: str | Path | None = None, *, backbone: str | None = None,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, second_look: bool = True) -> None:
         super().__init__()
         self.weights_dir = Path(weights_dir) if weights_dir else WEIGHTS_DIR
         self.backbone_spec = backbone
         self.cache_dir = cache_dir
         self.config: dict[str, Any] = {}
+        #: Load the second look when its file is there (see the module docstring).
+        self.use_second_look = second_look
+        #: (weights, bias) on the pooled vector, and its config; None until loaded / without one.
+        self._second: tuple[np.ndarray, float] | None = None
+        self.second_look_config: dict[str, Any] = {}
         self._tokenizer: Any = None
         #: (merged MiniLM, head) per member; None until loaded.
         self._members: list[tuple[Any, Any]] | None = None
@@ -217,10 +244,33 @@ class RiskModel(Loadable):
             members.append((model, head))
         self.config, self._tokenizer = config, tokenizer
         self._members = members
+        if self.use_second_look:
+            self._load_second_look(config)
+
+    def _load_second_look(self, config: dict[str, Any]) -> None:
+        path = self.weights_dir / SECOND_LOOK_FILE
+        if not path.is_file():
+            return
+        sl = json.loads(path.read_text(encoding="utf-8"))
+        if sl.get("format") != SECOND_LOOK_FORMAT:
+            raise ConfigError(f"{path} has format {sl.get('format')!r}; this code reads {SECOND_LOOK_FORMAT}")
+        reader = weights_digest(self.weights_dir / self.member_files(config)[0])
+        if sl.get("reader") != reader:
+            # Its vectors came from another reader: the head would read noise.  Retrain it.
+            log.warning("safety: %s belongs to another reader (%s, this one %s): second look off; run "
+                        "'empathic safety train-second-look'", path, sl.get("reader"), reader)
+            return
+        self._second = (np.asarray(sl["weights"], np.float32), float(sl["bias"]))
+        self.second_look_config = sl
+
+    @property
+    def second_look_threshold(self) -> float | None:
+        """P(>= high) of the second look that raises a message to ``high``; None without one."""
+        return float(self.second_look_config["threshold"]) if self._second is not None else None
 
     # -- reading -----------------------------------------------------------------------------------
-    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Texts → P(>= k) (N, 4), subject probabilities (N, 3), dimension probabilities (N, D)."""
+    def _forward(self, texts: Sequence[str]) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+        """Each member's head outputs, and the first member's pooled vectors (N, 384)."""
         import torch
 
         from empathic_agent.encode.text_model import mean_pool
@@ -230,16 +280,36 @@ class RiskModel(Loadable):
         with self._lock, torch.inference_mode():
             batch = self._tokenizer(list(texts), truncation=True, max_length=MAX_TOKENS, padding=True,
                                     return_tensors="pt")
-            outs = []
+            outs, pooled = [], []
             for model, head in self._members:
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                outs.append(head_outputs(head(mean_pool(out.last_hidden_state, batch["attention_mask"]))))
-            # The members' probabilities are averaged (P(>= k) stays monotone: a mean of monotone rows).
-            return tuple(np.mean([o[i] for o in outs], axis=0) for i in range(3))  # type: ignore[return-value]
+                pooled.append(mean_pool(out.last_hidden_state, batch["attention_mask"]))
+                outs.append(head_outputs(head(pooled[-1])))
+            return outs, pooled[0].numpy()
+
+    def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Texts → P(>= k) (N, 4), subject probabilities (N, 3), dimension probabilities (N, D)."""
+        outs, _ = self._forward(texts)
+        # The members' probabilities are averaged (P(>= k) stays monotone: a mean of monotone rows).
+        return tuple(np.mean([o[i] for o in outs], axis=0) for i in range(3))  # type: ignore[return-value]
+
+    def pooled(self, texts: Sequence[str], batch: int = 64) -> np.ndarray:
+        """The first member's pooled vectors (N, 384): what the second look reads."""
+        parts = [self._forward(texts[i:i + batch])[1] for i in range(0, len(texts), batch)]
+        return np.vstack(parts) if parts else np.zeros((0, 384), np.float32)
+
+    def second_look_p(self, pooled: np.ndarray) -> np.ndarray | None:
+        """The second look's P(>= high) of pooled vectors; None without a second look."""
+        if self._second is None:
+            return None
+        w, b = self._second
+        return 1.0 / (1.0 + np.exp(-(pooled.astype(np.float64) @ w + b)))
 
     def read(self, text: str) -> LearnedReading:
         views = [text] + (split_sentences(text) if self.config.get("sentence_views", True) else [])
-        p_ord, p_sub, p_dim = self.predict(views)
+        outs, pooled = self._forward(views)
+        p_ord, p_sub, p_dim = (np.mean([o[i] for o in outs], axis=0) for i in range(3))
+        p_second = self.second_look_p(pooled)
         dims = tuple(self.config.get("dimensions", DIMENSIONS))
         subjects = tuple(self.config.get("subjects", SUBJECTS))
         # Subject from the view that carries the most risk (the whole message when none does).
@@ -250,4 +320,5 @@ class RiskModel(Loadable):
             subject={s: float(p_sub[top, i]) for i, s in enumerate(subjects)},
             dimensions={d: float(p_dim[:, i].max()) for i, d in enumerate(dims)},
             evidence={d: views[int(best[i])] for i, d in enumerate(dims)},
+            second_look=None if p_second is None else float(p_second.max()),
         )

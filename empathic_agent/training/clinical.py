@@ -42,7 +42,8 @@ from empathic_agent.safety.guard import GUARD_CATEGORIES, guard_text, said_text
 
 __all__ = ["train_clinical", "DATA_DIR"]
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+#: The safety package's data folder (the clinical writers' files are in its ``clinical/train``).
+DATA_DIR = WEIGHTS_DIR.parent / "data"
 #: The clinical reader's adapters: LoRA rank 8 on the top three of MiniLM's six layers.  (Every
 #: layer at rank 16, which helped the risk reader, was tried on 2026-12-04: out of fold the reader's
 #: recall rose 0.816 -> 0.866 but the guard's fell 0.568 -> 0.550 at the same budgets.)

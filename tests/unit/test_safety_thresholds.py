@@ -69,3 +69,14 @@ def test_rethreshold_writes_the_selection(tmp_path) -> None:
     assert saved["hyperparameters"]["distress_budget"] is None
     fig = saved["selection"]["out_of_fold"]["whole_message"]
     assert fig["false_alarm_rate"] <= tr.FALSE_ALARM_BUDGET[0] + 1e-9
+
+
+def test_the_training_pipelines_find_the_contributors_files():
+    """The refactor that moved training out of ``safety/`` left both pipelines pointing at a
+    ``training/data`` folder that does not exist: ``empathic safety train`` then found no writers."""
+    from empathic_agent.training.clinical import DATA_DIR
+    from empathic_agent.training.risk import TRAIN_DIR
+
+    assert (TRAIN_DIR / "writer1.csv").is_file()
+    assert sorted((DATA_DIR / "clinical" / "train").glob("guard_writer*.csv"))
+    assert sorted((DATA_DIR / "clinical" / "train").glob("writer*.csv"))
