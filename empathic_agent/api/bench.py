@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from empathic_agent.machine import machine_info
 from empathic_agent.settings import Settings
 
 __all__ = ["bench_api", "add_parser", "run"]
@@ -103,8 +103,7 @@ async def bench_api(settings: Settings, *, users: int = 4, turns: int = 3) -> di
             proc.terminate()
             proc.wait(timeout=30)
     out["http_overhead_p50_s"] = round(out["http_api"]["p50_s"] - out["python_api"]["p50_s"], 3)
-    out["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                      "load_avg": [round(x, 2) for x in os.getloadavg()]}
+    out["machine"] = machine_info()
     return out
 
 

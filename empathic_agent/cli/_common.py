@@ -14,10 +14,10 @@ import argparse
 import importlib
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any, Callable
 
+from empathic_agent.machine import cpu_count, load_average, machine_info
 from empathic_agent.settings import LLM_BACKENDS, Settings
 
 __all__ = ["SETTINGS_FLAGS", "settings_parent", "settings_from_args", "handled_by", "dispatch", "emit",
@@ -89,23 +89,3 @@ def emit(obj: Any, out: str | os.PathLike[str] | None = None) -> None:
         Path(out).write_text(text + "\n", encoding="utf-8")
 
 
-def cpu_count() -> int:
-    """The cores this process may run on (its affinity, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 0
-
-
-def load_average() -> float:
-    """The 1-minute load average (NaN where the OS has none)."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - not Unix
-        return float("nan")
-
-
-def machine_info() -> dict[str, Any]:
-    """What a benchmark says about where it ran: other processes on the same cores inflate every
-    figure, so the load is reported beside the cores."""
-    return {"cpu_count": cpu_count(), "platform": platform.platform(), "load_average_1m": round(load_average(), 2)}

@@ -24,7 +24,6 @@ The target (README, "Tests and benchmarks") is recall p95 <= 15 ms at 100k memor
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Final, Sequence
 import numpy as np
 
 from empathic_agent.latent import Reading
+from empathic_agent.machine import load_average, machine_info
 from empathic_agent.memory.embedder import Embedder
 from empathic_agent.memory.record import KIND_EPISODE, MemoryRecord, emotional_salience, new_memory_id
 from empathic_agent.memory.service import MemoryService
@@ -91,13 +91,6 @@ def _dir_mb(path: Path) -> float:
     return round(total / 2**20, 1)
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return None
-
-
 def bench_memory(settings: "Settings", *, sizes: Sequence[int] = DEFAULT_SIZES, per_user: int = 100,
                  heavy_user: int = 0, queries: int = 200, k: int = 4, seed: int = 0,
                  embedder: Embedder | None = None, measure_embedding: bool = True,
@@ -108,8 +101,7 @@ def bench_memory(settings: "Settings", *, sizes: Sequence[int] = DEFAULT_SIZES, 
     rng = np.random.default_rng(seed)
     report: dict[str, Any] = {
         "bench": "memory",
-        "machine": {"cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                    "platform": platform.platform(), "loadavg_start": _loadavg()},
+        "machine": machine_info(),
         "config": {"per_user": per_user, "heavy_user": heavy_user, "queries_per_strategy": queries, "k": k,
                    "pool": RecallOptions(k=k).effective_pool, "embeddings": "synthetic random unit 384-d",
                    "backend": "embedded (chromadb PersistentClient)"},
@@ -152,7 +144,7 @@ def bench_memory(settings: "Settings", *, sizes: Sequence[int] = DEFAULT_SIZES, 
             emb.embed_one(sentences[i % len(sentences)])
             times.append(time.perf_counter() - t)
         report["query_embedding_ms"] = {"embedder": emb.name, "load_s": round(load_s, 2), **_percentiles(times)}
-    report["machine"]["loadavg_end"] = _loadavg()
+    report["machine"]["load_average_1m_end"] = round(load_average(), 2)
     largest = report["sizes"][-1] if report["sizes"] else None
     if largest:
         worst = max(v["p95"] for v in largest["recall_ms"].values())

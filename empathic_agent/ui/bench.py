@@ -9,14 +9,14 @@ warm-up message).  Targets (issue 8): interactive ≤ 3 s after ready; first tex
 
 import argparse
 import json
-import os
-import platform
 import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from empathic_agent.machine import machine_info
 
 __all__ = ["bench_ui", "add_parser", "run"]
 
@@ -70,8 +70,7 @@ def bench_ui(*, runs: int = 4, speak: bool = True) -> dict[str, Any]:
         "server_first_text_s": {"median": med("server_first_text_s")},
         "turn_s": {"median": med("turn_s")}, "runs": len(rows), "speak": speak,
         "targets": {"page_interactive_s": 3.0, "first_text_s": 1.0},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_avg": [round(x, 2) for x in os.getloadavg()]},
+        "machine": machine_info(),
     }
 
 

@@ -80,3 +80,22 @@ def test_main_reports_errors_without_a_traceback(capsys, tmp_path):
     code = main(["persona", "show", str(tmp_path / "missing.toml")])
     assert code != 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_every_benchmark_reports_the_same_machine_block():
+    """One home for the machine facts (empathic_agent/machine.py): the CLI benchmarks and the UI,
+    API and memory benchmarks all report the same keys."""
+    import inspect
+
+    import empathic_agent.api.bench as api_bench
+    import empathic_agent.memory.bench as memory_bench
+    import empathic_agent.ui.bench as ui_bench
+    from empathic_agent.cli import _common
+    from empathic_agent.machine import machine_info
+
+    info = machine_info()
+    assert set(info) == {"cpu_count", "platform", "python", "load_average_1m"} and info["cpu_count"] >= 1
+    assert _common.machine_info is machine_info
+    for module in (api_bench, memory_bench, ui_bench):
+        source = inspect.getsource(module)
+        assert "machine_info()" in source and "getloadavg" not in source, module.__name__
