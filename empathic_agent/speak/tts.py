@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TTSError",
+    "wav_bytes",
     "Prosody",
     "SpeechAudio",
     "TTSCapabilities",
@@ -176,13 +177,7 @@ class SpeechAudio:
 
     def to_wav_bytes(self) -> bytes:
         """16-bit PCM mono WAV."""
-        buf = io.BytesIO()
-        with wave.open(buf, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(self.sample_rate)
-            w.writeframes(self.to_int16().tobytes())
-        return buf.getvalue()
+        return wav_bytes(self.samples, self.sample_rate)
 
     def write_wav(self, path: str | Path) -> Path:
         path = Path(path)
@@ -451,3 +446,18 @@ def load_tts(name_or_profile: "str | Path | VoiceProfile | None" = None,
     except ConfigError as exc:
         raise ConfigError(f"voice {profile.name!r} uses an {exc}") from None
     return factory(profile, settings)
+
+
+def wav_bytes(samples: NDArray[np.floating[Any]], sample_rate: int, channels: int = 1) -> bytes:
+    """Float samples in [-1, 1] → a 16-bit PCM WAV (the one WAV writer of the package and its
+    tests).  ``samples``: shape ``(n,)`` (copied to every channel) or ``(n, channels)``."""
+    data = np.clip(np.asarray(samples, dtype=np.float64), -1.0, 1.0)
+    if data.ndim == 1 and channels > 1:
+        data = np.stack([data] * channels, axis=1)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes((data * 32767.0).round().astype("<i2").tobytes())
+    return buf.getvalue()

@@ -227,17 +227,11 @@ def test_kill_9_in_the_middle_of_turns_leaves_consistent_stores(tmp_path):
 # -- malformed media -----------------------------------------------------------------------------
 
 def _wav(seconds: float, sr: int = 16000) -> bytes:
-    import wave
-
     import numpy as np
 
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes((np.sin(np.arange(int(sr * seconds)) * 0.05) * 8000).astype("<i2").tobytes())
-    return out.getvalue()
+    from empathic_agent.speak.tts import wav_bytes
+
+    return wav_bytes(np.sin(np.arange(int(sr * seconds)) * 0.05) * (8000 / 32767), sr)
 
 
 def _image(fmt: str, size: tuple[int, int]) -> bytes:

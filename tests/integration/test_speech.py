@@ -5,10 +5,8 @@ perception step, and the speech evaluation on a tiny CSV."""
 from __future__ import annotations
 
 import csv
-import io
 import math
 import re
-import wave
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from empathic_agent.perceive.audio import AudioDecodeError
 from empathic_agent.perceive.speech import SpeechPerception
 from empathic_agent.perceive.stt import WhisperSTT
 from empathic_agent.settings import Settings
+from empathic_agent.speak.tts import wav_bytes
 
 SENTENCES = [
     "The weather is lovely today.",
@@ -84,16 +83,6 @@ def say(voice):
     return _say
 
 
-def wav_bytes(rate: int, x: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="session")
 def stt(cache_dir):
     s = WhisperSTT("whisper-base", cache_dir)
@@ -116,7 +105,7 @@ def encoder(cache_dir):
 def test_whisper_transcribes_synthesised_speech(stt, say, i):
     rate, x = say(SENTENCES[i])
     # Different input forms: a Gradio-style array tuple, WAV bytes, and 16-bit PCM at 22 kHz.
-    source = [(rate, x), wav_bytes(rate, x), (rate, (x * 32767).astype(np.int16))][i]
+    source = [(rate, x), wav_bytes(x, rate), (rate, (x * 32767).astype(np.int16))][i]
     t = stt.transcribe(source)
     # Word error rate <= 15 % (one edit in a short sentence, two in the long one): a garbled or
     # wrong-language transcript fails, a "cannot" for "could not" slip on another CPU does not.
@@ -225,7 +214,7 @@ def test_voice_baseline_persists_adapts_and_is_deleted(cache_dir, say, tmp_path)
 def test_perception_of_one_spoken_turn(stt, encoder, say):
     perception = SpeechPerception(stt, encoder)
     rate, x = say(SENTENCES[2])
-    r = perception.perceive(wav_bytes(rate, x), "carol")
+    r = perception.perceive(wav_bytes(x, rate), "carol")
     assert _norm(r.text) == _norm(SENTENCES[2])
     assert r.errors == ()
     _valid(r.speech_reading)
@@ -236,7 +225,7 @@ def test_perception_of_one_spoken_turn(stt, encoder, say):
     d = r.to_dict()
     assert d["transcript"]["text"] == r.text and d["speech_reading"]["modality"] == "speech"
     # Reading the emotion in a worker thread changes nothing but the timing.
-    sequential = SpeechPerception(stt, encoder, parallel=False).perceive(wav_bytes(rate, x), "carol-2")
+    sequential = SpeechPerception(stt, encoder, parallel=False).perceive(wav_bytes(x, rate), "carol-2")
     assert sequential.text == r.text
     assert np.allclose(sequential.speech_reading.mean, r.speech_reading.mean)
     perception.close()
@@ -270,7 +259,7 @@ def test_speech_eval_on_a_tiny_csv(encoder, say, tmp_path):
     labels = ["neutral", "joy", "sadness", "neutral", "anger", "neutral"]
     for i, (text, label) in enumerate(zip(texts, labels)):
         rate, x = say(text)
-        (audio / f"clip{i}.wav").write_bytes(wav_bytes(rate, x))
+        (audio / f"clip{i}.wav").write_bytes(wav_bytes(x, rate))
         rows.append((f"audio/clip{i}.wav", label, "spk1" if i < 3 else "spk2"))
     with_speaker = tmp_path / "eval.csv"
     with open(with_speaker, "w", newline="") as fh:

@@ -14,7 +14,8 @@ import pytest
 from empathic_agent.agent import Agent
 from empathic_agent.errors import EmptyInputError
 from empathic_agent.settings import Settings
-from tests.integration.test_speech import _norm, cache_dir, say, voice, wav_bytes  # noqa: F401  (fixtures)
+from empathic_agent.speak.tts import wav_bytes
+from tests.integration.test_speech import _norm, cache_dir, say, voice  # noqa: F401  (fixtures)
 
 SENTENCE = "I lost my job today and I feel terrible."
 
@@ -27,7 +28,7 @@ def voice_settings(tmp_path) -> Settings:
 async def test_a_spoken_turn_is_transcribed_read_fused_and_answered(voice_settings, say):  # noqa: F811 (fixture)
     rate, x = say(SENTENCE)
     async with await Agent.open(voice_settings) as agent:
-        res = await agent.respond("vic", "s1", audio=wav_bytes(rate, x))
+        res = await agent.respond("vic", "s1", audio=wav_bytes(x, rate))
         assert _norm(res.user_text) == _norm(SENTENCE)
         assert res.heard["transcript"] and res.heard["language"] == "en"
         assert set(res.readings) == {"text", "speech"}
@@ -42,7 +43,7 @@ async def test_a_spoken_turn_is_transcribed_read_fused_and_answered(voice_settin
         assert agent.services.memory.count("vic") >= 1
         # Silence is not a message: a clear error, nothing added to the conversation.
         with pytest.raises(EmptyInputError, match="no speech"):
-            await agent.respond("vic", "s1", audio=wav_bytes(16000, np.zeros(16000, dtype=np.float32)))
+            await agent.respond("vic", "s1", audio=wav_bytes(np.zeros(16000, dtype=np.float32), 16000))
         assert len(await agent.history("vic", "s1")) == 2
         gone = await agent.delete_user("vic")
         assert gone["conversations"] == 1 and gone["memories"] >= 1
@@ -51,7 +52,7 @@ async def test_a_spoken_turn_is_transcribed_read_fused_and_answered(voice_settin
 def test_cli_chat_takes_an_audio_file(tmp_path, say):  # noqa: F811 (fixture)
     rate, x = say(SENTENCE)
     wav = tmp_path / "turn.wav"
-    wav.write_bytes(wav_bytes(rate, x))
+    wav.write_bytes(wav_bytes(x, rate))
     exe = str(Path(sys.executable).parent / "empathic")
     p = subprocess.run([exe, "chat", "--memory-dir", str(tmp_path / "m"), "--max-new-tokens", "12",
                         "--audio", str(wav), "--show-perception"],

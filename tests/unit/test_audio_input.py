@@ -5,7 +5,6 @@ silence and too-short audio are typed results; corrupt, oversize and overlong in
 from __future__ import annotations
 
 import io
-import wave
 
 import av
 import numpy as np
@@ -23,6 +22,7 @@ from empathic_agent.perceive.audio import (
     EmptyAudioError,
     decode_audio,
 )
+from empathic_agent.speak.tts import wav_bytes
 
 LEAD_S, SOUND_S, TAIL_S = 0.5, 1.0, 0.5
 
@@ -35,18 +35,6 @@ def burst(rate: int, *, lead: float = LEAD_S, sound: float = SOUND_S, tail: floa
     return np.concatenate([np.zeros(int(lead * rate)), tone, np.zeros(int(tail * rate))]).astype(np.float32)
 
 
-def wav_bytes(x: np.ndarray, rate: int, channels: int = 1) -> bytes:
-    """16-bit PCM WAV with the standard library (x: (n,) or (n, channels) floats)."""
-    data = np.clip(x, -1, 1)
-    if data.ndim == 1 and channels > 1:
-        data = np.stack([data] * channels, axis=1)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((data * 32767).astype("<i2").tobytes())
-    return buf.getvalue()
 
 
 def encode(fmt: str, codec: str, x: np.ndarray, rate: int, channels: int) -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from empathic_agent.errors import ConfigError, EmptyInputError
 from empathic_agent.graph import build_services
 from empathic_agent.latent import Reading, fuse
+from empathic_agent.speak.tts import wav_bytes
 from empathic_agent.testing import FakeEncoder, FakeLLM, FakeTTS
 from empathic_agent.ui.controller import (
     AUDIO,
@@ -173,11 +173,7 @@ def test_the_cli_and_package_import_without_gradio_or_torch():
 
 
 def _wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    path.write_bytes(wav_bytes(samples, rate))
     return path
 
 

@@ -4,9 +4,6 @@ bad audio fails the turn with a clear error, and a missing service degrades inst
 
 from __future__ import annotations
 
-import io
-import wave
-
 import numpy as np
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
@@ -15,6 +12,7 @@ from empathic_agent.agent import Agent
 from empathic_agent.errors import EmpathicError
 from empathic_agent.graph import build_services
 from empathic_agent.latent import MODALITY_FACE, MODALITY_SPEECH, Reading
+from empathic_agent.speak.tts import wav_bytes
 from empathic_agent.testing import FakeFacePerception, FakeLLM, FakeSpeechPerception, FakeSTT
 
 
@@ -26,13 +24,7 @@ def _wav(seconds: float = 1.5, rate: int = 16000) -> bytes:
     tone = 0.3 * np.sin(2 * np.pi * 150 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t)) + 0.1 * np.sin(2 * np.pi * 300 * t)
     pad = int((seconds - 1.0) / 2 * rate)
     x = np.concatenate([np.zeros(pad), tone, np.zeros(pad)]) + 1e-4 * rng.standard_normal(2 * pad + t.size)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
-    return buf.getvalue()
+    return wav_bytes(x, rate)
 
 
 async def _agent(settings, *, speech=None, face=None, llm=None):
