@@ -100,6 +100,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--said", action="store_true",
                    help="the guard reads the reply beside what the person said (experimental: worse out of fold "
                         "on 2026-12-05; default: the reply alone, as the shipped guard)")
+    q.add_argument("--exclude", action="append", default=[], metavar="STEM",
+                   help="leave a writer's file out (its name without .csv, e.g. guard_writerJ; repeatable)")
     q.add_argument("--guard-only", action="store_true",
                    help="train the guard's heads alone (for weights/guard/: the reader keeps its own model)")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
@@ -168,7 +170,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         report = train_clinical(esconv=Path(args.esconv) if args.esconv else None, out_dir=out, folds=args.folds,
                                 backbone=settings.embedding_model, cache_dir=settings.cache_dir, said=args.said,
-                                guard_only=args.guard_only,
+                                guard_only=args.guard_only, exclude=args.exclude,
                                 progress=lambda m: print(m, file=sys.stderr))
         print(json.dumps(report, indent=1))
         return 0

@@ -54,22 +54,28 @@ LORA_ALPHA: Final[float] = 16.0
 POS_WEIGHT_CAP = 10.0
 
 
+def _files(folder: Path, pattern: str, exclude: Sequence[str]) -> list[Path]:
+    """The writers' files of a folder, without those named (by stem) in ``exclude``."""
+    return [p for p in sorted(folder.glob(pattern)) if p.stem not in set(exclude)]
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
-def presentation_data(data_dir: Path = DATA_DIR) -> tuple[list[str], np.ndarray, list[str]]:
-    """Texts, (n, k) labels over :data:`PRESENTATIONS` and each row's writer (group)."""
+def presentation_data(data_dir: Path = DATA_DIR, *, exclude: Sequence[str] = ()) -> tuple[list[str], np.ndarray, list[str]]:
+    """Texts, (n, k) labels over :data:`PRESENTATIONS` and each row's writer (group); ``exclude``:
+    file stems left out (of the clinical writers and of the risk writers alike)."""
     texts, labels, groups = [], [], []
-    for path in sorted((data_dir / "clinical" / "train").glob("writer*.csv")):
+    for path in _files(data_dir / "clinical" / "train", "writer*.csv", exclude):
         for r in _rows(path):
             names = {n.strip() for n in (r.get("presentations") or "none").split(";")}
             texts.append(r["text"])
             labels.append([1.0 if p in names else 0.0 for p in PRESENTATIONS])
             groups.append(path.stem)
     # Everyday chat of the risk screen's writers: more plain negatives (grouped by their writer).
-    for path in sorted((data_dir / "train").glob("writer*.csv")):
+    for path in _files(data_dir / "train", "writer*.csv", exclude):
         for r in _rows(path):
             if r.get("level") == "none":
                 texts.append(r["text"])
@@ -93,12 +99,12 @@ class GuardRow:
 
 
 def guard_data(data_dir: Path = DATA_DIR, *, esconv: Path | None = None, esconv_n: int = 3000,
-               seed: int = 0, said: bool = False) -> tuple[list[GuardRow], np.ndarray, list[str]]:
+               seed: int = 0, said: bool = False, exclude: Sequence[str] = ()) -> tuple[list[GuardRow], np.ndarray, list[str]]:
     """Replies in context, (n, k) labels over :data:`GUARD_CATEGORIES` and groups.  ``said``: keep
     what the person said (the writers' ``context`` column; the seeker's turns before an ESConv
     supporter reply) for a guard that reads it."""
     rows, labels, groups = [], [], []
-    for path in sorted((data_dir / "clinical" / "train").glob("guard_writer*.csv")):
+    for path in _files(data_dir / "clinical" / "train", "guard_writer*.csv", exclude):
         for r in _rows(path):
             harmful = r["label"].strip() == "harmful"
             presentations = [n.strip() for n in (r.get("presentation") or "none").split(";")]
@@ -232,9 +238,9 @@ class _Data:
     """Both kinds of text in one training set: the person's messages (presentation outputs) and the
     agent's replies (guard outputs); each row's loss covers only its own kind's outputs."""
 
-    def __init__(self, esconv: Path | None, seed: int, *, said: bool = False) -> None:
-        self.p_texts, self.p_y, self.p_groups = presentation_data()
-        self.r_rows, self.r_y, self.r_groups = guard_data(esconv=esconv, seed=seed, said=said)
+    def __init__(self, esconv: Path | None, seed: int, *, said: bool = False, exclude: Sequence[str] = ()) -> None:
+        self.p_texts, self.p_y, self.p_groups = presentation_data(exclude=exclude)
+        self.r_rows, self.r_y, self.r_groups = guard_data(esconv=esconv, seed=seed, said=said, exclude=exclude)
         self.r_texts = [r.text() for r in self.r_rows]
         if not len(self.p_texts) or not self.p_y.sum() or not len(self.r_rows) or not self.r_y.sum():
             raise FileNotFoundError("training data missing under safety/data/clinical/train "
@@ -352,13 +358,15 @@ def _rows_with_context() -> dict[str, bool]:
 def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, folds: int = 3, seed: int = 20261203,
                    reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
                    backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None,
-                   said: bool = False, guard_only: bool = False, progress: Any = print) -> dict[str, Any]:
+                   said: bool = False, guard_only: bool = False, exclude: Sequence[str] = (),
+                   progress: Any = print) -> dict[str, Any]:
     """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save.
     ``said``: the guard reads what the person said beside each reply (a cross-encoder of the pair;
     tried on 2026-12-05 and worse out of fold than the reply alone, see the README).
     ``guard_only``: train on the replies alone, for a guard's own model (``weights/guard/``; its
     presentation outputs are never used, so they get no training and never fire) — about half
-    the time."""
+    the time.  ``exclude``: writers' files (stems) left out, e.g. to retrain a shipped recipe on the
+    data it had."""
     import hashlib
 
     from empathic_agent.training.risk import BATCH, EPOCHS, HEAD_LR, LR, _backbone
@@ -367,7 +375,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     location = _backbone(backbone, cache_dir)
-    data = _Data(esconv, seed, said=said)
+    data = _Data(esconv, seed, said=said, exclude=exclude)
     progress(f"clinical: {len(data.p_texts)} messages, {len(data.r_texts)} replies"
              + (" (with what the person said)" if said else ""))
     oof_p = np.zeros_like(data.p_y)
@@ -397,7 +405,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     final = _fit(data, np.full(len(data.p_texts), not guard_only), np.ones(len(data.r_texts), bool), location, seed,
                  desc="final model")
     np.savez_compressed(out_dir / WEIGHTS_FILE, **final.state())
-    paths = sorted((DATA_DIR / "clinical" / "train").glob("*.csv"))
+    paths = _files(DATA_DIR / "clinical" / "train", "*.csv", exclude)
     config = {
         "format": FORMAT, "backbone": backbone,
         "clinical": {"names": list(PRESENTATIONS), "offset": 0, "thresholds": th_p, "selection": rep_p,
@@ -410,7 +418,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
                          "num_layers": int(final.model.config.num_hidden_layers)},
         "hyperparameters": {"lr": LR, "head_lr": HEAD_LR, "epochs": EPOCHS, "batch": BATCH,
                             "pos_weight_cap": POS_WEIGHT_CAP},
-        "seed": seed, "folds": folds, "guard_only": guard_only, "dev_with_patterns": dev,
+        "seed": seed, "folds": folds, "guard_only": guard_only, "excluded": sorted(exclude), "dev_with_patterns": dev,
         "rows": {"messages": len(data.p_texts), "replies": len(data.r_texts),
                  "esconv_replies": int(sum(1 for g in data.r_groups if not g.startswith("guard_")))},
         "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},

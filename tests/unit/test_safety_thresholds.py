@@ -80,3 +80,16 @@ def test_the_training_pipelines_find_the_contributors_files():
     assert (TRAIN_DIR / "writer1.csv").is_file()
     assert sorted((DATA_DIR / "clinical" / "train").glob("guard_writer*.csv"))
     assert sorted((DATA_DIR / "clinical" / "train").glob("writer*.csv"))
+
+
+def test_a_training_run_can_leave_writers_out():
+    """``train-clinical --exclude STEM`` reproduces a shipped recipe on the data it had."""
+    from empathic_agent.training.clinical import guard_data, presentation_data
+
+    texts, _, groups = presentation_data()
+    kept, _, kept_groups = presentation_data(exclude=["writerA", "writer9"])
+    assert "writerA" in groups and "risk-writer9" in groups
+    assert "writerA" not in kept_groups and "risk-writer9" not in kept_groups
+    assert len(kept) == len(texts) - groups.count("writerA") - groups.count("risk-writer9")
+    rows, _, g = guard_data(exclude=["guard_writerJ"])
+    assert rows and "guard_writerJ" not in g and "guard_writerA" in g
