@@ -8,7 +8,11 @@
 * ``train-scope`` — re-train the scope head on the reader's out-of-fold predictions (after ``train``);
 * ``train-second-look`` — re-train the reader's second look (quiet risk) on writers the reader has
   not read, with ESConv's help-seekers as negatives;
+* ``combine`` — a reader that averages trained readers; ``train-clinical`` — the clinical reader and
+  the reply guard;
 * ``bench`` — screening latency per message (p50/p95), warm.
+
+Each action names its own handler (``run_<action>``); the group routes nothing itself.
 """
 
 from __future__ import annotations
@@ -25,16 +29,17 @@ from typing import Any
 from empathic_agent.cli._common import handled_by
 from empathic_agent.settings import Settings
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run_eval", "run_check", "run_train", "run_combine", "run_train_scope",
+           "run_train_second_look", "run_train_clinical", "run_bench"]
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("safety", help="the risk screen: evaluate, check a message, train, benchmark")
-    handled_by(p, "empathic_agent.cli.safety:run")
     sub = p.add_subparsers(dest="safety_command", metavar="SUBCOMMAND", required=True)
     q = sub.add_parser("eval", parents=[common], help="the screen's figures as JSON",
                        description="CSV: text,level,subject,dimensions,kind,register (risk) or text,crisis (binary). "
                                    "Default: the held-out test set, the held-out conversations, the older binary sets.")
+    handled_by(q, "empathic_agent.cli.safety:run_eval")
     q.add_argument("--csv", action="append", help="a labelled CSV (repeatable)")
     q.add_argument("--conversations", action="append", help="a scenario file of conversations (repeatable)")
     q.add_argument("--presentations", action="append", metavar="FILE",
@@ -52,11 +57,13 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--patterns-only", action="store_true", help="without the learned (MiniLM) layer")
     q.add_argument("--brief", action="store_true", help="leave out the per-message lists (misses, false alarms)")
     q = sub.add_parser("check", parents=[common], help="assess one message (JSON)")
+    handled_by(q, "empathic_agent.cli.safety:run_check")
     q.add_argument("text")
     q.add_argument("--before", action="append", default=[], metavar="TEXT",
                    help="an earlier message of the same conversation (repeatable, oldest first)")
     q.add_argument("--locale", default=None, help="resources of this locale (default: the safety_locale setting)")
     q = sub.add_parser("train", parents=[common], help="re-train the learned layer (JSON figures)")
+    handled_by(q, "empathic_agent.cli.safety:run_train")
     q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
     q.add_argument("--rethreshold", action="store_true",
@@ -69,6 +76,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         "the thresholds too (the distress budget)")
     q = sub.add_parser("combine", parents=[common],
                        help="a reader that averages trained readers (thresholds on their joint out-of-fold predictions)")
+    handled_by(q, "empathic_agent.cli.safety:run_combine")
     q.add_argument("--member", nargs=2, action="append", required=True, metavar=("WEIGHTS_DIR", "OOF_NPZ"),
                    help="a trained reader's weights folder and its out-of-fold predictions (repeatable)")
     q.add_argument("--out", required=True, help="weights folder of the combined reader")
@@ -76,12 +84,14 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--esconv", metavar="DIR", default=None, help="ESConv folder: the distress budget (as in train)")
     q = sub.add_parser("train-scope", parents=[common],
                        help="re-train the scope head that discounts out-of-scope pattern hits (~1 min; JSON figures)")
+    handled_by(q, "empathic_agent.cli.safety:run_train_scope")
     q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
     q.add_argument("--reader-oof", default=None, metavar="NPZ",
                    help="the reader's out-of-fold predictions (default: safety-oof.npz in the cache folder)")
     q = sub.add_parser("train-second-look", parents=[common],
                        help="re-train the reader's second look for quiet risk (~2 min; JSON figures)")
+    handled_by(q, "empathic_agent.cli.safety:run_train_second_look")
     q.add_argument("--csv", action="append",
                    help="training CSVs (default: those in safety/data/train/ the reader was not trained on)")
     q.add_argument("--out", default=None, help="the reader's weights folder (default: the package's safety/weights)")
@@ -91,6 +101,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="read ESConv for the threshold only, not as training negatives (Apache-2.0 weights)")
     q = sub.add_parser("train-clinical", parents=[common],
                        help="re-train the clinical reader's and the reply guard's heads (JSON figures)")
+    handled_by(q, "empathic_agent.cli.safety:run_train_clinical")
     q.add_argument("--esconv", metavar="DIR", default=None,
                    help="ESConv folder: its train split's supporter replies as extra good replies for the guard")
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
@@ -105,85 +116,110 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--guard-only", action="store_true",
                    help="train the guard's heads alone (for weights/guard/: the reader keeps its own model)")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
+    handled_by(q, "empathic_agent.cli.safety:run_bench")
     q.add_argument("--runs", type=int, default=3, help="passes over the benchmark messages")
     q.add_argument("--guard", action="store_true", help="the reply guard's latency per sentence instead")
     q.add_argument("--patterns-only", action="store_true", help="without the learned (MiniLM) layers")
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    from empathic_agent.safety import SafetyStage
-
+def _settings(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The flags of the safety commands that change a setting."""
     if getattr(args, "patterns_only", False):
         settings = dataclasses.replace(settings, safety_semantic=False)
     if getattr(args, "locale", None):
         settings = dataclasses.replace(settings, safety_locale=args.locale)
-    if args.safety_command == "train":
-        from empathic_agent.training.risk import rethreshold, train
+    return settings
 
-        if args.rethreshold:
-            out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
-            print(json.dumps(rethreshold(Path(settings.cache_dir) / "safety-oof.npz", out / "config.json",
-                                         esconv=args.esconv, cache_dir=settings.cache_dir), indent=1))
-            return 0
-        config = train(args.csv, out_dir=args.out or Path(__file__).resolve().parents[1] / "safety" / "weights",
-                       backbone=settings.embedding_model, cache_dir=settings.cache_dir, seed=args.train_seed,
-                       folds=0 if args.no_folds else args.folds, esconv=args.esconv)
-        print(json.dumps(config, indent=1))
+
+def _weights(args: argparse.Namespace) -> Path:
+    """``--out``, or the package's own weights folder."""
+    return Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
+
+
+def _stage(settings: Settings, args: argparse.Namespace) -> Any:
+    from empathic_agent.safety import SafetyStage
+
+    stage = SafetyStage.from_settings(_settings(settings, args))
+    stage.load()
+    return stage
+
+
+def run_train(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.training.risk import rethreshold, train
+
+    if args.rethreshold:
+        print(json.dumps(rethreshold(Path(settings.cache_dir) / "safety-oof.npz", _weights(args) / "config.json",
+                                     esconv=args.esconv, cache_dir=settings.cache_dir), indent=1))
         return 0
-    if args.safety_command == "combine":
-        from empathic_agent.training.risk import combine
+    config = train(args.csv, out_dir=_weights(args), backbone=settings.embedding_model, cache_dir=settings.cache_dir,
+                   seed=args.train_seed, folds=0 if args.no_folds else args.folds, esconv=args.esconv)
+    print(json.dumps(config, indent=1))
+    return 0
 
-        config = combine([tuple(m) for m in args.member], out_dir=args.out, files=args.csv, esconv=args.esconv,
-                         cache_dir=settings.cache_dir)
-        print(json.dumps({k: v for k, v in config.items() if k != "selection"} | {
-            "out_of_fold": config["selection"]["out_of_fold"]}, indent=1))
-        return 0
-    if args.safety_command == "train-scope":
-        from empathic_agent.memory.embedder import MiniLMEmbedder
-        from empathic_agent.training.risk import train_scope
 
-        out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
-        report = train_scope(args.csv, out_dir=out, embedder=MiniLMEmbedder.from_settings(settings),
-                             cache_dir=settings.cache_dir, reader_oof=args.reader_oof)
-        report = {k: v for k, v in report.items() if k != "weights"}
-        report["selection"].pop("grid", None)
-        print(json.dumps(report, indent=1))
-        return 0
-    if args.safety_command == "train-second-look":
-        from empathic_agent.training.risk import train_second_look
+def run_combine(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.training.risk import combine
 
-        out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
-        report = train_second_look(args.csv, esconv=args.esconv, out_dir=out, backbone=settings.embedding_model,
-                                   cache_dir=settings.cache_dir, esconv_negatives=not args.budget_only)
-        print(json.dumps({k: v for k, v in report.items() if k != "weights"}, indent=1))
-        return 0
-    if args.safety_command == "train-clinical":
-        from empathic_agent.training.clinical import train_clinical
+    config = combine([tuple(m) for m in args.member], out_dir=args.out, files=args.csv, esconv=args.esconv,
+                     cache_dir=settings.cache_dir)
+    print(json.dumps({k: v for k, v in config.items() if k != "selection"} | {
+        "out_of_fold": config["selection"]["out_of_fold"]}, indent=1))
+    return 0
 
-        out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "safety" / "weights"
-        if args.rethreshold:
-            from empathic_agent.training.clinical import rethreshold
 
-            report = rethreshold(esconv=Path(args.esconv) if args.esconv else None, out_dir=out,
-                                 cache_dir=settings.cache_dir, progress=lambda m: print(m, file=sys.stderr))
-            print(json.dumps(report, indent=1))
-            return 0
-        report = train_clinical(esconv=Path(args.esconv) if args.esconv else None, out_dir=out, folds=args.folds,
+def run_train_scope(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.memory.embedder import MiniLMEmbedder
+    from empathic_agent.training.risk import train_scope
+
+    report = train_scope(args.csv, out_dir=_weights(args), embedder=MiniLMEmbedder.from_settings(settings),
+                         cache_dir=settings.cache_dir, reader_oof=args.reader_oof)
+    report = {k: v for k, v in report.items() if k != "weights"}
+    report["selection"].pop("grid", None)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def run_train_second_look(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.training.risk import train_second_look
+
+    report = train_second_look(args.csv, esconv=args.esconv, out_dir=_weights(args), backbone=settings.embedding_model,
+                               cache_dir=settings.cache_dir, esconv_negatives=not args.budget_only)
+    print(json.dumps({k: v for k, v in report.items() if k != "weights"}, indent=1))
+    return 0
+
+
+def run_train_clinical(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.training.clinical import rethreshold, train_clinical
+
+    esconv = Path(args.esconv) if args.esconv else None
+    if args.rethreshold:
+        report = rethreshold(esconv=esconv, out_dir=_weights(args), cache_dir=settings.cache_dir,
+                             progress=lambda m: print(m, file=sys.stderr))
+    else:
+        report = train_clinical(esconv=esconv, out_dir=_weights(args), folds=args.folds,
                                 backbone=settings.embedding_model, cache_dir=settings.cache_dir, said=args.said,
                                 guard_only=args.guard_only, exclude=args.exclude,
                                 progress=lambda m: print(m, file=sys.stderr))
-        print(json.dumps(report, indent=1))
-        return 0
-    stage = SafetyStage.from_settings(settings)
-    stage.load()
-    if args.safety_command == "check":
-        conv: dict[str, Any] = {}
-        for earlier in args.before:
-            conv = stage.assess(earlier, conv).conversation
-        print(json.dumps(stage.assess(args.text, conv).to_dict(), indent=1, ensure_ascii=False))
-        return 0
-    if args.safety_command == "bench":
-        return _bench_guard(stage, args.runs) if args.guard else _bench(stage, args.runs)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def run_check(settings: Settings, args: argparse.Namespace) -> int:
+    stage = _stage(settings, args)
+    conv: dict[str, Any] = {}
+    for earlier in args.before:
+        conv = stage.assess(earlier, conv).conversation
+    print(json.dumps(stage.assess(args.text, conv).to_dict(), indent=1, ensure_ascii=False))
+    return 0
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    stage = _stage(settings, args)
+    return _bench_guard(stage, args.runs) if args.guard else _bench(stage, args.runs)
+
+
+def run_eval(settings: Settings, args: argparse.Namespace) -> int:
+    stage = _stage(settings, args)
     from empathic_agent.safety.evaluate import (
         CLINICAL_TEST_SETS,
         CONVERSATION_SETS,

@@ -99,3 +99,13 @@ def test_every_benchmark_reports_the_same_machine_block():
     for module in (api_bench, memory_bench, ui_bench):
         source = inspect.getsource(module)
         assert "machine_info()" in source and "getloadavg" not in source, module.__name__
+
+
+def test_each_safety_action_has_a_handler_of_its_own():
+    """The safety group routes nothing itself: each action names its own handler."""
+    leaves = {path[1]: target for path, _p, target in _leaves(build_parser()) if path[0] == "safety"}
+    assert set(leaves) >= {"eval", "check", "train", "combine", "train-scope", "train-second-look", "train-clinical",
+                           "bench"}
+    assert len(set(leaves.values())) == len(leaves), leaves
+    args = build_parser().parse_args(["safety", "train-second-look", "--esconv", "x", "--budget-only"])
+    assert args.handler == "empathic_agent.cli.safety:run_train_second_look" and args.budget_only
