@@ -20,7 +20,8 @@ from empathic_agent.cli._common import handled_by
 from empathic_agent.errors import ConfigError
 from empathic_agent.settings import Settings
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run_scenarios", "run_replies", "run_compare", "run_table", "run_convert", "run_validate",
+           "run_schema", "run_checks"]
 
 # eval-run flags that map to Settings fields.
 _RUN_SETTINGS = {
@@ -33,13 +34,13 @@ _RUN_SETTINGS = {
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("eval", help="scripted dialogue evaluation: run, compare, convert",
                               description="Measure how empathetic, accurate and safe an agent configuration is.")
-    handled_by(p, "empathic_agent.cli.evals:run")
     sub = p.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
     q = sub.add_parser("run", parents=[common], help="run scenarios through the agent; JSON + HTML report",
                        description="SCENARIOS: files or folders of YAML/JSON scenarios, 'shipped' or 'shipped:NAME' "
                                    "(the sets in the package), 'esconv[:SPLIT][:N]' or "
                                    "'empatheticdialogues[:SPLIT][:N]' (converted from --data-dir at run time). "
                                    "Resumes an interrupted run in the same --out folder.")
+    handled_by(q, "empathic_agent.cli.evals:run_scenarios")
     q.add_argument("scenarios", nargs="+", metavar="SCENARIOS")
     q.add_argument("--out", required=True, help="run folder (report.json, report.html, per-scenario results)")
     q.add_argument("--config", help="YAML/JSON/TOML file of settings for the agent under test (flags win over it)")
@@ -64,6 +65,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                                    "the UI; its reply and the human reference are scored alike: empathy judge, "
                                    "strategy adherence, relevance, off-topic rate, BLEU/ROUGE-L, Distinct, reference "
                                    "perplexity, latency.  Resumes an interrupted run in the same --out folder.")
+    handled_by(q, "empathic_agent.cli.evals:run_replies")
     q.add_argument("--source", required=True,
                    help="'esconv[:SPLIT]' (from --data-dir) or a CSV with columns context,reference[,strategy]")
     q.add_argument("--out", required=True, help="run folder (items.jsonl, report.json, report.html)")
@@ -80,6 +82,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     q = sub.add_parser("compare", parents=[common], help="side-by-side comparison of two runs (JSON + HTML)")
+    handled_by(q, "empathic_agent.cli.evals:run_compare")
     q.add_argument("a", help="run folder or report.json (baseline)")
     q.add_argument("b", help="run folder or report.json (candidate)")
     q.add_argument("--out", required=True, help="folder for compare.json and compare.html")
@@ -89,12 +92,14 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                        description="One row per --row NAME RUN [BENCH_JSON]: the judge's means, adherence, "
                                    "off-topic rate, overlap, diversity, perplexity, latency and memory; the "
                                    "gold row first. All runs must have the same items.")
+    handled_by(q, "empathic_agent.cli.evals:run_table")
     q.add_argument("--row", nargs="+", action="append", required=True, metavar="NAME RUN [BENCH]",
                    help="a row: its name, an `eval replies` run folder and optionally a `bench llm --out` JSON")
 
     q = sub.add_parser("convert", parents=[common], help="write scenarios from EmpatheticDialogues or ESConv",
                        description="Writes YAML scenario files into --out (outside the project: the data's "
                                    "licences are non-commercial / research-only).")
+    handled_by(q, "empathic_agent.cli.evals:run_convert")
     q.add_argument("kind", choices=["empatheticdialogues", "esconv"])
     q.add_argument("--split", default="test")
     q.add_argument("--limit", type=int, default=10, help="conversations (default 10)")
@@ -102,9 +107,12 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--data-dir", help="shared data folder (default: the data_dir setting)")
 
     q = sub.add_parser("validate", parents=[common], help="check scenario files against the schema")
+    handled_by(q, "empathic_agent.cli.evals:run_validate")
     q.add_argument("scenarios", nargs="+")
-    sub.add_parser("schema", parents=[common], help="print the scenario JSON Schema")
-    sub.add_parser("checks", parents=[common], help="list the named content checks")
+    q = sub.add_parser("schema", parents=[common], help="print the scenario JSON Schema")
+    handled_by(q, "empathic_agent.cli.evals:run_schema")
+    q = sub.add_parser("checks", parents=[common], help="list the named content checks")
+    handled_by(q, "empathic_agent.cli.evals:run_checks")
 
 
 def _config_file(path: str) -> dict[str, Any]:
@@ -130,60 +138,65 @@ def _config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    cmd = args.eval_command
-    if cmd == "schema":
-        from empathic_agent.evals.scenario import load_schema
+def run_schema(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.evals.scenario import load_schema
 
-        print(json.dumps(load_schema(), indent=1))
-        return 0
-    if cmd == "checks":
-        from empathic_agent.evals.checks import CHECKS
+    print(json.dumps(load_schema(), indent=1))
+    return 0
 
-        for name, rule in CHECKS.items():
-            print(f"{name:26s} {rule.description}")
-        return 0
-    if cmd == "validate":
-        from empathic_agent.evals.scenario import load_scenarios
 
-        found = load_scenarios(args.scenarios, data_dir=settings.data_dir)
-        print(json.dumps({"valid": len(found), "ids": [s.id for s in found]}, indent=1))
-        return 0
-    if cmd == "convert":
-        from empathic_agent.evals.convert import convert, write_scenarios
+def run_checks(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.evals.checks import CHECKS
 
-        docs = convert(args.kind, split=args.split, limit=args.limit, data_dir=args.data_dir or settings.data_dir)
-        paths = write_scenarios(docs, Path(args.out))
-        print(json.dumps({"written": len(paths), "out": str(Path(args.out))}, indent=1))
-        return 0
-    if cmd == "compare":
-        from empathic_agent.evals.compare import compare_reports, load_report, write_compare_html
-        from empathic_agent.evals.report import write_json
+    for name, rule in CHECKS.items():
+        print(f"{name:26s} {rule.description}")
+    return 0
 
-        labels = tuple(x.strip() for x in args.labels.split(","))
-        if len(labels) != 2:
-            raise ConfigError("--labels takes two names separated by a comma")
-        cmp = compare_reports(load_report(args.a), load_report(args.b), labels=labels)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(cmp, out / "compare.json")
-        write_compare_html(cmp, out / "compare.html")
-        print(json.dumps({"json": str(out / "compare.json"), "html": str(out / "compare.html")}, indent=1))
-        return 0
-    if cmd == "replies":
-        return _replies(settings, args)
-    if cmd == "table":
-        from empathic_agent.evals.replies_table import markdown, table_rows
 
-        rows = []
-        for row in args.row:
-            if len(row) not in (2, 3):
-                raise ConfigError(f"--row takes NAME RUN [BENCH], got {row}")
-            rows.append((row[0], Path(row[1]), Path(row[2]) if len(row) == 3 else None))
-        made = table_rows(rows)
-        print(markdown(made, n_items=made[0][1].get("n")))
-        return 0
-    return _run(settings, args)
+def run_validate(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.evals.scenario import load_scenarios
+
+    found = load_scenarios(args.scenarios, data_dir=settings.data_dir)
+    print(json.dumps({"valid": len(found), "ids": [s.id for s in found]}, indent=1))
+    return 0
+
+
+def run_convert(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.evals.convert import convert, write_scenarios
+
+    docs = convert(args.kind, split=args.split, limit=args.limit, data_dir=args.data_dir or settings.data_dir)
+    paths = write_scenarios(docs, Path(args.out))
+    print(json.dumps({"written": len(paths), "out": str(Path(args.out))}, indent=1))
+    return 0
+
+
+def run_compare(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.evals.compare import compare_reports, load_report, write_compare_html
+    from empathic_agent.evals.report import write_json
+
+    labels = tuple(x.strip() for x in args.labels.split(","))
+    if len(labels) != 2:
+        raise ConfigError("--labels takes two names separated by a comma")
+    cmp = compare_reports(load_report(args.a), load_report(args.b), labels=labels)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(cmp, out / "compare.json")
+    write_compare_html(cmp, out / "compare.html")
+    print(json.dumps({"json": str(out / "compare.json"), "html": str(out / "compare.html")}, indent=1))
+    return 0
+
+
+def run_table(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.evals.replies_table import markdown, table_rows
+
+    rows = []
+    for row in args.row:
+        if len(row) not in (2, 3):
+            raise ConfigError(f"--row takes NAME RUN [BENCH], got {row}")
+        rows.append((row[0], Path(row[1]), Path(row[2]) if len(row) == 3 else None))
+    made = table_rows(rows)
+    print(markdown(made, n_items=made[0][1].get("n")))
+    return 0
 
 
 def _settings_for_run(args: argparse.Namespace) -> Settings:
@@ -194,13 +207,14 @@ def _settings_for_run(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**{**overrides, **flags})
 
 
-def _replies(settings: Settings, args: argparse.Namespace) -> int:
-    from empathic_agent.evals.replies import RepliesOptions, run_replies
+def run_replies(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.evals.replies import RepliesOptions
+    from empathic_agent.evals.replies import run_replies as evaluate_replies
 
     settings = _settings_for_run(args)
     options = RepliesOptions(out=Path(args.out), limit=args.limit, seed=settings.seed if settings.seed is not None else 0, bare=args.bare,
                              fresh=args.fresh, progress=not args.no_progress, data_dir=Path(args.data_dir or settings.data_dir))
-    report = asyncio.run(run_replies(settings, args.source, options))
+    report = asyncio.run(evaluate_replies(settings, args.source, options))
     r, g = report["summary"]["reply"], report["summary"]["gold"]
     keys = ("empathy", "adherence", "gold_strategy_agreement", "relevance_message", "relevance_reference",
             "off_topic_rate", "bleu_1", "bleu_2", "bleu_4", "rouge_l", "distinct_1", "distinct_2",
@@ -211,7 +225,7 @@ def _replies(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if not r.get("errors") else 1
 
 
-def _run(settings: Settings, args: argparse.Namespace) -> int:
+def run_scenarios(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.evals.runner import RunOptions, run_eval
     from empathic_agent.evals.scenario import load_scenarios
 

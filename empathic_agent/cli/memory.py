@@ -23,7 +23,8 @@ from empathic_agent.cli._common import handled_by
 from empathic_agent.graph.conversations import delete_conversations, export_conversations
 from empathic_agent.settings import Settings
 
-__all__ = ["add_parser", "run", "export_user_data", "delete_user_data"]
+__all__ = ["add_parser", "run_list", "run_delete", "run_delete_user", "run_export", "run_eval", "run_bench", "export_user_data",
+           "delete_user_data"]
 
 
 def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
@@ -32,28 +33,32 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
                               description="Long-term memory of each person (Chroma). The store is "
                                           "EMPATHIC_MEMORY_BACKEND=embedded (default, under --memory-dir) or "
                                           "http (EMPATHIC_CHROMA_HOST / EMPATHIC_CHROMA_PORT).")
-    handled_by(p, "empathic_agent.cli.memory:run")
     msub = p.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
 
     q = msub.add_parser("list", parents=[common_parent], help="a person's memories, oldest first")
+    handled_by(q, "empathic_agent.cli.memory:run_list")
     q.add_argument("--user", required=True, help="user id")
     q.add_argument("--kind", choices=("episode", "fact", "preference"), help="only this kind")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     q = msub.add_parser("delete", parents=[common_parent], help="delete one memory of a person")
+    handled_by(q, "empathic_agent.cli.memory:run_delete")
     q.add_argument("--user", required=True, help="user id")
     q.add_argument("--id", required=True, dest="memory_id", help="memory id (see memory list)")
 
     q = msub.add_parser("delete-user", parents=[common_parent], help="delete everything held about a person")
+    handled_by(q, "empathic_agent.cli.memory:run_delete_user")
     q.add_argument("--user", required=True, help="user id")
 
     q = msub.add_parser("export", parents=[common_parent], help="export everything held about a person as JSON")
+    handled_by(q, "empathic_agent.cli.memory:run_export")
     q.add_argument("--user", required=True, help="user id")
     q.add_argument("--out", help="write to this file (default: stdout)")
     q.add_argument("--embeddings", action="store_true", help="include the embedding vectors")
 
     q = msub.add_parser("eval", parents=[common_parent],
                         help="retrieval benchmark per strategy on EmoBank/GoEmotions (JSON)")
+    handled_by(q, "empathic_agent.cli.memory:run_eval")
     q.add_argument("--data-dir", help="data sets directory (default: settings data_dir, ../shared/data)")
     q.add_argument("--datasets", default="emobank,goemotions", help="comma-separated: emobank, goemotions")
     q.add_argument("--memories", type=int, default=2000, help="memories per data set (default 2000)")
@@ -64,6 +69,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
     q = msub.add_parser("bench", parents=[common_parent],
                         help="recall latency p50/p95 and insert throughput at 1k/10k(/100k) memories (JSON)")
+    handled_by(q, "empathic_agent.cli.memory:run_bench")
     q.add_argument("--full", action="store_true", help="also run 100k memories (a few minutes)")
     q.add_argument("--sizes", help="comma-separated store sizes, e.g. 1000,10000 (overrides --full)")
     q.add_argument("--per-user", type=int, default=100, help="memories per user (default 100)")
@@ -150,64 +156,71 @@ def _write_json(data: Any, out: str | None) -> None:
         print(text)
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    cmd = args.memory_command
-    if cmd == "list":
-        memory = _service(settings)
-        try:
-            records = memory.list_memories(args.user, kind=args.kind)
-        finally:
-            memory.close()
-        if args.json:
-            print(json.dumps([r.to_dict() for r in records], indent=1, ensure_ascii=False))
-        else:
-            _print_table(records)
-        return 0
-    if cmd == "delete":
-        memory = _service(settings)
-        try:
-            found = memory.delete_memory(args.user, args.memory_id)
-        finally:
-            memory.close()
-        if not found:
-            print(f"no memory {args.memory_id} for user {args.user}", file=sys.stderr)
-            return 1
-        print(f"deleted memory {args.memory_id} of user {args.user}")
-        return 0
-    if cmd == "delete-user":
-        summary = delete_user_data(settings, args.user)
-        parts = ", ".join(f"{v} {k}" for k, v in summary.items() if k != "user_id")
-        print(f"deleted everything held about user {args.user}: {parts}")
-        return 0
-    if cmd == "export":
-        _write_json(export_user_data(settings, args.user, include_embeddings=args.embeddings), args.out)
-        return 0
-    if cmd == "eval":
-        from empathic_agent.memory.evaluate import evaluate_retrieval
+def run_list(settings: Settings, args: argparse.Namespace) -> int:
+    memory = _service(settings)
+    try:
+        records = memory.list_memories(args.user, kind=args.kind)
+    finally:
+        memory.close()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=1, ensure_ascii=False))
+    else:
+        _print_table(records)
+    return 0
 
-        report = evaluate_retrieval(
-            settings, data_dir=args.data_dir,
-            datasets=[d.strip() for d in args.datasets.split(",") if d.strip()],
-            n_memories=args.memories, n_queries=args.queries, query_split=args.split,
-            seed=settings.seed if settings.seed is not None else 0,
-            progress=(lambda m: print(m, file=sys.stderr)) if getattr(args, "verbose", False) else None)
-        _write_json(report, None)
-        if args.out:
-            _write_json(report, args.out)
-        return 0
-    if cmd == "bench":
-        from empathic_agent.memory.bench import DEFAULT_SIZES, FULL_SIZES, bench_memory
 
-        if args.sizes:
-            sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
-        else:
-            sizes = FULL_SIZES if args.full else DEFAULT_SIZES
-        report = bench_memory(settings, sizes=sizes, per_user=args.per_user, heavy_user=args.heavy_user,
-                              queries=args.queries, measure_embedding=not args.no_embedding,
-                              progress=(lambda m: print(m, file=sys.stderr)) if getattr(args, "verbose", False) else None)
-        _write_json(report, None)
-        if args.out:
-            _write_json(report, args.out)
-        return 0
-    print(f"unknown memory command {cmd}", file=sys.stderr)
-    return 2
+def run_delete(settings: Settings, args: argparse.Namespace) -> int:
+    memory = _service(settings)
+    try:
+        found = memory.delete_memory(args.user, args.memory_id)
+    finally:
+        memory.close()
+    if not found:
+        print(f"no memory {args.memory_id} for user {args.user}", file=sys.stderr)
+        return 1
+    print(f"deleted memory {args.memory_id} of user {args.user}")
+    return 0
+
+
+def run_delete_user(settings: Settings, args: argparse.Namespace) -> int:
+    summary = delete_user_data(settings, args.user)
+    parts = ", ".join(f"{v} {k}" for k, v in summary.items() if k != "user_id")
+    print(f"deleted everything held about user {args.user}: {parts}")
+    return 0
+
+
+def run_export(settings: Settings, args: argparse.Namespace) -> int:
+    _write_json(export_user_data(settings, args.user, include_embeddings=args.embeddings), args.out)
+    return 0
+
+
+def run_eval(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.memory.evaluate import evaluate_retrieval
+
+    report = evaluate_retrieval(
+        settings, data_dir=args.data_dir,
+        datasets=[d.strip() for d in args.datasets.split(",") if d.strip()],
+        n_memories=args.memories, n_queries=args.queries, query_split=args.split,
+        seed=settings.seed if settings.seed is not None else 0,
+        progress=(lambda m: print(m, file=sys.stderr)) if getattr(args, "verbose", False) else None)
+    _write_json(report, None)
+    if args.out:
+        _write_json(report, args.out)
+    return 0
+
+
+def run_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.memory.bench import DEFAULT_SIZES, FULL_SIZES, bench_memory
+
+    if args.sizes:
+        sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
+    else:
+        sizes = FULL_SIZES if args.full else DEFAULT_SIZES
+    report = bench_memory(settings, sizes=sizes, per_user=args.per_user, heavy_user=args.heavy_user,
+                          queries=args.queries, measure_embedding=not args.no_embedding,
+                          progress=(lambda m: print(m, file=sys.stderr)) if getattr(args, "verbose", False) else None)
+    _write_json(report, None)
+    if args.out:
+        _write_json(report, args.out)
+    return 0
+

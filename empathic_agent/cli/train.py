@@ -17,18 +17,18 @@ from empathic_agent.cli._common import handled_by
 from empathic_agent.errors import ConfigError
 from empathic_agent.settings import Settings
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run_responder"]
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser("train", help="fine-tune the embedded responder (LoRA)")
-    handled_by(p, "empathic_agent.cli.train:run")
     sub = p.add_subparsers(dest="train_command", metavar="WHAT", required=True)
     q = sub.add_parser(
         "responder", parents=[common], help="LoRA fine-tune of an LLM on ESConv train in the agent's prompt format",
         description="Fine-tunes BASE with LoRA (peft) to say what the planned strategy asks: the input is the prompt "
                     "the agent builds at run time, with ESConv's gold strategy as the plan; the target is the "
                     "supporter's reply. ESConv is for academic research only: so is the adapter.")
+    handled_by(q, "empathic_agent.cli.train:run_responder")
     q.add_argument("--data-dir", required=True, type=Path, help="the shared data folder (holds esconv/)")
     q.add_argument("--out", required=True, type=Path, help="run folder: examples, checkpoint, adapter/, training.json")
     q.add_argument("--base", default="smollm2-135m-instruct",
@@ -48,9 +48,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--no-progress", action="store_true")
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
-    if args.train_command != "responder":
-        raise ConfigError(f"unknown train target {args.train_command!r}")
+def run_responder(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.training.responder import ResponderOptions, train_responder
 
     for name in ("limit", "dev_limit", "batch_size", "rank", "max_tokens", "checkpoint_every"):

@@ -101,11 +101,20 @@ def test_every_benchmark_reports_the_same_machine_block():
         assert "machine_info()" in source and "getloadavg" not in source, module.__name__
 
 
-def test_each_safety_action_has_a_handler_of_its_own():
-    """The safety group routes nothing itself: each action names its own handler."""
+@pytest.mark.parametrize("group", ["safety", "eval", "judge", "memory", "train"])
+def test_each_action_of_a_group_has_a_handler_of_its_own(group):
+    """A command group routes nothing itself (no ``if cmd == ...`` chain): each action names its own
+    handler, and the group's parser names none."""
+    parser = build_parser()
+    groups = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert groups[group].get_default("handler") is None
+    leaves = {path[1]: target for path, _p, target in _leaves(parser) if path[0] == group}
+    assert leaves and len(set(leaves.values())) == len(leaves), leaves
+
+
+def test_safety_actions_reach_their_handlers():
     leaves = {path[1]: target for path, _p, target in _leaves(build_parser()) if path[0] == "safety"}
     assert set(leaves) >= {"eval", "check", "train", "combine", "train-scope", "train-second-look", "train-clinical",
                            "bench"}
-    assert len(set(leaves.values())) == len(leaves), leaves
     args = build_parser().parse_args(["safety", "train-second-look", "--esconv", "x", "--budget-only"])
     assert args.handler == "empathic_agent.cli.safety:run_train_second_look" and args.budget_only
