@@ -490,9 +490,8 @@ class CrisisDetector:
     def layers(self) -> str:
         if self.learned is None:
             return "patterns"
-        from empathic_agent.safety.learned import SECOND_LOOK_FILE
-
-        second = self.learned.use_second_look and (self.learned.weights_dir / SECOND_LOOK_FILE).is_file()
+        # The second look counts once loaded and matched to this reader (a head of another reader is off).
+        second = self.learned.second_look_threshold is not None
         return "patterns+learned" + ("+scope" if self.scope is not None else "") + ("+second_look" if second else "")
 
     def load(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Sequence
+from typing import Final, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,9 +15,6 @@ from numpy.typing import NDArray
 from empathic_agent.encode.speech.prosody import PROSODY_NAMES, extract_prosody
 from empathic_agent.encode.speech.whisper_layers import WHISPER_DIM, WhisperLayers
 from empathic_agent.perceive.audio import AudioClip
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

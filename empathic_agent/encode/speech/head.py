@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,9 +19,6 @@ from empathic_agent.encode.speech.whisper_layers import WHISPER_DIM
 from empathic_agent.errors import ModelError
 from empathic_agent.latent import CATEGORIES, MODALITY_SPEECH, Reading, categories_to_vad
 from empathic_agent.latent.prior import mix_with_prior
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

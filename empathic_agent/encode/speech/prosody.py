@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from empathic_agent.errors import BackendUnavailableError
 from empathic_agent.perceive.audio import TARGET_SAMPLE_RATE, frame_levels_db
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

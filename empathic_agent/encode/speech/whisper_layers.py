@@ -12,15 +12,12 @@ import shutil
 import struct
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, Sequence
+from typing import Any, BinaryIO, Final, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from empathic_agent.errors import BackendUnavailableError, ModelError
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
