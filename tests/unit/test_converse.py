@@ -1,0 +1,276 @@
+"""Talk mode: the turn-taking policy on scripted speech probabilities, and whole spoken
+conversations through the real graph with fakes that subclass the real interfaces (an energy
+voice-activity detector, the silence-only end of turn, fake STT / LLM / TTS)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from empathic_agent.agent import Agent, AudioChunk, TurnResult
+from empathic_agent.converse import Interrupted, SpeechEnded, SpeechStarted, TalkOptions, Transcript, TurnSkipped
+from empathic_agent.converse.listen import Listener
+from empathic_agent.converse.models import FRAME, SAMPLE_RATE, SilenceOnly, VoiceActivity
+from empathic_agent.converse.session import _Reply, pcm_to_float
+from empathic_agent.errors import ConfigError, InputError
+from empathic_agent.graph.builder import build_services
+from empathic_agent.testing.fakes import FakeLLM, FakeSpeechPerception, FakeSTT, FakeTTS
+
+FRAME_S = FRAME / SAMPLE_RATE
+
+
+def frames_for(seconds: float) -> int:
+    return int(round(seconds / FRAME_S))
+
+
+def run(listener: Listener, probs: list[float]) -> list[tuple[int, str, str]]:
+    """Feed scripted probabilities; (frame index, event, reason) of what happened."""
+    out = []
+    for i, p in enumerate(probs):
+        heard = listener.push(np.full(FRAME, p, np.float32), p)
+        if heard.event:
+            out.append((i, heard.event, heard.reason))
+    return out
+
+
+# -- the policy ------------------------------------------------------------------------------------
+
+def test_a_click_does_not_start_speech_but_a_syllable_does():
+    listener = Listener(lambda audio: 1.0)
+    assert run(listener, [0.0] * 5 + [0.9] * 2 + [0.0] * 40) == []          # 64 ms: a click
+    listener = Listener(lambda audio: 1.0)
+    events = run(listener, [0.0] * 5 + [0.9] * 3 + [0.0] * 40)              # 96 ms
+    assert events[0] == (7, "speech_started", "")
+
+
+def test_a_finished_turn_ends_at_the_first_pause():
+    listener = Listener(lambda audio: 0.9)
+    events = run(listener, [0.9] * 30 + [0.0] * 60)
+    (i, event, reason) = events[-1]
+    assert (event, reason) == ("turn_ended", "complete")
+    assert i == 30 + frames_for(0.256) - 1
+
+
+def test_a_mid_sentence_pause_waits_and_a_long_silence_ends_the_turn_anyway():
+    asked = []
+
+    def complete(audio):
+        asked.append(audio.size)
+        return 0.1  # "I went to the shop and ..."
+    listener = Listener(complete)
+    # A 600 ms pause inside the sentence: no end of turn; the model was asked once.
+    events = run(listener, [0.9] * 30 + [0.0] * frames_for(0.6) + [0.9] * 30 + [0.0] * 60)
+    ends = [e for e in events if e[1] == "turn_ended"]
+    assert len(ends) == 1 and ends[0][2] == "pause"
+    assert ends[0][0] == 30 + frames_for(0.6) + 30 + frames_for(1.2) - 1
+    assert len(asked) == 2  # once in each pause
+    # The utterance holds both halves (and the pre-roll before the start).
+    assert asked[1] > asked[0]
+
+
+def test_hysteresis_keeps_a_soft_syllable_inside_the_utterance():
+    listener = Listener(lambda audio: 1.0)
+    # 0.4 is below the threshold but above threshold - 0.15: not silence.
+    events = run(listener, [0.9] * 10 + [0.4] * 20 + [0.9] * 5 + [0.0] * 20)
+    assert [e[1] for e in events] == ["speech_started", "turn_ended"]
+    assert events[1][0] == 35 + frames_for(0.256) - 1
+
+
+def test_barge_in_needs_sustained_speech_and_a_cough_is_ignored():
+    listener = Listener(lambda audio: 1.0)
+    listener.replying = True
+    assert run(listener, [0.0] * 5 + [0.9] * 6 + [0.0] * 10) == []          # 192 ms: a cough
+    events = run(listener, [0.9] * 20)
+    assert events == [(frames_for(0.384) - 1, "barge_in", "")]
+    assert not listener.replying and listener.speaking
+    # The interrupting speech is the start of the next turn, pre-roll included.
+    assert listener.utterance().size >= frames_for(0.384) * FRAME
+
+
+def test_an_endless_utterance_is_cut_and_the_stream_end_flushes():
+    listener = Listener(lambda audio: 0.0, TalkOptions(max_utterance_s=1.0))
+    events = run(listener, [0.9] * 80)
+    assert ("turn_ended" in [e[1] for e in events]) and events[-2][2] == "too_long"
+    listener = Listener(lambda audio: 0.0)
+    run(listener, [0.9] * 20)
+    heard = listener.flush()
+    assert heard.event == "turn_ended" and heard.reason == "stream_ended" and heard.audio.size > 0
+    assert listener.flush().event == ""
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="threshold"):
+        TalkOptions(threshold=1.5)
+    with pytest.raises(ValueError, match="max_pause_ms"):
+        TalkOptions(pause_ms=900, max_pause_ms=500)
+
+
+def test_pcm_chunks_are_read_and_bad_ones_rejected():
+    x = pcm_to_float(np.array([0, 16384, -32768], "<i2").tobytes())
+    assert x.dtype == np.float32 and x.tolist() == [0.0, 0.5, -1.0]
+    assert pcm_to_float(np.array([0.25], np.float64)).tolist() == [0.25]
+    with pytest.raises(InputError, match="even number"):
+        pcm_to_float(b"\x00\x01\x02")
+    with pytest.raises(InputError, match="mono"):
+        pcm_to_float(np.zeros((2, 10)))
+
+
+def test_what_was_spoken_at_an_interruption():
+    reply = _Reply(turn_id="t", audio=np.zeros(1))
+    reply.played = [(1.0, 2.0, "First sentence here."), (2.0, 4.0, "one two three four"), (4.0, 5.0, "Last.")]
+    assert reply.spoken_at(0.5) == ("", "First sentence here. one two three four Last.")
+    assert reply.spoken_at(3.0) == ("First sentence here. one two…", "three four Last.")
+    assert reply.spoken_at(9.0) == ("First sentence here. one two three four Last.", "")
+
+
+def test_events_serialise_with_their_type():
+    assert SpeechStarted(1.5).to_dict() == {"type": "speech_started", "at_s": 1.5}
+    assert Interrupted(2.0, "a", "b").to_dict()["type"] == "interrupted"
+    assert TurnSkipped("no words").to_dict() == {"type": "turn_skipped", "reason": "no words"}
+
+
+# -- whole conversations through the graph --------------------------------------------------------
+
+class EnergyVAD(VoiceActivity):
+    """A fake detector on the real interface: a frame is speech when it is loud."""
+
+    name = "energy"
+
+    def _load_impl(self) -> None:
+        pass
+
+    def speech_probability(self, frame: np.ndarray) -> float:
+        return 1.0 if float(np.sqrt(np.mean(frame ** 2))) > 0.05 else 0.0
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+
+
+async def paced(audio: np.ndarray, chunk_s: float = 0.064, pace_s: float = 0.01):
+    """PCM16 chunks, with a little real time between them so the turn's task can run (the
+    session keeps its own clock from the samples)."""
+    n = int(chunk_s * SAMPLE_RATE)
+    for i in range(0, audio.size, n):
+        yield (audio[i:i + n] * 32767).astype("<i2").tobytes()
+        await asyncio.sleep(pace_s)
+
+
+async def talk_agent(settings, replies, heard):
+    services = build_services(settings, llm=FakeLLM(replies), text_encoder=None, memory=None,
+                              speech=FakeSpeechPerception(FakeSTT(heard)), face=None,
+                              tts=FakeTTS(seconds_per_char=0.05))
+    return await Agent.open(settings, services=services, checkpointer=InMemorySaver())
+
+
+async def collect(agent, audio, **kw):
+    events = []
+    async for ev in agent.converse("ann", "s1", paced(audio), **kw):
+        events.append(ev)
+    return events
+
+
+async def test_two_utterances_with_a_pause_give_two_turns(settings):
+    agent = await talk_agent(settings, ["That sounds hard.", "I am glad you told me."],
+                             ["I had a hard day.", "My boss shouted at me."])
+    async with agent:
+        audio = np.concatenate([silence(0.3), tone(1.0), silence(4.0), tone(0.8), silence(4.0)])
+        events = await collect(agent, audio, vad=EnergyVAD(), turn_end=SilenceOnly())
+        kinds = [type(e).__name__ for e in events if not type(e).__name__ == "TextChunk"]
+        assert kinds.count("SpeechStarted") == 2 and kinds.count("SpeechEnded") == 2
+        assert kinds.count("TurnResult") == 2 and "Interrupted" not in kinds
+        # Captions come before the reply's audio.
+        assert kinds.index("Transcript") < kinds.index("AudioChunk")
+        assert [e.text for e in events if isinstance(e, Transcript)] == ["I had a hard day.", "My boss shouted at me."]
+        ended = [e for e in events if isinstance(e, SpeechEnded)]
+        assert all(e.reason == "complete" for e in ended) and 0.9 < ended[0].duration_s < 1.6
+        history = await agent.history("ann", "s1")
+        assert [m.role for m in history] == ["user", "assistant", "user", "assistant"]
+        assert not any(m.interrupted for m in history)
+
+
+async def test_speaking_over_the_reply_stops_it_and_keeps_only_what_was_said(settings):
+    long_reply = "That sounds really hard. " + "Tell me more about what happened at work today. " * 3
+    agent = await talk_agent(settings, [long_reply, "Of course, go on."], ["I had a hard day.", "Wait, listen."])
+    async with agent:
+        # The reply's audio is about 8 s; the person talks over it 2.5 s after their turn ended.
+        audio = np.concatenate([silence(0.3), tone(1.0), silence(2.5), tone(1.0), silence(3.0)])
+        events = await collect(agent, audio, vad=EnergyVAD(), turn_end=SilenceOnly())
+        stops = [e for e in events if isinstance(e, Interrupted)]
+        assert len(stops) == 1
+        assert stops[0].spoken and stops[0].unspoken
+        assert long_reply.startswith(stops[0].spoken.rstrip("…").strip()[:20])
+        # The fake model finished generating at once: the interruption came during playback,
+        # after the turn's result, and the history was corrected afterwards.  It started the next turn.
+        assert sum(isinstance(e, TurnResult) for e in events) == 2
+        after = events[events.index(stops[0]):]
+        assert any(isinstance(e, SpeechEnded) for e in after) and isinstance(events[-1], TurnResult)
+        history = await agent.history("ann", "s1")
+        assert [m.role for m in history] == ["user", "assistant", "user", "assistant"]
+        assert history[1].interrupted and history[1].content == stops[0].spoken
+        assert len(history[1].content) < len(long_reply)
+        assert history[2].content == "Wait, listen." and not history[3].interrupted
+
+
+async def test_noise_without_words_gives_no_turn_and_the_conversation_goes_on(settings):
+    agent = await talk_agent(settings, ["I hear you."], ["", "I am still here."])
+    async with agent:
+        audio = np.concatenate([tone(0.5), silence(2.0), tone(0.8), silence(3.0)])
+        events = await collect(agent, audio, vad=EnergyVAD(), turn_end=SilenceOnly())
+        assert isinstance(next(e for e in events if isinstance(e, (TurnSkipped, TurnResult))), TurnSkipped)
+        assert isinstance(events[-1], TurnResult)
+        assert [m.content for m in await agent.history("ann", "s1")] == ["I am still here.", "I hear you."]
+
+
+async def test_silence_only_gives_no_turn(settings):
+    agent = await talk_agent(settings, ["I hear you."], ["hello"])
+    async with agent:
+        events = await collect(agent, silence(2.0), vad=EnergyVAD(), turn_end=SilenceOnly())
+        assert events == []
+        assert await agent.history("ann", "s1") == []
+
+
+async def test_talk_mode_needs_a_voice_or_text_replies(settings):
+    services = build_services(settings, llm=FakeLLM(), text_encoder=None, memory=None, speech=None, face=None,
+                              tts=None)
+    async with await Agent.open(settings, services=services, checkpointer=InMemorySaver()) as agent:
+        with pytest.raises(ConfigError, match="EMPATHIC_SPEAK_REPLIES"):
+            async for _ in agent.converse("ann", "s1", paced(silence(0.1))):
+                pass
+        with pytest.raises(InputError, match="16 kHz"):
+            async for _ in agent.converse("ann", "s1", paced(silence(0.1)), sample_rate=44100, speak=False):
+                pass
+
+
+def test_audio_chunks_are_agent_events():
+    # The session passes the turn's own events through unchanged (the UI and API know them).
+    assert AudioChunk.__module__ == "empathic_agent.agent"
+
+
+async def test_resuming_before_the_reply_is_heard_makes_one_turn_of_both_utterances(settings):
+    # A slow model: the person goes on speaking before any of the reply was played.
+    services = build_services(settings, llm=FakeLLM(["That sounds really hard. Tell me more."], delay_s=0.2),
+                              text_encoder=None, memory=None, face=None,
+                              speech=FakeSpeechPerception(FakeSTT(["I had a hard day", "I had a hard day at work."])),
+                              tts=FakeTTS(seconds_per_char=0.05))
+    async with await Agent.open(settings, services=services, checkpointer=InMemorySaver()) as agent:
+        audio = np.concatenate([silence(0.3), tone(1.0), silence(0.5), tone(1.0), silence(3.0)])
+        events = await collect(agent, audio, vad=EnergyVAD(), turn_end=SilenceOnly())
+        stops = [e for e in events if isinstance(e, Interrupted)]
+        assert len(stops) == 1 and stops[0].spoken == ""
+        ended = [e for e in events if isinstance(e, SpeechEnded)]
+        # The second turn is both utterances (and the pause between them).
+        assert len(ended) == 2 and ended[1].duration_s > 2.0
+        results = [e for e in events if isinstance(e, TurnResult)]
+        assert len(results) == 1 and results[0].user_text == "I had a hard day at work."
+        history = await agent.history("ann", "s1")
+        assert [(m.role, m.content) for m in history][0] == ("user", "I had a hard day at work.")
+        assert [m.role for m in history] == ["user", "assistant"]
