@@ -12,7 +12,9 @@ loads from a CDN):
 ``audio``, ``result`` events), ``POST /v1/turns/upload`` (multipart with audio/image files),
 ``GET /v1/users/{user}/sessions``, ``GET /v1/users/{user}/sessions/{session}``,
 ``GET /v1/users/{user}/export``, ``DELETE /v1/users/{user}``, ``GET /v1/users/{user}/audit``,
-``POST /v1/chat/completions`` (OpenAI-compatible facade), ``GET /healthz``, ``GET /readyz``.
+``POST /v1/chat/completions`` (OpenAI-compatible facade), ``GET /healthz``, ``GET /readyz``, and the
+talk-mode WebSocket ``/v1/converse`` (:mod:`empathic_agent.api.talk`; its key is checked there, as
+the gate below sees only HTTP).
 """
 
 from __future__ import annotations
@@ -290,9 +292,11 @@ class _State:
 
 
 def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None = None,
-               limits: ApiLimits | None = None, warm_up: bool = True, cors_origins: list[str] | None = None) -> FastAPI:
+               limits: ApiLimits | None = None, warm_up: bool = True, cors_origins: list[str] | None = None,
+               talk_models: tuple[Any, Any] | None = None) -> FastAPI:
     """The API app.  ``agent`` (an :class:`~empathic_agent.agent.Agent`) and ``keys`` default to
-    the ones built from ``settings`` at startup (tests pass their own)."""
+    the ones built from ``settings`` at startup (tests pass their own, and may replace talk mode's
+    listening models with ``talk_models``: (voice activity, end of turn))."""
     limits = limits or ApiLimits(max_body_bytes=int(settings.api_max_body_mb * 1024 * 1024),
                                  rate_per_minute=settings.api_rate_per_minute, burst=settings.api_rate_burst)
     state = _State(agent=agent, keys=keys)
@@ -388,6 +392,10 @@ def create_api(settings: Settings, *, agent: Any = None, keys: KeyStore | None =
     }}
 
     # -- turns ---------------------------------------------------------------------------------
+    from empathic_agent.api.talk import add_talk_route
+
+    add_talk_route(app, state, limiter, talk_models=talk_models)
+
     @app.post("/v1/turns", responses={**responses, 200: turn_links}, tags=["turns"])
     async def turn(body: TurnRequest, app_id: str = Depends(app_of)) -> dict[str, Any]:
         """One turn: the reply, the perceived state, the plan, memories used, safety, timings."""

@@ -10,8 +10,10 @@ probabilities without any model.  The policy, with the knobs of :class:`TalkOpti
   end speech).  At a pause the end-of-turn model reads the utterance so far: P(complete) >=
   ``complete_threshold`` ends the turn there; otherwise the listener waits, and ends it anyway
   after ``max_pause_ms`` of silence (a finished sentence the model doubts still gets its answer);
-* while the agent is replying, speech that lasts ``barge_in_ms`` is an **interruption** (a cough
-  or a short "mm-hm" is not);
+* while the agent is replying, ``barge_in_ms`` of speech is an **interruption** (voiced frames add
+  up and quiet ones take one away each, so words with gaps count and a cough or a short "mm-hm"
+  fades out); what was said over the reply starts the next turn, and speech still going on when
+  the reply ends is not lost either;
 * an utterance longer than ``max_utterance_s`` is cut there and answered (the UI says so).
 """
 
@@ -27,6 +29,8 @@ from empathic_agent.converse.models import FRAME, SAMPLE_RATE
 __all__ = ["TalkOptions", "Heard", "Listener", "FRAME_MS"]
 
 FRAME_MS: Final[float] = 1000.0 * FRAME / SAMPLE_RATE
+#: Speech over the reply kept before an interruption is confirmed (its words start the next turn).
+_OVERLAP_MS: Final[float] = 1500.0
 
 
 @dataclass(frozen=True)
@@ -97,15 +101,21 @@ class Listener:
         voiced = p >= o.threshold
         quiet = p < o.threshold - 0.15
         if self.replying:
-            # Talking over the agent: only sustained speech counts; nothing is buffered as a turn
-            # until the interruption is confirmed (then the utterance starts with these frames).
-            self._barge = self._barge + 1 if voiced else (0 if quiet else self._barge)
+            # Talking over the agent: only sustained speech counts.  Voiced frames add up and quiet
+            # ones take away one at a time, so "Wait, stop" (words with gaps) adds up while a
+            # cough fades out; nothing is a turn until the interruption is confirmed (then the
+            # utterance starts with these frames).
+            self._barge = self._barge + 1 if voiced else (max(0, self._barge - 1) if quiet else self._barge)
             self._keep_preroll(frame)
             if self._barge >= o.frames(o.barge_in_ms):
                 self.replying = False
-                self._start()
+                self._start(overlap=True)
                 return Heard("barge_in")
             return Heard()
+        if self._barge:
+            # The reply ended while the person was already speaking: that speech is the start of
+            # their turn, not lost.
+            self._voiced, self._barge = max(self._voiced, self._barge), 0
         if not self._speaking:
             self._keep_preroll(frame)
             self._voiced = self._voiced + 1 if voiced else 0
@@ -132,14 +142,16 @@ class Listener:
 
     def _keep_preroll(self, frame: np.ndarray) -> None:
         self._preroll.append(frame)
-        keep = self.options.frames(self.options.preroll_ms) + self.options.frames(self.options.barge_in_ms)
+        # Enough for the words said over the reply before the interruption was confirmed.
+        keep = self.options.frames(self.options.preroll_ms) + self.options.frames(_OVERLAP_MS)
         del self._preroll[:-keep]
 
-    def _start(self) -> None:
+    def _start(self, *, overlap: bool = False) -> None:
         o = self.options
         self._speaking = True
-        # The frames that triggered the start (and a little before) belong to the utterance.
-        back = o.frames(o.preroll_ms) + max(self._voiced, self._barge)
+        # The frames that triggered the start (and a little before) belong to the utterance; after
+        # talking over the reply, all that was said over it.
+        back = o.frames(o.preroll_ms) + (o.frames(_OVERLAP_MS) if overlap else max(self._voiced, self._barge))
         self._utterance = self._preroll[-back:]
         self._frames_total = len(self._utterance)
         self._preroll, self._voiced, self._barge, self._silent, self._asked = [], 0, 0, 0, False

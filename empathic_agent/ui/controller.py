@@ -251,6 +251,10 @@ class UIController:
         # A person's export holds everything about them: the folder goes when the controller
         # closes (or is collected, or the process exits), not at the next reboot.
         self._export_dir = Path(tempfile.mkdtemp(prefix="empathic-export-"))
+        #: Talk mode: one-time tickets the page hands its WebSocket (ticket -> (options, user,
+        #: session, expiry)), and the last spoken turn's result per conversation (for the panels).
+        self._tickets: dict[str, tuple[UIOptions, str, str, float]] = {}
+        self.talk_results: dict[tuple[str, str], Any] = {}
         self._remove_exports = weakref.finalize(self, shutil.rmtree, self._export_dir, ignore_errors=True)
         served = settings.llm_backend == "openai"
         self.default_options = UIOptions(persona=settings.persona, voice=settings.tts_voice,
@@ -401,7 +405,9 @@ class UIController:
     async def history(self, user_id: str, session_id: str) -> list[dict[str, str]]:
         """The conversation as chat messages (role, content)."""
         agent = await self.agent(self.default_options)
-        return [{"role": m.role, "content": m.content} for m in await agent.history(user_id, session_id)]
+        # A reply the person talked over holds only what was spoken: say so.
+        return [{"role": m.role, "content": m.content + (" [interrupted]" if m.interrupted else "")}
+                for m in await agent.history(user_id, session_id)]
 
     async def trajectory(self, user_id: str, session_id: str) -> list[dict[str, Any]]:
         agent = await self.agent(self.default_options)
@@ -410,6 +416,30 @@ class UIController:
     async def sessions(self, user_id: str) -> list[str]:
         agent = await self.agent(self.default_options)
         return await agent.sessions(user_id)
+
+    # -- talk mode -----------------------------------------------------------------------------------
+    #: Seconds a talk ticket stays valid (the page connects at once).
+    TICKET_S = 60.0
+
+    def talk_ticket(self, options: UIOptions, user_id: str, session_id: str) -> str:
+        """A one-time ticket for the talk WebSocket: the page's events are behind its login, the
+        socket is not, so the page asks for a ticket (here) and the socket takes it (once)."""
+        import secrets
+
+        validate_id(user_id, "user id")
+        validate_id(session_id, "session id")
+        now = time.monotonic()
+        self._tickets = {k: v for k, v in self._tickets.items() if v[3] > now}
+        ticket = secrets.token_urlsafe(24)
+        self._tickets[ticket] = (options, user_id, session_id, now + self.TICKET_S)
+        return ticket
+
+    def redeem_ticket(self, ticket: str) -> tuple[UIOptions, str, str] | None:
+        """(options, user, session) of a valid ticket, which is used up; None otherwise."""
+        entry = self._tickets.pop(str(ticket or ""), None)
+        if entry is None or entry[3] < time.monotonic():
+            return None
+        return entry[0], entry[1], entry[2]
 
     # -- memories and data rights -----------------------------------------------------------------
     def _memory(self) -> Any:

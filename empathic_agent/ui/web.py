@@ -35,6 +35,7 @@ from empathic_agent.ui.controller import (
     trajectory_rows,
 )
 from empathic_agent.ui.options import add_ui_arguments
+from empathic_agent.ui.talk import TALK_HEAD, TALK_PANEL, add_talk_socket
 
 __all__ = ["build_ui", "create_app", "launch", "main", "LOOPBACK_HOSTS"]
 
@@ -61,6 +62,11 @@ CSS = """
 #mic label[data-testid="block-label"], #cam label[data-testid="block-label"] {
   max-width: calc(100% - 6rem);
 }
+/* Talk mode: the ticket field and the refresh button are the script's, not the person's. */
+.talk-hidden { display: none !important; }
+#talk-panel .talk-status { font-weight: 600; margin-bottom: 4px; }
+#talk-panel .talk-captions { max-height: 9rem; overflow-y: auto; font-size: 0.92em; }
+#talk-panel .talk-captions p { margin: 2px 0; }
 """
 
 
@@ -197,6 +203,12 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
                             speak = gr.Checkbox(value=True, label="Speak replies aloud", elem_id="speak")
                             keep_cam = gr.Checkbox(value=False, label="Keep the camera frame for later messages",
                                                    elem_id="keep-cam")
+                        with gr.Row():
+                            talk_start = gr.Button("Start talking", elem_id="talk-start", scale=1)
+                            talk_stop = gr.Button("Stop talking", elem_id="talk-stop", scale=1)
+                        gr.HTML(TALK_PANEL, elem_id="talk-panel")
+                        talk_ticket = gr.Textbox(elem_id="talk-ticket", elem_classes=["talk-hidden"], show_label=False)
+                        talk_refresh = gr.Button("refresh", elem_id="talk-refresh", elem_classes=["talk-hidden"])
                         turn_status = gr.Markdown(elem_id="turn-status")
                         reply_audio = gr.Audio(label="Spoken reply", autoplay=True, interactive=False,
                                                elem_id="reply-audio", type="filepath")
@@ -316,6 +328,42 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
         send.click(on_send, send_inputs, send_outputs, concurrency_limit=2)
         msg.submit(on_send, send_inputs, send_outputs, concurrency_limit=2)
         mic.stop_recording(on_send, send_inputs, send_outputs, concurrency_limit=2)
+
+        # -- talk mode (the page's script streams the microphone over /talk: ui/talk.py) ----------
+        async def on_talk_start(user_v, session_v, persona_v, voice_v, backend_v, url_v, model_v,
+                                request: gr.Request):
+            uid = user_of(user_v, request)
+            sid = (session_v or "").strip() or _session_name()
+            try:
+                opts = options_of(persona_v, voice_v, backend_v, url_v, model_v)
+                await controller.agent(opts)  # unknown persona, voice or server: said now
+                return controller.talk_ticket(opts, uid, sid)
+            except EmpathicError as exc:
+                gr.Warning(str(exc))
+                return ""
+
+        async def on_talk_refresh(user_v, session_v, request: gr.Request):
+            """After a spoken turn: the conversation and the panels, as after a typed turn."""
+            uid = user_of(user_v, request)
+            sid = (session_v or "").strip()
+            if not sid:
+                return gr.skip()
+            history = await controller.history(uid, sid)
+            result = controller.talk_results.get((uid, sid))
+            if result is None:
+                return {chatbot: history}
+            val, aro, note = _plot_updates(await controller.trajectory(uid, sid))
+            return {chatbot: history, perception: perception_markdown(result),
+                    categories: category_scores(result.emotion), valence_plot: val, arousal_plot: aro,
+                    plots_note: note, recalled: memory_rows(list(result.memories)), banner: _banner(result),
+                    turn_status: "Spoken turn answered."}
+
+        talk_start.click(on_talk_start, [user, session, persona, voice, backend, url, model], [talk_ticket]).then(
+            None, [talk_ticket], None, js="(ticket) => { window.empathicTalk.start(ticket); }")
+        talk_stop.click(None, None, None, js="() => { window.empathicTalk.stop(); }")
+        talk_refresh.click(on_talk_refresh, [user, session],
+                           [chatbot, perception, categories, valence_plot, arousal_plot, plots_note, recalled,
+                            banner, turn_status], show_progress="hidden")
 
         def on_upload(kind: str, component: Any):
             """Check a file as soon as it arrives: a bad one is cleared with one message, so the
@@ -440,7 +488,7 @@ def _parse_auth(spec: str | None) -> list[tuple[str, str]] | None:
 
 
 def create_app(settings: Settings, *, auth: list[tuple[str, str]] | None = None, warm_up: bool = True,
-               controller: UIController | None = None) -> Any:
+               controller: UIController | None = None, talk_models: tuple[Any, Any] | None = None) -> Any:
     """The web app (FastAPI with the page mounted at ``/``).  Models load in the app's startup, on
     the loop that serves the page, so the server accepts connections only once it can answer at
     full speed; ``/healthz`` says so."""
@@ -473,11 +521,14 @@ def create_app(settings: Settings, *, auth: list[tuple[str, str]] | None = None,
     async def healthz() -> dict[str, Any]:
         return state
 
+    # Talk mode's socket, before the page's mount (which takes every other path).
+    add_talk_socket(app, controller, talk_models=talk_models)
     demo = build_ui(controller, auth=bool(auth))
     demo.queue(default_concurrency_limit=2)
     theme = gr.themes.Soft(primary_hue="teal", neutral_hue="slate")
     return gr.mount_gradio_app(app, demo, path="", auth=auth, ssr_mode=False, show_error=True, max_file_size="25mb",
-                               footer_links=[], enable_monitoring=False, mcp_server=False, theme=theme, css=CSS)
+                               footer_links=[], enable_monitoring=False, mcp_server=False, theme=theme, css=CSS,
+                               head=TALK_HEAD)
 
 
 def launch(settings: Settings, *, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None,

@@ -90,6 +90,27 @@ def test_barge_in_needs_sustained_speech_and_a_cough_is_ignored():
     assert listener.utterance().size >= frames_for(0.384) * FRAME
 
 
+def test_words_with_gaps_add_up_to_an_interruption_and_keep_what_was_said_over_the_reply():
+    listener = Listener(lambda audio: 1.0)
+    listener.replying = True
+    # "Wait," (160 ms) - gap (64 ms) - "stop," (160 ms) - gap - "I need...": no single run is 384 ms.
+    words = ([0.9] * 5 + [0.0] * 2) * 3 + [0.9] * 10
+    events = run(listener, words)
+    assert [e[1] for e in events] == ["barge_in"]
+    # Everything said over the reply (and the pre-roll) opens the next turn.
+    assert listener.utterance().size >= events[0][0] * FRAME
+
+
+def test_speech_going_on_when_the_reply_ends_starts_the_turn():
+    listener = Listener(lambda audio: 1.0)
+    listener.replying = True
+    assert run(listener, [0.9] * 6) == []       # 192 ms over the end of the reply
+    listener.replying = False                  # the reply's audio has finished
+    events = run(listener, [0.9] * 2 + [0.0] * 20)
+    assert events[0] == (0, "speech_started", "")
+    assert events[-1][1] == "turn_ended" and listener.utterance().size == 0
+
+
 def test_an_endless_utterance_is_cut_and_the_stream_end_flushes():
     listener = Listener(lambda audio: 0.0, TalkOptions(max_utterance_s=1.0))
     events = run(listener, [0.9] * 80)
@@ -274,3 +295,87 @@ async def test_resuming_before_the_reply_is_heard_makes_one_turn_of_both_utteran
         history = await agent.history("ann", "s1")
         assert [(m.role, m.content) for m in history][0] == ("user", "I had a hard day at work.")
         assert [m.role for m in history] == ["user", "assistant"]
+
+
+# -- the WebSocket ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def talk_api(settings, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from empathic_agent.api.keys import KeyStore
+    from empathic_agent.api.server import ApiLimits, create_api
+
+    services = build_services(settings, llm=FakeLLM(["That sounds hard. I am here."]), text_encoder=None, memory=None,
+                              speech=FakeSpeechPerception(FakeSTT(["I had a hard day."])), face=None,
+                              tts=FakeTTS(seconds_per_char=0.02))
+    agent = Agent(services, checkpointer=InMemorySaver())
+    keys = KeyStore(tmp_path / "api.sqlite")
+    app = create_api(settings, agent=agent, keys=keys, limits=ApiLimits(rate_per_minute=6000, burst=200),
+                     talk_models=(EnergyVAD(), SilenceOnly()))
+    key_a, key_b = keys.create_key("app-a"), keys.create_key("app-b")
+    with TestClient(app) as client:
+        yield client, key_a, key_b, agent
+
+
+def _pcm(audio: np.ndarray) -> bytes:
+    return (audio * 32767).astype("<i2").tobytes()
+
+
+def test_websocket_turn_with_audio_out_and_app_scoping(talk_api):
+    import json as _json
+
+    from empathic_agent.api.keys import scoped_user
+
+    client, key_a, key_b, agent = talk_api
+    with client.websocket_connect("/v1/converse", headers={"Authorization": f"Bearer {key_a}"}) as ws:
+        ws.send_text(_json.dumps({"type": "start", "user_id": "ann", "session_id": "s1", "sample_rate": 48000}))
+        assert _json.loads(ws.receive_text()) == {"type": "ready"}
+        audio = np.repeat(np.concatenate([silence(0.3), tone(1.0), silence(1.0)]), 3)  # 48 kHz
+        for i in range(0, audio.size, 4800):
+            ws.send_bytes(_pcm(audio[i:i + 4800]))
+        ws.send_text(_json.dumps({"type": "end"}))
+        events, pcm = [], []
+        while True:
+            message = ws.receive()
+            if message["type"] == "websocket.close":
+                break
+            if message.get("bytes") is not None:
+                pcm.append(message["bytes"])
+                continue
+            events.append(_json.loads(message["text"]))
+    kinds = [e["type"] for e in events]
+    assert kinds[:3] == ["speech_started", "speech_ended", "transcript"] and kinds[-1] == "result"
+    headers = [e for e in events if e["type"] == "audio"]
+    assert headers and len(pcm) == len(headers)
+    assert len(pcm[0]) == 2 * round(headers[0]["duration_s"] * headers[0]["sample_rate"])
+    result = events[-1]
+    assert result["user_id"] == "ann" and result["user_text"] == "I had a hard day."
+    assert "audio_wav_base64" not in result
+    # The conversation belongs to app-a's ann, not to any other app's.
+    assert asyncio.run(agent.sessions(scoped_user("app-a", "ann"))) == ["s1"]
+    assert asyncio.run(agent.sessions(scoped_user("app-b", "ann"))) == []
+
+
+def test_websocket_refuses_bad_keys_and_bad_starts(talk_api):
+    import json as _json
+
+    from starlette.websockets import WebSocketDisconnect
+
+    client, key_a, _, _ = talk_api
+
+    def first_error(start, headers=None):
+        with client.websocket_connect("/v1/converse", headers=headers or {}) as ws:
+            ws.send_text(_json.dumps(start))
+            error = _json.loads(ws.receive_text())
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+            return error["error"]["type"], closed.value.code
+
+    start = {"type": "start", "user_id": "ann", "session_id": "s1"}
+    assert first_error(start) == ("unauthorized", 4401)
+    assert first_error({**start, "api_key": "nonsense"}) == ("unauthorized", 4401)
+    # A browser sends the key in the start message.
+    assert first_error({**start, "api_key": key_a, "sample_rate": 44100}) == ("bad_request", 4400)
+    assert first_error({**start, "user_id": "../x"}, {"X-API-Key": key_a}) == ("bad_request", 4400)
+    assert first_error({"type": "hello"}, {"X-API-Key": key_a}) == ("bad_request", 4400)

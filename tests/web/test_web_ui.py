@@ -13,6 +13,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -553,3 +554,125 @@ def test_the_address_is_printed_once_the_port_accepts_connections(artifacts, tmp
             pass
         log = log_path.read_text()
         assert "loading models" in log and log.index("loading models") < log.index(address), log
+
+
+# -- talk mode: the microphone streams, the agent answers at pauses, talking over it stops it -------
+
+TALK_EVENTS = "() => window.empathicTalk.events.map(e => e.type)"
+
+
+def _talk_wav(tmp_path: Path, name: str, parts: list[Any]) -> Path:
+    """A fake-microphone WAV: sentences (str, spoken by Piper) and pauses (seconds, float)."""
+    import numpy as np
+
+    from empathic_agent.speak import load_tts
+    from empathic_agent.speak.tts import wav_bytes
+
+    tts = load_tts("piper-joe-medium")
+    rate = tts.synthesize("a").sample_rate
+    chunks = [np.asarray(tts.synthesize(p).samples) if isinstance(p, str) else np.zeros(int(p * rate), np.float32)
+              for p in parts]
+    path = tmp_path / name
+    path.write_bytes(wav_bytes(np.concatenate(chunks).astype(np.float32), rate))
+    return path
+
+
+@contextlib.contextmanager
+def _talk_page(browser, app_server, wav: Path):
+    from empathic_agent.ui.process import CHROMIUM, CHROMIUM_ARGS
+
+    args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]
+    with contextlib.closing(browser.browser_type.launch(executable_path=CHROMIUM, headless=True, args=args)) as b:
+        context = b.new_context(viewport={"width": 1400, "height": 1000}, permissions=["microphone"])
+        page = context.new_page()
+        page.set_default_timeout(180_000)
+        _open(page, app_server)
+        page.locator("#talk-start").click()
+        page.wait_for_function("() => window.empathicTalk && window.empathicTalk.ready")
+        yield page
+        page.locator("#talk-stop").click()
+
+
+def _results(page) -> int:
+    return page.evaluate(TALK_EVENTS).count("result")
+
+
+def test_talk_mode_two_utterances_with_a_pause_give_two_turns(browser, app_server, artifacts, tmp_path):
+    wav = _talk_wav(tmp_path, "two.wav", [1.0, "I lost my job today and I feel terrible.", 18.0,
+                                          "I don't know what to tell my family.", 60.0])
+    with _talk_page(browser, app_server, wav) as page:
+        page.wait_for_function(f"() => ({TALK_EVENTS})().filter(t => t === 'result').length >= 2", timeout=240_000)
+        events = page.evaluate(TALK_EVENTS)
+        assert events.count("speech_ended") == 2 and "interrupted" not in events, events
+        captions = page.locator("#talk-panel .talk-you").all_inner_texts()
+        assert "job" in captions[0].lower() and "family" in captions[1].lower(), captions
+        # The chat and the perception panel refresh after each spoken turn.
+        page.wait_for_function(f"() => ({USER_TEXTS})().length >= 2")
+        users = page.evaluate(USER_TEXTS)
+        assert "job" in users[0].lower() and "family" in users[1].lower(), users
+        assert "Heard:" in page.locator("#perception").inner_text()
+        plays = page.evaluate("() => window.empathicTalk.plays")
+        assert plays and all("start" in p for p in plays)
+        page.screenshot(path=str(artifacts / "talk-two-turns.png"), full_page=True)
+
+
+def test_talk_mode_talking_over_the_reply_stops_it(browser, app_server, artifacts, tmp_path):
+    import numpy as np
+
+    from empathic_agent.perceive.audio import _resample
+    from empathic_agent.speak import load_tts
+
+    wav = _talk_wav(tmp_path, "one.wav", [1.0, "I had a really rough week at work and I can't stop thinking about it.",
+                                          90.0])
+    tts = load_tts("piper-joe-medium")
+    said = tts.synthesize("Wait, stop, I need to tell you something else first.")
+    words = _resample(np.asarray(said.samples, np.float32), said.sample_rate)
+    asked = tts.synthesize("Can you tell me more about that, please?")
+    more = _resample(np.asarray(asked.samples, np.float32), asked.sample_rate)
+    with _talk_page(browser, app_server, wav) as page:
+        # The person waits until the agent is speaking with at least 1.5 s of its reply still to
+        # play, and talks over it; after a reply too short for that, they ask for more and wait
+        # again.  The page watches its own playback and feeds these samples into its microphone
+        # path, in real time.
+        page.evaluate("""([x, more]) => {
+          const T = window.empathicTalk;
+          let asked = 0;
+          const watch = setInterval(() => {
+            const now = performance.now();
+            const played = T.plays.filter(p => p.start);
+            const ends = Math.max(0, ...played.map(p => p.start + 1000 * p.duration_s));
+            if (played.some(p => p.start <= now) && ends - now >= 1500) { clearInterval(watch); T.inject(x); return; }
+            const results = T.events.filter(e => e.type === 'result').length;
+            if (results > asked && now > ends + 500 && asked < 3) { asked = results; T.inject(more); }
+          }, 10);
+        }""", [[round(float(v), 4) for v in words], [round(float(v), 4) for v in more]])
+        try:
+            page.wait_for_function(f"() => ({TALK_EVENTS})().includes('interrupted')", timeout=240_000)
+        except Exception as exc:
+            events = page.evaluate("() => [window.empathicTalk.events.filter(e => e.type !== 'text'), window.empathicTalk.plays]")
+            raise AssertionError(f"events: {events}") from exc
+        stop = page.evaluate("() => window.empathicTalk.plays.find(p => p.stopped)")
+        assert stop is not None
+        page.wait_for_function("() => { const e = window.empathicTalk.events.map(e => e.type); "
+                               "return e.lastIndexOf('result') > e.indexOf('interrupted'); }", timeout=240_000)
+        try:
+            page.wait_for_function(f"() => ({BOT_TEXTS})().some(t => t.includes('[interrupted]'))", timeout=30_000)
+        except Exception as exc:
+            events = page.evaluate("() => window.empathicTalk.events.filter(e => e.type !== 'text')")
+            raise AssertionError(f"chat: {page.evaluate(BOT_TEXTS)}; events: {events}") from exc
+        page.screenshot(path=str(artifacts / "talk-barge-in.png"), full_page=True)
+
+
+def test_talk_mode_noise_alone_gives_no_turn(browser, app_server, tmp_path):
+    import numpy as np
+
+    from empathic_agent.speak.tts import wav_bytes
+
+    rng = np.random.default_rng(0)
+    wav = tmp_path / "noise.wav"
+    wav.write_bytes(wav_bytes((0.01 * rng.standard_normal(22050 * 12)).astype(np.float32), 22050))
+    with _talk_page(browser, app_server, wav) as page:
+        page.wait_for_timeout(10_000)
+        events = page.evaluate(TALK_EVENTS)
+        assert "result" not in events and "speech_ended" not in events, events
