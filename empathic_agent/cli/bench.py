@@ -48,6 +48,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     bench_turn.add_parser(bsub, common)
     bench_ui.add_parser(bsub, common)
     bench_api.add_parser(bsub, common)
+    from empathic_agent.converse import bench as bench_voice
+
+    bench_voice.add_parser(bsub, common)
 
 PROMPT = "I had a really rough day at work and I can't stop thinking about it."
 #: Tokens per measured reply: long enough for a stable tokens/s figure, short enough for CI.

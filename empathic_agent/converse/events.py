@@ -37,6 +37,8 @@ class SpeechEnded(_Event):
     duration_s: float
     reason: str
     complete_probability: float | None = None
+    #: When the voice stopped (stream seconds): ``at_s`` minus the silence waited through.
+    voice_end_s: float | None = None
 
 
 @dataclass(frozen=True)

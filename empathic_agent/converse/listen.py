@@ -70,6 +70,8 @@ class Heard:
     audio: np.ndarray | None = None
     reason: str = ""
     complete_probability: float | None = None
+    #: Seconds of silence at the end of the utterance that were waited through before the end.
+    silent_s: float = 0.0
 
 
 class Listener:
@@ -158,9 +160,10 @@ class Listener:
 
     def _end(self, reason: str, prob: float | None = None) -> Heard:
         audio = self.utterance()
+        silent_s = self._silent * FRAME / SAMPLE_RATE
         self._speaking = False
         self._utterance, self._silent, self._asked, self._frames_total = [], 0, False, 0
-        return Heard("turn_ended", audio=audio, reason=reason, complete_probability=prob)
+        return Heard("turn_ended", audio=audio, reason=reason, complete_probability=prob, silent_s=silent_s)
 
     def flush(self) -> Heard:
         """The stream ended: an utterance in progress is the turn."""

@@ -227,7 +227,7 @@ async def converse(agent: Any, user_id: str, session_id: str, frames: Any, *, sa
         if carry is not None:
             audio, turn_id = np.concatenate([carry.audio, audio]), carry.turn_id
         await out.put(SpeechEnded(round(clock[0], 3), round(audio.size / SAMPLE_RATE, 3), heard.reason,
-                                  heard.complete_probability))
+                                  heard.complete_probability, round(clock[0] - heard.silent_s, 3)))
         reply = _Reply(turn_id=turn_id, audio=audio)
         reply.task = asyncio.create_task(answer(reply))
         state["reply"] = reply

@@ -125,7 +125,9 @@ window.empathicTalk = (() => {
       if (!T.ready || ws.readyState !== 1) return;
       let x = ev.inputBuffer.getChannelData(0);
       if (injected.length) {  // test and benchmark hook: these samples are what the microphone hears
+        if (!injecting) { injecting = true; T.injections.push({t: performance.now(), samples: T.samples}); }
         const part = injected.splice(0, x.length);
+        if (!injected.length) injecting = false;
         x = Float32Array.from({length: x.length}, (_, i) => i < part.length ? part[i] : 0);
       }
       const pcm = new Int16Array(x.length);
@@ -152,7 +154,10 @@ window.empathicTalk = (() => {
   // Tests and `empathic bench voice` speak through the microphone's own path, in real time, when
   // they need to react to the agent (talk over a reply that has started): 16 kHz samples.
   const injected = [];
+  let injecting = false;
+  T.injections = [];  // {t, samples}: when (and at which stream sample) each injected utterance began
   T.inject = (samples) => { for (const v of samples) injected.push(v); };
+  T.pending = () => injected.length;
   T.start = start; T.stop = stop;
   return T;
 })();

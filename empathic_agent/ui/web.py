@@ -337,15 +337,16 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
             try:
                 opts = options_of(persona_v, voice_v, backend_v, url_v, model_v)
                 await controller.agent(opts)  # unknown persona, voice or server: said now
-                return controller.talk_ticket(opts, uid, sid)
+                return controller.talk_ticket(opts, uid, sid), sid
             except EmpathicError as exc:
                 gr.Warning(str(exc))
-                return ""
+                return "", ""
 
-        async def on_talk_refresh(user_v, session_v, request: gr.Request):
-            """After a spoken turn: the conversation and the panels, as after a typed turn."""
+        async def on_talk_refresh(user_v, talk_sid, request: gr.Request):
+            """After a spoken turn: the conversation and the panels, as after a typed turn (of
+            the conversation the talk started in, whatever the selector shows meanwhile)."""
             uid = user_of(user_v, request)
-            sid = (session_v or "").strip()
+            sid = (talk_sid or "").strip()
             if not sid:
                 return gr.skip()
             history = await controller.history(uid, sid)
@@ -358,10 +359,12 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
                     plots_note: note, recalled: memory_rows(list(result.memories)), banner: _banner(result),
                     turn_status: "Spoken turn answered."}
 
-        talk_start.click(on_talk_start, [user, session, persona, voice, backend, url, model], [talk_ticket]).then(
+        talk_session = gr.State("")
+        talk_start.click(on_talk_start, [user, session, persona, voice, backend, url, model],
+                         [talk_ticket, talk_session]).then(
             None, [talk_ticket], None, js="(ticket) => { window.empathicTalk.start(ticket); }")
         talk_stop.click(None, None, None, js="() => { window.empathicTalk.stop(); }")
-        talk_refresh.click(on_talk_refresh, [user, session],
+        talk_refresh.click(on_talk_refresh, [user, talk_session],
                            [chatbot, perception, categories, valence_plot, arousal_plot, plots_note, recalled,
                             banner, turn_status], show_progress="hidden")
 

@@ -379,3 +379,39 @@ def test_websocket_refuses_bad_keys_and_bad_starts(talk_api):
     assert first_error({**start, "api_key": key_a, "sample_rate": 44100}) == ("bad_request", 4400)
     assert first_error({**start, "user_id": "../x"}, {"X-API-Key": key_a}) == ("bad_request", 4400)
     assert first_error({"type": "hello"}, {"X-API-Key": key_a}) == ("bad_request", 4400)
+
+
+def test_websocket_client_leaving_mid_reply_leaves_the_conversation_usable(talk_api):
+    import json as _json
+
+    from empathic_agent.api.keys import scoped_user
+
+    client, key_a, _, agent = talk_api
+
+    def talk(session: str, leave_early: bool) -> list[str]:
+        kinds = []
+        with client.websocket_connect("/v1/converse", headers={"X-API-Key": key_a}) as ws:
+            ws.send_text(_json.dumps({"type": "start", "user_id": "ann", "session_id": session}))
+            assert _json.loads(ws.receive_text())["type"] == "ready"
+            for i in range(0, 16000 * 2, 1600):
+                ws.send_bytes(_pcm(np.concatenate([silence(0.3), tone(1.0), silence(0.7)])[i:i + 1600]))
+            ws.send_text(_json.dumps({"type": "end"}))
+            while True:
+                message = ws.receive()
+                if message["type"] == "websocket.close" or message.get("text") is None:
+                    if leave_early and kinds and kinds[-1] == "audio":
+                        break  # the client goes away while the reply plays
+                    if message["type"] == "websocket.close":
+                        break
+                    continue
+                kinds.append(_json.loads(message["text"])["type"])
+                if leave_early and kinds[-1] == "audio":
+                    break
+        return kinds
+
+    assert "audio" in talk("s1", leave_early=True)
+    # The next connection to the same conversation works, and the history holds whole exchanges.
+    kinds = talk("s1", leave_early=False)
+    assert kinds[-1] == "result"
+    history = asyncio.run(agent.history(scoped_user("app-a", "ann"), "s1"))
+    assert history[-1].role == "assistant" and history[-2].role == "user"

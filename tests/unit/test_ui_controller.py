@@ -230,3 +230,17 @@ async def test_bad_uploads_are_refused_in_plain_words(controller, tmp_path):
         assert not re.search(r"error|exception|traceback|pillow|ffmpeg", message, re.IGNORECASE), (name, message)
     # Size limits keep their numbers (the person learns what would pass); silence is not "damaged".
     assert "megapixels" in messages["huge.png"] and "hear" in messages["silent.wav"]
+
+
+async def test_talk_tickets_are_single_use_and_expire(controller, monkeypatch):
+    ticket = controller.talk_ticket(controller.default_options, "ann", "s1")
+    assert controller.redeem_ticket(ticket) == (controller.default_options, "ann", "s1")
+    assert controller.redeem_ticket(ticket) is None          # used up
+    assert controller.redeem_ticket("made-up") is None
+    stale = controller.talk_ticket(controller.default_options, "ann", "s1")
+    monkeypatch.setattr(type(controller), "TICKET_S", -1.0)
+    late = controller.talk_ticket(controller.default_options, "ann", "s2")
+    assert controller.redeem_ticket(late) is None            # expired
+    assert controller.redeem_ticket(stale) is not None       # issued before, still valid
+    with pytest.raises(Exception, match="user id"):
+        controller.talk_ticket(controller.default_options, "../x", "s1")
