@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
+from empathic_agent.converse.events import Transcript
 from empathic_agent.generate.llm import ChatMessage
 from empathic_agent.graph.builder import Services, build_graph, build_services
 from empathic_agent.graph.state import StepError, TurnContext
@@ -246,7 +247,7 @@ class Agent:
     async def stream(self, user_id: str, session_id: str, *, text: str | bytes | None = None,
                      audio: Any = None, image: Any = None, speak: bool | None = None,
                      turn_id: str | None = None, transcripts: bool = False
-                     ) -> AsyncIterator[Any]:
+                     ) -> AsyncIterator[TextChunk | AudioChunk | TurnResult | Transcript]:
         """Run one turn; yield :class:`TextChunk` events as the reply is generated, then the result.
 
         ``audio`` (bytes of wav/flac/ogg/webm/mp3, a file path, or ``(sample_rate, samples)``) is
@@ -272,7 +273,7 @@ class Agent:
 
     async def _stream(self, user_id: str, session_id: str, config: dict[str, Any], *, text: Any, audio: Any,
                       image: Any, speak: bool | None, turn_id: str | None, transcripts: bool = False
-                      ) -> AsyncIterator[Any]:
+                      ) -> AsyncIterator[TextChunk | AudioChunk | TurnResult | Transcript]:
         text = text if text is not None else ""
         turn_id = turn_id or uuid.uuid4().hex
         final: dict[str, Any] = {}
@@ -290,8 +291,6 @@ class Agent:
                 yield TextChunk(payload["text"])
             elif mode == "custom" and isinstance(payload, dict) and payload.get("type") == "heard":
                 if transcripts:
-                    from empathic_agent.converse.events import Transcript
-
                     yield Transcript(payload["text"])
             elif mode == "custom" and isinstance(payload, dict) and payload.get("type") == "audio":
                 audio_chunks.append(payload["audio"])

@@ -34,6 +34,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from empathic_agent.api.keys import MAX_USER_ID, scoped_user
+from empathic_agent.converse.session import check_sample_rate
 from empathic_agent.converse.websocket import refuse, serve_events
 from empathic_agent.errors import EmpathicError
 
@@ -79,13 +80,10 @@ def add_talk_route(app: Any, state: Any, limiter: Any, *, talk_models: tuple[Any
             user_id, session_id = str(start.get("user_id", "")), str(start.get("session_id", ""))
             validate_id(user_id, "user id", max_len=MAX_USER_ID)
             validate_id(session_id, "session id", max_len=MAX_USER_ID)
-            rate = int(start.get("sample_rate", 16000))
+            rate = check_sample_rate(start.get("sample_rate", 16000))
             speak = bool(start.get("speak", True))
         except (EmpathicError, ValueError, TypeError) as exc:
             await refuse(ws, 4400, "bad_request", str(exc))
-            return
-        if rate < 16000 or rate % 16000:
-            await refuse(ws, 4400, "bad_request", f"sample_rate must be 16000 or a multiple of it (48000); got {rate}")
             return
         if speak and getattr(state.agent.services, "tts", None) is None:
             await refuse(ws, 4400, "bad_request", "this server speaks no replies (EMPATHIC_SPEAK_REPLIES is off): "

@@ -44,7 +44,7 @@ from empathic_agent.converse.listen import Listener, TalkOptions
 from empathic_agent.converse.models import FRAME, SAMPLE_RATE, SileroVAD, SmartTurn, TurnEnd, VoiceActivity
 from empathic_agent.errors import ConfigError, EmpathicError, EmptyInputError, InputError
 
-__all__ = ["converse", "pcm_to_float"]
+__all__ = ["converse", "pcm_to_float", "check_sample_rate"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,18 @@ def pcm_to_float(chunk: Any) -> np.ndarray:
     if np.issubdtype(x.dtype, np.integer):
         return x.astype(np.float32) / 32768.0
     return x.astype(np.float32)
+
+
+def check_sample_rate(rate: Any) -> int:
+    """The stream's sample rate as an int, or an :class:`InputError` saying what talk mode reads
+    (one check for the Python API and both WebSockets)."""
+    try:
+        value = int(rate)
+    except (TypeError, ValueError):
+        value = 0
+    if value < SAMPLE_RATE or value % SAMPLE_RATE:
+        raise InputError(f"talk mode reads 16 kHz audio or a multiple of it (32, 48 kHz); got {rate!r} Hz")
+    return value
 
 
 def _to_16k(x: np.ndarray, rate: int) -> np.ndarray:
@@ -123,8 +135,7 @@ async def converse(agent: Any, user_id: str, session_id: str, frames: Any, *, sa
 
     validate_id(user_id, "user id")
     validate_id(session_id, "session id")
-    if sample_rate != SAMPLE_RATE and (sample_rate % SAMPLE_RATE or sample_rate < SAMPLE_RATE):
-        raise InputError(f"talk mode reads 16 kHz audio or a multiple of it (32, 48 kHz); got {sample_rate} Hz")
+    check_sample_rate(sample_rate)
     if speak and getattr(getattr(agent, "services", None), "tts", "absent") is None:
         raise ConfigError("talk mode speaks its replies, but this agent has no voice: set "
                           "EMPATHIC_SPEAK_REPLIES=1 (settings.speak_replies), or pass speak=False for text replies")
@@ -181,6 +192,9 @@ async def converse(agent: Any, user_id: str, session_id: str, frames: Any, *, sa
             await agent.record_interrupted(user_id, session_id, reply.turn_id, reply.user_text, spoken)
         await out.put(Interrupted(round(clock[0], 3), spoken, unspoken))
 
+    def hear(frame: np.ndarray) -> Any:
+        return listener.push(frame, vad.speech_probability(frame))
+
     async def listen() -> None:
         pending = np.zeros(0, np.float32)
         try:
@@ -193,7 +207,9 @@ async def converse(agent: Any, user_id: str, session_id: str, frames: Any, *, sa
                     reply = state["reply"]
                     # The agent is "speaking" from the end of a turn until its audio has played.
                     listener.replying = reply is not None and (not reply.done or clock[0] < reply.playback_end())
-                    heard = listener.push(frame, vad.speech_probability(frame))
+                    # Both listening models are ONNX calls (Smart Turn ~50 ms at a pause): off
+                    # the event loop, which serves the other conversations meanwhile.
+                    heard = await asyncio.to_thread(hear, frame)
                     if heard.event == "speech_started":
                         await out.put(SpeechStarted(round(clock[0] - options.start_ms / 1000, 3)))
                     elif heard.event == "barge_in":

@@ -17,8 +17,6 @@ import json
 import logging
 from typing import Any, AsyncIterator, Callable
 
-import numpy as np
-
 from empathic_agent.errors import EmpathicError
 
 __all__ = ["MAX_MESSAGE_BYTES", "serve_events", "refuse"]
@@ -27,10 +25,6 @@ log = logging.getLogger(__name__)
 
 #: Largest binary message accepted (about 33 s of 16 kHz PCM16): a client sends chunks, not files.
 MAX_MESSAGE_BYTES = 1024 * 1024
-
-
-def _pcm16(samples: Any) -> bytes:
-    return (np.clip(np.asarray(samples, np.float32), -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
 async def refuse(ws: Any, code: int, type_: str, message: str) -> None:
@@ -85,7 +79,7 @@ async def serve_events(ws: Any, agent: Any, user_id: str, session_id: str, *, sa
                     await ws.send_text(json.dumps({"type": "audio", "index": event.index, "text": audio.text,
                                                    "sample_rate": audio.sample_rate,
                                                    "duration_s": round(audio.duration_s, 3)}))
-                    await ws.send_bytes(_pcm16(audio.samples))
+                    await ws.send_bytes(audio.to_int16().astype("<i2").tobytes())
                 elif isinstance(event, TurnResult):
                     if on_result is not None:
                         on_result(event)

@@ -25,7 +25,9 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from empathic_agent.converse.session import check_sample_rate
 from empathic_agent.converse.websocket import refuse, serve_events
+from empathic_agent.errors import InputError
 
 __all__ = ["TALK_HEAD", "TALK_PANEL", "add_talk_socket", "turn_summary"]
 
@@ -188,11 +190,9 @@ def add_talk_socket(app: Any, controller: Any, *, talk_models: tuple[Any, Any] |
             return
         options, user_id, session_id = who
         try:
-            rate = int(start.get("sample_rate", 16000))
-        except (TypeError, ValueError):
-            rate = 0
-        if rate < 16000 or rate % 16000:
-            await refuse(ws, 4400, "bad_request", f"sample_rate must be 16000 or a multiple of it; got {rate}")
+            rate = check_sample_rate(start.get("sample_rate", 16000))
+        except InputError as exc:
+            await refuse(ws, 4400, "bad_request", str(exc))
             return
         agent = await controller.agent(options)
 
