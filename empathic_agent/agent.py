@@ -246,7 +246,7 @@ class Agent:
 
     async def stream(self, user_id: str, session_id: str, *, text: str | bytes | None = None,
                      audio: Any = None, image: Any = None, speak: bool | None = None,
-                     turn_id: str | None = None, transcripts: bool = False
+                     turn_id: str | None = None, transcripts: bool = False, transcript: Any = None
                      ) -> AsyncIterator[TextChunk | AudioChunk | TurnResult | Transcript]:
         """Run one turn; yield :class:`TextChunk` events as the reply is generated, then the result.
 
@@ -259,7 +259,10 @@ class Agent:
         arrive sentence by sentence while the text is still streaming.
 
         ``transcripts`` also yields a :class:`~empathic_agent.converse.events.Transcript` as soon
-        as spoken input is transcribed, before the reply (talk mode's captions).
+        as spoken input is transcribed, before the reply (talk mode's captions).  ``transcript``
+        is ``audio``'s words when they are transcribed already or under way (a ``Transcript`` or a
+        ``concurrent.futures.Future`` of one, e.g. ``SpeechPerception.transcribe_soon``): Whisper
+        does not run again.
 
         Turns of one conversation run one at a time, in the order they arrive (concurrent turns
         would each overwrite the other's exchange); other conversations never wait.
@@ -268,12 +271,13 @@ class Agent:
         self.check_input(text, audio)
         async with self.locks.hold(config["configurable"]["thread_id"]):
             async for event in self._stream(user_id, session_id, config, text=text, audio=audio, image=image,
-                                            speak=speak, turn_id=turn_id, transcripts=transcripts):
+                                            speak=speak, turn_id=turn_id, transcripts=transcripts,
+                                            transcript=transcript):
                 yield event
 
     async def _stream(self, user_id: str, session_id: str, config: dict[str, Any], *, text: Any, audio: Any,
-                      image: Any, speak: bool | None, turn_id: str | None, transcripts: bool = False
-                      ) -> AsyncIterator[TextChunk | AudioChunk | TurnResult | Transcript]:
+                      image: Any, speak: bool | None, turn_id: str | None, transcripts: bool = False,
+                      transcript: Any = None) -> AsyncIterator[TextChunk | AudioChunk | TurnResult | Transcript]:
         text = text if text is not None else ""
         turn_id = turn_id or uuid.uuid4().hex
         final: dict[str, Any] = {}
@@ -284,7 +288,7 @@ class Agent:
             {"input_text": text if isinstance(text, str) else bytes(text).decode("utf-8", "replace"),
              "turn_id": turn_id},
             config=config, context=TurnContext(user_id=user_id, session_id=session_id, audio=audio, images=image,
-                                               speak=speak, text_channel=channel),
+                                               speak=speak, text_channel=channel, transcript=transcript),
             stream_mode=["custom", "values"],
         ):
             if mode == "custom" and isinstance(payload, dict) and payload.get("type") == "text":

@@ -10,8 +10,9 @@ Protocol (all JSON text messages but the audio, which is binary):
    4429 rate-limited, 4400 bad start, 4503 not ready).
 2. The client streams the microphone as **binary** messages: mono PCM16 little-endian at
    ``sample_rate`` (16 kHz, or a multiple such as 48 kHz), any chunk size up to 1 MiB.
-3. The server sends events as they happen: ``speech_started``, ``speech_ended``, ``transcript``,
-   ``text`` (reply chunks), ``audio`` (a JSON header ``{"type": "audio", "index", "text",
+3. The server sends events as they happen: ``speech_started``, ``speech_ended``, ``transcript``
+   (``{"text", "final"}``: ``final`` false for the words so far, heard in a pause; the final
+   one follows the end of the turn), ``text`` (reply chunks), ``audio`` (a JSON header ``{"type": "audio", "index", "text",
    "sample_rate", "duration_s"}`` followed by one binary message: that sentence as mono PCM16),
    ``interrupted`` (stop playback now), ``turn_skipped``, ``turn_failed``, ``result`` (the turn's
    result, as ``POST /v1/turns`` returns it, without audio).

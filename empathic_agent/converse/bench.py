@@ -288,7 +288,7 @@ def _measure(records: list[dict[str, Any]], client: _Client) -> list[dict[str, A
         clip: Clip = rec["clip"]
         events = rec["events"]
         row: dict[str, Any] = {"kind": rec["kind"], "voice": rec["voice"], "text": rec["text"]}
-        heard = [e["text"] for _, e in events if e["type"] == "transcript"]
+        heard = [e["text"] for _, e in events if e["type"] == "transcript" and e.get("final", True)]
         row["transcript"] = heard[0] if heard else ""
         voice_end_t = client.time_of_sample(rec["start"] + clip.voice_end)
         firsts = [t for t, e in events if e["type"] == "audio"]

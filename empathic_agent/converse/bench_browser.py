@@ -141,7 +141,7 @@ def _rows(spoken: list[Clip], barge: Clip, log: dict[str, Any]) -> list[dict[str
         until = starts[k]["t"] if k < len(starts) else float("inf")
         turn = [e for e in events if t0 <= e["t"] < until]
         voice_end_t = _map(sent, s0 + clip.voice_end / SAMPLE_RATE)
-        heard = [e["text"] for e in turn if e["type"] == "transcript"]
+        heard = [e["text"] for e in turn if e["type"] == "transcript" and e.get("final", True)]
         row["transcript"] = heard[0] if heard else ""
         later = [p["start"] for p in plays if p["start"] >= t0]
         if later:

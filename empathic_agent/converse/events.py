@@ -1,6 +1,7 @@
 """What a spoken conversation reports, in order (typed, frozen; ``to_dict`` is the WebSocket's JSON).
 
-A turn: :class:`SpeechStarted` -> :class:`SpeechEnded` -> :class:`Transcript` -> the agent's
+A turn: :class:`SpeechStarted` -> (partial :class:`Transcript` in its pauses) -> :class:`SpeechEnded`
+-> :class:`Transcript` -> the agent's
 ``TextChunk`` / ``AudioChunk`` events -> its ``TurnResult``.  Speech during the reply that lasts
 long enough gives :class:`Interrupted` (playback must stop; the history keeps only what was
 spoken) and starts the next turn.  :class:`TurnSkipped` and :class:`TurnFailed` end a turn that
@@ -43,7 +44,8 @@ class SpeechEnded(_Event):
 
 @dataclass(frozen=True)
 class Transcript(_Event):
-    """What was heard (``final``: Whisper on the whole utterance)."""
+    """What was heard (``final``: Whisper on the whole utterance; a partial one, ``final``
+    False, has the words so far, transcribed in a pause the turn did not end at)."""
 
     text: str
     final: bool = True

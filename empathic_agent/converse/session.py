@@ -9,7 +9,9 @@ and feeds the :class:`~empathic_agent.converse.listen.Listener`.  A finished tur
 through the same graph as every other turn (``Agent.stream`` with the utterance as audio: Whisper,
 speech emotion with the per-speaker baseline, perception, safety, plan, the LLM, the reply guard
 and sentence-by-sentence speech), while the loop keeps listening.  Its events come out as they
-happen.
+happen.  Whisper starts early, on the utterance so far, a moment into each pause
+(``TalkOptions.early_stt_ms``); if the pause ends the turn, the turn uses those words and does not
+wait for a transcription that starts only at the decision.
 
 **Playback clock.**  The agent does not play audio; the app does.  The session assumes the app
 plays each ``AudioChunk`` as soon as it arrives, back to back, and keeps that schedule on the
@@ -95,6 +97,8 @@ class _Reply:
 
     turn_id: str
     audio: np.ndarray
+    #: Its words when Whisper started during the pause (a future), else None.
+    transcript: Any = None
     task: asyncio.Task[None] | None = None
     user_text: str = ""
     #: (start_s, end_s, text) of each sentence sent to the app.
@@ -148,12 +152,14 @@ async def converse(agent: Any, user_id: str, session_id: str, frames: Any, *, sa
     listener = Listener(turn_end.complete_probability, options)
     out: asyncio.Queue[Any] = asyncio.Queue()
     clock = [0.0]  # seconds of audio received
-    state: dict[str, Any] = {"reply": None, "carry": None}
+    # "early": (samples, future) of the transcription started in the current pause.
+    state: dict[str, Any] = {"reply": None, "carry": None, "early": None}
+    speech = getattr(getattr(agent, "services", None), "speech", None)
 
     async def answer(reply: _Reply) -> None:
         try:
             async for event in agent.stream(user_id, session_id, audio=(SAMPLE_RATE, reply.audio), speak=speak,
-                                            turn_id=reply.turn_id, transcripts=True):
+                                            turn_id=reply.turn_id, transcripts=True, transcript=reply.transcript):
                 if isinstance(event, Transcript):
                     reply.user_text = event.text
                 elif isinstance(event, TextChunk):
@@ -210,9 +216,13 @@ async def converse(agent: Any, user_id: str, session_id: str, frames: Any, *, sa
                     # Both listening models are ONNX calls (Smart Turn ~50 ms at a pause): off
                     # the event loop, which serves the other conversations meanwhile.
                     heard = await asyncio.to_thread(hear, frame)
-                    if heard.event == "speech_started":
+                    if heard.event == "paused":
+                        transcribe_early(heard.audio)
+                    elif heard.event == "speech_started":
+                        state["early"] = None
                         await out.put(SpeechStarted(round(clock[0] - options.start_ms / 1000, 3)))
                     elif heard.event == "barge_in":
+                        state["early"] = None
                         await out.put(SpeechStarted(round(clock[0] - options.barge_in_ms / 1000, 3)))
                         await interrupt(reply)
                         state["reply"] = None
@@ -235,16 +245,49 @@ async def converse(agent: Any, user_id: str, session_id: str, frames: Any, *, sa
         finally:
             await out.put(_END)
 
+    def transcribe_early(audio: np.ndarray) -> None:
+        """Start Whisper on the utterance so far while the pause is being judged (see
+        ``TalkOptions.early_stt_ms``).  One at a time: a stale run (the person went on) still
+        holds the model, and queueing another behind it would only delay the real one."""
+        early = state["early"]
+        if speech is None or not hasattr(speech, "transcribe_soon") or state["carry"] is not None:
+            return
+        if early is not None and not early[1].done():
+            return
+        # Padded with silence to the length a turn ending at this pause would have: decoding trims
+        # silence to a 0.15 s margin, so Whisper then reads the same clip as at the end of the turn
+        # (a clip cut ~0.1 s after the voice gave 1-2 more wrong words in 600, in a check on 50
+        # synthetic sentences).
+        pad = (options.frames(options.pause_ms) - options.frames(options.early_stt_ms or 0.0)) * FRAME
+        future = speech.transcribe_soon((SAMPLE_RATE, np.concatenate([audio, np.zeros(max(0, pad), np.float32)])))
+        state["early"] = (audio.size, future)
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(caption_so_far, f))
+
+    def caption_so_far(future: Any) -> None:
+        """A partial caption: the early words, when they are ready before the turn ended (the
+        person is still pausing, or went on); a turn that ends with them gets the final one."""
+        early = state["early"]
+        if early is None or early[1] is not future or future.cancelled() or future.exception() is not None:
+            return
+        text = future.result().text
+        if text:
+            out.put_nowait(Transcript(text, final=False))
+
     async def start_turn(heard: Any) -> None:
         audio = heard.audio
         carry: _Reply | None = state["carry"]
         state["carry"] = None
+        early, state["early"] = state["early"], None
+        # The early transcript is this turn's when nothing but silence came after it.
+        transcript = early[1] if (early is not None and carry is None
+                                  and audio.size - early[0] <= round(heard.silent_s * SAMPLE_RATE)) else None
         turn_id = uuid.uuid4().hex
         if carry is not None:
             audio, turn_id = np.concatenate([carry.audio, audio]), carry.turn_id
         await out.put(SpeechEnded(round(clock[0], 3), round(audio.size / SAMPLE_RATE, 3), heard.reason,
                                   heard.complete_probability, round(clock[0] - heard.silent_s, 3)))
-        reply = _Reply(turn_id=turn_id, audio=audio)
+        reply = _Reply(turn_id=turn_id, audio=audio, transcript=transcript)
         reply.task = asyncio.create_task(answer(reply))
         state["reply"] = reply
 

@@ -4,7 +4,8 @@ API keys) and by the web UI (``/talk``, with a one-time ticket from the page).  
 
 After ``{"type": "ready"}`` the client streams **binary** messages (mono PCM16 little-endian at
 the ``sample_rate`` it announced) and may send ``{"type": "end"}``; the server sends JSON events
-(``speech_started``, ``speech_ended``, ``transcript``, ``text``, ``audio`` — a JSON header
+(``speech_started``, ``speech_ended``, ``transcript`` — ``final`` false for the words so far,
+heard in a pause —, ``text``, ``audio`` — a JSON header
 ``{"type": "audio", "index", "text", "sample_rate", "duration_s"}`` followed by one binary message
 with that sentence as mono PCM16 —, ``interrupted``, ``turn_skipped``, ``turn_failed``,
 ``result``), then closes when the stream has ended and the last turn is answered.  A client that

@@ -114,6 +114,9 @@ class TurnContext:
     session_id: str
     #: The person's speech for this turn: bytes, a file path, or (sample_rate, samples).
     audio: Any = None
+    #: Its words, when they were transcribed already or are under way (talk mode starts Whisper
+    #: during the pause): a ``Transcript`` or a ``concurrent.futures.Future`` of one.
+    transcript: Any = None
     #: The person's face for this turn: one image (bytes, path, data URL, numpy frame) or a list
     #: of a few webcam frames.
     images: Any = None

@@ -113,10 +113,28 @@ class SpeechPerception:
             return None
         return runtime.log_mel(clip.samples)
 
+    def transcribe_soon(self, audio: Any, *, language: str | None = None
+                        ) -> "concurrent.futures.Future[Transcript]":
+        """Start transcribing ``audio`` in a worker thread, exactly as :meth:`perceive` would;
+        hand the future to :meth:`perceive` as ``transcript`` (talk mode starts Whisper while it
+        is still deciding whether a pause ends the turn)."""
+        from empathic_agent.perceive.stt import TranscribeOptions
+
+        def work() -> "Transcript":
+            return self.stt.transcribe(decode_audio(audio, limits=self.limits), TranscribeOptions(language=language))
+        return self._pool().submit(work)
+
     def perceive(self, audio: Any, user_id: str | None = None, *, language: str | None = None,
-                 update_baseline: bool = True) -> SpeechPerceptionResult:
+                 update_baseline: bool = True,
+                 transcript: "Transcript | concurrent.futures.Future[Transcript] | None" = None
+                 ) -> SpeechPerceptionResult:
         """Transcribe and read one utterance.  Never raises for bad audio or a failed stage:
-        the result's ``errors`` say what went wrong (wrong-type arguments still raise)."""
+        the result's ``errors`` say what went wrong (wrong-type arguments still raise).
+
+        ``transcript``: the utterance's words already transcribed, or under way
+        (:meth:`transcribe_soon`, of the same utterance, possibly without its trailing
+        silence); Whisper then does not run again.
+        """
         from empathic_agent.perceive.stt import TranscribeOptions
 
         t0 = time.perf_counter()
@@ -140,6 +158,12 @@ class SpeechPerception:
         def transcribe() -> tuple["Transcript | None", dict[str, float], list[str]]:
             t = time.perf_counter()
             try:
+                if isinstance(transcript, concurrent.futures.Future):
+                    tr = transcript.result()
+                    return tr, {**{f"stt.{k}": v for k, v in tr.timings.items()},
+                                "stt_wait_s": time.perf_counter() - t, "stt_early": 1.0}, []
+                if transcript is not None:
+                    return transcript, {"stt_wait_s": 0.0, "stt_early": 1.0}, []
                 tr = self.stt.transcribe(clip, TranscribeOptions(language=language))
                 return tr, {**{f"stt.{k}": v for k, v in tr.timings.items()},
                             "stt_s": time.perf_counter() - t}, []
@@ -162,23 +186,23 @@ class SpeechPerception:
             # The emotion features run in a worker thread while Whisper decodes: CTranslate2
             # releases the GIL, so the two overlap instead of adding up.
             future = self._pool().submit(read)
-            transcript, t_stt, e_stt = transcribe()
+            words, t_stt, e_stt = transcribe()
             analysis, t_emo, e_emo = future.result()
         else:
-            transcript, t_stt, e_stt = transcribe()
+            words, t_stt, e_stt = transcribe()
             analysis, t_emo, e_emo = read()
         timings.update(t_stt)
         timings.update(t_emo)
         errors += e_stt + e_emo
         timings["total_s"] = time.perf_counter() - t0
-        return SpeechPerceptionResult(transcript, analysis.reading if analysis is not None else None,
+        return SpeechPerceptionResult(words, analysis.reading if analysis is not None else None,
                                       clip.info(), timings, tuple(errors), analysis)
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._pool_lock:
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=2, thread_name_prefix="speech-emotion")
+                    max_workers=4, thread_name_prefix="speech")
             return self._executor
 
     def close(self) -> None:

@@ -38,7 +38,13 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterable, AsyncIterator, Final, Iterable
 
-from empathic_agent.speak.text import MAX_SENTENCE_CHARS, MAX_SPOKEN_CHARS, SentenceSplitter, speakable
+from empathic_agent.speak.text import (
+    MAX_SENTENCE_CHARS,
+    MAX_SPOKEN_CHARS,
+    SentenceSplitter,
+    first_clause,
+    speakable,
+)
 from empathic_agent.speak.tts import TTS, Prosody, SpeechAudio
 
 __all__ = ["SpeechFailure", "StreamStats", "speak_stream", "AUDIO_LOOKAHEAD", "MAX_CONSECUTIVE_FAILURES"]
@@ -166,18 +172,28 @@ async def speak_stream(tts: TTS, text: AsyncIterable[str] | Iterable[str], proso
     async def synthesise_all() -> None:
         budget = max_chars
         consecutive = 0
+        rest: tuple[int, str, float] | None = None  # the second part of a split first sentence
         while True:
-            item = await sentences.get()
-            if item is _END:
-                break
-            if isinstance(item, SpeechFailure):
-                stats.failures += 1
-                await results.put(item)
-                break
-            index, raw, at = item
-            said = speakable(raw)
-            if not said:
-                continue
+            if rest is not None:
+                (index, said, at), rest = rest, None
+            else:
+                item = await sentences.get()
+                if item is _END:
+                    break
+                if isinstance(item, SpeechFailure):
+                    stats.failures += 1
+                    await results.put(item)
+                    break
+                index, raw, at = item
+                said = speakable(raw)
+                if not said:
+                    continue
+                if stats.sentences == 0 and stats.failures == 0:
+                    # The first audio waits on this synthesis: a long first sentence starts with
+                    # its first clause, and the rest is synthesised while that plays.
+                    said, tail = first_clause(said)
+                    if tail:
+                        rest = (index, tail, at)
             if len(said) > budget:
                 stats.truncated = True
                 if budget == max_chars:  # nothing said yet: say the start of it

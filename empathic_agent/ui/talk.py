@@ -42,7 +42,7 @@ TALK_HEAD = """<script>
 window.empathicTalk = (() => {
   const T = {ws: null, ready: false, sent: [], events: [], plays: [], samples: 0, state: 'off'};
   let mic = null, inCtx = null, proc = null, outCtx = null, sources = [], playEnd = 0, header = null, live = null,
-      lastAgent = null;
+      lastAgent = null, heardSoFar = null;
   const panel = () => document.querySelector('#talk-panel');
   function status(text) { const el = panel() && panel().querySelector('.talk-status'); if (el) el.textContent = text; }
   function caption(cls, text) {
@@ -75,7 +75,12 @@ window.empathicTalk = (() => {
     if (e.type === 'ready') { T.ready = true; T.state = 'listening'; status('Listening... speak when you are ready.'); }
     else if (e.type === 'speech_started') { status('Hearing you...'); }
     else if (e.type === 'speech_ended') { status('Thinking...'); }
-    else if (e.type === 'transcript') { caption('talk-you', 'You: ' + e.text); live = null; }
+    else if (e.type === 'transcript') {
+      // A partial caption (words so far, heard in a pause) is replaced by the next one and the final.
+      const text = 'You: ' + e.text + (e.final ? '' : ' ...');
+      if (heardSoFar) heardSoFar.textContent = text; else heardSoFar = caption('talk-you', text);
+      if (e.final) { heardSoFar = null; live = null; }
+    }
     else if (e.type === 'text') {
       if (!live) { live = caption('talk-agent', 'Agent: '); lastAgent = live; }
       if (live) live.textContent += e.text;
@@ -92,8 +97,8 @@ window.empathicTalk = (() => {
       const refresh = document.querySelector('#talk-refresh');
       if (refresh) refresh.click();
     }
-    else if (e.type === 'turn_skipped') { status('I did not catch any words. Listening...'); }
-    else if (e.type === 'turn_failed') { status('That turn failed: ' + e.message); }
+    else if (e.type === 'turn_skipped') { heardSoFar = null; status('I did not catch any words. Listening...'); }
+    else if (e.type === 'turn_failed') { heardSoFar = null; status('That turn failed: ' + e.message); }
     else if (e.type === 'error') { status(e.error.message); }
   }
   async function start(ticket) {

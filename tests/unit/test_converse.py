@@ -26,12 +26,13 @@ def frames_for(seconds: float) -> int:
     return int(round(seconds / FRAME_S))
 
 
-def run(listener: Listener, probs: list[float]) -> list[tuple[int, str, str]]:
-    """Feed scripted probabilities; (frame index, event, reason) of what happened."""
+def run(listener: Listener, probs: list[float], *, paused: bool = False) -> list[tuple[int, str, str]]:
+    """Feed scripted probabilities; (frame index, event, reason) of what happened ("paused", the
+    early-transcription cue, only with ``paused``)."""
     out = []
     for i, p in enumerate(probs):
         heard = listener.push(np.full(FRAME, p, np.float32), p)
-        if heard.event:
+        if heard.event and (paused or heard.event != "paused"):
             out.append((i, heard.event, heard.reason))
     return out
 
@@ -52,6 +53,28 @@ def test_a_finished_turn_ends_at_the_first_pause():
     (i, event, reason) = events[-1]
     assert (event, reason) == ("turn_ended", "complete")
     assert i == 30 + frames_for(0.256) - 1
+
+
+def test_each_pause_cues_an_early_transcription_of_the_utterance_so_far():
+    listener = Listener(lambda audio: 0.0)  # the end-of-turn model doubts every pause
+    cues = []
+    for i, p in enumerate([0.9] * 20 + [0.0] * 10 + [0.9] * 10 + [0.0] * 60):
+        heard = listener.push(np.full(FRAME, p, np.float32), p)
+        if heard.event == "paused":
+            cues.append((i, heard.audio.size, heard.silent_s))
+        elif heard.event == "turn_ended":
+            ended = (i, heard.audio.size, heard.silent_s)
+    early = frames_for(0.096)
+    # One cue per pause, early_stt_ms into it, with everything heard so far.
+    assert [c[0] for c in cues] == [20 + early - 1, 40 + early - 1]
+    assert cues[1][1] + (ended[0] - cues[1][0]) * FRAME == ended[1]
+    # Only silence came after the second cue: its audio is the turn's minus silence at the end.
+    assert ended[1] - cues[1][1] <= round(ended[2] * SAMPLE_RATE)
+    assert not ended[1] - cues[0][1] <= round(ended[2] * SAMPLE_RATE)
+    off = Listener(lambda audio: 0.0, TalkOptions(early_stt_ms=None))
+    assert not run(off, [0.9] * 20 + [0.0] * 60, paused=True)[1:-1]
+    with pytest.raises(ValueError, match="early_stt_ms"):
+        TalkOptions(early_stt_ms=1200.0)
 
 
 def test_a_mid_sentence_pause_waits_and_a_long_silence_ends_the_turn_anyway():
@@ -185,11 +208,20 @@ async def paced(audio: np.ndarray, chunk_s: float = 0.064, pace_s: float = 0.01)
         await asyncio.sleep(pace_s)
 
 
+async def open_talk_agent(settings, services):
+    # The stream runs ~6x faster than real time (``paced``): the safety screen's models load
+    # now, not inside the first turn, where a slow load would let the next utterance's audio
+    # arrive while the first reply is still "playing".
+    if services.safety is not None:
+        await asyncio.to_thread(services.safety.load)
+    return await Agent.open(settings, services=services, checkpointer=InMemorySaver())
+
+
 async def talk_agent(settings, replies, heard):
     services = build_services(settings, llm=FakeLLM(replies), text_encoder=None, memory=None,
                               speech=FakeSpeechPerception(FakeSTT(heard)), face=None,
                               tts=FakeTTS(seconds_per_char=0.05))
-    return await Agent.open(settings, services=services, checkpointer=InMemorySaver())
+    return await open_talk_agent(settings, services)
 
 
 async def collect(agent, audio, **kw):
@@ -210,7 +242,8 @@ async def test_two_utterances_with_a_pause_give_two_turns(settings):
         assert kinds.count("TurnResult") == 2 and "Interrupted" not in kinds
         # Captions come before the reply's audio.
         assert kinds.index("Transcript") < kinds.index("AudioChunk")
-        assert [e.text for e in events if isinstance(e, Transcript)] == ["I had a hard day.", "My boss shouted at me."]
+        assert [e.text for e in events if isinstance(e, Transcript) and e.final] == \
+            ["I had a hard day.", "My boss shouted at me."]
         ended = [e for e in events if isinstance(e, SpeechEnded)]
         assert all(e.reason == "complete" for e in ended) and 0.9 < ended[0].duration_s < 1.6
         history = await agent.history("ann", "s1")
@@ -262,7 +295,7 @@ async def test_silence_only_gives_no_turn(settings):
 async def test_talk_mode_needs_a_voice_or_text_replies(settings):
     services = build_services(settings, llm=FakeLLM(), text_encoder=None, memory=None, speech=None, face=None,
                               tts=None)
-    async with await Agent.open(settings, services=services, checkpointer=InMemorySaver()) as agent:
+    async with await open_talk_agent(settings, services) as agent:
         with pytest.raises(ConfigError, match="EMPATHIC_SPEAK_REPLIES"):
             async for _ in agent.converse("ann", "s1", paced(silence(0.1))):
                 pass
@@ -282,7 +315,7 @@ async def test_resuming_before_the_reply_is_heard_makes_one_turn_of_both_utteran
                               text_encoder=None, memory=None, face=None,
                               speech=FakeSpeechPerception(FakeSTT(["I had a hard day", "I had a hard day at work."])),
                               tts=FakeTTS(seconds_per_char=0.05))
-    async with await Agent.open(settings, services=services, checkpointer=InMemorySaver()) as agent:
+    async with await open_talk_agent(settings, services) as agent:
         audio = np.concatenate([silence(0.3), tone(1.0), silence(0.5), tone(1.0), silence(3.0)])
         events = await collect(agent, audio, vad=EnergyVAD(), turn_end=SilenceOnly())
         stops = [e for e in events if isinstance(e, Interrupted)]
@@ -295,6 +328,36 @@ async def test_resuming_before_the_reply_is_heard_makes_one_turn_of_both_utteran
         history = await agent.history("ann", "s1")
         assert [(m.role, m.content) for m in history][0] == ("user", "I had a hard day at work.")
         assert [m.role for m in history] == ["user", "assistant"]
+
+
+class Doubtful(SilenceOnly):
+    """An end-of-turn model that doubts every pause: turns end after the longest pause only."""
+
+    def complete_probability(self, audio: np.ndarray) -> float:
+        return 0.0
+
+
+async def test_whisper_starts_in_the_pause_and_only_a_current_early_transcript_is_used(settings):
+    stt = FakeSTT(["I had a hard", "I had a hard day at work."])
+    services = build_services(settings, llm=FakeLLM(["That sounds hard."]), text_encoder=None, memory=None,
+                              face=None, speech=FakeSpeechPerception(stt), tts=FakeTTS(seconds_per_char=0.01))
+    async with await open_talk_agent(settings, services) as agent:
+        # A 0.5 s pause mid-sentence (the early run there goes stale: the person goes on), then
+        # the end: the early run of the final pause is the turn's, and Whisper does not run again.
+        audio = np.concatenate([silence(0.3), tone(1.0), silence(0.5), tone(1.0), silence(3.0)])
+        events = await collect(agent, audio, vad=EnergyVAD(), turn_end=Doubtful())
+        ended = [e for e in events if isinstance(e, SpeechEnded)]
+        assert len(ended) == 1 and ended[0].reason == "pause"
+        result = next(e for e in events if isinstance(e, TurnResult))
+        assert result.user_text == "I had a hard day at work."
+        assert result.heard["timings"].get("stt_early") == 1.0
+        # The words so far are captioned in each pause (partial), then the turn's final words.
+        assert [(e.text, e.final) for e in events if isinstance(e, Transcript)] == [
+            ("I had a hard", False), ("I had a hard day at work.", False), ("I had a hard day at work.", True)]
+        assert len(stt.clips) == 2
+        # The early run had the whole utterance (both tones), without the silence the end waited
+        # through (decoding trims silence to a 0.15 s margin either way).
+        assert 2.0 < stt.clips[1].duration_s < ended[0].duration_s - 0.9
 
 
 # -- the WebSocket ----------------------------------------------------------------------------------
@@ -345,6 +408,7 @@ def test_websocket_turn_with_audio_out_and_app_scoping(talk_api):
                 continue
             events.append(_json.loads(message["text"]))
     kinds = [e["type"] for e in events]
+    kinds = [k for k, e in zip(kinds, events) if e.get("final", True)]  # partial captions aside
     assert kinds[:3] == ["speech_started", "speech_ended", "transcript"] and kinds[-1] == "result"
     headers = [e for e in events if e["type"] == "audio"]
     assert headers and len(pcm) == len(headers)

@@ -67,6 +67,29 @@ async def test_spoken_reply_streams_audio_before_the_text_is_finished(settings):
     assert result.speech["prosody"] is not None and len(tts.calls) == 3
 
 
+async def test_a_guarded_sentence_is_spoken_without_waiting_for_the_next_one(settings):
+    # The guard releases whole sentences; the voice must start on the first one, not when the
+    # second one (and its guard check) is done.
+    llm = FakeLLM(["I hear you. That must be really hard for you today, and I am here."], chunk_size=3, delay_s=0.03)
+    agent = await _agent(settings, llm, tts=FakeTTS())
+    events = [e async for e in agent.stream("u", "s", text="rough day", speak=True)]
+    result = events[-1]
+    assert isinstance(result, TurnResult) and result.guard["layers"] != "off" and result.guard["sentences"] == 2
+    kinds = [type(e).__name__ for e in events]
+    texts = [i for i, k in enumerate(kinds) if k == "TextChunk"]
+    assert len(texts) == 2 and texts[0] < kinds.index("AudioChunk") < texts[1], kinds
+
+
+def test_a_long_first_sentence_is_spoken_from_its_first_clause():
+    from empathic_agent.speak.text import first_clause
+
+    long = "It is very hard when everything happens at once, and nobody seems to notice how tired you are."
+    head, tail = first_clause(long)
+    assert head == "It is very hard when everything happens at once," and tail.startswith("and nobody")
+    assert first_clause("That sounds hard, really.") == ("That sounds hard, really.", "")
+    assert first_clause("A" * 90) == ("A" * 90, "")
+
+
 async def test_text_only_turns_do_not_speak(settings):
     tts = FakeTTS()
     agent = await _agent(settings, FakeLLM(["ok."]), tts=tts)
