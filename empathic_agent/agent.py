@@ -217,7 +217,7 @@ class Agent:
         t0 = time.perf_counter()
         await s.llm.load()
         out["llm"] = time.perf_counter() - t0
-        for name in ("text_encoder", "speech", "face", "safety", "tts"):
+        for name in ("text_encoder", "speech", "face", "safety", "planner", "tts"):
             part = getattr(s, name)
             if part is not None and hasattr(part, "load") and (name != "tts" or speak):
                 t = time.perf_counter()

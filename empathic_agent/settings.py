@@ -116,6 +116,9 @@ class Settings:
     #: Who the agent is: a packaged persona name (sam, alex) or a persona .toml file
     #: (empathic_agent/plan/personas/sam.toml documents the fields).
     persona: str = "sam"
+    #: How the support strategy is chosen: "learned" (a predictor trained on ESConv's human
+    #: supporters picks it, inside hard constraints; plan.learned) or "rules" (plan.register's rules).
+    planner: str = "learned"
     #: How many messages (user + assistant, the new one included) go into the prompt; the small model
     #: loses the thread with long contexts, and latency grows with prompt length.
     history_messages: int = 8
@@ -240,6 +243,8 @@ class Settings:
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
+        if self.planner not in ("learned", "rules"):
+            raise ConfigError(f"planner={self.planner!r} is not valid; choose learned or rules")
         if self.llm_profile not in LLM_PROFILES:
             raise ConfigError(f"llm_profile={self.llm_profile!r} is not valid; choose {' or '.join(LLM_PROFILES)}")
         if not self.llm_model:

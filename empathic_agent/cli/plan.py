@@ -1,7 +1,9 @@
 """``empathic plan eval|show`` and ``empathic persona list|show``: the register planner and personas.
 
-* ``empathic plan eval [--split test] [--limit N]`` — the planner's strategies vs. human supporters
-  in ESConv (see :mod:`empathic_agent.plan.esconv`), printed as JSON;
+* ``empathic plan eval [--split test] [--limit N] [--planner learned|rules]`` — the planner's
+  strategies vs. human supporters in ESConv (see :mod:`empathic_agent.plan.esconv`), printed as JSON;
+* ``empathic plan train [--data-dir DIR]`` — train the learned strategy predictor on ESConv
+  (:mod:`empathic_agent.training.planner`);
 * ``empathic plan show "text" [--valence V --arousal A --dominance D --turn N]`` — the register the
   planner picks for one message (reads the message with the text encoder unless VAD is given);
 * ``empathic persona list`` / ``persona show NAME`` — the packaged personas and their mood baseline.
@@ -32,7 +34,15 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--split", default="test", choices=["train", "valid", "test"])
     q.add_argument("--limit", type=int, help="first N conversations only")
     q.add_argument("--no-encoder", action="store_true", help="plan without reading emotions (ablation)")
+    q.add_argument("--planner", choices=["learned", "rules"],
+                   help="the learned predictor inside the hard constraints, or the rules (default: the planner setting)")
     q.add_argument("--out", help="also write the JSON to this file")
+    q = sub.add_parser("train", parents=[common], help="train the learned strategy predictor on ESConv",
+                       description="Fit the strategy predictor on ESConv train, select it on valid (test is not "
+                                   "read: see `plan eval --split test`), write its weights; prints a JSON report.")
+    q.add_argument("--data-dir", help="shared data directory (default: the data_dir setting)")
+    q.add_argument("--weights", help="where to write the weights (default: the packaged ones)")
+    q.add_argument("--out", help="also write the JSON report to this file")
     q = sub.add_parser("show", parents=[common], help="the register planned for one message")
     q.add_argument("text")
     q.add_argument("--turn", type=int, default=1, help="turn number in the conversation (default 1)")
@@ -52,6 +62,14 @@ def run_plan(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.plan import PlanInput, load_persona, plan_register, update_mood
 
     persona = load_persona(settings.persona)
+    if args.plan_command == "train":
+        from empathic_agent.plan.learned import WEIGHTS_PATH
+        from empathic_agent.training.planner import train_planner
+
+        data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+        emit(train_planner(data_dir, settings, out=Path(args.weights) if args.weights else WEIGHTS_PATH,
+                           seed=settings.seed or 0, progress=sys.stderr.isatty()), args.out)
+        return 0
     if args.plan_command == "eval":
         from empathic_agent.plan.esconv import evaluate_esconv
 
@@ -60,9 +78,14 @@ def run_plan(settings: Settings, args: argparse.Namespace) -> int:
             from empathic_agent.encode import load_encoder
 
             encoder = load_encoder("text", settings)
+        predictor = None
+        if (args.planner or settings.planner) == "learned":
+            from empathic_agent.plan.learned import StrategyPredictor
+
+            predictor = StrategyPredictor.from_settings(settings)
         data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
         emit(evaluate_esconv(data_dir, split=args.split, encoder=encoder, persona=persona, limit=args.limit,
-                              progress=sys.stderr.isatty()), args.out)
+                              progress=sys.stderr.isatty(), predictor=predictor), args.out)
         return 0
     state, confidence, top = None, 0.0, "neutral"
     if args.valence is not None or args.arousal is not None or args.dominance is not None:

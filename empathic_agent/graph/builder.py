@@ -52,6 +52,8 @@ class Services:
     memory: "MemoryService | None" = None
     #: Crisis screening before generation + the vetted protocol (None: no safety stage).
     safety: Any = None
+    #: The learned strategy predictor (``plan.learned.StrategyPredictor``; None: the rules plan).
+    planner: Any = None
 
 
 _DEFAULT = object()
@@ -59,7 +61,8 @@ _DEFAULT = object()
 
 def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: Any = _DEFAULT,
                    memory: Any = _DEFAULT, speech: Any = _DEFAULT, face: Any = _DEFAULT,
-                   persona: Any = None, tts: Any = _DEFAULT, safety: Any = _DEFAULT) -> Services:
+                   persona: Any = None, tts: Any = _DEFAULT, safety: Any = _DEFAULT,
+                   planner: Any = _DEFAULT) -> Services:
     """Services from settings; pass components explicitly to override (tests pass fakes, or
     ``None`` to leave a step out). Weights load on first use, not here."""
     if text_encoder is _DEFAULT:
@@ -101,13 +104,23 @@ def build_services(settings: Settings, *, llm: LLM | None = None, text_encoder: 
             # The scope check reads with the same frozen MiniLM as memory: one copy, not two.
             shared = getattr(memory, "embedder", None)
             safety = SafetyStage.from_settings(settings, embedder=shared if isinstance(shared, MiniLMEmbedder) else None)
+    if planner is _DEFAULT:
+        planner = None
+        if settings.planner == "learned":
+            from empathic_agent.memory.embedder import MiniLMEmbedder
+            from empathic_agent.plan.learned import StrategyPredictor
+
+            # It reads the dialogue with the same frozen MiniLM as memory: one copy, not two.
+            shared = getattr(memory, "embedder", None)
+            planner = StrategyPredictor.from_settings(
+                settings, embedder=shared if isinstance(shared, MiniLMEmbedder) else None)
     if persona is None:
         from empathic_agent.plan import load_persona
 
         persona = load_persona(settings.persona)
     return Services(settings=settings, llm=llm if llm is not None else load_llm(settings),
                     text_encoder=text_encoder, memory=memory, speech=speech, face=face, persona=persona,
-                    tts=tts, safety=safety)
+                    tts=tts, safety=safety, planner=planner)
 
 
 def build_graph(services: Services, *, checkpointer: Any = None) -> Any:

@@ -258,9 +258,27 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             clinical=str(((state.get("safety") or {}).get("clinical") or {}).get("register") or ""),
             clinical_vetted=settings.safety_clinical_replies == "vetted",
         )
+        errors: list[StepError] = []
+        timings: dict[str, float] = {}
+        if services.planner is not None:
+            from empathic_agent.plan.learned import Dialogue
+
+            said = [m for m in state.get("messages", []) if isinstance(m, AIMessage)]
+            dialogue = Dialogue(text=x.text, agent_text=str(said[-1].content) if said else "",
+                                previous_strategies=x.previous_strategies, turn_index=x.turn_index, state=x.state,
+                                confidence=x.confidence, top_category=x.top_category,
+                                valence_history=x.valence_history)
+            t1 = time.perf_counter()
+            try:
+                # One MiniLM forward (blocking torch): off the event loop.
+                learned = await asyncio.to_thread(services.planner.distribution, dialogue)
+                x = dataclasses.replace(x, learned=learned)
+            except EmpathicError as exc:  # the rules plan instead; the turn goes on
+                errors.append(StepError(step="plan", error=type(exc).__name__, message=str(exc)))
+            timings["plan.learned"] = time.perf_counter() - t1
         register = plan_register(x, persona)
         return {"register": register.to_dict(), "agent_mood": list(mood), "strategies": [register.strategy],
-                "timings": {"plan": time.perf_counter() - t0}}
+                "timings": {"plan": time.perf_counter() - t0, **timings}, "degraded": errors}
 
     def _system_prompt() -> str:
         return system_prompt(settings.system_prompt, services.persona)

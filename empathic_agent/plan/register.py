@@ -41,6 +41,13 @@ The rules, in order (the first that applies picks the strategy; every rule is un
    comfort (reflect the feeling, or restate when no emotion is clear); after comforting, one
    gentle suggestion (never twice in a row); after a suggestion, reassure; then explore again.
 
+**With a learned predictor** (``PlanInput.learned``, :mod:`empathic_agent.plan.learned`, the
+default in the graph) rules 1-9 give way to the predictor's distribution, inside hard constraints
+that hold whatever it predicts: rules 0a and 0 (clinical, risk) first; an explicit request for
+advice -> Providing Suggestions; mixed signals -> no suggestion, information or self-disclosure,
+and the tentative note; nothing explored yet -> no suggestion.  The rationale names the constraints
+and the model's three most probable strategies.
+
 Target expression (co-regulation rather than mirroring of distress): for negative states the
 agent speaks *calm and warm* — low arousal (lower the more agitated the person is), mildly
 positive valence (warmth, capped so grief is never met with cheer), steady dominance for fear
@@ -153,9 +160,11 @@ class PlanInput:
     #: Answer a presentation with the protocol's vetted reply instead of the LLM.
     clinical_vetted: bool = True
     #: A strategy decided elsewhere (ESConv's gold strategy when the responder is trained on the
-    #: agent's own prompts; a learned planner): it replaces rules 1-9, never the clinical or risk
-    #: rules, which are safety.
+    #: agent's own prompts): it replaces rules 1-9, never the clinical or risk rules, which are safety.
     strategy: str | None = None
+    #: The learned predictor's distribution over the strategies (``plan.learned``): when given,
+    #: the strategy is its most probable one that the hard constraints allow, instead of rules 1-9.
+    learned: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,11 @@ class Register:
     #: the protocol's vetted one rather than the LLM's.
     clinical: str = ""
     vetted: bool = False
+    #: Hard constraints that held when the strategy was picked from a learned distribution
+    #: ("clinical", "risk", "advice_request", "mixed_signals", "explore_first").
+    constraints: tuple[str, ...] = ()
+    #: The learned distribution's three most probable strategies: ((strategy, probability), ...).
+    learned_top: tuple[tuple[str, float], ...] = ()
 
     @property
     def family(self) -> str:
@@ -194,7 +208,8 @@ class Register:
                            "dominance": round(self.target[2], 4)},
                 "tone": list(self.tone), "pace": self.pace, "length": self.length,
                 "rationale": list(self.rationale), "notes": list(self.notes), "clinical": self.clinical,
-                "vetted": self.vetted}
+                "vetted": self.vetted, "constraints": list(self.constraints),
+                "learned_top": [[s, round(p, 4)] for s, p in self.learned_top]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Register":
@@ -202,7 +217,9 @@ class Register:
         return cls(strategy=d["strategy"], target=(float(t["valence"]), float(t["arousal"]), float(t["dominance"])),
                    tone=tuple(d.get("tone", ())), pace=d.get("pace", "moderate"), length=d.get("length", "short"),
                    rationale=tuple(d.get("rationale", ())), notes=tuple(d.get("notes", ())),
-                   clinical=str(d.get("clinical", "")), vetted=bool(d.get("vetted", False)))
+                   clinical=str(d.get("clinical", "")), vetted=bool(d.get("vetted", False)),
+                   constraints=tuple(d.get("constraints", ())),
+                   learned_top=tuple((str(s), float(p)) for s, p in d.get("learned_top", ())))
 
 
 def family_of(strategy: str) -> str:
@@ -214,7 +231,36 @@ def _alternate(previous: Sequence[str], first: str, second: str) -> str:
     return second if previous and previous[-1] == first else first
 
 
-def _choose_strategy(x: PlanInput, persona: Persona) -> tuple[str, list[str], list[str]]:
+def _choose_learned(x: PlanInput, why: list[str], notes: list[str], held: list[str]) -> str:
+    """The learned distribution's most probable strategy that the hard constraints allow (the
+    clinical and risk rules came before and always win)."""
+    probs = {s: float((x.learned or {}).get(s, 0.0)) for s in STRATEGIES}
+    ranked = sorted(probs.items(), key=lambda kv: -kv[1])
+    why.append("learned (what skilled supporters do next): "
+               + ", ".join(f"{s} {p:.2f}" for s, p in ranked[:3]))
+    text = (x.text or "").strip()
+    if _ADVICE.search(text):
+        held.append("advice_request")
+        why.append("constraint: they asked for advice -> one suggestion, offered tentatively")
+        return "Providing Suggestions"
+    allowed = set(STRATEGIES)
+    if x.mixed_signals:
+        held.append("mixed_signals")
+        allowed -= {"Providing Suggestions", "Information", "Self-disclosure"}
+        notes.append("What they say and how they seem may differ: mention it gently, as a question.")
+        why.append("constraint: mixed signals -> tentative, no advice, facts or stories of our own")
+    if not any(family_of(s) == "exploration" for s in x.previous_strategies):
+        held.append("explore_first")
+        allowed.discard("Providing Suggestions")
+        why.append("constraint: nothing explored yet -> no suggestion")
+    choice = next(s for s, _ in ranked if s in allowed)
+    if choice != ranked[0][0]:
+        why.append(f"-> {choice} (the model's first choice, {ranked[0][0]}, is not allowed here)")
+    return choice
+
+
+def _choose_strategy(x: PlanInput, persona: Persona, held: list[str] | None = None) -> tuple[str, list[str], list[str]]:
+    held = held if held is not None else []
     why: list[str] = []
     notes: list[str] = []
     prev = x.previous_strategies
@@ -229,10 +275,12 @@ def _choose_strategy(x: PlanInput, persona: Persona) -> tuple[str, list[str], li
         why.append(f"clinical presentation {x.clinical}: a register that does not collude ({reg.source})"
                    + (" -> vetted reply" if x.clinical_vetted else ""))
         notes.extend(reg.constraints)
+        held.append("clinical")
         if x.risk_level not in ("none", ""):
             notes.append("Be gentle and serious. Do not joke or change the subject.")
         return reg.strategy, why, notes
     if x.risk_level not in ("none", ""):
+        held.append("risk")
         # Warning signs (or a crisis earlier in the conversation): stay with the feeling, never
         # advise or change the subject; the safety stage appends a vetted check-in.
         why.append(f"risk {x.risk_level}: careful register, reflect and stay with them (no advice)")
@@ -243,6 +291,8 @@ def _choose_strategy(x: PlanInput, persona: Persona) -> tuple[str, list[str], li
             raise ValueError(f"unknown strategy {x.strategy!r}; one of: {', '.join(STRATEGIES)}")
         why.append("strategy given by the caller")
         return x.strategy, why, notes
+    if x.learned:
+        return _choose_learned(x, why, notes, held), why, notes
     if _GREETING.match(text):
         why.append("a greeting: greet back and ask how they are")
         return "Question", why, notes
@@ -347,7 +397,8 @@ def _tone(target: np.ndarray, mixed: bool, strategy: str) -> tuple[str, ...]:
 
 def plan_register(x: PlanInput, persona: Persona) -> Register:
     """The register for this turn (rules in the module docstring)."""
-    strategy, why, notes = _choose_strategy(x, persona)
+    held: list[str] = []
+    strategy, why, notes = _choose_strategy(x, persona, held)
     target, why_t = _target(x, persona)
     v, a, _ = x.state if x.state is not None else (0.0, 0.0, 0.0)
     pace = "slow" if target[1] <= -0.2 else ("lively" if target[1] >= 0.3 else "moderate")
@@ -365,4 +416,7 @@ def plan_register(x: PlanInput, persona: Persona) -> Register:
     return Register(strategy=strategy, target=tuple(float(t) for t in target),  # type: ignore[arg-type]
                     tone=_tone(target, x.mixed_signals, strategy), pace=pace, length=length,
                     rationale=tuple(why + why_t), notes=tuple(notes), clinical=clinical,
-                    vetted=bool(clinical) and x.clinical_vetted)
+                    vetted=bool(clinical) and x.clinical_vetted,
+                    constraints=tuple(held) if x.learned else (),
+                    learned_top=tuple(sorted(((s, float(p)) for s, p in x.learned.items()),
+                                             key=lambda kv: -kv[1])[:3]) if x.learned else ())

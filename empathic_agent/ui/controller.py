@@ -189,6 +189,10 @@ def perception_markdown(result: Any) -> str:
                      f"{', '.join(reg.get('tone') or []) or '—'} · pace {reg.get('pace', '—')} · length {reg.get('length', '—')}")
         if target:
             lines.append(f"**Agent's target expression:** {_vad((target['valence'], target['arousal'], target['dominance']))}")
+        if reg.get("learned_top"):
+            top = " · ".join(f"{s} {float(p):.2f}" for s, p in reg["learned_top"])
+            lines.append(f"**Strategy model** (what skilled supporters do next): {top} · constraints held: "
+                         f"{', '.join(reg.get('constraints') or []) or 'none'}")
         rationale = reg.get("rationale")
         if rationale:
             why = "; ".join(rationale) if isinstance(rationale, (list, tuple)) else str(rationale)
