@@ -159,10 +159,14 @@ class SpeechPerception:
             t = time.perf_counter()
             try:
                 if isinstance(transcript, concurrent.futures.Future):
-                    tr = transcript.result()
-                    return tr, {**{f"stt.{k}": v for k, v in tr.timings.items()},
-                                "stt_wait_s": time.perf_counter() - t, "stt_early": 1.0}, []
-                if transcript is not None:
+                    try:
+                        tr = transcript.result()
+                    except Exception as exc:  # noqa: BLE001 — the early run failed: transcribe now
+                        log.warning("speech perception: the early transcription failed (%s); transcribing again", exc)
+                    else:
+                        return tr, {**{f"stt.{k}": v for k, v in tr.timings.items()},
+                                    "stt_wait_s": time.perf_counter() - t, "stt_early": 1.0}, []
+                elif transcript is not None:
                     return transcript, {"stt_wait_s": 0.0, "stt_early": 1.0}, []
                 tr = self.stt.transcribe(clip, TranscribeOptions(language=language))
                 return tr, {**{f"stt.{k}": v for k, v in tr.timings.items()},

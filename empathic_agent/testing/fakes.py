@@ -303,7 +303,8 @@ class FakeSpeechPerception(SpeechPerception):
             return SpeechPerceptionResult(None, None, None, {"total_s": time.perf_counter() - t0}, (f"audio: {exc}",))
         timings: dict[str, float] = {}
         if isinstance(transcript, concurrent.futures.Future):
-            transcript = transcript.result()
+            # As in production: a failed early transcription is done again.
+            transcript = transcript.result() if transcript.exception() is None else None
         if transcript is not None:
             timings["stt_early"] = 1.0
         else:

@@ -15,7 +15,7 @@ from empathic_agent.converse import Interrupted, SpeechEnded, SpeechStarted, Tal
 from empathic_agent.converse.listen import Listener
 from empathic_agent.converse.models import FRAME, SAMPLE_RATE, SilenceOnly, VoiceActivity
 from empathic_agent.converse.session import _Reply, pcm_to_float
-from empathic_agent.errors import ConfigError, InputError
+from empathic_agent.errors import ConfigError, InputError, ModelError
 from empathic_agent.graph.builder import build_services
 from empathic_agent.testing.fakes import FakeLLM, FakeSpeechPerception, FakeSTT, FakeTTS
 
@@ -479,3 +479,51 @@ def test_websocket_client_leaving_mid_reply_leaves_the_conversation_usable(talk_
     assert kinds[-1] == "result"
     history = asyncio.run(agent.history(scoped_user("app-a", "ann"), "s1"))
     assert history[-1].role == "assistant" and history[-2].role == "user"
+
+
+class FirstCallFails(FakeSTT):
+    """A transcriber whose first run (the early one, in the pause) fails."""
+
+    def _transcribe_impl(self, clip, options):
+        if not self.clips:
+            self.clips.append(clip)
+            raise ModelError("the model went away for a moment")
+        return super()._transcribe_impl(clip, options)
+
+
+async def test_a_failed_early_transcription_is_done_again_and_the_turn_is_answered(settings):
+    stt = FirstCallFails(["(lost)", "I had a hard day at work."])
+    services = build_services(settings, llm=FakeLLM(["That sounds hard."]), text_encoder=None, memory=None,
+                              face=None, speech=FakeSpeechPerception(stt), tts=FakeTTS(seconds_per_char=0.01))
+    async with await open_talk_agent(settings, services) as agent:
+        audio = np.concatenate([silence(0.3), tone(1.0), silence(3.0)])
+        events = await collect(agent, audio, vad=EnergyVAD(), turn_end=SilenceOnly())
+        results = [e for e in events if isinstance(e, TurnResult)]
+        assert len(results) == 1, events
+        assert results[0].user_text == "I had a hard day at work." and len(stt.clips) == 2
+
+
+def test_speech_perception_reuses_an_early_transcript_and_redoes_a_failed_one():
+    import concurrent.futures
+
+    from empathic_agent.encode.speech.encoder import SpeechAnalysis, SpeechEncoder
+    from empathic_agent.latent import Reading
+    from empathic_agent.perceive.speech import SpeechPerception
+    from empathic_agent.perceive.stt import Transcript as Words
+
+    class QuietEncoder(SpeechEncoder):
+        def analyze(self, x, user_id=None, *, update_baseline=True, mel=None):
+            return SpeechAnalysis(Reading.uninformative("speech"), "ok", "none")
+
+    stt = FakeSTT(["transcribed now"])
+    perception = SpeechPerception(stt, QuietEncoder(), parallel=False)
+    clip = (SAMPLE_RATE, np.concatenate([silence(0.2), tone(1.0), silence(0.3)]))
+    done = concurrent.futures.Future()
+    done.set_result(Words(text="heard in the pause", language="en", language_probability=1.0))
+    early = perception.perceive(clip, "ann", transcript=done)
+    assert early.text == "heard in the pause" and early.timings["stt_early"] == 1.0 and not stt.clips
+    failed = concurrent.futures.Future()
+    failed.set_exception(ModelError("the model went away"))
+    again = perception.perceive(clip, "ann", transcript=failed)
+    assert again.text == "transcribed now" and "stt_s" in again.timings and len(stt.clips) == 1
+    assert perception.transcribe_soon(clip).result().text == "transcribed now"
