@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from empathic_agent.converse.events import Transcript
+from empathic_agent.errors import EmpathicError
 from empathic_agent.generate.llm import ChatMessage
 from empathic_agent.graph.builder import Services, build_graph, build_services
 from empathic_agent.graph.state import StepError, TurnContext
@@ -365,7 +366,7 @@ class Agent:
                                  spoken: str) -> None:
         """Keep in the history only what the person heard of an interrupted reply: the turn's
         words and ``spoken`` (marked interrupted), replacing whatever the cancelled turn stored
-        under the same ``turn_id``."""
+        under the same ``turn_id``; a long-term memory of the turn keeps only ``spoken`` too."""
         from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 
         config = self._config(user_id, session_id)
@@ -380,6 +381,13 @@ class Agent:
                 messages.append(RemoveMessage(id=f"{turn_id}-agent"))
             last = "remember" if "remember" in self.graph.nodes else "generate"
             await self.graph.aupdate_state(config, {"messages": messages}, as_node=last)
+        if self.services.memory is not None:
+            # The turn may have been remembered already (it finished before the person spoke):
+            # its long-term memory keeps only what they heard too.
+            try:
+                await asyncio.to_thread(self.services.memory.correct_reply, user_id, turn_id, spoken)
+            except EmpathicError as exc:
+                _log.warning("could not correct the memory of an interrupted turn: %s", exc)
 
     def converse(self, user_id: str, session_id: str, frames: Any, *, sample_rate: int = 16000,
                  options: Any = None, speak: bool = True, vad: Any = None, turn_end: Any = None

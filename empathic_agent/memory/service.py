@@ -19,6 +19,7 @@ All are :class:`~empathic_agent.errors.EmpathicError`, so a recall step can degr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import math
@@ -246,6 +247,19 @@ class MemoryService:
                                                  mentions=old.mentions + 1 if same else 1))
         self.store.upsert(stored + updated)
         return RememberResult(tuple(stored), tuple(updated))
+
+    def correct_reply(self, user_id: str, turn_id: str, reply: str) -> int:
+        """Replace the reply kept with the episode of ``turn_id`` by ``reply``: talk mode calls it
+        when the person interrupted the agent, so the memory keeps only what they heard.  Returns
+        how many episodes were corrected (0 when the turn was not remembered)."""
+        validate_user_id(user_id)
+        validate_ref_id(turn_id, "turn id")
+        text = truncate_text(clean_memory_text(reply), MAX_REPLY_CHARS)[0]
+        fixed = [dataclasses.replace(r, reply=text, updated_at=self.clock())
+                 for r in self.store.iter_all(user_id, include_embeddings=True)
+                 if r.kind == KIND_EPISODE and r.turn_id == turn_id and r.reply != text]
+        self.store.upsert(fixed)
+        return len(fixed)
 
     def remember(self, user_id: str, text: str, *, kind: str = KIND_EPISODE,
                  emotion: FusedState | Reading | None = None, session_id: str = "manual",

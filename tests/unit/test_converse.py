@@ -527,3 +527,23 @@ def test_speech_perception_reuses_an_early_transcript_and_redoes_a_failed_one():
     again = perception.perceive(clip, "ann", transcript=failed)
     assert again.text == "transcribed now" and "stt_s" in again.timings and len(stt.clips) == 1
     assert perception.transcribe_soon(clip).result().text == "transcribed now"
+
+
+async def test_an_interrupted_turn_that_was_remembered_keeps_only_what_was_heard(settings, tmp_path):
+    from empathic_agent.memory import MemoryService
+    from empathic_agent.memory.store import MemoryStore
+    from empathic_agent.testing import FakeEmbedder
+
+    long_reply = "That sounds really hard. " + "Tell me more about what happened at work today. " * 3
+    memory = MemoryService(MemoryStore.open_embedded(tmp_path / "chroma"), FakeEmbedder(), extract=False)
+    services = build_services(settings, llm=FakeLLM([long_reply, "Of course, go on."]), text_encoder=None,
+                              memory=memory, face=None,
+                              speech=FakeSpeechPerception(FakeSTT(["I had a hard day at work.", "Wait, listen."])),
+                              tts=FakeTTS(seconds_per_char=0.05))
+    async with await open_talk_agent(settings, services) as agent:
+        audio = np.concatenate([silence(0.3), tone(1.0), silence(2.5), tone(1.0), silence(3.0)])
+        events = await collect(agent, audio, vad=EnergyVAD(), turn_end=SilenceOnly())
+        stop = next(e for e in events if isinstance(e, Interrupted))
+        first = [m for m in memory.list_memories("ann") if m.text == "I had a hard day at work."]
+        # The turn finished (and was remembered) before the person spoke over its audio.
+        assert len(first) == 1 and first[0].reply == stop.spoken and len(first[0].reply) < len(long_reply)
