@@ -133,6 +133,12 @@ class Settings:
     #: Speak replies (emotional TTS, sentence by sentence as the reply streams) unless a turn
     #: says otherwise; the voice is ``tts_voice`` (a profile in voices/: piper-joe-medium, espeak-ng).
     speak_replies: bool = False
+    #: Talk mode's turn taking (``converse.TalkOptions``; measured by ``empathic bench voice``):
+    #: silence before the end-of-turn model is asked, the longest pause it may wait through, and
+    #: the speech over a reply that interrupts it (milliseconds).
+    talk_pause_ms: float = 256.0
+    talk_max_pause_ms: float = 1200.0
+    talk_barge_in_ms: float = 384.0
     embedding_model: str = "all-minilm-l6-v2"
     #: Emotion encoders to run on each turn (comma-separated modalities; empty = none).
     encoders: str = "text,speech,face"

@@ -23,7 +23,7 @@ probabilities without any model.  The policy, with the knobs of :class:`TalkOpti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Final
+from typing import Any, Callable, Final
 
 import numpy as np
 
@@ -65,6 +65,18 @@ class TalkOptions:
                 raise ValueError(f"{name} must be >= 0")
         if self.early_stt_ms is not None and not 0 <= self.early_stt_ms < self.max_pause_ms:
             raise ValueError(f"early_stt_ms must be in [0, max_pause_ms), or None; got {self.early_stt_ms}")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "TalkOptions":
+        """The options set in ``Settings`` (``talk_*``), the rest at their defaults; a
+        :class:`ConfigError` names what is wrong."""
+        from empathic_agent.errors import ConfigError
+
+        try:
+            return cls(pause_ms=settings.talk_pause_ms, max_pause_ms=settings.talk_max_pause_ms,
+                       barge_in_ms=settings.talk_barge_in_ms)
+        except ValueError as exc:
+            raise ConfigError(f"talk mode settings (EMPATHIC_TALK_*): {exc}") from exc
 
     def frames(self, ms: float) -> int:
         return max(1, int(round(ms / FRAME_MS)))

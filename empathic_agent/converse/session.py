@@ -143,7 +143,8 @@ async def converse(agent: Any, user_id: str, session_id: str, frames: Any, *, sa
     if speak and getattr(getattr(agent, "services", None), "tts", "absent") is None:
         raise ConfigError("talk mode speaks its replies, but this agent has no voice: set "
                           "EMPATHIC_SPEAK_REPLIES=1 (settings.speak_replies), or pass speak=False for text replies")
-    options = options or TalkOptions()
+    settings = getattr(agent, "settings", None)
+    options = options or (TalkOptions.from_settings(settings) if settings is not None else TalkOptions())
     vad = (vad or _default_vad()).fresh()
     vad.reset()
     turn_end = turn_end or _default_turn_end()

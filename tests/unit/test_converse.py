@@ -547,3 +547,12 @@ async def test_an_interrupted_turn_that_was_remembered_keeps_only_what_was_heard
         first = [m for m in memory.list_memories("ann") if m.text == "I had a hard day at work."]
         # The turn finished (and was remembered) before the person spoke over its audio.
         assert len(first) == 1 and first[0].reply == stop.spoken and len(first[0].reply) < len(long_reply)
+
+
+def test_talk_options_come_from_the_settings(settings):
+    import dataclasses as dc
+
+    opts = TalkOptions.from_settings(dc.replace(settings, talk_pause_ms=320.0, talk_barge_in_ms=500.0))
+    assert (opts.pause_ms, opts.barge_in_ms, opts.max_pause_ms) == (320.0, 500.0, 1200.0)
+    with pytest.raises(ConfigError, match="EMPATHIC_TALK_"):
+        TalkOptions.from_settings(dc.replace(settings, talk_max_pause_ms=100.0))
