@@ -72,8 +72,10 @@ class _Workflow(schema.as_state_machine()):
 
 
 TestStatefulSequences = _Workflow.TestCase
+# Derandomised: the last test asserts which routes the sequences reached, so the sequences must
+# not change from run to run (a random draw once chained no turn into the data routes).
 TestStatefulSequences.settings = settings(max_examples=60, stateful_step_count=6, deadline=None,
-                                          suppress_health_check=list(HealthCheck))
+                                          suppress_health_check=list(HealthCheck), derandomize=True)
 
 
 def test_the_fuzz_corpus_reached_every_route_and_chained_turns(capsys):
