@@ -49,11 +49,6 @@ def load_esconv(data_dir: Path | str, split: str = "test") -> list[dict[str, Any
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def _family_counts(convs: Sequence[dict[str, Any]]) -> Counter[str]:
-    return Counter(family_of(t["strategy"]) for c in convs for t in c["dialog"]
-                   if t["speaker"] == "sys" and t.get("strategy"))
-
-
 def supporter_turns(convs: Sequence[dict[str, Any]], *, encoder: Any = None, persona: Persona | None = None,
                     progress: bool = False) -> list[dict[str, Any]]:
     """Every supporter turn (after the seeker's first message) with what the agent would know at
@@ -147,10 +142,13 @@ def evaluate_esconv(data_dir: Path | str, *, split: str = "test", encoder: Any =
 
     persona = persona or load_persona()
     convs = load_esconv(data_dir, split)[: limit or None]
-    train_families = _family_counts(load_esconv(data_dir, "train"))
-    majority = train_families.most_common(1)[0][0]
+    # ESConv train, read once: the baselines' majority strategy and family and the family prior.
     train_strategies = Counter(t["strategy"] for c in load_esconv(data_dir, "train") for t in c["dialog"]
                                if t["speaker"] == "sys" and t.get("strategy"))
+    train_families: Counter[str] = Counter()
+    for strategy, n in train_strategies.items():
+        train_families[family_of(strategy)] += n
+    majority = train_families.most_common(1)[0][0]
     majority_strategy = train_strategies.most_common(1)[0][0]
     total_train = sum(train_families.values())
     prior = {f: train_families[f] / total_train for f in FAMILIES}
