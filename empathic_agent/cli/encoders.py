@@ -43,9 +43,10 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     q.add_argument("modality", help="encoder modality, e.g. text")
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--csv", help="CSV file to evaluate on")
-    src.add_argument("--dataset", choices=["emobank", "goemotions", "all", "ravdess", "fer2013"],
-                     help="test split of a known data set (text: emobank, goemotions, all; speech: ravdess; "
-                          "face: fer2013)")
+    src.add_argument("--dataset", choices=["emobank", "goemotions", "ed", "esconv", "all", "ravdess", "fer2013"],
+                     help="test split of a known data set (text: emobank, goemotions, and the conversational "
+                          "ed (EmpatheticDialogues) and esconv, read with their context; all = the four; "
+                          "speech: ravdess; face: fer2013)")
     q.add_argument("--data-dir", help="shared data directory (default: the data_dir setting)")
     q.add_argument("--split", default="test", choices=["train", "dev", "test"],
                    help="data set split for --dataset (default: test)")
@@ -53,6 +54,8 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     q.add_argument("--no-baselines", action="store_true", help="skip the lexicon baselines (VADER, NRC EmoLex)")
     q.add_argument("--batch-size", type=int, default=64, help="inputs per encode_batch call (default 64)")
     q.add_argument("--out", help="also write the JSON to this file")
+    q.add_argument("--reliability", metavar="PNG",
+                   help="text: also draw the reliability diagram of every evaluated set into this PNG")
     q.add_argument("--in-frames", action="store_true",
                    help="face: place each crop in a 640x480 frame (random size and place, seeded by --seed), so "
                         "face detection and cropping are measured too")
@@ -73,6 +76,19 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
 
     add_train_arguments(t, include_seed=False)  # --seed comes from the common settings flags
     handled_by(t, "empathic_agent.cli.encoders:run_train_text")
+    t = tsub.add_parser("text-context", parents=[common_parent],
+                        help="train the text encoder's context head on conversational data (≈10 min)",
+                        description="Train the context head of the text encoder (reads a message with the turns "
+                                    "before it and the dialogue state) on EmpatheticDialogues, ESConv seeker turns "
+                                    "(weak labels) and GoEmotions with random contexts, on top of the utterance "
+                                    "encoder in --weights (default: the packaged one); select and calibrate on our "
+                                    "dev split. Writes a complete weights folder to --out.")
+    t.add_argument("--data-dir", help="shared data directory (default: the data_dir setting)")
+    t.add_argument("--weights", help="utterance encoder weights folder (default: the packaged weights)")
+    t.add_argument("--out", required=True, help="folder to write the weights with the context head to")
+    t.add_argument("--work-dir", help="feature cache (default: <cache_dir>/train/text-context)")
+    t.add_argument("--epochs", type=int, default=12, help="training epochs; the best on dev is kept (default 12)")
+    handled_by(t, "empathic_agent.cli.encoders:run_train_text_context")
     from empathic_agent.cli.speech import add_train_parser
 
     add_train_parser(tsub, common_parent)
@@ -123,13 +139,14 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
         result = evaluate(encoder, es, batch_size=args.batch_size, progress=progress)
         if not args.no_baselines and es.input_kind == "text":
             result["baselines"] = lexicon_baselines(es)
+        _reliability(args, {Path(args.csv).name: result})
         emit(result, args.out)
         return 0
     if args.modality != "text":
         print(f"error: --dataset evaluates the text encoder; for {args.modality!r} use --csv", file=sys.stderr)
         return 2
     data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
-    names = ["emobank", "goemotions"] if args.dataset == "all" else [args.dataset]
+    names = ["emobank", "goemotions", "ed", "esconv"] if args.dataset == "all" else [args.dataset]
     results: dict[str, Any] = {}
     for name in names:
         es = dataset_eval_set(name, data_dir, args.split)
@@ -137,7 +154,32 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
         if not args.no_baselines:
             res["baselines"] = lexicon_baselines(es)
         results[name] = res
+    _reliability(args, results)
     emit(results[names[0]] if len(names) == 1 else results, args.out)
+    return 0
+
+
+def _reliability(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    if getattr(args, "reliability", None):
+        from empathic_agent.training.evaluate import write_reliability_png
+
+        panels = dict(results)
+        for name, r in results.items():  # the utterance-only reading of a conversational set, beside it
+            if isinstance(r, dict) and isinstance(r.get("utterance_only"), dict):
+                panels[f"{name} (utterance only)"] = r["utterance_only"]
+        print(f"reliability diagram: {write_reliability_png(panels, args.reliability)}", file=sys.stderr)
+
+
+def run_train_text_context(settings: Settings, args: argparse.Namespace) -> int:
+    """``empathic encoders train text-context``."""
+    from empathic_agent.training.text_context import train
+
+    data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+    work_dir = Path(args.work_dir) if args.work_dir else Path(settings.cache_dir) / "train" / "text-context"
+    record = train(data_dir, args.out, weights_dir=args.weights, cache_dir=settings.cache_dir, work_dir=work_dir,
+                   seed=settings.seed if settings.seed is not None else 13, epochs=args.epochs,
+                   progress=sys.stderr.isatty(), log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({k: record[k] for k in ("rows", "dev", "seconds")}, indent=1))
     return 0
 
 

@@ -146,7 +146,23 @@ def bench_face(settings: Settings, *, image: Any = None, runs: int = 20) -> dict
         from empathic_agent.encode import load_encoder
 
         text = load_encoder("text", settings)
-        text.encode("I thought I'd be fine, but today everything feels heavy.")
+        # As the graph reads it: in its conversation (the turns before it, one more forward pass)
+        # when the text encoder reads context.
+        message = "I thought I'd be fine, but today everything feels heavy."
+        context: Any = None
+        if getattr(text, "reads_context", False):
+            from empathic_agent.encode.text import TextContext
+
+            context = TextContext(("My dad moved into a care home last month.",
+                                   "That's a big change. How have the visits been?",
+                                   "Hard. He didn't know who I was on Sunday.",
+                                   "I'm so sorry. How are you holding up?"))
+            turn["text_reads_context"] = True
+
+        def read_text() -> Any:
+            return text.encode(message) if context is None else text.encode_in_context(message, context)
+
+        read_text()
         speech = None
         try:
             from empathic_agent.cli.speech import BENCH_TEXT, synthesise
@@ -164,7 +180,7 @@ def bench_face(settings: Settings, *, image: Any = None, runs: int = 20) -> dict
         pool = concurrent.futures.ThreadPoolExecutor(3)
         for _ in range(max(1, runs // 2)):
             s0 = time.perf_counter()
-            text.encode("I thought I'd be fine, but today everything feels heavy.")
+            read_text()
             s1 = time.perf_counter()
             if speech is not None:
                 speech.analyze(clip, None, update_baseline=False)
@@ -173,7 +189,7 @@ def bench_face(settings: Settings, *, image: Any = None, runs: int = 20) -> dict
             s3 = time.perf_counter()
             seq.append((s1 - s0, s2 - s1, s3 - s2, s3 - s0))
             p0 = time.perf_counter()
-            futs = [pool.submit(text.encode, "I thought I'd be fine, but today everything feels heavy."),
+            futs = [pool.submit(read_text),
                     pool.submit(enc.analyze, frame)]
             if speech is not None:
                 futs.append(pool.submit(speech.analyze, clip, None, update_baseline=False))

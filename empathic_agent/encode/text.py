@@ -30,12 +30,33 @@ How one message becomes a reading:
    * ``u_truncated = TRUNCATION_DOUBT * (unread fraction)``: a paste longer than the backbone's
      maximum length is read only up to it.
 
-   Combined as independent reasons to doubt, ``u = 1 - (1-u_words)(1-u_ood)(1-u_truncated)``.
+   * ``u_style = STYLE_DOUBT * (number of kinds of marker, at most 2)``: writing the training
+     sentences rarely have and whose literal reading is unreliable — sarcasm and irony markers
+     ("/s", "yeah right", "totally fine", "oh great", "just perfect"), chat slang and
+     abbreviations ("idk", "ngl", "smh", "lowkey", "fr") and drawn-out words ("sooo", "ughhh").
+     The MiniLM states do not set these apart (they look like ordinary English), so they are
+     recognised on the surface; the reading is then wider, and in fusion voice and face count
+     more.
+
+   Combined as independent reasons to doubt,
+   ``u = 1 - (1-u_words)(1-u_ood)(1-u_truncated)(1-u_style)``.
 3. **Reading.**  With probability ``1 - u`` the model is right and with ``u`` we know nothing
    beyond the population prior (neutral mean, ``PRIOR_VARIANCE`` = the variance of a uniform
    spread over [-1, 1]; uniform categories).  The reading is that mixture, moment-matched:
    mean ``(1-u) m``, variance ``(1-u) v + u PRIOR_VARIANCE + u (1-u) m^2``, categories
    ``(1-u) p + u / 7``.  So doubtful input comes out wide and flat, never as an error.
+
+**In a conversation** (:meth:`TextEncoder.analyze` with contexts, :meth:`encode_in_context`) the
+message is read together with what came before it (:class:`TextContext`): the last turns of both
+sides (one more forward pass, truncated from the left so the most recent words are kept) and the
+dialogue state the agent keeps (the previous fused reading).  A context head (``ContextHead``,
+trained by `training.text_context` on conversational data) adds a correction to the category
+logits, and the **conversation domain's calibration** (fitted on conversational dev data) replaces
+the written-text one.  "Yeah, I'm doing alright now, but with minor injuries." after a story of a
+tyre bursting on a busy road is read differently from the same words alone.  Without a context
+(plain :meth:`encode`) the reading is exactly the utterance-only reading above, so the written-text
+figures (EmoBank, GoEmotions) do not move.  Weights without a context head read every message
+utterance-only.
 
 Nothing here imports torch at module level; the model loads on first use.
 """
@@ -64,6 +85,8 @@ if TYPE_CHECKING:
 __all__ = [
     "TextEncoder",
     "TextAnalysis",
+    "TextContext",
+    "context_state_features",
     "DEFAULT_WEIGHTS_DIR",
     "WEIGHTS_FILE",
     "CONFIG_FILE",
@@ -99,6 +122,33 @@ OOD_FULL_RATIO: Final[float] = 1.5
 TRUNCATION_DOUBT: Final[float] = 0.5
 
 _WORD = re.compile(r"[^\W\d_]+")
+
+#: Doubt per kind of style marker (sarcasm, slang, drawn-out words); two kinds give 0.51.
+STYLE_DOUBT: Final[float] = 0.3
+_SARCASM = re.compile(
+    r"(?:^|\s)/s\b|\byeah,? right\b|\bsure,? (?:jan|buddy)\b|\btotally (?:fine|great|normal|okay|ok)\b"
+    r"|\boh,? (?:great|wonderful|joy|perfect|fantastic|lovely)\b|\bjust (?:great|perfect|wonderful|fantastic|lovely)\b"
+    r"|\bas if\b|\bthanks a lot\b|\bwhat a (?:surprise|shock)\b|\bcould(?:n'?t| not) be better\b"
+    r"|\bi just love (?:it )?when\b|\bfine, everything is fine\b|\beverything is (?:totally |just )?fine\b",
+    re.IGNORECASE)
+_SLANG = re.compile(
+    r"\b(?:idk|ngl|smh|tbh|imo|lowkey|highkey|fr|frfr|deadass|bruh|af|fml|wtf|lmao|lmfao|rofl|ikr|istg|jk|tfw|mfw"
+    r"|yolo|fomo|sus|no cap|bussin|big mood|it's giving|slay|rn|ppl|ur|pls|plz)\b",
+    re.IGNORECASE)
+_DRAWN_OUT = re.compile(r"([a-z])\1{2,}", re.IGNORECASE)
+
+
+def style_markers(text: str) -> tuple[str, ...]:
+    """The kinds of style marker in ``text``: ``sarcasm``, ``slang``, ``drawn_out`` (see
+    ``u_style`` in the module docstring)."""
+    kinds = []
+    if _SARCASM.search(text):
+        kinds.append("sarcasm")
+    if _SLANG.search(text):
+        kinds.append("slang")
+    if _DRAWN_OUT.search(text):
+        kinds.append("drawn_out")
+    return tuple(kinds)
 
 
 def word_count(text: str) -> int:
@@ -139,6 +189,45 @@ def calibrate_outputs(mean: NDArray[np.float64], logvar: NDArray[np.float64], lo
 
 
 @dataclass(frozen=True)
+class TextContext:
+    """What the conversation said before a message.
+
+    Attributes:
+        turns: the previous turns of both sides, oldest first (the agent's replies included);
+            only the last few are read (the config's ``context.turns``).
+        state: the dialogue state before this message — the previous turn's fused reading (or its
+            temporal prior); None at the start of a conversation.
+    """
+
+    turns: tuple[str, ...] = ()
+    state: Reading | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "turns", tuple(_as_text(t).strip() for t in self.turns if _as_text(t).strip()))
+        if self.state is not None and not isinstance(self.state, Reading):
+            raise TypeError(f"TextContext.state must be a Reading, got {type(self.state).__name__}")
+
+    def text(self, max_turns: int) -> str:
+        """The last ``max_turns`` turns as one passage (what the context head's forward pass reads)."""
+        return " ".join(self.turns[-max_turns:]) if max_turns > 0 else ""
+
+
+def context_state_features(context: TextContext | None) -> NDArray[np.float64]:
+    """The dialogue-state features of the context head (``text_model.CONTEXT_STATE_FEATURES``):
+    has turns, has a state, the state's confidence, VAD mean (3) and categories (7)."""
+    out = np.zeros(13)
+    if context is None:
+        return out
+    out[0] = 1.0 if context.turns else 0.0
+    if context.state is not None:
+        out[1] = 1.0
+        out[2] = context.state.confidence
+        out[3:6] = context.state.mean
+        out[6:13] = context.state.categories
+    return out
+
+
+@dataclass(frozen=True)
 class TextAnalysis:
     """A reading plus why it is as certain as it is (for debugging and evaluation)."""
 
@@ -150,12 +239,15 @@ class TextAnalysis:
     doubt_ood: float
     doubt_truncated: float
     doubt: float
+    doubt_style: float = 0.0
+    style: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"reading": self.reading.to_dict(), "n_words": self.n_words,
                 "seen_fraction": self.seen_fraction, "mahalanobis": self.mahalanobis,
                 "doubt_words": self.doubt_words, "doubt_ood": self.doubt_ood,
-                "doubt_truncated": self.doubt_truncated, "doubt": self.doubt}
+                "doubt_truncated": self.doubt_truncated, "doubt_style": self.doubt_style,
+                "style": list(self.style), "doubt": self.doubt}
 
 
 def _as_text(x: Any) -> str:
@@ -199,6 +291,7 @@ class TextEncoder(Encoder):
         self._model: Any = None
         self._tokenizer: Any = None
         self._heads: Any = None
+        self._context_head: Any = None
         self._ood_mean: NDArray[np.float64] | None = None
         self._ood_precision: NDArray[np.float64] | None = None
         # Tokenizers are not safe to call from several threads at once; neither is our state.
@@ -248,6 +341,11 @@ class TextEncoder(Encoder):
         tm.load_adapter_state(model, state, scale=arch["lora_alpha"] / arch["lora_rank"])
         heads = tm.EmotionHeads(arch["head_input_size"], arch["head_width"]).eval()
         tm.load_head_state(heads, state)
+        context_head = None
+        if config.get("context") and any(k.startswith("context.") for k in state):
+            context_head = tm.ContextHead(arch["head_input_size"], int(config["context"]["width"])).eval()
+            tm.load_context_head_state(context_head, state)
+        self._context_head = context_head
         self._ood_mean = state["ood.mean"].double().numpy()
         self._ood_precision = state["ood.precision"].double().numpy()
         if self.max_length is None:
@@ -262,8 +360,9 @@ class TextEncoder(Encoder):
 
     # -- encoding ------------------------------------------------------------------------------
     def _forward(self, texts: list[str]) -> dict[str, NDArray[np.float64]]:
-        """Raw outputs for non-empty texts: mean/logvar (N,3), logits (N,7), seen (N,) and the
-        mean-pooled states of the last frozen layer (N,H) under ``pooled``."""
+        """Raw outputs for non-empty texts: mean/logvar (N,3), logits (N,7), seen (N,), the
+        mean-pooled states of the last frozen layer (N,H) under ``pooled`` and the heads' input
+        (N,2H) under ``features``."""
         import torch
 
         from empathic_agent.encode import text_model as tm
@@ -277,6 +376,7 @@ class TextEncoder(Encoder):
         mean = np.zeros((len(texts), 3))
         logvar = np.zeros((len(texts), 3))
         logits = np.zeros((len(texts), len(CATEGORIES)))
+        features = np.zeros((len(texts), 2 * self._model.config.hidden_size))
         seen = np.ones(len(texts))
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
@@ -287,8 +387,10 @@ class TextEncoder(Encoder):
                 mask = batch["attention_mask"]
                 out = self._model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
                 mid = tm.mean_pool(out.hidden_states[mid_layer], mask)
-                m, lv, lg = self._heads(torch.cat([tm.mean_pool(out.last_hidden_state, mask), mid], dim=-1))
+                feats = torch.cat([tm.mean_pool(out.last_hidden_state, mask), mid], dim=-1)
+                m, lv, lg = self._heads(feats)
                 rows = np.asarray(idx)
+                features[rows] = feats.double().numpy()
                 pooled[rows] = mid.double().numpy()
                 mean[rows] = m.double().numpy()
                 logvar[rows] = lv.double().numpy()
@@ -297,19 +399,84 @@ class TextEncoder(Encoder):
                 for j, i in enumerate(idx):
                     total = len(texts[i].rstrip())
                     seen[i] = min(1.0, float(ends[j]) / total) if total else 1.0
-        return {"pooled": pooled, "mean": mean, "logvar": logvar, "logits": logits, "seen": seen}
+        return {"pooled": pooled, "mean": mean, "logvar": logvar, "logits": logits, "seen": seen,
+                "features": features}
+
+    def _context_features(self, passages: list[str], max_tokens: int | None = None) -> NDArray[np.float64]:
+        """The heads' input features of context passages (N, 2H), read from their *end*: the
+        tokenizer truncates from the left, so the most recent words are the ones kept."""
+        import torch
+
+        from empathic_agent.encode import text_model as tm
+
+        if max_tokens is None:
+            max_tokens = int(self.config["context"]["max_tokens"])
+        mid_layer = int(self.config["ood"]["layer"])
+        out_features = np.zeros((len(passages), 2 * self._model.config.hidden_size))
+        # Only the last characters can survive left truncation: bound the tokenisation work.
+        clipped = [p[-MAX_TOKENISED_CHARS:] for p in passages]
+        order = sorted(range(len(passages)), key=lambda i: len(clipped[i]))
+        side = self._tokenizer.truncation_side
+        self._tokenizer.truncation_side = "left"
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(order), self.batch_size):
+                    idx = order[start:start + self.batch_size]
+                    batch = self._tokenizer([clipped[i] for i in idx], truncation=True, max_length=max_tokens,
+                                            padding=True, return_tensors="pt")
+                    mask = batch["attention_mask"]
+                    out = self._model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
+                    feats = torch.cat([tm.mean_pool(out.last_hidden_state, mask),
+                                       tm.mean_pool(out.hidden_states[mid_layer], mask)], dim=-1)
+                    out_features[np.asarray(idx)] = feats.double().numpy()
+        finally:
+            self._tokenizer.truncation_side = side
+        return out_features
+
+    @property
+    def reads_context(self) -> bool:
+        """True when the loaded weights have a context head (loads the encoder)."""
+        self.load()
+        return self._context_head is not None
+
+    def _context_logits(self, features: NDArray[np.float64], contexts: Sequence[TextContext | None]) -> NDArray[np.float64]:
+        """The context head's logit corrections (N, 7) for messages with these contexts."""
+        import torch
+
+        n = len(contexts)
+        max_turns = int(self.config["context"]["turns"])
+        passages = [c.text(max_turns) if c is not None else "" for c in contexts]
+        ctx_features = np.zeros_like(features)
+        with_turns = [i for i, p in enumerate(passages) if p]
+        if with_turns:
+            ctx_features[with_turns] = self._context_features([passages[i] for i in with_turns])
+        state = np.stack([context_state_features(c) for c in contexts]) if n else np.zeros((0, 13))
+        with torch.inference_mode():
+            delta = self._context_head(torch.as_tensor(features, dtype=torch.float32),
+                                       torch.as_tensor(ctx_features, dtype=torch.float32),
+                                       torch.as_tensor(state, dtype=torch.float32))
+        return delta.double().numpy()
 
     def _mahalanobis(self, pooled: NDArray[np.float64]) -> NDArray[np.float64]:
         assert self._ood_mean is not None and self._ood_precision is not None
         diff = pooled - self._ood_mean
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", diff, self._ood_precision, diff), 0.0))
 
-    def analyze(self, texts: Sequence[Any]) -> list[TextAnalysis]:
-        """Readings with the components of their doubt (see the module docstring)."""
+    def analyze(self, texts: Sequence[Any], contexts: Sequence[TextContext | None] | None = None,
+                *, use_context_head: bool = True) -> list[TextAnalysis]:
+        """Readings with the components of their doubt (see the module docstring).
+
+        ``contexts`` (one per text, None for a message without one) reads the messages as turns
+        of a conversation: the context head's correction and the conversation domain's
+        calibration.  ``use_context_head=False`` keeps the conversation calibration but reads
+        each message alone (the utterance-only baseline of the evaluation)."""
         self.load()
         items = [_as_text(t) for t in texts]
         n = len(items)
-        calibration = self.config["calibration"]
+        if contexts is not None and len(contexts) != n:
+            raise ValueError(f"{len(contexts)} contexts for {n} texts")
+        in_conversation = contexts is not None and self._context_head is not None
+        calibration = self.config["context"]["calibration"] if in_conversation else self.config["calibration"]
         ood = self.config["ood"]
         mean = np.zeros((n, 3))
         var = np.full((n, 3), PRIOR_VARIANCE)
@@ -321,6 +488,9 @@ class TextEncoder(Encoder):
         if live:
             with self._lock:
                 raw = self._forward([items[i] for i in live])
+                if in_conversation and use_context_head:
+                    assert contexts is not None
+                    raw["logits"] = raw["logits"] + self._context_logits(raw["features"], [contexts[i] for i in live])
             m, v, p = calibrate_outputs(raw["mean"], raw["logvar"], raw["logits"], calibration)
             mean[live], var[live], probs[live] = m, v, p
             seen[live] = raw["seen"]
@@ -330,7 +500,9 @@ class TextEncoder(Encoder):
             ratio = np.log(np.where(np.isnan(dist), 1.0, dist) / float(ood["dev_q95"])) / math.log(OOD_FULL_RATIO)
         u_ood = np.where(np.isnan(dist), 0.0, np.clip(ratio, 0.0, 1.0))
         u_trunc = TRUNCATION_DOUBT * (1.0 - seen)
-        doubt = 1.0 - (1.0 - u_words) * (1.0 - u_ood) * (1.0 - u_trunc)
+        markers = [style_markers(t) for t in items]
+        u_style = np.array([1.0 - (1.0 - STYLE_DOUBT) ** min(2, len(k)) for k in markers])
+        doubt = 1.0 - (1.0 - u_words) * (1.0 - u_ood) * (1.0 - u_trunc) * (1.0 - u_style)
         for i, t in enumerate(items):
             if not t.strip():
                 doubt[i] = 1.0
@@ -341,11 +513,32 @@ class TextEncoder(Encoder):
             out.append(TextAnalysis(reading=reading, n_words=int(words[i]), seen_fraction=float(seen[i]),
                                     mahalanobis=None if np.isnan(dist[i]) else float(dist[i]),
                                     doubt_words=float(u_words[i]), doubt_ood=float(u_ood[i]),
+                                    doubt_style=float(u_style[i]), style=markers[i],
                                     doubt_truncated=float(u_trunc[i]), doubt=float(doubt[i])))
         return out
 
     def _encode_batch_impl(self, xs: list[Any]) -> list[Reading]:
         return [a.reading for a in self.analyze(xs)]
+
+    def encode_in_context(self, text: Any, context: TextContext | None) -> Reading:
+        """One message read as a turn of a conversation (see the module docstring)."""
+        return self.encode_batch_in_context([text], [context])[0]
+
+    def encode_batch_in_context(self, texts: Sequence[Any], contexts: Sequence[TextContext | None]) -> list[Reading]:
+        """Messages read in their conversations, one context per message (the same input checks
+        and error boundary as :meth:`encode_batch`)."""
+        items, ctxs = list(texts), list(contexts)
+        if len(items) != len(ctxs):
+            raise ValueError(f"{len(ctxs)} contexts for {len(items)} texts")
+        for i, (x, c) in enumerate(zip(items, ctxs)):
+            if x is not None and not isinstance(x, self.input_types):
+                raise TypeError(f"{self.name} encoder: input {i} is {type(x).__name__}; expected str, bytes or None")
+            if c is not None and not isinstance(c, TextContext):
+                raise TypeError(f"{self.name} encoder: context {i} is {type(c).__name__}; expected TextContext or None")
+        if not items:
+            return []
+        self.load()
+        return self._translate(lambda: [a.reading for a in self.analyze(items, ctxs)], "encoding")
 
     def _translate_error(self, exc: Exception, stage: str) -> EncoderError:
         if isinstance(exc, (OSError, KeyError, ValueError)) and stage == "loading":

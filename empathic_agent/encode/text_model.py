@@ -295,3 +295,43 @@ def load_head_state(heads: EmotionHeads, state: dict[str, torch.Tensor]) -> None
 
 def count(params: Iterable[torch.Tensor]) -> int:
     return sum(int(p.numel()) for p in params)
+
+
+#: Dialogue-state features of the context head (see `context_state_features`): has-turns flag,
+#: has-state flag, the state's confidence, its VAD mean (3) and its categories (7).
+CONTEXT_STATE_FEATURES = 13
+#: Hidden width of the context head.
+CONTEXT_WIDTH = 256
+
+
+class ContextHead(nn.Module):
+    """Reads a message *in its conversation*: a correction of the category logits.
+
+    inputs: the message's sentence features (B, F) — the same vector the utterance heads read —,
+    the features of the turns before it (B, F; zeros when there are none), their cosine
+    similarity (B, 1: how related the message is to what came before) and the dialogue-state
+    features (B, CONTEXT_STATE_FEATURES) -> a logit correction (B, 7) that is *added* to the
+    utterance head's logits.  The last layer starts at zero, so an untrained head is exactly the
+    utterance-only reading, and training learns only what the context adds.
+    """
+
+    def __init__(self, feature_size: int = 768, width: int = CONTEXT_WIDTH, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(2 * feature_size + 1 + CONTEXT_STATE_FEATURES, width), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(width, N_CATEGORIES))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, utterance: torch.Tensor, context: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        cos = nn.functional.cosine_similarity(utterance, context, dim=-1, eps=1e-6).unsqueeze(-1)
+        return self.net(torch.cat([utterance, context, cos, state], dim=-1))
+
+
+def context_head_state(head: ContextHead) -> dict[str, torch.Tensor]:
+    return {f"context.{k}": v.detach().clone() for k, v in head.state_dict().items()}
+
+
+def load_context_head_state(head: ContextHead, state: dict[str, torch.Tensor]) -> None:
+    sub = {k[len("context."):]: v.float() for k, v in state.items() if k.startswith("context.")}
+    head.load_state_dict(sub, strict=True)

@@ -140,17 +140,17 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         if state.get("face_reading"):  # no face seen -> no face reading (not a neutral one)
             readings["face"] = Reading.from_dict(state["face_reading"])
         errors: list[StepError] = []
-        if services.text_encoder is not None:
-            try:
-                # Blocking torch inference: off the event loop, so other users' turns keep streaming.
-                readings["text"] = await asyncio.to_thread(services.text_encoder.encode, state["user_text"])
-            except EmpathicError as exc:  # an encoder failing degrades the turn, never fails it
-                errors.append(StepError(step="encode", error=type(exc).__name__, message=str(exc)))
         prior = None
         if state.get("emotion"):
             previous = FusedState.from_dict(state["emotion"])
             elapsed = max(0.0, now - float(state.get("emotion_at") or now))
             prior = temporal_prior(previous, turns=1.0, seconds=elapsed)
+        if services.text_encoder is not None:
+            try:
+                # Blocking torch inference: off the event loop, so other users' turns keep streaming.
+                readings["text"] = await asyncio.to_thread(_read_text, services.text_encoder, state, prior)
+            except EmpathicError as exc:  # an encoder failing degrades the turn, never fails it
+                errors.append(StepError(step="encode", error=type(exc).__name__, message=str(exc)))
         out: dict[str, Any] = {"readings": {m: r.to_dict() for m, r in readings.items()}, "degraded": errors}
         if readings or prior is not None:
             fused = fuse(list(readings.values()), prior=prior)
@@ -533,6 +533,23 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         nodes["recall"] = recall
         nodes["remember"] = remember
     return nodes
+
+
+#: Earlier turns handed to a text encoder that reads messages in their conversation (it reads
+#: its own configured number of the most recent ones).
+CONTEXT_TURNS = 4
+
+
+def _read_text(encoder: Any, state: TurnState, prior: Any) -> Any:
+    """The person's message read as a turn of this conversation when the encoder can (the turns
+    before it and the dialogue state: this turn's prior), else alone."""
+    if not hasattr(encoder, "encode_in_context") or not encoder.reads_context:
+        return encoder.encode(state["user_text"])
+    from empathic_agent.encode.text import TextContext
+
+    earlier = state.get("messages", [])[:-1][-CONTEXT_TURNS:]  # the last message is this one
+    turns = tuple(m.content for m in earlier if isinstance(m.content, str) and m.content.strip())
+    return encoder.encode_in_context(state["user_text"], TextContext(turns, prior))
 
 
 def _trajectory_entry(turn_id: str | None, at: float, fused: Any, readings: dict[str, Any]) -> dict[str, Any]:

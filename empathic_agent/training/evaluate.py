@@ -10,12 +10,19 @@ Input: an `EvalSet` — built from any CSV (:func:`read_eval_csv`) or from a dat
     disgust; a few common synonyms are accepted, e.g. happy, sad, angry, fearful, surprised,
     disgusted, calm -> neutral), or several separated by ``;``, ``|`` or ``,`` for multi-label rows;
   - ``valence``, ``arousal``, ``dominance``: numbers in [-1, 1].
+* optional ``context``: the turns before the message, one per line, oldest first (both sides,
+  alternating, the message answering the last line).  A text encoder that reads context
+  (:meth:`~empathic_agent.encode.text.TextEncoder.encode_in_context`) then reads each row as a
+  turn of its conversation, and the result also holds ``utterance_only``: the same rows read
+  alone (conversation calibration, no context) — the gain the context brings.
   Column names are case-insensitive.  An empty label cell means "no label": the row still counts in
   ``n`` but not in that metric.  Malformed files raise :class:`DatasetError` saying what and where.
 
 Output (:func:`evaluate`): ``n``; for categories ``accuracy``, ``macro_f1``, ``weighted_f1``,
 ``per_class_f1``, ``confusion_matrix`` (``labels``, rows = gold, columns = predicted) and
-``calibration`` (expected calibration error of the top category's probability, log-loss) — these
+``calibration`` (expected calibration error of the top category's probability, log-loss, and the
+reliability table behind the ECE: per bin of top probability, rows, mean confidence, accuracy;
+:func:`write_reliability_png` draws it) — these
 keys are ``null`` when the data has no emotion labels; ``pearson_valence`` / ``_arousal`` /
 ``_dominance`` (plus ``vad`` details: MAE and the mean squared z-score, which is ~1 when the
 encoder's variance is calibrated) when VAD columns exist.
@@ -68,7 +75,10 @@ __all__ = [
 ]
 
 #: Data-set shortcuts of ``empathic encoders eval text --dataset``.
-DATASETS: Final[tuple[str, ...]] = ("emobank", "goemotions", "fer2013")
+DATASETS: Final[tuple[str, ...]] = ("emobank", "goemotions", "fer2013", "ed", "esconv")
+#: Conversational sets (read with their context): EmpatheticDialogues speaker turns (train/dev =
+#: our split of ED's dev file, test = ED's test file) and ESConv seeker turns.
+CONVERSATION_DATASETS: Final[tuple[str, ...]] = ("ed", "esconv")
 
 #: Label synonyms accepted in an ``emotion`` column (RAVDESS/FER-style names -> ours).
 LABEL_ALIASES: Final[dict[str, str]] = {
@@ -103,6 +113,8 @@ class EvalSet:
     has_emotion: bool = True
     has_vad: bool = True
     notes: tuple[str, ...] = field(default=())
+    #: Per row, the turns before the message (oldest first), or None for a set without context.
+    contexts: list[tuple[str, ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -169,6 +181,8 @@ def read_eval_csv(path: Path | str, input_kind: str = INPUT_TEXT) -> EvalSet:
                            f"a {input_kind} encoder reads its inputs from the {input_kind!r} column")
     vad_cols = [d for d in DIMENSIONS if d in columns]
     has_emotion = "emotion" in columns
+    has_context = "context" in columns and input_kind == INPUT_TEXT
+    contexts: list[tuple[str, ...]] = []
     if not has_emotion and not vad_cols:
         raise DatasetError(f"{path} has no label column: expected 'emotion' and/or "
                            f"{', '.join(DIMENSIONS)} (columns: {', '.join(header)})")
@@ -188,6 +202,8 @@ def read_eval_csv(path: Path | str, input_kind: str = INPUT_TEXT) -> EvalSet:
         else:
             inputs.append(cell)
         emotions.append(_parse_labels(row[columns["emotion"]], where) if has_emotion else ())
+        if has_context:
+            contexts.append(tuple(line.strip() for line in row[columns["context"]].split("\n") if line.strip()))
         for d, dim in enumerate(DIMENSIONS):
             if dim in columns:
                 vad[r, d] = _parse_unit(row[columns[dim]], where, dim)
@@ -195,7 +211,8 @@ def read_eval_csv(path: Path | str, input_kind: str = INPUT_TEXT) -> EvalSet:
     if vad_cols and len(vad_cols) < len(DIMENSIONS):
         notes.append(f"only {', '.join(vad_cols)} given")
     return EvalSet(name=str(path), inputs=inputs, emotions=emotions, vad=vad, input_kind=input_kind,
-                   has_emotion=has_emotion, has_vad=bool(vad_cols), notes=tuple(notes))
+                   has_emotion=has_emotion, has_vad=bool(vad_cols), notes=tuple(notes),
+                   contexts=contexts if has_context else None)
 
 
 def dataset_eval_set(name: str, data_dir: Path | str, split: str = "test") -> EvalSet:
@@ -213,6 +230,16 @@ def dataset_eval_set(name: str, data_dir: Path | str, split: str = "test") -> Ev
                        vad=np.full((len(texts), len(DIMENSIONS)), np.nan), has_emotion=True, has_vad=False)
     if name == "fer2013":
         return read_fer2013_split(data_dir, split)
+    if name in CONVERSATION_DATASETS:
+        from empathic_agent.training import text_context as tc
+
+        rows = tc.ed_rows(data_dir, split) if name == "ed" else tc.esconv_rows(data_dir, split)
+        gold = tc.gold_sets(np.array([r.target for r in rows], dtype=np.float64))
+        weak = ("labels are the conversation's emotion (weak), mapped to our categories as in "
+                "training.text_context; gold = categories with >= 0.4 of the mapped label")
+        return EvalSet(name=f"{name}/{split}", inputs=[r.text for r in rows], emotions=gold,
+                       vad=np.full((len(rows), len(DIMENSIONS)), np.nan), has_emotion=True, has_vad=False,
+                       notes=(weak,), contexts=[r.turns for r in rows])
     raise DatasetError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
 
 
@@ -301,13 +328,18 @@ def _calibration(gold: Sequence[tuple[str, ...]], probs: NDArray[np.float64]) ->
     edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
     which = np.clip(np.digitize(conf, edges[1:-1]), 0, ECE_BINS - 1)
     ece = 0.0
+    reliability = []
     for b in range(ECE_BINS):
         sel = which == b
         if sel.any():
             ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+            reliability.append({"bin": [round(float(edges[b]), 2), round(float(edges[b + 1]), 2)], "n": int(sel.sum()),
+                                "confidence": round(float(conf[sel].mean()), 4),
+                                "accuracy": round(float(correct[sel].mean()), 4)})
     gold_mass = np.array([sum(probs[i, index[c]] for c in g) for i, g in enumerate(gold)])
     logloss = float(-np.mean(np.log(np.clip(gold_mass, LOGLOSS_FLOOR, 1.0))))
-    return {"ece": float(ece), "log_loss": logloss, "mean_top_probability": float(conf.mean())}
+    return {"ece": float(ece), "log_loss": logloss, "mean_top_probability": float(conf.mean()),
+            "reliability": reliability}
 
 
 def evaluate_predictions(eval_set: EvalSet, *, categories: NDArray[np.float64] | None = None,
@@ -394,13 +426,90 @@ def evaluate(encoder: Encoder, eval_set: EvalSet, *, batch_size: int = 64,
 
         chunks = tqdm(chunks, desc=f"encoding {Path(eval_set.name).name}", unit="batch", leave=False)
     t0 = time.perf_counter()
-    for start in chunks:
-        readings.extend(encoder.encode_batch(eval_set.inputs[start:start + batch_size]))
+    in_context = eval_set.contexts is not None and bool(getattr(encoder, "reads_context", False))
+    if in_context:
+        contexts = conversation_contexts(encoder, eval_set)
+        for start in chunks:
+            readings.extend(encoder.encode_batch_in_context(eval_set.inputs[start:start + batch_size],
+                                                            contexts[start:start + batch_size]))
+    else:
+        for start in chunks:
+            readings.extend(encoder.encode_batch(eval_set.inputs[start:start + batch_size]))
     seconds = time.perf_counter() - t0
     out = evaluate_readings(eval_set, readings)
+    if in_context:
+        alone = [a.reading for a in encoder.analyze(eval_set.inputs, contexts, use_context_head=False)]
+        base = evaluate_readings(eval_set, alone)
+        out["utterance_only"] = {k: base.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "per_class_f1",
+                                                          "calibration", "mean_confidence")}
+        with_turns = [i for i, c in enumerate(eval_set.contexts or []) if c]
+        out["rows_with_context"] = len(with_turns)
+        if with_turns and len(with_turns) < len(eval_set):
+            sub = _subset(eval_set, with_turns)
+            ctx_m = evaluate_readings(sub, [readings[i] for i in with_turns])
+            alone_m = evaluate_readings(sub, [alone[i] for i in with_turns])
+            out["only_rows_with_context"] = {
+                "n": len(with_turns),
+                "context": {k: ctx_m.get(k) for k in ("accuracy", "macro_f1", "weighted_f1")},
+                "utterance_only": {k: alone_m.get(k) for k in ("accuracy", "macro_f1", "weighted_f1")}}
+    elif eval_set.contexts is not None:
+        out.setdefault("notes", []).append("the set has contexts, but this encoder reads messages alone")
     out["encoder"] = encoder.info()
     out["seconds"] = round(seconds, 3)
     out["ms_per_item"] = round(1000 * seconds / len(eval_set), 3)
+    return out
+
+
+def _subset(eval_set: EvalSet, rows: Sequence[int]) -> EvalSet:
+    return EvalSet(name=eval_set.name, inputs=[eval_set.inputs[i] for i in rows],
+                   emotions=[eval_set.emotions[i] for i in rows], vad=eval_set.vad[list(rows)],
+                   input_kind=eval_set.input_kind, has_emotion=eval_set.has_emotion, has_vad=eval_set.has_vad,
+                   contexts=None if eval_set.contexts is None else [eval_set.contexts[i] for i in rows])
+
+
+def conversation_contexts(encoder: Any, eval_set: EvalSet) -> list[Any]:
+    """Each row's `TextContext`: its turns, and as dialogue state the text-only fused reading of
+    the person's earlier turns (turns alternate and the message answers the last one), as in
+    training (`training.text_context.dialogue_states`)."""
+    from empathic_agent.encode.text import TextContext
+    from empathic_agent.training.text_context import dialogue_states, person_turns
+
+    turns = eval_set.contexts or [()] * len(eval_set)
+    person = [person_turns(t) for t in turns]
+    earlier = sorted({t for p in person for t in p})
+    readings = dict(zip(earlier, encoder.encode_batch(earlier))) if earlier else {}
+    states = dialogue_states(readings, person)
+    return [TextContext(t, s) for t, s in zip(turns, states)]
+
+
+def write_reliability_png(results: dict[str, Any], path: Path | str) -> Path:
+    """A reliability diagram (accuracy against confidence per bin, one panel per result that has
+    a calibration table) as a PNG; needs Pillow (the ``face`` extra)."""
+    from PIL import Image, ImageDraw
+
+    panels = [(name, r["calibration"]) for name, r in results.items()
+              if isinstance(r, dict) and isinstance(r.get("calibration"), dict) and r["calibration"].get("reliability")]
+    if not panels:
+        raise DatasetError("no result with a calibration table to draw")
+    size, pad = 260, 40
+    img = Image.new("RGB", (len(panels) * (size + pad) + pad, size + 2 * pad + 20), "white")
+    draw = ImageDraw.Draw(img)
+    for k, (name, cal) in enumerate(panels):
+        x0, y0 = pad + k * (size + pad), pad
+        draw.rectangle([x0, y0, x0 + size, y0 + size], outline="black")
+        draw.line([x0, y0 + size, x0 + size, y0], fill=(170, 170, 170))  # perfect calibration
+        total = sum(b["n"] for b in cal["reliability"])
+        for b in cal["reliability"]:
+            lo, hi = b["bin"]
+            bx0, bx1 = x0 + lo * size + 2, x0 + hi * size - 2
+            draw.rectangle([bx0, y0 + size - b["accuracy"] * size, bx1, y0 + size], fill=(70, 110, 190))
+            cy = y0 + size - b["confidence"] * size
+            draw.line([bx0, cy, bx1, cy], fill=(200, 40, 40), width=2)
+            draw.text((bx0, y0 + size + 4), f"{b['n'] / total:.0%}" if b["n"] / total >= 0.05 else "", fill="black")
+        draw.text((x0, y0 - 30), f"{name}", fill="black")
+        draw.text((x0, y0 - 16), f"ECE {cal['ece']:.3f}  (bars: accuracy, red: confidence)", fill="black")
+    out = Path(path)
+    img.save(out)
     return out
 
 

@@ -129,3 +129,66 @@ def test_cli_eval_on_a_small_csv(tmp_path):
     assert res["accuracy"] >= 0.75
     assert res["pearson_valence"] > 0.8
     assert "baselines" in res
+
+
+# ---------------------------------------------------------------- reading in a conversation
+
+JOB_LOSS = ("I lost my job today.", "That's awful. What happened?")
+
+
+def test_the_packaged_weights_read_messages_in_their_conversation(encoder):
+    from empathic_agent.encode.text import TextContext
+
+    assert encoder.reads_context
+    message = "They said the whole team is being cut."
+    negative = [CATEGORIES.index(c) for c in ("sadness", "anger", "fear")]
+    with_context = encoder.analyze([message], [TextContext(JOB_LOSS)])[0].reading
+    alone = encoder.analyze([message], [TextContext(JOB_LOSS)], use_context_head=False)[0].reading
+    # The context head moves the reading towards the conversation it belongs to.
+    assert with_context.category_array[negative].sum() > alone.category_array[negative].sum() + 0.02
+    # Plain encode() never uses the conversation calibration or the head.
+    assert encoder.encode(message).categories == encoder.analyze([message])[0].reading.categories
+
+
+def test_batch_in_context_equals_one_by_one_and_bad_contexts_are_refused(encoder):
+    from empathic_agent.encode.text import TextContext
+    from empathic_agent.latent import Reading
+
+    state = Reading.from_categories({"sadness": 0.8, "neutral": 0.2}, "prior")
+    texts = ["They said the whole team is being cut.", "ok", "", "I start the new job on Monday!"]
+    contexts = [TextContext(JOB_LOSS), None, TextContext(JOB_LOSS, state), TextContext((), state)]
+    batch = encoder.encode_batch_in_context(texts, contexts)
+    for text, ctx, r in zip(texts, contexts, batch):
+        one = encoder.encode_in_context(text, ctx)
+        np.testing.assert_allclose(one.categories, r.categories, atol=1e-4)
+        np.testing.assert_allclose(one.mean, r.mean, atol=1e-4)
+    # An empty message is still the prior, whatever came before.
+    np.testing.assert_allclose(batch[2].categories, [1 / 7] * 7)
+    np.testing.assert_allclose(batch[2].mean, [0, 0, 0])
+    with pytest.raises(TypeError):
+        encoder.encode_batch_in_context(["hi"], ["not a context"])
+    with pytest.raises(ValueError):
+        encoder.encode_batch_in_context(["hi", "there"], [None])
+
+
+def test_sarcasm_slang_and_drawn_out_words_widen_the_reading(encoder):
+    plain = encoder.analyze(["I am fine."])[0]
+    for text, kind in (("yeah right, I am fine.", "sarcasm"), ("idk ngl i am fine", "slang"),
+                       ("I am sooooo fine", "drawn_out")):
+        marked = encoder.analyze([text])[0]
+        assert kind in marked.style and marked.doubt_style > 0
+        assert marked.reading.confidence < plain.reading.confidence
+
+
+def test_cli_eval_reads_a_context_column_and_draws_the_reliability_diagram(tmp_path):
+    data = Path(__file__).resolve().parents[1] / "data" / "conversation_emotion_handmade_dev.csv"
+    png = tmp_path / "reliability.png"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([EMPATHIC, "encoders", "eval", "text", "--csv", str(data), "--no-baselines",
+                          "--reliability", str(png)], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["n"] == 52 and result["rows_with_context"] > 30
+    assert set(result["utterance_only"]) >= {"accuracy", "macro_f1", "weighted_f1", "calibration"}
+    assert result["calibration"]["reliability"] and 0 <= result["calibration"]["ece"] <= 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
