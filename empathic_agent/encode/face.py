@@ -344,6 +344,11 @@ class FaceEncoder(Encoder):
         return self._detector
 
     def _load_impl(self) -> None:
+        # Pillow is imported once here, under the load lock: a first import from several
+        # threads at once (parallel eval scenarios) once handed a thread a partially
+        # initialised PIL.Image ("has no attribute 'Image'") and the turn lost its face.
+        import PIL.Image  # noqa: F401
+
         path = self.weights_dir / CONFIG_FILE
         if not path.is_file():
             raise ModelError(f"face encoder config not found: {path}")

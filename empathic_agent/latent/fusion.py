@@ -17,6 +17,14 @@ Within a turn (`fuse`)
   (uninformative) distribution is a constant factor that drops out for any weight.
   Probabilities are floored at CATEGORY_FLOOR before the log, so one source's hard
   zero cannot veto a category every other source supports.
+* **Categories under mixed signals: linear pooling of the disagreeing channels.**
+  Log-linear pooling is a product: when two channels disagree, the surer one vetoes the
+  other's categories (cheerful words at 0.65 joy over a sad face fused to joy in 58 of
+  60 FER-2013 "sad" faces).  Which channel is right is exactly what is unknown then, so
+  the readings in conflict are averaged, weighted by their confidence (a linear opinion
+  pool keeps the mass of both instead of multiplying one away), and that average enters
+  the log-linear pool once, with the largest of their weights; channels not in conflict
+  and the prior pool as before.  The VAD product is unchanged (its variances already weigh the channels).
 * **Contributions.**  Each source's share of the fused precision, averaged over the
   three dimensions, summed per modality (the prior is reported as "prior").  Shares
   sum to 1.
@@ -45,8 +53,9 @@ from .constants import (
     MODALITY_FUSED,
     MODALITY_PRIOR,
     N_CATEGORIES,
+    NON_EVIDENCE_MODALITIES,
 )
-from .incongruence import MixedSignals, detect_mixed_signals
+from .incongruence import MixedSignals, compare, detect_mixed_signals
 from .reading import Reading
 
 #: Probability floor applied before taking logs in log-linear pooling (see above).
@@ -163,6 +172,25 @@ def log_linear_pool(distributions: np.ndarray, weights: np.ndarray) -> np.ndarra
     return p / p.sum()
 
 
+def _pool_categories(sources: Sequence[Reading], conflicting: set[str]) -> np.ndarray:
+    """Log-linear pooling, with the readings in conflict first averaged into one source (see
+    the module docstring)."""
+    dists = np.array([r.categories for r in sources], dtype=np.float64)
+    weights = pooling_weights(sources)
+    candidates = [r.modality in conflicting and r.modality not in NON_EVIDENCE_MODALITIES for r in sources]
+    # A reading is in conflict when it disagrees with a reading of another modality (an
+    # uninformative reading of a conflicting modality never does, so it still drops out).
+    involved = np.array([c and any(candidates[j] and o.modality != r.modality and compare(r, o) is not None
+                                   for j, o in enumerate(sources))
+                         for r, c in zip(sources, candidates)])
+    if involved.sum() < 2:
+        return log_linear_pool(dists, weights)
+    average = weights[involved] @ dists[involved] / weights[involved].sum()
+    rest = ~involved
+    return log_linear_pool(np.vstack([dists[rest], average[None, :]]),
+                           np.concatenate([weights[rest], [weights[involved].max()]]))
+
+
 def fuse(readings: Iterable[Reading], prior: Reading | None = None) -> FusedState:
     """Fuse one turn's readings (and an optional temporal prior) into a `FusedState`.
 
@@ -190,9 +218,8 @@ def fuse(readings: Iterable[Reading], prior: Reading | None = None) -> FusedStat
     # one ulp above v; the minimum only removes that rounding, keeping the guarantee.
     fused_variance = np.minimum(1.0 / total_precision, variances.min(axis=0))
 
-    fused_categories = log_linear_pool(
-        np.array([r.categories for r in sources], dtype=np.float64), pooling_weights(sources)
-    )
+    mixed = detect_mixed_signals(inputs)
+    fused_categories = _pool_categories(sources, set(mixed.modalities))
 
     shares = (precisions / total_precision).mean(axis=1)
     per_modality: dict[str, float] = defaultdict(float)
@@ -204,7 +231,7 @@ def fuse(readings: Iterable[Reading], prior: Reading | None = None) -> FusedStat
         reading=Reading(mean=fused_mean, variance=fused_variance,
                         categories=fused_categories, modality=MODALITY_FUSED),
         contributions=contributions,
-        mixed_signals=detect_mixed_signals(inputs),
+        mixed_signals=mixed,
         inputs=inputs,
         prior=prior,
     )

@@ -29,6 +29,17 @@ incongruence between channels).
    (not flagged), unless both put the rest on one shared category (e.g. joy .6 /
    neutral .4 vs sadness .6 / neutral .4: BC = 0.4, flagged - the channels lean
    opposite ways).
+
+3. Valence test.  The conflict that matters most for a reply is one channel saying
+   "good" while another says "bad": a smile over hopeless words, cheerful words over a
+   sad face.  Each reading's *valence lean* is read from its categories: positive when
+   joy holds at least VALENCE_LEAN_MIN (0.6, the same clear majority as test 2) of the
+   mass, negative when sadness, anger, fear and disgust together do (neutral and
+   surprise lean neither way).  Opposite leans conflict.  Test 2 needs *one* category
+   to dominate each reading, and test 1 needs tight VAD variances; a calibrated face
+   classifier that splits a sad face between sadness, fear and anger (each below 0.6,
+   together 0.7-0.85) passes neither, so before this test "I'm having a great day!"
+   over such a face fused to joy without a flag.
 """
 
 from __future__ import annotations
@@ -59,9 +70,15 @@ CATEGORY_CONFLICT_HELLINGER: Final[float] = math.sqrt(1.0 - CATEGORY_CONFLICT_MA
 #: Top categories whose prototypes are closer than this (2 prototype SDs) are neighbours.
 CATEGORY_CONFLICT_MIN_PROTOTYPE_DISTANCE: Final[float] = 2.0 * PROTOTYPE_SD
 
+#: Mass (joy; or sadness + anger + fear + disgust) that makes a reading lean positive or negative.
+VALENCE_LEAN_MIN: Final[float] = 0.6
+_POSITIVE: Final[tuple[int, ...]] = (CATEGORIES.index("joy"),)
+_NEGATIVE: Final[tuple[int, ...]] = tuple(CATEGORIES.index(c) for c in ("sadness", "anger", "fear", "disgust"))
+
 REASON_VAD: Final[str] = "vad"
 REASON_CATEGORIES: Final[str] = "categories"
 REASON_BOTH: Final[str] = "vad+categories"
+REASON_VALENCE: Final[str] = "valence"
 
 
 class Conflict(NamedTuple):
@@ -69,7 +86,8 @@ class Conflict(NamedTuple):
 
     ``distance`` is the Mahalanobis distance of the VAD means (threshold
     MAHALANOBIS_THRESHOLD); ``category_distance`` the Hellinger distance of the category
-    distributions; ``reason`` says which test fired ("vad", "categories", "vad+categories").
+    distributions; ``reason`` says which tests fired, joined by "+" ("vad", "categories",
+    "valence"; e.g. "vad+categories" or "categories+valence").
     """
 
     modality_a: str
@@ -147,15 +165,27 @@ def _category_conflict(a: Reading, b: Reading, hellinger: float) -> bool:
     return hellinger >= CATEGORY_CONFLICT_HELLINGER
 
 
+def valence_lean(r: Reading) -> int:
+    """+1 when the reading's categories lean positive, -1 negative, 0 neither (test 3)."""
+    p = r.category_array
+    if float(p[list(_POSITIVE)].sum()) >= VALENCE_LEAN_MIN:
+        return 1
+    if float(p[list(_NEGATIVE)].sum()) >= VALENCE_LEAN_MIN:
+        return -1
+    return 0
+
+
 def compare(a: Reading, b: Reading) -> Conflict | None:
     """The conflict between two readings, or None if they are congruent."""
     distance = mahalanobis_distance(a, b)
     hellinger = hellinger_distance(a, b)
     vad = distance >= MAHALANOBIS_THRESHOLD
     cats = _category_conflict(a, b, hellinger)
-    if not (vad or cats):
+    valence = valence_lean(a) * valence_lean(b) == -1
+    if not (vad or cats or valence):
         return None
-    reason = REASON_BOTH if (vad and cats) else (REASON_VAD if vad else REASON_CATEGORIES)
+    reason = "+".join(name for name, fired in ((REASON_VAD, vad), (REASON_CATEGORIES, cats),
+                                               (REASON_VALENCE, valence)) if fired)
     first, second = sorted((a.modality, b.modality))
     return Conflict(first, second, distance, hellinger, reason)
 

@@ -37,6 +37,7 @@ from empathic_agent.latent import (
     temporal_prior,
     vad_to_categories,
 )
+from empathic_agent.latent.incongruence import valence_lean
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -405,7 +406,7 @@ def test_confident_joy_face_vs_sad_text_is_mixed():
     (conflict,) = mixed.pairs
     assert (conflict.modality_a, conflict.modality_b) == ("face", "text")
     assert conflict.distance > MAHALANOBIS_THRESHOLD
-    assert conflict.reason == "vad+categories"
+    assert conflict.reason == "vad+categories+valence"
 
 
 def test_category_only_conflict_is_detected():
@@ -415,7 +416,7 @@ def test_category_only_conflict_is_detected():
     mixed = detect_mixed_signals([face, text])
     assert mixed.flag
     assert mixed.pairs[0].distance < MAHALANOBIS_THRESHOLD
-    assert mixed.pairs[0].reason == "categories"
+    assert mixed.pairs[0].reason == "categories+valence"
 
 
 def test_neighbouring_categories_and_unsure_readings_are_not_mixed():
@@ -427,11 +428,29 @@ def test_neighbouring_categories_and_unsure_readings_are_not_mixed():
     unsure_sad = Reading.from_categories({"sadness": 0.55, "neutral": 0.45}, "text",
                                          extra_variance=0.5)
     assert not detect_mixed_signals([unsure_joy, unsure_sad])  # below the 0.6 top prob
-    rest = (1 - 0.6) / 6
-    spread_joy = Reading.from_categories([rest, 0.6] + [rest] * 5, "face", extra_variance=0.5)
-    spread_sad = Reading.from_categories([rest, rest, 0.6] + [rest] * 4, "text",
+    rest = (1 - 0.55) / 6
+    spread_joy = Reading.from_categories([rest, 0.55] + [rest] * 5, "face", extra_variance=0.5)
+    spread_sad = Reading.from_categories([rest, rest, 0.55] + [rest] * 4, "text",
                                          extra_variance=0.5)
-    assert not detect_mixed_signals([spread_joy, spread_sad])  # overlap ~0.73 > 0.6
+    # Overlap ~0.77 > 0.6, and joy at 0.55 is no clear positive lean.
+    assert not detect_mixed_signals([spread_joy, spread_sad])
+
+
+def test_opposite_valence_leans_conflict_even_when_no_category_dominates():
+    # A calibrated face classifier splits a sad face over the negative categories; the words
+    # are cheerful.  No single category reaches 0.6 on the face, the VAD variances are wide.
+    face = Reading.from_categories({"neutral": 0.18, "joy": 0.03, "sadness": 0.27, "anger": 0.18, "fear": 0.21,
+                                    "surprise": 0.09, "disgust": 0.04}, "face", extra_variance=0.2)
+    text = Reading.from_categories({"neutral": 0.05, "joy": 0.65, "sadness": 0.14, "anger": 0.07, "fear": 0.05,
+                                    "surprise": 0.04, "disgust": 0.01}, "text", extra_variance=0.05)
+    assert valence_lean(face) == -1 and valence_lean(text) == 1
+    mixed = detect_mixed_signals([face, text])
+    assert mixed.flag and mixed.pairs[0].reason == "valence"
+    # Neutral or surprised readings lean neither way: never a valence conflict.
+    calm = Reading.from_categories({"neutral": 0.7, "joy": 0.1, "sadness": 0.2}, "face", extra_variance=0.2)
+    surprised = Reading.from_categories({"surprise": 0.8, "joy": 0.2}, "speech", extra_variance=0.2)
+    assert valence_lean(calm) == 0 and valence_lean(surprised) == 0
+    assert not detect_mixed_signals([calm, text]) and not detect_mixed_signals([surprised, face])
 
 
 def test_far_apart_but_uncertain_readings_are_not_mixed():
