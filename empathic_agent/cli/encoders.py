@@ -59,6 +59,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> argpa
     q.add_argument("--in-frames", action="store_true",
                    help="face: place each crop in a 640x480 frame (random size and place, seeded by --seed), so "
                         "face detection and cropping are measured too")
+    q.add_argument("--real-frames", action="store_true",
+                   help="face, with --in-frames: realistic frames instead of noise — real photographs as "
+                        "backgrounds, faces 60-240 px, uneven lighting, a third partly covered")
     from empathic_agent.cli.speech import add_eval_arguments
 
     add_eval_arguments(q)

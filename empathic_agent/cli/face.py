@@ -54,7 +54,18 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
 
         from empathic_agent.perceive.face import FramedFaces
 
-        es = dataclasses.replace(es, name=f"{es.name} in 640x480 frames", inputs=FramedFaces(es.inputs, seed=settings.seed or 0))
+        backgrounds = None
+        if getattr(args, "real_frames", False):
+            from empathic_agent.perceive.face import real_backgrounds
+
+            backgrounds = real_backgrounds()
+            if not backgrounds:
+                print("error: --real-frames needs the photos scikit-learn (the train extra) or gradio ship",
+                      file=sys.stderr)
+                return 2
+        kind = "real-photo" if backgrounds else "noise"
+        es = dataclasses.replace(es, name=f"{es.name} in 640x480 frames ({kind} backgrounds)",
+                                 inputs=FramedFaces(es.inputs, seed=settings.seed or 0, backgrounds=backgrounds))
     result = evaluate(encoder, es, batch_size=args.batch_size, progress=sys.stderr.isatty())
     counts = encoder.status_counts
     result["faces"] = {"ok": counts["ok"], "no_face": counts["no_face"], "error": counts["error"]}

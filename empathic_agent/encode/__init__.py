@@ -37,13 +37,14 @@ __all__ = [
     "register_encoder",
     "TextEncoder",
     "TextAnalysis",
+    "TextContext",
 ]
 
 
 def __getattr__(name: str) -> object:
     # The implementations load on first use, like the registry's entries: importing the package
     # (or its base module) never imports an encoder.
-    if name in ("TextEncoder", "TextAnalysis"):
+    if name in ("TextEncoder", "TextAnalysis", "TextContext"):
         from empathic_agent.encode import text
 
         return getattr(text, name)

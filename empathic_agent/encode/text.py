@@ -75,7 +75,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from empathic_agent.encode.base import INPUT_TEXT, Encoder, EncoderError
-from empathic_agent.errors import ModelError
+from empathic_agent.errors import EmpathicError, ModelError
 from empathic_agent.latent import CATEGORIES, MODALITY_TEXT, Reading, categories_to_vad
 from empathic_agent.latent.prior import PRIOR_VARIANCE, mix_with_prior
 
@@ -540,7 +540,7 @@ class TextEncoder(Encoder):
         self.load()
         return self._translate(lambda: [a.reading for a in self.analyze(items, ctxs)], "encoding")
 
-    def _translate_error(self, exc: Exception, stage: str) -> EncoderError:
+    def _translate_error(self, exc: Exception, stage: str) -> EmpathicError:
         if isinstance(exc, (OSError, KeyError, ValueError)) and stage == "loading":
             return EncoderError(f"text encoder could not load its weights from {self.weights_dir}: "
                                 f"{type(exc).__name__}: {exc}")

@@ -502,13 +502,80 @@ def face_in_frame(face: NDArray[np.uint8], rng: np.random.Generator, *, size: tu
     return frame
 
 
+def real_backgrounds() -> list[NDArray[np.uint8]]:
+    """Real photographs (no people) that installed packages ship, as RGB arrays: scikit-learn's
+    sample images (china.jpg, flower.jpg; the ``train`` extra) and Gradio's tower.jpg.  Used as
+    backgrounds of realistic test frames; empty when none is installed."""
+    import importlib.util
+
+    from PIL import Image
+
+    found = []
+    for package, rel in (("sklearn", "datasets/images/china.jpg"), ("sklearn", "datasets/images/flower.jpg"),
+                         ("gradio", "media_assets/images/tower.jpg")):
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        path = Path(list(spec.submodule_search_locations)[0]) / rel
+        if path.is_file():
+            with Image.open(path) as im:
+                found.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    return found
+
+
+def face_in_real_frame(face: NDArray[np.uint8], rng: np.random.Generator, backgrounds: Sequence[NDArray[np.uint8]],
+                       *, size: tuple[int, int] = (640, 480), face_px: tuple[int, int] = (60, 240),
+                       occlusion_share: float = 1 / 3) -> NDArray[np.uint8]:
+    """A harder, more realistic frame than :func:`face_in_frame`: the crop pasted at a random scale
+    and place on a random crop of a real photograph (flipped at random), then the whole frame lit
+    unevenly (a random gamma 0.5-1.8, a brightness ramp across the frame, sensor noise), and in
+    ``occlusion_share`` of the frames a piece of the background (a hand, a cup, a microphone in
+    real calls) covering 15-30 % of the face from its lower or a side edge."""
+    import cv2
+
+    w, h = size
+    bg = backgrounds[int(rng.integers(len(backgrounds)))]
+    scale = max(w / bg.shape[1], h / bg.shape[0]) * rng.uniform(1.0, 1.6)
+    big = cv2.resize(bg, (int(np.ceil(bg.shape[1] * scale)), int(np.ceil(bg.shape[0] * scale))),
+                     interpolation=cv2.INTER_AREA)
+    x0, y0 = int(rng.integers(0, big.shape[1] - w + 1)), int(rng.integers(0, big.shape[0] - h + 1))
+    frame = np.ascontiguousarray(big[y0:y0 + h, x0:x0 + w])
+    if rng.random() < 0.5:
+        frame = np.ascontiguousarray(frame[:, ::-1])
+    side = int(rng.integers(face_px[0], min(face_px[1], w, h) + 1))
+    crop = face if face.ndim == 3 else np.repeat(face[:, :, None], 3, axis=2)
+    crop = cv2.resize(np.ascontiguousarray(crop), (side, side), interpolation=cv2.INTER_CUBIC)
+    x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+    frame[y:y + side, x:x + side] = crop
+    if rng.random() < occlusion_share:
+        depth = int(side * rng.uniform(0.15, 0.30))
+        edge = int(rng.integers(3))  # 0 lower edge, 1 left, 2 right
+        py, px = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        patch = big[py:py + side, px:px + side]
+        if edge == 0:
+            frame[y + side - depth:y + side, x:x + side] = patch[side - depth:, :]
+        elif edge == 1:
+            frame[y:y + side, x:x + depth] = patch[:, :depth]
+        else:
+            frame[y:y + side, x + side - depth:x + side] = patch[:, side - depth:]
+    light = frame.astype(np.float32) / 255.0
+    light = light ** rng.uniform(0.5, 1.8)
+    ramp = np.linspace(rng.uniform(0.5, 1.0), rng.uniform(1.0, 1.4), w, dtype=np.float32)
+    light = light * (ramp[None, :, None] if rng.random() < 0.5 else ramp[None, ::-1, None])
+    light = light + rng.normal(0.0, 0.02, light.shape).astype(np.float32)
+    return np.clip(light * 255.0, 0, 255).astype(np.uint8)
+
+
 class FramedFaces(Sequence[NDArray[np.uint8]]):
     """A lazy sequence of :func:`face_in_frame` frames for a list of face-crop image files: frame
     ``i`` is made when read (a data set of frames would not fit in memory), the same every time
-    (its randomness is seeded by ``(seed, i)``)."""
+    (its randomness is seeded by ``(seed, i)``).  With ``backgrounds`` the frames are
+    :func:`face_in_real_frame` ones."""
 
-    def __init__(self, paths: Sequence[Any], seed: int = 0) -> None:
+    def __init__(self, paths: Sequence[Any], seed: int = 0,
+                 backgrounds: Sequence[NDArray[np.uint8]] | None = None) -> None:
         self.paths, self.seed = list(paths), seed
+        self.backgrounds = list(backgrounds or [])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -518,7 +585,10 @@ class FramedFaces(Sequence[NDArray[np.uint8]]):
 
         with Image.open(self.paths[i]) as im:
             face = np.asarray(im.convert("L"), dtype=np.uint8)
-        return face_in_frame(face, np.random.default_rng([self.seed, i]))
+        rng = np.random.default_rng([self.seed, i])
+        if self.backgrounds:
+            return face_in_real_frame(face, rng, self.backgrounds)
+        return face_in_frame(face, rng)
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):

@@ -427,10 +427,11 @@ def evaluate(encoder: Encoder, eval_set: EvalSet, *, batch_size: int = 64,
         chunks = tqdm(chunks, desc=f"encoding {Path(eval_set.name).name}", unit="batch", leave=False)
     t0 = time.perf_counter()
     in_context = eval_set.contexts is not None and bool(getattr(encoder, "reads_context", False))
+    reader: Any = encoder  # a text encoder that reads context (checked above)
     if in_context:
         contexts = conversation_contexts(encoder, eval_set)
         for start in chunks:
-            readings.extend(encoder.encode_batch_in_context(eval_set.inputs[start:start + batch_size],
+            readings.extend(reader.encode_batch_in_context(eval_set.inputs[start:start + batch_size],
                                                             contexts[start:start + batch_size]))
     else:
         for start in chunks:
@@ -438,7 +439,7 @@ def evaluate(encoder: Encoder, eval_set: EvalSet, *, batch_size: int = 64,
     seconds = time.perf_counter() - t0
     out = evaluate_readings(eval_set, readings)
     if in_context:
-        alone = [a.reading for a in encoder.analyze(eval_set.inputs, contexts, use_context_head=False)]
+        alone = [a.reading for a in reader.analyze(eval_set.inputs, contexts, use_context_head=False)]
         base = evaluate_readings(eval_set, alone)
         out["utterance_only"] = {k: base.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "per_class_f1",
                                                           "calibration", "mean_confidence")}

@@ -465,7 +465,7 @@ def build_splits(data_dir: Path | str, seed: int = 13) -> dict[str, list[ConvRow
     return {"train": train, "dev": dev}
 
 
-def _metrics(logits: NDArray[np.float64], targets: NDArray[np.float64], calibration: dict[str, Any]) -> dict[str, Any]:
+def _metrics(logits: NDArray[np.float64], targets: NDArray[Any], calibration: dict[str, Any]) -> dict[str, Any]:
     from empathic_agent.training.evaluate import _calibration, classification_metrics
 
     prior = np.asarray(calibration["category_prior"], dtype=np.float64)

@@ -405,3 +405,25 @@ def test_framed_faces_are_deterministic_webcam_frames_with_the_face_findable(tmp
     assert np.array_equal(FramedFaces([crop], seed=3)[0], frames[0])
     found = [load_face_detector("blazeface").detect(decode_image(f)) for f in frames[0:3]]
     assert all(len(b) == 1 for b in found)
+
+
+def test_realistic_frames_use_real_photos_are_deterministic_and_vary(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from empathic_agent.perceive.face import FramedFaces, face_in_real_frame, real_backgrounds
+
+    backgrounds = real_backgrounds()
+    if not backgrounds:
+        pytest.skip("neither scikit-learn nor gradio ships its sample photos here")
+    assert all(b.ndim == 3 and b.shape[2] == 3 and min(b.shape[:2]) >= 300 for b in backgrounds)
+    crop = tmp_path / "face.png"
+    Image.open(ASTRONAUT).crop((120, 35, 220, 135)).convert("L").save(crop)
+    frames = FramedFaces([crop] * 4, seed=5, backgrounds=backgrounds)
+    f0 = frames[0]
+    assert f0.shape == (480, 640, 3) and f0.dtype == np.uint8
+    assert np.array_equal(f0, FramedFaces([crop], seed=5, backgrounds=backgrounds)[0])
+    assert not np.array_equal(frames[1], frames[2])
+    # Unlike the noise frames, the background is a photograph: far more structure than noise.
+    face = np.asarray(Image.open(crop), dtype=np.uint8)
+    real = face_in_real_frame(face, np.random.default_rng(0), backgrounds, face_px=(60, 60), occlusion_share=0.0)
+    assert real.shape == (480, 640, 3) and float(real.std()) > 10
