@@ -175,7 +175,16 @@ def perception_markdown(result: Any) -> str:
         for modality, reading in sorted(result.readings.items()):
             mean = reading.get("mean") or {}
             if len(mean) == 3:
-                lines.append(f"- {modality}: {_vad(mean.values())} · {reading.get('top_category', '?')}")
+                # Per channel: how sure it is and how much of the fused state it made, so a person
+                # can see why one channel counted more than another (or why a conflict was named).
+                top = reading.get("top_category", "?")
+                prob = (reading.get("categories") or {}).get(top)
+                conf = reading.get("confidence")
+                detail = f"{top}" + (f" {float(prob):.0%}" if prob is not None else "")
+                if conf is not None:
+                    detail += f" · {float(conf):.0%} confident"
+                detail += f" · {fused.contribution(modality):.0%} of the fused state"
+                lines.append(f"- {modality}: {_vad(mean.values())} · {detail}")
     if result is not None and result.heard.get("transcript"):
         lines.append(f"**Heard:** “{result.heard['transcript']}”")
     if result is not None and result.seen:

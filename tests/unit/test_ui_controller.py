@@ -133,6 +133,11 @@ async def test_exports_do_not_outlive_the_controller(settings):
     assert not path.exists() and not path.parent.exists()
 
 
+def _vad_text(r: Reading) -> str:
+    v, a, d = r.mean
+    return f"V {v:+.2f} · A {a:+.2f} · D {d:+.2f}"
+
+
 def test_views_of_mixed_signals_and_memories():
     sad_words = Reading.from_categories({"sadness": 0.95, "neutral": 0.05}, "text")
     happy_face = Reading.from_categories({"joy": 0.95, "neutral": 0.05}, "face")
@@ -156,6 +161,10 @@ def test_views_of_mixed_signals_and_memories():
     assert "Mixed signals" in panel and "face vs text" in panel
     assert "Heard:** “I am fine”" in panel and "Camera:** 1 frame(s), 1 with a face" in panel
     assert "speak: voice off" in panel and "Why: mixed signals" in panel
+    # Each channel shows its top category's probability, its confidence and its share of the state.
+    share = f"{fused.contribution('text'):.0%} of the fused state"
+    assert f"- text: {_vad_text(sad_words)} · sadness 95% · {sad_words.confidence:.0%} confident · {share}" in panel
+    assert "- face:" in panel and "joy 95%" in panel
     assert perception_markdown(None).startswith("*Nothing perceived")
     rows = memory_rows([{"rank": 1, "text": "sister's wedding", "kind": "episode", "top_category": "joy",
                          "scores": {"total": 0.81234, "semantic": 0.7, "emotional": 0.9}}])
