@@ -423,9 +423,6 @@ def head_logits(head: Any, f: Features) -> NDArray[np.float64]:
     return f.base_logits.astype(np.float64) + delta.double().numpy()
 
 
-def now() -> float:
-    return time.perf_counter()
-
 
 # ---------------------------------------------------------------------------------------------
 # The whole run
@@ -528,7 +525,7 @@ def train(data_dir: Path | str, out_dir: Path | str, *, weights_dir: Path | str 
     from empathic_agent.encode import text_model as tm
     from empathic_agent.encode.text import CONFIG_FILE, DEFAULT_WEIGHTS_DIR, WEIGHTS_FILE, TextEncoder
 
-    t0 = now()
+    t0 = time.perf_counter()
     src_dir = Path(weights_dir) if weights_dir is not None else DEFAULT_WEIGHTS_DIR
     out = Path(out_dir)
     encoder = TextEncoder(src_dir, cache_dir=cache_dir)
@@ -551,7 +548,7 @@ def train(data_dir: Path | str, out_dir: Path | str, *, weights_dir: Path | str 
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(path, utterance=f.utterance, base_logits=f.base_logits, context=f.context, state=f.state,
                      target=f.target, weight=f.weight)
-    t_features = now() - t0
+    t_features = time.perf_counter() - t0
     base_cal = encoder.config["calibration"]
     hand_rows = csv_rows(HANDMADE_DEV)
     hand = extract_features(encoder, hand_rows, progress=False)
@@ -608,7 +605,7 @@ def train(data_dir: Path | str, out_dir: Path | str, *, weights_dir: Path | str 
         "rows_by_source": {k: {s: sum(r.source == s for r in v) for s in sorted({r.source for r in v})}
                            for k, v in splits.items()},
         "history": history, "calibration": {"context": cal_context, "utterance_only": cal_utterance},
-        "dev": report, "seconds": {"features": round(t_features, 1), "total": round(now() - t0, 1)},
+        "dev": report, "seconds": {"features": round(t_features, 1), "total": round(time.perf_counter() - t0, 1)},
     }
     (out / "training_context.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
     return record
