@@ -212,10 +212,14 @@ class TextContext:
         return " ".join(self.turns[-max_turns:]) if max_turns > 0 else ""
 
 
+#: Dialogue-state features of the context head (see `context_state_features`).
+CONTEXT_STATE_FEATURES: Final[int] = 13
+
+
 def context_state_features(context: TextContext | None) -> NDArray[np.float64]:
-    """The dialogue-state features of the context head (``text_model.CONTEXT_STATE_FEATURES``):
-    has turns, has a state, the state's confidence, VAD mean (3) and categories (7)."""
-    out = np.zeros(13)
+    """The dialogue-state features of the context head (CONTEXT_STATE_FEATURES): has turns,
+    has a state, the state's confidence, VAD mean (3) and categories (7)."""
+    out = np.zeros(CONTEXT_STATE_FEATURES)
     if context is None:
         return out
     out[0] = 1.0 if context.turns else 0.0
@@ -359,15 +363,27 @@ class TextEncoder(Encoder):
         return out
 
     # -- encoding ------------------------------------------------------------------------------
-    def _forward(self, texts: list[str]) -> dict[str, NDArray[np.float64]]:
+    def _forward(self, texts: list[str], *, max_length: int | None = None,
+                 from_end: bool = False) -> dict[str, NDArray[np.float64]]:
         """Raw outputs for non-empty texts: mean/logvar (N,3), logits (N,7), seen (N,), the
         mean-pooled states of the last frozen layer (N,H) under ``pooled`` and the heads' input
-        (N,2H) under ``features``."""
+        (N,2H) under ``features``.  ``from_end`` keeps the *end* of a text that is too long (the
+        tokenizer truncates from the left): a context passage's newest words matter most."""
+        # At most this many characters can be read: bound the tokenisation work.
+        clipped = [t[-MAX_TOKENISED_CHARS:] if from_end else t[:MAX_TOKENISED_CHARS] for t in texts]
+        side = self._tokenizer.truncation_side
+        self._tokenizer.truncation_side = "left" if from_end else "right"
+        try:
+            return self._run(texts, clipped, self.max_length if max_length is None else max_length)
+        finally:
+            self._tokenizer.truncation_side = side
+
+    def _run(self, texts: list[str], clipped: list[str], max_length: int | None) -> dict[str, NDArray[np.float64]]:
+        """The forward passes of `_forward` (batches sorted by length, so padding stays small)."""
         import torch
 
         from empathic_agent.encode import text_model as tm
 
-        clipped = [t[:MAX_TOKENISED_CHARS] for t in texts]
         # The last layer that fine-tuning left frozen: a second input of the heads and the space of
         # the out-of-domain statistics.
         mid_layer = int(self.config["ood"]["layer"])
@@ -381,7 +397,7 @@ class TextEncoder(Encoder):
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
-                batch = self._tokenizer([clipped[i] for i in idx], truncation=True, max_length=self.max_length,
+                batch = self._tokenizer([clipped[i] for i in idx], truncation=True, max_length=max_length,
                                         padding=True, return_tensors="pt", return_offsets_mapping=True)
                 offsets = batch.pop("offset_mapping")
                 mask = batch["attention_mask"]
@@ -403,35 +419,10 @@ class TextEncoder(Encoder):
                 "features": features}
 
     def _context_features(self, passages: list[str], max_tokens: int | None = None) -> NDArray[np.float64]:
-        """The heads' input features of context passages (N, 2H), read from their *end*: the
-        tokenizer truncates from the left, so the most recent words are the ones kept."""
-        import torch
-
-        from empathic_agent.encode import text_model as tm
-
+        """The heads' input features of context passages (N, 2H), read from their end."""
         if max_tokens is None:
             max_tokens = int(self.config["context"]["max_tokens"])
-        mid_layer = int(self.config["ood"]["layer"])
-        out_features = np.zeros((len(passages), 2 * self._model.config.hidden_size))
-        # Only the last characters can survive left truncation: bound the tokenisation work.
-        clipped = [p[-MAX_TOKENISED_CHARS:] for p in passages]
-        order = sorted(range(len(passages)), key=lambda i: len(clipped[i]))
-        side = self._tokenizer.truncation_side
-        self._tokenizer.truncation_side = "left"
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(order), self.batch_size):
-                    idx = order[start:start + self.batch_size]
-                    batch = self._tokenizer([clipped[i] for i in idx], truncation=True, max_length=max_tokens,
-                                            padding=True, return_tensors="pt")
-                    mask = batch["attention_mask"]
-                    out = self._model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True)
-                    feats = torch.cat([tm.mean_pool(out.last_hidden_state, mask),
-                                       tm.mean_pool(out.hidden_states[mid_layer], mask)], dim=-1)
-                    out_features[np.asarray(idx)] = feats.double().numpy()
-        finally:
-            self._tokenizer.truncation_side = side
-        return out_features
+        return self._forward(passages, max_length=max_tokens, from_end=True)["features"]
 
     @property
     def reads_context(self) -> bool:
@@ -450,7 +441,7 @@ class TextEncoder(Encoder):
         with_turns = [i for i, p in enumerate(passages) if p]
         if with_turns:
             ctx_features[with_turns] = self._context_features([passages[i] for i in with_turns])
-        state = np.stack([context_state_features(c) for c in contexts]) if n else np.zeros((0, 13))
+        state = np.stack([context_state_features(c) for c in contexts]) if n else np.zeros((0, CONTEXT_STATE_FEATURES))
         with torch.inference_mode():
             delta = self._context_head(torch.as_tensor(features, dtype=torch.float32),
                                        torch.as_tensor(ctx_features, dtype=torch.float32),

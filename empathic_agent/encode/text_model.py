@@ -31,6 +31,9 @@ from typing import Any, Final, Iterable
 import torch
 from torch import nn
 
+# The context head's dialogue-state features are defined with the features themselves.
+from empathic_agent.encode.text import CONTEXT_STATE_FEATURES
+
 __all__ = [
     "TOP_LAYERS",
     "LORA_RANK",
@@ -297,9 +300,6 @@ def count(params: Iterable[torch.Tensor]) -> int:
     return sum(int(p.numel()) for p in params)
 
 
-#: Dialogue-state features of the context head (see `context_state_features`): has-turns flag,
-#: has-state flag, the state's confidence, its VAD mean (3) and its categories (7).
-CONTEXT_STATE_FEATURES = 13
 #: Hidden width of the context head.
 CONTEXT_WIDTH = 256
 

@@ -483,6 +483,14 @@ def sample_frame(face_width: int = 160) -> Any:
     return frame
 
 
+def _square_rgb(face: NDArray[np.uint8], side: int) -> NDArray[np.uint8]:
+    """A data set's face crop (gray or RGB) as a ``side`` x ``side`` RGB image."""
+    import cv2
+
+    crop = face if face.ndim == 3 else np.repeat(face[:, :, None], 3, axis=2)
+    return np.asarray(cv2.resize(np.ascontiguousarray(crop), (side, side), interpolation=cv2.INTER_CUBIC))
+
+
 def face_in_frame(face: NDArray[np.uint8], rng: np.random.Generator, *, size: tuple[int, int] = (640, 480),
                   face_px: tuple[int, int] = (100, 240)) -> NDArray[np.uint8]:
     """A face crop (a data set's (H, W) gray or (H, W, 3) image) scaled to a random width in
@@ -493,8 +501,7 @@ def face_in_frame(face: NDArray[np.uint8], rng: np.random.Generator, *, size: tu
 
     w, h = size
     side = int(rng.integers(face_px[0], min(face_px[1], w, h) + 1))
-    crop = face if face.ndim == 3 else np.repeat(face[:, :, None], 3, axis=2)
-    crop = cv2.resize(np.ascontiguousarray(crop), (side, side), interpolation=cv2.INTER_CUBIC)
+    crop = _square_rgb(face, side)
     noise = rng.normal(rng.uniform(60, 190), 25, (h, w)).astype(np.float32)
     frame = np.repeat(np.clip(cv2.GaussianBlur(noise, (0, 0), 3), 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
     x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
@@ -543,8 +550,7 @@ def face_in_real_frame(face: NDArray[np.uint8], rng: np.random.Generator, backgr
     if rng.random() < 0.5:
         frame = np.ascontiguousarray(frame[:, ::-1])
     side = int(rng.integers(face_px[0], min(face_px[1], w, h) + 1))
-    crop = face if face.ndim == 3 else np.repeat(face[:, :, None], 3, axis=2)
-    crop = cv2.resize(np.ascontiguousarray(crop), (side, side), interpolation=cv2.INTER_CUBIC)
+    crop = _square_rgb(face, side)
     x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
     frame[y:y + side, x:x + side] = crop
     if rng.random() < occlusion_share:

@@ -272,7 +272,9 @@ def extract_features(encoder: Any, rows: Sequence[ConvRow], *, progress: bool = 
     from empathic_agent.encode.text import TextContext, context_state_features
 
     encoder.load()
-    texts = sorted({r.text for r in rows} | {t for r in rows for t in r.person})
+    texts = sorted({r.text for r in rows})
+    # Only the person's earlier turns need a reading (for the dialogue state).
+    earlier = sorted({t for r in rows for t in r.person})
     passages = sorted({" ".join(r.turns[-CONTEXT_TURNS:]) for r in rows if r.turns})
 
     def chunks(items: list[str], what: str) -> Any:
@@ -292,8 +294,8 @@ def extract_features(encoder: Any, rows: Sequence[ConvRow], *, progress: bool = 
         for j, t in enumerate(part):
             feats[t] = raw["features"][j]
             logits[t] = raw["logits"][j]
-        for t, a in zip(part, encoder.analyze(part)):
-            readings[t] = a.reading
+    for part in chunks(earlier, "earlier turns"):
+        readings.update(zip(part, (a.reading for a in encoder.analyze(part))))
     ctx: dict[str, NDArray[np.float64]] = {}
     for part in chunks(passages, "contexts"):
         with encoder._lock:
