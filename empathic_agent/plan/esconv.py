@@ -55,24 +55,15 @@ def supporter_turns(convs: Sequence[dict[str, Any]], *, encoder: Any = None, per
     that point: ``gold`` (the supporter's strategy), ``previous``, ``sys_index``, ``input`` (the
     rules' :class:`PlanInput`) and ``dialogue`` (the learned predictor's
     :class:`~empathic_agent.plan.learned.Dialogue`).  The seeker's messages are read by ``encoder``
-    (in batches) and fused turn by turn with the temporal prior, exactly as the graph does."""
+    (in batches; in their conversation when it has a context head) and fused turn by turn with the
+    temporal prior, exactly as the graph does."""
     from empathic_agent.latent import fuse, temporal_prior
     from empathic_agent.plan.learned import Dialogue
 
     persona = persona or load_persona()
-    readings: dict[str, Any] = {}
-    if encoder is not None:
-        texts = sorted({str(t.get("text", "")).strip() for c in convs for t in c["dialog"]
-                        if t["speaker"] == "usr" and str(t.get("text", "")).strip()})
-        chunks = [texts[i:i + 256] for i in range(0, len(texts), 256)]
-        if progress:
-            from tqdm.auto import tqdm
-
-            chunks = tqdm(chunks, desc="reading seeker messages", unit="batch", leave=False)
-        for chunk in chunks:
-            readings.update(zip(chunk, encoder.encode_batch(chunk)))
+    readings = _seeker_readings(convs, encoder, progress=progress) if encoder is not None else [[] for _ in convs]
     rows: list[dict[str, Any]] = []
-    for conv in convs:
+    for conv, conv_readings in zip(convs, readings):
         fused = None
         valences: list[float] = []
         seeker_turns = 0
@@ -89,10 +80,11 @@ def supporter_turns(convs: Sequence[dict[str, Any]], *, encoder: Any = None, per
                     last_words = []
                 last_words.append(text)
                 new_words = True
-                if text in readings:
+                reading = conv_readings[seeker_turns] if seeker_turns < len(conv_readings) else None
+                if reading is not None:
                     if fused is not None:
                         valences.append(fused.mean[0])
-                    fused = fuse([readings[text]], prior=temporal_prior(fused) if fused is not None else None)
+                    fused = fuse([reading], prior=temporal_prior(fused) if fused is not None else None)
                 seeker_turns += 1
                 continue
             gold = turn.get("strategy")
@@ -121,6 +113,55 @@ def supporter_turns(convs: Sequence[dict[str, Any]], *, encoder: Any = None, per
             strategies.append(gold)
             agent_text = text
     return rows
+
+
+def _seeker_readings(convs: Sequence[dict[str, Any]], encoder: Any, *, progress: bool = False) -> list[list[Any]]:
+    """Each conversation's seeker messages read by ``encoder`` (one entry per seeker turn, None for
+    an empty one), as the graph reads them: in their conversation when the encoder has a context
+    head (the last turns of both sides, and this turn's temporal prior of the state fused so far),
+    else alone.  Batched by position: the k-th seeker messages of every conversation in one call,
+    because each one's prior needs the readings before it."""
+    from empathic_agent.latent import fuse, temporal_prior
+
+    seekers = [[(i, str(t.get("text", "")).strip()) for i, t in enumerate(c["dialog"]) if t["speaker"] == "usr"]
+               for c in convs]
+    out: list[list[Any]] = [[None] * len(s) for s in seekers]
+    if not (hasattr(encoder, "encode_batch_in_context") and getattr(encoder, "reads_context", False)):
+        texts = sorted({t for s in seekers for _, t in s if t})
+        chunks = [texts[i:i + 256] for i in range(0, len(texts), 256)]
+        if progress:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc="reading seeker messages", unit="batch", leave=False)
+        alone: dict[str, Any] = {}
+        for chunk in chunks:
+            alone.update(zip(chunk, encoder.encode_batch(chunk)))
+        return [[alone.get(t) if t else None for _, t in s] for s in seekers]
+
+    from empathic_agent.encode.text import TextContext
+
+    fused: list[Any] = [None] * len(convs)
+    waves = range(max((len(s) for s in seekers), default=0))
+    if progress:
+        from tqdm.auto import tqdm
+
+        waves = tqdm(waves, desc="reading seeker messages in context", unit="turn", leave=False)
+    for k in waves:
+        todo = [c for c, s in enumerate(seekers) if k < len(s) and s[k][1]]
+        contexts = []
+        for c in todo:
+            before = [str(t.get("text", "")).strip() for t in convs[c]["dialog"][:seekers[c][k][0]]]
+            prior = temporal_prior(fused[c]) if fused[c] is not None else None
+            # Every earlier turn: the encoder reads as many of the last ones as its context head was
+            # trained with (the graph passes its last few messages; the head cuts the same way).
+            contexts.append(TextContext(tuple(t for t in before if t), prior))
+        for start in range(0, len(todo), 256):
+            part = todo[start:start + 256]
+            got = encoder.encode_batch_in_context([seekers[c][k][1] for c in part], contexts[start:start + 256])
+            for c, reading in zip(part, got):
+                out[c][k] = reading
+                fused[c] = fuse([reading], prior=temporal_prior(fused[c]) if fused[c] is not None else None)
+    return out
 
 
 def predict_rows(rows: Sequence[dict[str, Any]], predictor: Any) -> list[dict[str, float]]:

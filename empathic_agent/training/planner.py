@@ -51,8 +51,9 @@ OFFSETS: Final[tuple[float, ...]] = tuple(round(-1.5 + 0.1 * i, 1) for i in rang
 
 def _cache_key(path: Path, encoder: Any) -> str:
     st = path.stat()
+    # Readings in context differ from readings alone: the context head is part of the key.
     raw = f"{path.name}:{st.st_size}:{int(st.st_mtime)}:{FEATURE_VERSION}:{getattr(encoder, 'name', '')}:" \
-          f"{getattr(encoder, 'version', '')}"
+          f"{getattr(encoder, 'version', '')}:context={bool(getattr(encoder, 'reads_context', False))}"
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 

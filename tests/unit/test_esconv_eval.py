@@ -48,3 +48,37 @@ def test_missing_data_and_bad_split(tmp_path):
         load_esconv(tmp_path, "test")
     with pytest.raises(ConfigError, match="split"):
         load_esconv(tmp_path, "dev")
+
+
+class _ContextRecorder(FakeEncoder):
+    """A text encoder with a context head: records the context of every message it reads."""
+
+    reads_context = True
+
+    def __init__(self) -> None:
+        super().__init__(default="sadness")
+        self.seen: list = []
+
+    def encode_batch_in_context(self, texts, contexts):
+        self.seen.extend(zip(texts, contexts))
+        return self.encode_batch(list(texts))
+
+
+def test_seeker_messages_are_read_in_their_conversation_as_the_graph_reads_them(data_dir):
+    from empathic_agent.plan.esconv import supporter_turns
+
+    enc = _ContextRecorder()
+    rows = supporter_turns(load_esconv(data_dir, "test"), encoder=enc)
+    assert len(rows) == 4
+    texts = [t for t, _ in enc.seen]
+    assert texts == [t["text"] for t in CONV["dialog"] if t["speaker"] == "usr"]  # each once, in order
+    first, second = enc.seen[0][1], enc.seen[1][1]
+    assert first.turns == ("Hello, how are you?",) and first.state is None
+    # Both sides, oldest first, without the message itself; the state is the prior of what was read.
+    assert second.turns == ("Hello, how are you?", "I lost my job and I feel awful", "What happened?")
+    assert second.state is not None and second.state.modality == "prior"
+    assert rows[1]["dialogue"].state is not None  # the fused readings reach the planner's inputs
+    # An encoder without a context head reads each distinct message alone, as before.
+    plain = FakeEncoder(default="sadness")
+    assert len(supporter_turns(load_esconv(data_dir, "test"), encoder=plain)) == 4
+    assert sorted(x for batch in plain.calls for x in batch) == sorted(texts)
