@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from empathic_agent.errors import InputError
+from empathic_agent.metrics import binned_ece
 from empathic_agent.safety.taxonomy import DIMENSIONS, LEVELS, SUBJECTS, level_index
 
 if TYPE_CHECKING:
@@ -221,9 +222,7 @@ def _calibration(rows: Sequence[dict[str, Any]], preds: Sequence[Any]) -> dict[s
     for k, name in enumerate(LEVELS[1:], start=1):
         p = np.array([float((a.learned.get("at_least") or {}).get(name, 0.0)) for a in preds])
         y = np.array([level_index(r["level"]) >= k for r in rows], float)
-        bins = np.minimum((p * 10).astype(int), 9)
-        ece = sum(abs(p[bins == b].mean() - y[bins == b].mean()) * (bins == b).mean() for b in range(10) if (bins == b).any())
-        out[f"ece_at_least_{name}"] = round(float(ece), 4)
+        out[f"ece_at_least_{name}"] = round(binned_ece(p, y), 4)
     return out
 
 

@@ -55,6 +55,7 @@ from numpy.typing import NDArray
 
 from empathic_agent.encode.base import INPUT_PATH, INPUT_TEXT, Encoder
 from empathic_agent.latent import CATEGORIES, DIMENSIONS, Reading
+from empathic_agent.metrics import ECE_BINS, binned_ece, ece_if_calibrated, reliability
 from empathic_agent.training.datasets import (
     DatasetError,
     emobank_split,
@@ -91,8 +92,6 @@ LABEL_ALIASES: Final[dict[str, str]] = {
     "calm": "neutral",
 }
 _LABEL_SPLIT = re.compile(r"[;|,]")
-#: Bins of the expected calibration error (equal-width over the top probability).
-ECE_BINS: Final[int] = 10
 #: Probability floor for the log-loss (a hard 0 on the gold label would be infinite).
 LOGLOSS_FLOOR: Final[float] = 1e-7
 
@@ -317,7 +316,9 @@ def classification_metrics(gold: Sequence[tuple[str, ...]], pred: Sequence[str],
 
 
 def _calibration(gold: Sequence[tuple[str, ...]], probs: NDArray[np.float64]) -> dict[str, Any]:
-    """ECE of the top probability (correct = top category in the gold set) and log-loss.
+    """ECE of the top probability (correct = top category in the gold set), the ECE the same
+    confidences would score if calibrated (the small-set floor, :mod:`empathic_agent.metrics`) and
+    log-loss.
 
     The log-loss scores the probability mass the reading puts on the gold set.
     """
@@ -325,21 +326,11 @@ def _calibration(gold: Sequence[tuple[str, ...]], probs: NDArray[np.float64]) ->
     conf = probs[np.arange(len(top)), top]
     index = {name: i for i, name in enumerate(CATEGORIES)}
     correct = np.array([CATEGORIES[t] in g for t, g in zip(top, gold)], dtype=np.float64)
-    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1]), 0, ECE_BINS - 1)
-    ece = 0.0
-    reliability = []
-    for b in range(ECE_BINS):
-        sel = which == b
-        if sel.any():
-            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
-            reliability.append({"bin": [round(float(edges[b]), 2), round(float(edges[b + 1]), 2)], "n": int(sel.sum()),
-                                "confidence": round(float(conf[sel].mean()), 4),
-                                "accuracy": round(float(correct[sel].mean()), 4)})
     gold_mass = np.array([sum(probs[i, index[c]] for c in g) for i, g in enumerate(gold)])
     logloss = float(-np.mean(np.log(np.clip(gold_mass, LOGLOSS_FLOOR, 1.0))))
-    return {"ece": float(ece), "log_loss": logloss, "mean_top_probability": float(conf.mean()),
-            "reliability": reliability}
+    return {"ece": binned_ece(conf, correct, ECE_BINS), "ece_if_calibrated": ece_if_calibrated(conf, ECE_BINS),
+            "log_loss": logloss, "mean_top_probability": float(conf.mean()),
+            "reliability": reliability(conf, correct, ECE_BINS)}
 
 
 def evaluate_predictions(eval_set: EvalSet, *, categories: NDArray[np.float64] | None = None,

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from empathic_agent.encode.face_model import TestTimeAugmentation
 
 from empathic_agent.latent import CATEGORIES
+from empathic_agent.metrics import binned_ece, top_label
 
 __all__ = ["FER_MAP", "load_fer2013", "dev_split", "train_epochs", "main"]
 
@@ -275,17 +276,6 @@ def _nll(probs: NDArray[np.float64], gold: NDArray[np.int64]) -> float:
     return float(-np.mean(np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-9, None))))
 
 
-def _ece(probs: NDArray[np.float64], gold: NDArray[np.int64], bins: int = 10) -> float:
-    conf, pred = probs.max(1), probs.argmax(1)
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            total += m.mean() * abs(float(np.mean(pred[m] == gold[m])) - float(conf[m].mean()))
-    return total
-
-
 def _fit_temperature(logp: NDArray[np.float64], gold: NDArray[np.int64]) -> float:
     """Temperature minimising the dev negative log-likelihood (grid, then refined)."""
     from empathic_agent.encode.face import pool_log_probs
@@ -298,7 +288,7 @@ def _fit_temperature(logp: NDArray[np.float64], gold: NDArray[np.int64]) -> floa
 def _scores(probs: NDArray[np.float64], gold: NDArray[np.int64]) -> dict[str, float]:
     pred = probs.argmax(1)
     return {"accuracy": round(float(np.mean(pred == gold)), 4), "macro_f1": round(_macro_f1(gold, pred), 4),
-            "ece": round(_ece(probs, gold), 4), "log_loss": round(_nll(probs, gold), 4)}
+            "ece": round(binned_ece(*top_label(probs, gold)), 4), "log_loss": round(_nll(probs, gold), 4)}
 
 
 #: Ensemble weights of the members' log-probabilities (the default of ``--mini-xception-weight``).

@@ -43,6 +43,7 @@ from empathic_agent.evals.pair_model import (
     pad,
     pair_features,
 )
+from empathic_agent.metrics import binned_ece, top_label
 
 __all__ = ["MECHANISMS", "EPITOME_COLUMNS", "split_of", "load_epitome", "load_strategy_turns",
            "classification_report", "fit_temperature", "train_epitome", "combine_epitome", "train_strategy",
@@ -64,7 +65,6 @@ RATIONALE_WEIGHT: Final[float] = 0.5
 #: Class weights are (frequency)^-CLASS_WEIGHT_POWER: the strong/weak levels are rare (ER 2: 5 %,
 #: IP 1: 4 %, EX 1: 3 %) and would otherwise never be predicted; the square root keeps accuracy.
 CLASS_WEIGHT_POWER: Final[float] = 0.5
-ECE_BINS: Final[int] = 10
 
 
 def split_of(key: str, dev: int = DEV_PERCENT, test: int = TEST_PERCENT) -> str:
@@ -155,7 +155,7 @@ def _rationale_labels(item: dict[str, Any], reply: str, spans_by_head: Sequence[
 
 def classification_report(probs: np.ndarray, gold: Sequence[int], classes: Sequence[str]) -> dict[str, Any]:
     """n, accuracy, macro-F1, per-class F1 (precision, recall, support), confusion (rows gold,
-    columns predicted) and the top-label expected calibration error (:data:`ECE_BINS` bins)."""
+    columns predicted) and the top-label expected calibration error (:func:`empathic_agent.metrics.binned_ece`)."""
     y = np.asarray(gold, int)
     pred = probs.argmax(axis=1)
     k = len(classes)
@@ -175,22 +175,7 @@ def classification_report(probs: np.ndarray, gold: Sequence[int], classes: Seque
     return {"n": int(len(y)), "accuracy": round(float(np.mean(pred == y)), 4) if len(y) else 0.0,
             "macro_f1": round(float(np.mean(f1s)), 4) if f1s else 0.0, "per_class": per_class,
             "confusion": {"rows": "gold", "columns": "predicted", "classes": list(classes), "matrix": conf.tolist()},
-            "ece": round(ece(probs, y), 4)}
-
-
-def ece(probs: np.ndarray, gold: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Expected calibration error of the top label (equal-width confidence bins)."""
-    if not len(gold):
-        return 0.0
-    conf = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == gold).astype(float)
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            total += m.mean() * abs(conf[m].mean() - correct[m].mean())
-    return float(total)
+            "ece": round(binned_ece(*top_label(probs, y)), 4)}
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -472,7 +457,7 @@ def _train_heads(name: str, train: list[dict[str, Any]], dev: list[dict[str, Any
     for h, c in heads:
         report["dev"][h] = classification_report(_softmax(dev_parts[h] / temps[h]), dev_gold[h], c)
         report["test"][h] = classification_report(_softmax(test_parts[h] / temps[h]), [gold(r, h) for r in test], c)
-        report["dev"][h]["ece_uncalibrated"] = round(ece(_softmax(dev_parts[h]), np.asarray(dev_gold[h])), 4)
+        report["dev"][h]["ece_uncalibrated"] = round(binned_ece(*top_label(_softmax(dev_parts[h]), np.asarray(dev_gold[h]))), 4)
     config = {"format": FORMAT, "name": name, "backbone": backbone,
               "architecture": trainer.architecture(),
               "heads": [{"name": h, "classes": c, "temperature": round(temps[h], 4)} for h, c in heads],

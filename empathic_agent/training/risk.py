@@ -32,6 +32,7 @@ from typing import Any, Final, Sequence
 
 import numpy as np
 
+from empathic_agent.metrics import binned_ece
 from empathic_agent.safety.learned import MAX_TOKENS, WEIGHTS_DIR, split_sentences
 from empathic_agent.safety.taxonomy import DIMENSIONS, LEVELS, SUBJECTS
 
@@ -384,10 +385,7 @@ def _figures(p_ord: np.ndarray, levels: np.ndarray, thresholds: Sequence[float])
             out[f"recall_{name}_routed"] = round(float((pred[m] >= min(k, 2)).mean()), 4)
             out[f"recall_{name}_level"] = round(float((pred[m] >= k).mean()), 4)
     # Expected calibration error of P(>= low) against "any risk" (10 equal-width bins).
-    p, y = p_ord[:, 0], risk.astype(float)
-    bins = np.minimum((p * 10).astype(int), 9)
-    out["ece_any_risk"] = round(float(sum(abs(p[bins == b].mean() - y[bins == b].mean()) * (bins == b).mean()
-                                          for b in range(10) if (bins == b).any())), 4)
+    out["ece_any_risk"] = round(binned_ece(p_ord[:, 0], risk.astype(float)), 4)
     return out
 
 

@@ -24,11 +24,11 @@ from empathic_agent.evals.replies import (
 )
 from empathic_agent.evals.strategy import adherence
 from empathic_agent.graph.builder import build_services
+from empathic_agent.metrics import binned_ece, top_label
 from empathic_agent.settings import Settings
 from empathic_agent.testing.fakes import FakeEmbedder, FakeEncoder, FakeLLM, FakeStrategyClassifier
 from empathic_agent.training.judge import (
     classification_report,
-    ece,
     fit_temperature,
     load_epitome,
     load_strategy_turns,
@@ -56,7 +56,7 @@ def test_classification_report_counts():
 
 def test_ece_and_temperature():
     one_hot_right = np.eye(3)[[0, 1, 2, 1]]
-    assert ece(one_hot_right, np.array([0, 1, 2, 1])) == 0.0
+    assert binned_ece(*top_label(one_hot_right, np.array([0, 1, 2, 1]))) == 0.0
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 3, 600)
     # Logits that point at the right class 60 % of the time, but with huge confidence.
@@ -66,7 +66,7 @@ def test_ece_and_temperature():
     assert t > 3.0  # overconfident logits are softened
     soft = np.exp(logits / t) / np.exp(logits / t).sum(1, keepdims=True)
     hard = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    assert ece(soft, gold) < ece(hard, gold)
+    assert binned_ece(*top_label(soft, gold)) < binned_ece(*top_label(hard, gold))
 
 
 def _write_csv(path: Path, rows: list[dict], fields: list[str]) -> Path:
