@@ -450,7 +450,7 @@ def evaluate_esconv_guard(stage: "SafetyStage", split: str | Path, *, progress: 
     dialogues = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if limit:
         dialogues = dialogues[:limit]
-    replies = blocked = 0
+    replies = blocked = opened = 0
     blocks, sentence_s = [], []
     per: dict[str, int] = {}
     for d in _progress(dialogues, "esconv dialogues", progress):
@@ -466,15 +466,22 @@ def evaluate_esconv_guard(stage: "SafetyStage", split: str | Path, *, progress: 
                 said.append(turn["text"])
                 continue
             replies += 1
-            verdict, timings = _guarded(stage, turn["text"], stage.guard_context(safety, said))
+            ctx = stage.guard_context(safety, said)
+            verdict, timings = _guarded(stage, turn["text"], ctx)
             sentence_s += timings
+            if ctx.presentations:
+                opened += 1
             if verdict is not None and not verdict.ok:
                 blocked += 1
                 per[verdict.category] = per.get(verdict.category, 0) + 1
+                # What opened the check (the presentations read in the seeker's words, the risk
+                # level): most false blocks come from the reader's side, not the guard's.
                 blocks.append({"category": verdict.category, "source": verdict.source, "evidence": verdict.evidence,
-                               "reply": turn["text"]})
+                               "reply": turn["text"], "presentations": list(ctx.presentations),
+                               "risk_level": ctx.risk_level})
     return {"file": str(path), "format": "esconv-replies", "dialogues": len(dialogues), "replies": replies,
             "false_block_count": blocked, "false_block_rate": _rate(blocked, replies), "per_category": per,
+            "replies_with_a_presentation_read": opened,
             "latency_per_sentence": latency_ms(sentence_s) if sentence_s else {}, "blocked": blocks[:200]}
 
 
