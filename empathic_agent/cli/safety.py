@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from empathic_agent.cli._common import handled_by
+from empathic_agent.errors import ConfigError
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run_eval", "run_check", "run_train", "run_combine", "run_train_scope",
@@ -115,6 +116,10 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="leave a writer's file out (its name without .csv, e.g. guard_writerJ; repeatable)")
     q.add_argument("--guard-only", action="store_true",
                    help="train the guard's heads alone (for weights/guard/: the reader keeps its own model)")
+    q.add_argument("--takeovers-only", action="store_true",
+                   help="only (re)write the reader's takeover thresholds: the score at which a learned reading alone "
+                        "answers with the vetted reply, reached by at most 0.5 %% of ESConv train seekers' turns "
+                        "(needs --esconv; run it after every training)")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
     handled_by(q, "empathic_agent.cli.safety:run_bench")
     q.add_argument("--runs", type=int, default=3, help="passes over the benchmark messages")
@@ -192,7 +197,13 @@ def run_train_clinical(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.training.clinical import rethreshold, train_clinical
 
     esconv = Path(args.esconv) if args.esconv else None
-    if args.rethreshold:
+    if args.takeovers_only:
+        if esconv is None:
+            raise ConfigError("--takeovers-only needs --esconv DIR (the ESConv folder)")
+        from empathic_agent.training.clinical import set_takeovers
+
+        report = set_takeovers(esconv=esconv, out_dir=_weights(args), progress=lambda m: print(m, file=sys.stderr))
+    elif args.rethreshold:
         report = rethreshold(esconv=esconv, out_dir=_weights(args), cache_dir=settings.cache_dir,
                              progress=lambda m: print(m, file=sys.stderr))
     else:

@@ -72,10 +72,15 @@ class PresentationReading:
     score: float
     evidence: str
     source: str
+    #: The presentation may lead the reply's register (its vetted reply).  False for a learned
+    #: reading below the model's takeover threshold: it still opens the guard's checks and
+    #: informs the planner, but an ordinary help-seeker's "we thought we could make a bundle"
+    #: (mania 0.86) does not get the mania reply.
+    leads: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "score": round(float(self.score), 4), "evidence": self.evidence,
-                "source": self.source}
+                "source": self.source, "leads": self.leads}
 
 
 @dataclass(frozen=True)
@@ -415,7 +420,8 @@ class ClinicalReader(PatternsAndLearned):
                 if name == "means_seeking":
                     continue  # needs a context the model cannot see; the rule below decides
                 if p >= self.learned.threshold(name) and name not in found:
-                    found[name] = PresentationReading(name, float(p), text.strip()[:160], "learned")
+                    found[name] = PresentationReading(name, float(p), text.strip()[:160], "learned",
+                                                      leads=p >= self.learned.takeover(name))
         means = means_query(text)
         distress_now = distress_cue(text)
         since = state.get("turns_since_distress")
@@ -433,9 +439,13 @@ class ClinicalReader(PatternsAndLearned):
         for p in context_presentations(text):
             if p.name in found or carried.get(p.name, 0.0) >= ACTIVE:
                 found[p.name] = p if p.name not in found else found[p.name]
+        # A presentation only ever read below the takeover level stays quiet while it is carried.
+        quiet = set(state.get("quiet") or ()) - {p.name for p in found.values() if p.leads}
+        quiet |= {p.name for p in found.values() if not p.leads}
         for name, score in carried.items():
             if name not in found and score >= ACTIVE and name != "means_seeking":
-                found[name] = PresentationReading(name, score, "earlier in the conversation", "conversation")
+                found[name] = PresentationReading(name, score, "earlier in the conversation", "conversation",
+                                                  leads=name not in quiet)
         scores = {k: v for k, v in carried.items() if v >= 0.05}
         for p in found.values():
             scores[p.name] = max(scores.get(p.name, 0.0), p.score)
@@ -446,7 +456,7 @@ class ClinicalReader(PatternsAndLearned):
         carried_names = [p.name for p in found.values() if p.source == "conversation"]
         continued = self.continues(text, carried_names, evidence, probs) if carried_names else ()
         new_state = {"presentations": {k: round(v, 4) for k, v in scores.items()}, "turns_since_distress": since,
-                     "evidence": evidence}
+                     "evidence": evidence, "quiet": sorted(quiet & set(scores))}
         ordered = tuple(sorted(found.values(), key=lambda p: (PRESENTATIONS.index(p.name), -p.score)))
         return ClinicalReading(ordered, means, risk_context, new_state, continued)
 

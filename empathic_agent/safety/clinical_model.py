@@ -168,6 +168,14 @@ class ClinicalModel(_Heads):
     def threshold(self, name: str) -> float:
         return self.thresholds.get(name, 1.01)
 
+    def _extra(self, part: dict[str, Any]) -> None:
+        self.takeovers = {k: float(v) for k, v in (part.get("takeover_thresholds") or {}).items()}
+
+    def takeover(self, name: str) -> float:
+        """The score at which this layer's reading alone answers with the presentation's vetted reply
+        (weights without ``takeover_thresholds``: its threshold, as before)."""
+        return max(self.threshold(name), self.takeovers.get(name, 0.0))
+
 
 class GuardModel(_Heads):
     """P(harm category) of an agent's reply text (the max over the views given).

@@ -289,7 +289,7 @@ class SafetyStage:
         # stays active for the guard).
         follow_up = len(text.split()) <= FOLLOW_UP_WORDS
         names = tuple(p.name for p in reading.presentations
-                      if p.source != "conversation" or follow_up or p.name in reading.continued)
+                      if p.leads and (p.source != "conversation" or follow_up or p.name in reading.continued))
         lead = next((n for n in REGISTER_PRIORITY if n in names), "")
         if lead and not a.crisis:
             turns = int(a.conversation.get("turns", 0) or 0)

@@ -36,6 +36,7 @@ from typing import Any, Final, Sequence
 
 import numpy as np
 
+from empathic_agent.errors import ConfigError
 from empathic_agent.safety.clinical import PRESENTATIONS
 from empathic_agent.safety.clinical_model import CONFIG_FILE, FORMAT, WEIGHTS_DIR, WEIGHTS_FILE
 from empathic_agent.safety.guard import GUARD_CATEGORIES, guard_text, said_text
@@ -438,6 +439,53 @@ def esconv_seeker_turns(path: Path, n: int = 2000, seed: int = 0) -> list[str]:
                         if t["speaker"] == "usr" and len(t["text"].split()) >= 4]
     random.Random(seed).shuffle(out)
     return out[:n]
+
+
+#: Share of ordinary help-seekers' turns (every ESConv *train* seeker turn of 4+ words) at which the
+#: learned reader's reading alone may take over the reply with a presentation's vetted reply.  The
+#: reading thresholds let 6.8 % of those turns through (mania 1.9 %, compulsion 1.8 %, psychosis
+#: 1.6 %): right for opening the guard's checks, too many for replacing the reply (raising the
+#: reading thresholds themselves to this budget cost psychosis recall 0.95 -> 0.81 held out).
+TAKEOVER_BUDGET: Final[float] = 0.005
+
+
+def takeover_thresholds(esconv_p: np.ndarray, budget: float = TAKEOVER_BUDGET) -> dict[str, float]:
+    """Per presentation, the lowest score that at most ``budget`` of the seekers' turns reach
+    (``esconv_p``: the reader's probabilities, one row per turn; means seeking is the
+    conversation rule's, never the model's)."""
+    out = {}
+    for k, name in enumerate(PRESENTATIONS):
+        col = np.sort(esconv_p[:, k])[::-1]
+        allowed = int(np.floor(budget * len(col)))
+        out[name] = 1.01 if name == "means_seeking" or allowed >= len(col) else round(min(1.01, float(col[allowed]) + 1e-6), 4)
+    return out
+
+
+def set_takeovers(*, esconv: Path, out_dir: Path = WEIGHTS_DIR, budget: float = TAKEOVER_BUDGET,
+                  progress: Any = print) -> dict[str, Any]:
+    """Write the saved reader's takeover thresholds (:data:`TAKEOVER_BUDGET`) from every ESConv
+    *train* seeker turn of four words or more, scored by the saved model (those turns were never
+    trained on: no out-of-fold predictions needed)."""
+    from empathic_agent.safety.clinical_model import ClinicalModel
+
+    config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    texts = esconv_seeker_turns(esconv / "train.txt", n=10**9)
+    if not texts:
+        raise ConfigError(f"no ESConv seeker turns in {esconv / 'train.txt'}")
+    model = ClinicalModel(out_dir)
+    model.load()
+    progress(f"reader: scoring {len(texts)} ESConv train seeker turns")
+    probs = np.vstack([model.backbone.probabilities(texts[i:i + 64])[:, :len(PRESENTATIONS)]
+                       for i in range(0, len(texts), 64)])
+    take = takeover_thresholds(probs, budget)
+    th = config["clinical"]["thresholds"]
+    share = {n: {"read": round(float((probs[:, k] >= th[n]).mean()), 4),
+                 "taken_over": round(float((probs[:, k] >= max(th[n], take[n])).mean()), 4)}
+             for k, n in enumerate(PRESENTATIONS)}
+    config["clinical"].update(takeover_thresholds=take, takeover_budget=budget, takeover_seeker_turns=len(texts))
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return {"takeover_thresholds": take, "thresholds": th, "seeker_turns": len(texts), "budget": budget,
+            "share_of_seeker_turns": share}
 
 
 def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: str | Path,

@@ -390,3 +390,37 @@ def test_esconv_guard_report_names_what_opened_each_block(settings, tmp_path):
     block = report["blocked"][0]
     assert block["category"] == "compulsion_reinforcement" and block["presentations"] == ["compulsion"]
     assert block["risk_level"] == "none"
+
+
+def test_a_learned_reading_below_the_takeover_level_opens_the_guard_but_keeps_the_reply(settings):
+    """An ordinary help-seeker's words the learned layer reads as mania at 0.86 ("we thought we could
+    make a bundle") are still read (the guard checks the reply for it) but do not get the vetted
+    mania reply, now or in a short follow-up; a reading at the takeover level does."""
+    from empathic_agent.safety.clinical_model import ClinicalModel
+
+    class Scripted(ClinicalModel):
+        def __init__(self, scores: dict[str, float]) -> None:
+            self.names = tuple(PRESENTATIONS)
+            self.thresholds = {n: 0.79 for n in PRESENTATIONS}
+            self.takeovers = {n: 0.94 for n in PRESENTATIONS}
+            self.scores = scores
+
+        def load(self) -> None:
+            pass
+
+        def read_many(self, texts):
+            return [{n: self.scores.get(t, 0.0) if n == "mania" else 0.0 for n in PRESENTATIONS} for t in texts]
+
+    bundle = "We made some software together and thought we could make a bundle."
+    sure = "Everything is lining up for me now and the plan is perfect."
+    model = Scripted({bundle: 0.86, sure: 0.97})
+    stage = dataclasses.replace(SafetyStage.from_settings(settings), clinical=ClinicalReader(model))
+    quiet = stage.assess(bundle, {})
+    assert "mania" in quiet.presentations and not quiet.clinical.get("register")
+    assert quiet.clinical["presentations"][0]["leads"] is False
+    assert "mania" in stage.guard_context(quiet.to_dict(), [bundle]).presentations  # the guard still checks
+    follow = stage.assess("yeah", quiet.conversation)
+    assert "mania" in follow.presentations and not follow.clinical.get("register")
+    loud = stage.assess(sure, quiet.conversation)
+    assert loud.clinical.get("register") == "mania"
+    assert stage.assess("yeah", loud.conversation).clinical.get("register") == "mania"  # now it leads when carried
