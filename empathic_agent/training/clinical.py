@@ -40,6 +40,7 @@ from empathic_agent.errors import ConfigError
 from empathic_agent.safety.clinical import PRESENTATIONS
 from empathic_agent.safety.clinical_model import CONFIG_FILE, FORMAT, WEIGHTS_DIR, WEIGHTS_FILE
 from empathic_agent.safety.guard import GUARD_CATEGORIES, guard_text, said_text
+from empathic_agent.training.runs import check_fingerprint, data_hashes, fingerprint
 
 __all__ = ["train_clinical", "DATA_DIR"]
 
@@ -368,8 +369,6 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     presentation outputs are never used, so they get no training and never fire) — about half
     the time.  ``exclude``: writers' files (stems) left out, e.g. to retrain a shipped recipe on the
     data it had."""
-    import hashlib
-
     from empathic_agent.training.risk import BATCH, EPOCHS, HEAD_LR, LR, _backbone
 
     t0 = time.time()
@@ -398,7 +397,8 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     progress(f"clinical selection: {json.dumps(rep_p)}")
     progress(f"guard selection: {json.dumps(rep_r)}")
     if cache_dir is not None:
-        np.savez_compressed(Path(cache_dir) / "clinical-oof.npz", oof_p=oof_p, oof_r=oof_r)
+        run = fingerprint(data_hashes(_files(DATA_DIR / "clinical" / "train", "*.csv", exclude)), seed)
+        np.savez_compressed(Path(cache_dir) / "clinical-oof.npz", oof_p=oof_p, oof_r=oof_r, run=np.array(run))
     dev = _dev_with_patterns(data, oof_p, oof_r, th_p, th_r, open_th)
     if guard_only:
         dev["reader"] = None  # not trained
@@ -422,7 +422,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
         "seed": seed, "folds": folds, "guard_only": guard_only, "excluded": sorted(exclude), "dev_with_patterns": dev,
         "rows": {"messages": len(data.p_texts), "replies": len(data.r_texts),
                  "esconv_replies": int(sum(1 for g in data.r_groups if not g.startswith("guard_")))},
-        "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
+        "data": data_hashes(paths),
         "seconds": round(time.time() - t0, 1),
     }
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
@@ -498,6 +498,8 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
 
     oof = np.load(Path(cache_dir) / "clinical-oof.npz")
     config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    check_fingerprint(str(oof["run"]) if "run" in oof.files else None, config, Path(cache_dir) / "clinical-oof.npz",
+                      out_dir / CONFIG_FILE)
     data = _Data(esconv, seed, said=bool(config["guard"].get("said")))
     esconv_texts = esconv_seeker_turns(esconv / "train.txt") if esconv is not None else []
     esconv_p = None

@@ -20,7 +20,6 @@ Steps:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -35,6 +34,7 @@ import numpy as np
 from empathic_agent.metrics import binned_ece
 from empathic_agent.safety.learned import MAX_TOKENS, WEIGHTS_DIR, split_sentences
 from empathic_agent.safety.taxonomy import DIMENSIONS, LEVELS, SUBJECTS
+from empathic_agent.training.runs import check_fingerprint, data_hashes, fingerprint
 
 __all__ = ["train", "train_scope", "train_second_look", "combine", "rethreshold", "augment", "TRAIN_DIR", "FALSE_ALARM_BUDGET",
            "DISTRESS_BUDGET"]
@@ -439,7 +439,8 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
             oof_whole[held] = p[first]
         if cache_dir is not None:  # the out-of-fold predictions, for analysis (never committed)
             np.savez(Path(cache_dir) / "safety-oof.npz", whole=oof_whole, views=oof_views, levels=levels, hard=hard,
-                     writers=np.array([r["writer"] for r in rows]), texts=np.array([r["text"] for r in rows]))
+                     writers=np.array([r["writer"] for r in rows]), texts=np.array([r["text"] for r in rows]),
+                     run=np.array(fingerprint(data_hashes(paths), seed)))
         oof = {"whole": oof_whole, "views": oof_views, "levels": levels, "hard": hard,
                "writers": np.array([r["writer"] for r in rows])}
     final = _Trainer(location, seed)
@@ -463,7 +464,7 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
                                   "false_alarm_budget": list(FALSE_ALARM_BUDGET),
                                   "distress_budget": list(DISTRESS_BUDGET) if esconv is not None else None},
               "training_rows": len(rows), "training_texts_with_variants": len(texts),
-              "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
+              "data": data_hashes(paths),
               "selection": results, "seconds": round(time.perf_counter() - t0, 1)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -505,10 +506,11 @@ def rethreshold(oof_path: str | Path, config_path: str | Path, *, esconv: str | 
     """Choose the thresholds again from saved out-of-fold predictions (``safety-oof.npz`` of a
     training run) with the current budgets; with ``esconv``, the model next to ``config_path``
     reads its seekers' messages for :data:`DISTRESS_BUDGET`.  Updates ``config.json``."""
+    config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     with np.load(oof_path) as z:
+        check_fingerprint(str(z["run"]) if "run" in z.files else None, config, Path(oof_path), Path(config_path))
         oof = {k: z[k] for k in ("whole", "views", "levels", "writers")}
         oof["hard"] = z["hard"] if "hard" in z.files else np.ones(len(oof["levels"]), bool)
-    config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     distress = None
     texts = _distress_texts(esconv)
     if texts:
@@ -594,12 +596,13 @@ def combine(members: Sequence[tuple[str | Path, str | Path]], *, out_dir: str | 
         "combined_from": configs,
         "hyperparameters": {"false_alarm_budget": list(FALSE_ALARM_BUDGET),
                             "distress_budget": list(DISTRESS_BUDGET) if distress is not None else None},
-        "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
+        "data": data_hashes(paths),
         "selection": {"writers": {w: int((oof["writers"] == w).sum()) for w in sorted(set(oof["writers"].tolist()))}}
         | selection}
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     if cache_dir is not None:
-        np.savez(Path(cache_dir) / "safety-oof.npz", **oof, texts=np.array(texts))
+        np.savez(Path(cache_dir) / "safety-oof.npz", **oof, texts=np.array(texts),
+                 run=np.array(fingerprint(config["data"], config.get("seed"))))
     return config
 
 
@@ -727,7 +730,7 @@ def train_scope(files: Sequence[str | Path] | None = None, *, out_dir: str | Pat
                          for r, o, t in zip(sub, off, y) if o and t],
             "grid": grid},
         "reader_oof": str(oof_path.name),
-        "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
+        "data": data_hashes(paths),
         "seconds": round(time.perf_counter() - t0, 1)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -863,7 +866,7 @@ def train_second_look(files: Sequence[str | Path] | None = None, *, esconv: str 
             "chosen": best, "trials": trials,
             "messages": len(rows), "high_or_imminent": int(y_msg.sum()), "hard_negatives": int(hard_neg.sum()),
             "esconv_negatives": len(extra)},
-        "data": {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in paths},
+        "data": data_hashes(paths),
         "seconds": round(time.perf_counter() - t0, 1)}
     out.mkdir(parents=True, exist_ok=True)
     (out / SECOND_LOOK_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")

@@ -58,9 +58,13 @@ def test_distress_scores_take_the_highest_view() -> None:
 
 
 def test_rethreshold_writes_the_selection(tmp_path) -> None:
+    from empathic_agent.training.runs import fingerprint
+
     oof = _synthetic()
-    np.savez(tmp_path / "oof.npz", **oof)
-    config = {"thresholds": [0.5] * 4, "sentence_views": True, "hyperparameters": {}, "selection": {"writers": {}}}
+    data = {"w0.csv": "0" * 16}
+    np.savez(tmp_path / "oof.npz", **oof, run=np.array(fingerprint(data, 3)))  # the run that wrote the config
+    config = {"thresholds": [0.5] * 4, "sentence_views": True, "hyperparameters": {}, "selection": {"writers": {}},
+              "data": data, "seed": 3}
     (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
     out = tr.rethreshold(tmp_path / "oof.npz", tmp_path / "config.json")
     saved = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
