@@ -1,6 +1,7 @@
 """Fakes for tests — yours and ours. Each subclasses the real base class it stands in for."""
 
 from empathic_agent.testing.fakes import (
+    ContextRecordingEncoder,
     FakeEmbedder,
     FakeEncoder,
     FakeFacePerception,
@@ -12,4 +13,4 @@ from empathic_agent.testing.fakes import (
 )
 
 __all__ = ["FakeLLM", "FakeEmbedder", "FakeEncoder", "FakeStrategyClassifier", "FakeTTS", "FakeSTT",
-           "FakeSpeechPerception", "FakeFacePerception"]
+           "FakeSpeechPerception", "FakeFacePerception", "ContextRecordingEncoder"]

@@ -168,7 +168,26 @@ class FakeEncoder(Encoder):
         return [self._as_reading(self.readings.get(self._key(x), self.default)) for x in xs]
 
 
-__all__ += ["FakeEncoder"]
+class ContextRecordingEncoder(FakeEncoder):
+    """A :class:`FakeEncoder` with a context head, as the text encoder has: reads a message in its
+    conversation the way it reads it alone, and records every ``(text, context)`` it was given."""
+
+    reads_context = True
+
+    def __init__(self, readings: Mapping[str, Reading | str] | None = None, *,
+                 default: Reading | str | None = "neutral") -> None:
+        super().__init__(readings, default=default)
+        self.seen: list[tuple[Any, Any]] = []
+
+    def encode_in_context(self, text: Any, context: Any) -> Reading:
+        return self.encode_batch_in_context([text], [context])[0]
+
+    def encode_batch_in_context(self, texts: Sequence[Any], contexts: Sequence[Any]) -> list[Reading]:
+        self.seen.extend(zip(texts, contexts))
+        return self.encode_batch(list(texts))
+
+
+__all__ += ["FakeEncoder", "ContextRecordingEncoder"]
 
 
 class FakeStrategyClassifier(StrategyClassifier):

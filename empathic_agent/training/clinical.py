@@ -396,8 +396,9 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     rep_r = _recalls(oof_r, data.r_y, GUARD_CATEGORIES, th_r)
     progress(f"clinical selection: {json.dumps(rep_p)}")
     progress(f"guard selection: {json.dumps(rep_r)}")
+    paths = _files(DATA_DIR / "clinical" / "train", "*.csv", exclude)
     if cache_dir is not None:
-        run = fingerprint(data_hashes(_files(DATA_DIR / "clinical" / "train", "*.csv", exclude)), seed)
+        run = fingerprint(data_hashes(paths), seed)
         np.savez_compressed(Path(cache_dir) / "clinical-oof.npz", oof_p=oof_p, oof_r=oof_r, run=np.array(run))
     dev = _dev_with_patterns(data, oof_p, oof_r, th_p, th_r, open_th)
     if guard_only:
@@ -406,7 +407,6 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     final = _fit(data, np.full(len(data.p_texts), not guard_only), np.ones(len(data.r_texts), bool), location, seed,
                  desc="final model")
     np.savez_compressed(out_dir / WEIGHTS_FILE, **final.state())
-    paths = _files(DATA_DIR / "clinical" / "train", "*.csv", exclude)
     config = {
         "format": FORMAT, "backbone": backbone,
         "clinical": {"names": list(PRESENTATIONS), "offset": 0, "thresholds": th_p, "selection": rep_p,
@@ -429,8 +429,8 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     return config
 
 
-def esconv_seeker_turns(path: Path, n: int = 2000, seed: int = 0) -> list[str]:
-    """Seeker turns of an ESConv split (ordinary distress), a sample of ``n``."""
+def esconv_seeker_turns(path: Path, n: int | None = 2000, seed: int = 0) -> list[str]:
+    """Seeker turns of an ESConv split (ordinary distress), a sample of ``n`` (None: all of them)."""
     out = []
     with path.open(encoding="utf-8") as f:
         for line in f:
@@ -438,7 +438,7 @@ def esconv_seeker_turns(path: Path, n: int = 2000, seed: int = 0) -> list[str]:
                 out += [t["text"].strip() for t in json.loads(line)["dialog"]
                         if t["speaker"] == "usr" and len(t["text"].split()) >= 4]
     random.Random(seed).shuffle(out)
-    return out[:n]
+    return out[:n] if n is not None else out
 
 
 #: Share of ordinary help-seekers' turns (every ESConv *train* seeker turn of 4+ words) at which the
@@ -447,6 +447,12 @@ def esconv_seeker_turns(path: Path, n: int = 2000, seed: int = 0) -> list[str]:
 #: 1.6 %): right for opening the guard's checks, too many for replacing the reply (raising the
 #: reading thresholds themselves to this budget cost psychosis recall 0.95 -> 0.81 held out).
 TAKEOVER_BUDGET: Final[float] = 0.005
+
+
+def _presentation_probabilities(model: Any, texts: Sequence[str]) -> np.ndarray:
+    """The saved reader's P(presentation) of each text (rows), in batches of 64."""
+    return np.vstack([model.backbone.probabilities(texts[i:i + 64])[:, :len(PRESENTATIONS)]
+                      for i in range(0, len(texts), 64)])
 
 
 def takeover_thresholds(esconv_p: np.ndarray, budget: float = TAKEOVER_BUDGET) -> dict[str, float]:
@@ -469,14 +475,13 @@ def set_takeovers(*, esconv: Path, out_dir: Path = WEIGHTS_DIR, budget: float = 
     from empathic_agent.safety.clinical_model import ClinicalModel
 
     config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    texts = esconv_seeker_turns(esconv / "train.txt", n=10**9)
+    texts = esconv_seeker_turns(esconv / "train.txt", n=None)
     if not texts:
         raise ConfigError(f"no ESConv seeker turns in {esconv / 'train.txt'}")
     model = ClinicalModel(out_dir)
     model.load()
     progress(f"reader: scoring {len(texts)} ESConv train seeker turns")
-    probs = np.vstack([model.backbone.probabilities(texts[i:i + 64])[:, :len(PRESENTATIONS)]
-                       for i in range(0, len(texts), 64)])
+    probs = _presentation_probabilities(model, texts)
     take = takeover_thresholds(probs, budget)
     th = config["clinical"]["thresholds"]
     share = {n: {"read": round(float((probs[:, k] >= th[n]).mean()), 4),
@@ -507,8 +512,7 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
         model = ClinicalModel(out_dir)
         model.load()
         progress(f"reader: scoring {len(esconv_texts)} ESConv seeker turns")
-        esconv_p = np.vstack([model.backbone.probabilities(esconv_texts[i:i + 64])[:, :len(PRESENTATIONS)]
-                              for i in range(0, len(esconv_texts), 64)])
+        esconv_p = _presentation_probabilities(model, esconv_texts)
     th_p, th_r, open_th = select_thresholds(data, oof["oof_p"], oof["oof_r"], reader_budget=reader_budget,
                                             guard_budget=guard_budget, open_budget=open_budget,
                                             esconv_p=esconv_p, esconv_texts=esconv_texts)

@@ -11,7 +11,7 @@ from empathic_agent.agent import Agent, TextChunk, TurnResult
 from empathic_agent.errors import EmptyInputError, InputError, InputTooLongError, LLMConnectionError
 from empathic_agent.graph import build_services
 from empathic_agent.graph.nodes import FALLBACK_REPLY
-from empathic_agent.testing import FakeEncoder, FakeLLM
+from empathic_agent.testing import ContextRecordingEncoder, FakeEncoder, FakeLLM
 
 
 def _words(content: str) -> str:
@@ -271,30 +271,16 @@ async def test_export_and_delete_user_cover_conversations_and_memories(settings,
     assert await agent.sessions("dave") == ["s1"] and memory.count("dave") >= 1
 
 
-class _ContextRecorder(FakeEncoder):
-    """A text encoder that reads messages in their conversation: records every context."""
-
-    reads_context = True
-
-    def __init__(self) -> None:
-        super().__init__(default="neutral")
-        self.contexts: list = []
-
-    def encode_in_context(self, text, context):
-        self.contexts.append(context)
-        return self.encode(text)
-
-
 async def test_a_context_reading_encoder_gets_the_earlier_turns_and_this_turns_prior(settings):
-    encoder = _ContextRecorder()
+    encoder = ContextRecordingEncoder()
     agent = await _agent(settings, FakeLLM(["one", "two"]), encoder=encoder)
     await agent.respond("u1", "s1", text="hello")
     await agent.respond("u1", "s1", text="again")
-    first, second = encoder.contexts
+    (_, first), (_, second) = encoder.seen
     assert first.turns == () and first.state is None
     assert second.turns == ("hello", "one")  # both sides, oldest first, without this message
     assert second.state is not None and second.state.modality == "prior"
-    other = _ContextRecorder()
+    other = ContextRecordingEncoder()
     agent2 = await _agent(settings, FakeLLM(["x"]), encoder=other)
     await agent2.respond("u2", "s9", text="new person")
-    assert other.contexts[0].turns == ()  # nothing leaks from another conversation
+    assert other.seen[0][1].turns == ()  # nothing leaks from another conversation

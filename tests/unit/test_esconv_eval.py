@@ -8,7 +8,7 @@ import pytest
 
 from empathic_agent.errors import ConfigError
 from empathic_agent.plan.esconv import evaluate_esconv, load_esconv
-from empathic_agent.testing import FakeEncoder
+from empathic_agent.testing import ContextRecordingEncoder, FakeEncoder
 
 CONV = {"emotion_type": "sadness", "problem_type": "job", "situation": "lost job", "dialog": [
     {"text": "Hello, how are you?", "speaker": "sys", "strategy": "Question"},   # before the seeker: skipped
@@ -50,24 +50,10 @@ def test_missing_data_and_bad_split(tmp_path):
         load_esconv(tmp_path, "dev")
 
 
-class _ContextRecorder(FakeEncoder):
-    """A text encoder with a context head: records the context of every message it reads."""
-
-    reads_context = True
-
-    def __init__(self) -> None:
-        super().__init__(default="sadness")
-        self.seen: list = []
-
-    def encode_batch_in_context(self, texts, contexts):
-        self.seen.extend(zip(texts, contexts))
-        return self.encode_batch(list(texts))
-
-
 def test_seeker_messages_are_read_in_their_conversation_as_the_graph_reads_them(data_dir):
     from empathic_agent.plan.esconv import supporter_turns
 
-    enc = _ContextRecorder()
+    enc = ContextRecordingEncoder(default="sadness")
     rows = supporter_turns(load_esconv(data_dir, "test"), encoder=enc)
     assert len(rows) == 4
     texts = [t for t, _ in enc.seen]
