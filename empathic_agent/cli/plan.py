@@ -4,6 +4,8 @@
   strategies vs. human supporters in ESConv (see :mod:`empathic_agent.plan.esconv`), printed as JSON;
 * ``empathic plan train [--data-dir DIR]`` — train the learned strategy predictor on ESConv
   (:mod:`empathic_agent.training.planner`);
+* ``empathic plan train-reader [--data-dir DIR] [--attach-only]`` — fine-tune the next-strategy
+  reader and choose on valid how much it weighs beside the predictor;
 * ``empathic plan show "text" [--valence V --arousal A --dominance D --turn N]`` — the register the
   planner picks for one message (reads the message with the text encoder unless VAD is given);
 * ``empathic persona list`` / ``persona show NAME`` — the packaged personas and their mood baseline.
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from empathic_agent.cli._common import emit, handled_by
+from empathic_agent.errors import ConfigError
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parsers", "run_plan", "run_persona"]
@@ -42,6 +45,19 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
                                    "read: see `plan eval --split test`), write its weights; prints a JSON report.")
     q.add_argument("--data-dir", help="shared data directory (default: the data_dir setting)")
     q.add_argument("--weights", help="where to write the weights (default: the packaged ones)")
+    q.add_argument("--out", help="also write the JSON report to this file")
+    q = sub.add_parser("train-reader", parents=[common], help="fine-tune the next-strategy reader and attach it",
+                       description="Fine-tune MiniLM (LoRA) on ESConv train to read the agent's previous reply, the "
+                                   "strategies so far and the person's words -> the supporter's next strategy (epoch "
+                                   "on valid), then choose on valid how much it weighs beside the predictor and the "
+                                   "family offsets again; test is not read. Prints a JSON report.")
+    q.add_argument("--data-dir", help="shared data directory (default: the data_dir setting)")
+    q.add_argument("--weights", help="the predictor's weights file to attach it to (default: the packaged ones); "
+                                     "the reader is written beside it")
+    q.add_argument("--epochs", type=int, default=3)
+    q.add_argument("--attach-only", action="store_true",
+                   help="keep the reader beside the weights and only choose its weight and the offsets again "
+                        "(after `plan train`)")
     q.add_argument("--out", help="also write the JSON report to this file")
     q = sub.add_parser("show", parents=[common], help="the register planned for one message")
     q.add_argument("text")
@@ -69,6 +85,22 @@ def run_plan(settings: Settings, args: argparse.Namespace) -> int:
         data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
         emit(train_planner(data_dir, settings, out=Path(args.weights) if args.weights else WEIGHTS_PATH,
                            seed=settings.seed or 0, progress=sys.stderr.isatty()), args.out)
+        return 0
+    if args.plan_command == "train-reader":
+        from empathic_agent.plan.learned import WEIGHTS_PATH
+        from empathic_agent.training.planner import attach_reader, train_reader
+
+        data_dir = Path(args.data_dir) if args.data_dir else settings.data_dir
+        weights = Path(args.weights) if args.weights else WEIGHTS_PATH
+        if not weights.is_file():
+            raise ConfigError(f"no strategy predictor weights at {weights}: train them first with `empathic plan train`")
+        report: dict[str, Any] = {}
+        if not args.attach_only:
+            trained = train_reader(data_dir, out=weights.parent, cache_dir=settings.cache_dir, epochs=args.epochs,
+                                   seed=settings.seed or 0, progress=sys.stderr.isatty())
+            report["reader_valid"] = trained["report"]["dev"]
+        report.update(attach_reader(data_dir, settings, weights=weights, progress=sys.stderr.isatty()))
+        emit(report, args.out)
         return 0
     if args.plan_command == "eval":
         from empathic_agent.plan.esconv import evaluate_esconv

@@ -274,9 +274,10 @@ def evaluate_esconv(data_dir: Path | str, *, split: str = "test", encoder: Any =
 
 
 def _predictor_latency(rows: Sequence[dict[str, Any]], predictor: Any) -> dict[str, float]:
-    """Per turn, one at a time as in the graph: the model on embeddings already made, and the whole
-    ``distribution`` call (two texts through MiniLM + the model); p50 / p95 in ms."""
-    model_s, whole_s = [], []
+    """Per turn, one at a time as in the graph: the model on embeddings already made, the
+    next-strategy reader when the predictor has one (a MiniLM pair forward), and the whole
+    ``distribution`` call (two texts through MiniLM, the reader, the model); p50 / p95 in ms."""
+    model_s, reader_s, whole_s = [], [], []
     for r in rows:
         d = r["dialogue"]
         t0 = time.perf_counter()
@@ -284,13 +285,19 @@ def _predictor_latency(rows: Sequence[dict[str, Any]], predictor: Any) -> dict[s
         whole_s.append(time.perf_counter() - t0)
         vecs = predictor.embedder.embed([d.text] + ([d.agent_text] if d.agent_text else []))
         t0 = time.perf_counter()
-        predictor.from_vectors([d], vecs[:1], [vecs[1] if d.agent_text else None])
+        logp = predictor.reader_log_probs([d])
+        reader_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        predictor.from_vectors([d], vecs[:1], [vecs[1] if d.agent_text else None], reader_logp=logp)
         model_s.append(time.perf_counter() - t0)
 
     def q(xs: list[float], p: float) -> float:
         return round(1000 * float(np.percentile(xs, p)), 3) if xs else 0.0
-    return {"turns": len(rows), "model_p50": q(model_s, 50), "model_p95": q(model_s, 95),
-            "with_embedding_p50": q(whole_s, 50), "with_embedding_p95": q(whole_s, 95)}
+    out = {"turns": len(rows), "model_p50": q(model_s, 50), "model_p95": q(model_s, 95),
+           "with_embedding_p50": q(whole_s, 50), "with_embedding_p95": q(whole_s, 95)}
+    if getattr(predictor, "reader", None) is not None:
+        out.update(reader_p50=q(reader_s, 50), reader_p95=q(reader_s, 95))
+    return out
 
 
 def _macro_f1(gold: np.ndarray, planned: np.ndarray) -> float:

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from empathic_agent.memory.embedder import Embedder
     from empathic_agent.settings import Settings
 
-__all__ = ["Dialogue", "StrategyPredictor", "features", "FEATURE_VERSION", "WEIGHTS_PATH", "EMBED_DIM"]
+__all__ = ["Dialogue", "StrategyPredictor", "features", "reader_pair", "FEATURE_VERSION", "WEIGHTS_PATH", "EMBED_DIM"]
 
 WEIGHTS_PATH: Final[Path] = Path(__file__).parent / "weights" / "strategy_predictor.npz"
 #: Bumped whenever :func:`features` changes (weights of another version are refused).
@@ -74,6 +74,14 @@ class Dialogue:
     valence_history: tuple[float, ...] = ()
     #: The agent spoke last (a second supporter turn in a row; never live).
     follows_agent: bool = False
+
+
+def reader_pair(d: Dialogue) -> tuple[str, str]:
+    """What the fine-tuned next-strategy reader reads (one function for training and serving):
+    (the agent's previous reply followed by the last two strategies used — its end is kept when
+    it is long —, the person's words since)."""
+    used = " then ".join(d.previous_strategies[-2:]) or "none yet"
+    return f"{' '.join((d.agent_text or '').split())} [strategies: {used}]", (d.text or "").strip() or "(nothing)"
 
 
 def features(d: Dialogue, text_vec: np.ndarray, agent_vec: np.ndarray | None) -> np.ndarray:
@@ -128,10 +136,15 @@ class StrategyPredictor:
         self.temperature = float(meta.get("temperature", 1.0))
         self.meta = dict(meta)
         self.embedder = embedder
+        #: The fine-tuned next-strategy reader (a :class:`~empathic_agent.evals.pair_model.PairClassifier`)
+        #: whose log-probabilities, times ``reader_weight``, are added to the logits; None: the MLP alone.
+        self.reader: Any = None
+        self.reader_weight = 0.0
         self._lock = threading.Lock()
 
     @classmethod
-    def from_file(cls, path: Path | str = WEIGHTS_PATH, *, embedder: "Embedder | None" = None) -> "StrategyPredictor":
+    def from_file(cls, path: Path | str = WEIGHTS_PATH, *, embedder: "Embedder | None" = None,
+                  settings: "Settings | None" = None) -> "StrategyPredictor":
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no strategy predictor weights at {path}; train them with `empathic plan train` "
@@ -139,7 +152,17 @@ class StrategyPredictor:
         with np.load(path, allow_pickle=False) as z:
             weights = {k: z[k] for k in z.files if k != "meta"}
             meta = json.loads(str(z["meta"]))
-        return cls(weights, meta, embedder)
+        model = cls(weights, meta, embedder)
+        reader = meta.get("reader") or {}
+        if reader.get("weight"):
+            from empathic_agent.evals.pair_model import PairClassifier
+
+            model.reader = PairClassifier(str(reader["name"]), path.parent, settings=settings)
+            if not model.reader.available():
+                raise ConfigError(f"the strategy predictor at {path} reads with {reader['name']!r}, whose weights "
+                                  f"are not in {path.parent}; train them with `empathic plan train-reader`")
+            model.reader_weight = float(reader["weight"])
+        return model
 
     @classmethod
     def from_settings(cls, settings: "Settings", *, embedder: "Embedder | None" = None) -> "StrategyPredictor":
@@ -147,35 +170,56 @@ class StrategyPredictor:
             from empathic_agent.memory.embedder import MiniLMEmbedder
 
             embedder = MiniLMEmbedder.from_settings(settings)
-        return cls.from_file(WEIGHTS_PATH, embedder=embedder)
+        return cls.from_file(WEIGHTS_PATH, embedder=embedder, settings=settings)
 
     def load(self) -> None:
-        """Load the sentence embedder now (otherwise the first turn does)."""
+        """Load the sentence embedder and the reader now (otherwise the first turn does)."""
         if self.embedder is not None:
             self.embedder.load()
+        if self.reader is not None:
+            self.reader.load()
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits of feature rows (n, d) -> (n, 8), temperature and bias applied."""
+    def reader_log_probs(self, dialogues: Sequence[Dialogue]) -> np.ndarray | None:
+        """The reader's calibrated log-probabilities (n, 8) of these moments; None without a reader."""
+        if self.reader is None:
+            return None
+        pairs = [reader_pair(d) for d in dialogues]
+        p = self.reader.predict([c for c, _ in pairs], [r for _, r in pairs])["strategy"]
+        return np.log(np.clip(p, 1e-6, 1.0)).astype(np.float32)
+
+    def logits(self, x: np.ndarray, reader_logp: np.ndarray | None = None) -> np.ndarray:
+        """Logits of feature rows (n, d) -> (n, 8), temperature and bias applied; with a reader,
+        its log-probabilities of the same rows (:meth:`reader_log_probs`) are required."""
         z = (np.atleast_2d(x) - self.mean) / self.scale
         # An ensemble: w1 (members, d, h), b1 (members, h), w2 (members, h, 8), b2 (members, 8);
         # the members' logits are averaged.
         h = np.maximum(np.einsum("nd,mdh->mnh", z, self.w1) + self.b1[:, None, :], 0.0)
         out = np.einsum("mnh,mhk->mnk", h, self.w2) + self.b2[:, None, :]
-        return out.mean(axis=0) / self.temperature + self.bias
+        logits = out.mean(axis=0) / self.temperature + self.bias
+        if self.reader is not None:
+            # Silently planning without the reader would be a different planner than the one chosen.
+            if reader_logp is None:
+                raise ConfigError("this strategy predictor reads with its next-strategy reader: pass reader_logp")
+            logits = logits + self.reader_weight * np.atleast_2d(reader_logp)
+        return np.asarray(logits)
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        z = self.logits(x)
+    def probabilities(self, x: np.ndarray, reader_logp: np.ndarray | None = None) -> np.ndarray:
+        z = self.logits(x, reader_logp)
         z = z - z.max(axis=1, keepdims=True)
         p = np.exp(z)
         return np.asarray(p / p.sum(axis=1, keepdims=True))
 
     def from_vectors(self, dialogues: Sequence[Dialogue], text_vecs: np.ndarray,
-                     agent_vecs: Sequence[np.ndarray | None]) -> list[dict[str, float]]:
+                     agent_vecs: Sequence[np.ndarray | None],
+                     reader_logp: np.ndarray | None = None) -> list[dict[str, float]]:
         x = np.stack([features(d, t, a) for d, t, a in zip(dialogues, text_vecs, agent_vecs)])
-        return [{s: float(p) for s, p in zip(STRATEGIES, row)} for row in self.probabilities(x)]
+        if reader_logp is None:
+            reader_logp = self.reader_log_probs(dialogues)
+        return [{s: float(p) for s, p in zip(STRATEGIES, row)} for row in self.probabilities(x, reader_logp)]
 
     def distribution(self, d: Dialogue) -> dict[str, float]:
-        """{strategy: probability} for this moment of the conversation (blocking: one MiniLM forward)."""
+        """{strategy: probability} for this moment of the conversation (blocking: one MiniLM forward,
+        and one more with the reader)."""
         if self.embedder is None:
             raise ConfigError("the strategy predictor needs a sentence embedder to read the dialogue")
         texts = [d.text or ""] + ([d.agent_text] if d.agent_text else [])

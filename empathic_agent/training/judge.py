@@ -410,7 +410,7 @@ def _train_heads(name: str, train: list[dict[str, Any]], dev: list[dict[str, Any
                           seed=seed, taggers=len(heads) if rationales else 0, pooling=pooling,
                           reply_tokens=reply_tokens)
     items = trainer.encode(train, offsets=rationales)
-    dev_items, test_items = trainer.encode(dev), trainer.encode(test)
+    dev_items, test_items = trainer.encode(dev), trainer.encode(test) if test else []
     dev_hidden = trainer.bottom(dev_items)
     y = {h: torch.as_tensor([gold(r, h) for r in train]) for h, _ in heads}
     weights = {h: torch.as_tensor(_class_weights(y[h].numpy(), len(c))) for h, c in heads}
@@ -452,11 +452,13 @@ def _train_heads(name: str, train: list[dict[str, Any]], dev: list[dict[str, Any
                          progress=progress, desc=f"{name}: {len(items)} pairs x {epochs} epochs")
     dev_parts = _split_logits(trainer.logits(dev_items, dev_hidden), heads)
     temps = {h: fit_temperature(dev_parts[h], dev_gold[h]) for h, _ in heads}
-    test_parts = _split_logits(trainer.logits(test_items), heads)
-    report: dict[str, Any] = {"dev": {}, "test": {}}
+    # No test rows: a model whose test figures are read elsewhere, after every choice (the planner's).
+    test_parts = _split_logits(trainer.logits(test_items), heads) if test else {}
+    report: dict[str, Any] = {"dev": {}, "test": {}} if test else {"dev": {}}
     for h, c in heads:
         report["dev"][h] = classification_report(_softmax(dev_parts[h] / temps[h]), dev_gold[h], c)
-        report["test"][h] = classification_report(_softmax(test_parts[h] / temps[h]), [gold(r, h) for r in test], c)
+        if test:
+            report["test"][h] = classification_report(_softmax(test_parts[h] / temps[h]), [gold(r, h) for r in test], c)
         report["dev"][h]["ece_uncalibrated"] = round(binned_ece(*top_label(_softmax(dev_parts[h]), np.asarray(dev_gold[h]))), 4)
     config = {"format": FORMAT, "name": name, "backbone": backbone,
               "architecture": trainer.architecture(),

@@ -32,7 +32,11 @@ import numpy as np
 from empathic_agent.plan.learned import FEATURE_VERSION, WEIGHTS_PATH, StrategyPredictor, features
 from empathic_agent.plan.register import FAMILIES, STRATEGIES, family_of, plan_register
 
-__all__ = ["split_features", "train_planner", "GRID"]
+__all__ = ["split_features", "train_planner", "train_reader", "attach_reader", "GRID", "READER_NAME",
+           "READER_WEIGHTS"]
+
+#: The fine-tuned next-strategy reader's file name (``plan/weights/READER_NAME.{npz,json}``).
+READER_NAME: Final[str] = "next_strategy"
 
 #: Model selection grid (on valid): hidden units, dropout (hidden layer), dropout (inputs).
 GRID: Final[tuple[tuple[int, float, float], ...]] = ((128, 0.5, 0.2), (256, 0.5, 0.2), (256, 0.5, 0.5))
@@ -140,6 +144,38 @@ def _family_gap(rows: Sequence[dict[str, Any]], planned: Sequence[str]) -> float
     return max(abs(mine[f] - gold[f]) / len(rows) for f in FAMILIES)
 
 
+def _family_bias(logits: np.ndarray, ytr: np.ndarray, yva: np.ndarray) -> np.ndarray:
+    """Per-strategy logit offsets (one per family, exploration 0): the best valid accuracy among the
+    offsets whose planned family mix is within FAMILY_GAP of ESConv train's (else the closest mix)."""
+    fam = np.array([FAMILIES.index(family_of(k)) for k in STRATEGIES])
+    onehot = np.eye(len(FAMILIES), dtype=np.float32)[fam]
+    target = np.bincount(fam[ytr], minlength=len(FAMILIES)) / len(ytr)
+    pick: tuple[float, float, Any] = (-1.0, np.inf, np.zeros(len(FAMILIES)))
+    for c1 in OFFSETS:
+        for c2 in OFFSETS:
+            for c3 in OFFSETS:
+                c = np.array([0.0, c1, c2, c3], np.float32)
+                planned_idx = (logits + onehot @ c).argmax(1)
+                gap = float(np.abs(np.bincount(fam[planned_idx], minlength=len(FAMILIES)) / len(yva) - target).max())
+                acc = float(np.mean(planned_idx == yva))
+                fits = gap <= FAMILY_GAP
+                if (fits and (pick[1] > FAMILY_GAP or acc > pick[0])) or (not fits and pick[1] > FAMILY_GAP and gap < pick[1]):
+                    pick = (acc, gap, c)
+    return (onehot @ pick[2]).astype(np.float32)
+
+
+def _offsets_of(bias: np.ndarray) -> dict[str, float]:
+    """The family offsets a per-strategy bias was made of."""
+    return {f: round(float(next(b for k, b in zip(STRATEGIES, bias) if family_of(k) == f)), 2) for f in FAMILIES}
+
+
+def _agreement(rows: Sequence[dict[str, Any]], planned: Sequence[str]) -> dict[str, float]:
+    return {"strategy_agreement": round(float(np.mean([p == r["gold"] for p, r in zip(planned, rows)])), 4),
+            "family_agreement": round(float(np.mean([family_of(p) == family_of(r["gold"])
+                                                    for p, r in zip(planned, rows)])), 4),
+            "family_gap_vs_valid": round(_family_gap(rows, planned), 4)}
+
+
 def train_planner(data_dir: Path | str, settings: Any, *, out: Path | str = WEIGHTS_PATH, seed: int = 0,
                   progress: bool = False) -> dict[str, Any]:
     """Train, select on valid, write the weights; returns the report (train/valid figures)."""
@@ -182,31 +218,10 @@ def train_planner(data_dir: Path | str, settings: Any, *, out: Path | str = WEIG
         if nll < best_t[0]:
             best_t = (nll, float(t))
     model.temperature = best_t[1]
-    # Family offsets: the best valid accuracy among the offsets whose planned family mix is within
-    # FAMILY_GAP of ESConv train's (else the closest mix); then checked through the planner.
-    fam = np.array([FAMILIES.index(family_of(k)) for k in STRATEGIES])
-    onehot = np.eye(len(FAMILIES), dtype=np.float32)[fam]
-    target = np.bincount(fam[ytr], minlength=len(FAMILIES)) / len(ytr)
-    logits = model.logits(xva)
-    pick: tuple[float, float, Any] = (-1.0, np.inf, np.zeros(len(FAMILIES)))
-    for c1 in OFFSETS:
-        for c2 in OFFSETS:
-            for c3 in OFFSETS:
-                c = np.array([0.0, c1, c2, c3], np.float32)
-                planned_idx = (logits + onehot @ c).argmax(1)
-                gap = float(np.abs(np.bincount(fam[planned_idx], minlength=len(FAMILIES)) / len(yva) - target).max())
-                acc = float(np.mean(planned_idx == yva))
-                fits = gap <= FAMILY_GAP
-                if (fits and (pick[1] > FAMILY_GAP or acc > pick[0])) or (not fits and pick[1] > FAMILY_GAP and gap < pick[1]):
-                    pick = (acc, gap, c)
-    model.bias = (onehot @ pick[2]).astype(np.float32)
+    model.bias = _family_bias(model.logits(xva), ytr, yva)
     planned = _planned(rows_va, model.probabilities(xva))
-    chosen = {"family_offsets": dict(zip(FAMILIES, map(float, pick[2]))),
-              "model_accuracy_raw": round(raw, 4),
-              "strategy_agreement": round(float(np.mean([p == r["gold"] for p, r in zip(planned, rows_va)])), 4),
-              "family_agreement": round(float(np.mean([family_of(p) == family_of(r["gold"])
-                                                      for p, r in zip(planned, rows_va)])), 4),
-              "family_gap_vs_valid": round(_family_gap(rows_va, planned), 4)}
+    chosen = {"family_offsets": _offsets_of(model.bias), "model_accuracy_raw": round(raw, 4),
+              **_agreement(rows_va, planned)}
     report = {
         "data": "ESConv train (fit) / valid (selection); test not read",
         "train_rows": int(len(ytr)), "valid_rows": int(len(yva)), "features": int(xtr.shape[1]),
@@ -227,3 +242,83 @@ def train_planner(data_dir: Path | str, settings: Any, *, out: Path | str = WEIG
     np.savez_compressed(out, bias=model.bias.astype(np.float32), meta=np.array(json.dumps(meta)), **arrays)
     report["weights"] = str(out)
     return report
+
+
+def train_reader(data_dir: Path | str, *, out: Path | str | None = None, backbone: str = "all-minilm-l6-v2",
+                 cache_dir: Path | str | None = None, epochs: int = 3, seed: int = 0,
+                 progress: bool = True) -> dict[str, Any]:
+    """Fine-tune the next-strategy reader: all-MiniLM-L6-v2 with LoRA on its top three layers reads
+    (the agent's previous reply and the strategies so far, the person's words since) ->
+    the strategy the human supporter used next (:func:`~empathic_agent.plan.learned.reader_pair`).
+    ESConv train fits it; valid chooses the epoch and the temperature; test is not read here."""
+    from empathic_agent.plan.esconv import load_esconv, supporter_turns
+    from empathic_agent.plan.learned import reader_pair
+    from empathic_agent.training.judge import _train_heads
+
+    def pairs(split: str) -> list[dict[str, Any]]:
+        rows = supporter_turns(load_esconv(Path(data_dir), split))
+        return [dict(zip(("context", "reply"), reader_pair(r["dialogue"])), strategy=r["gold"]) for r in rows]
+
+    classes = list(STRATEGIES)
+    folder = Path(out) if out else WEIGHTS_PATH.parent
+    return _train_heads(READER_NAME, pairs("train"), pairs("valid"), [], [("strategy", classes)],
+                        lambda r, h: classes.index(r["strategy"]), backbone=backbone, cache_dir=cache_dir,
+                        out=folder, top_layers=3, rank=8, alpha=16.0, epochs=epochs, batch=32, lr=5e-4,
+                        head_lr=2e-3, seed=seed, rationales=False,
+                        extra_config={"data": "ESConv (Liu et al. 2021), academic research use only",
+                                      "split": "ESConv's own train (fit) / valid (epoch, temperature); test not read",
+                                      "context": "the agent's previous reply and the strategies so far "
+                                                 "(plan.learned.reader_pair)"},
+                        progress=progress)
+
+
+#: Weights of the reader's log-probabilities beside the MLP's logits tried on valid (0: the MLP alone).
+READER_WEIGHTS: Final[tuple[float, ...]] = tuple(0.25 * i for i in range(9))
+
+
+def attach_reader(data_dir: Path | str, settings: Any, *, weights: Path | str = WEIGHTS_PATH,
+                  progress: bool = False) -> dict[str, Any]:
+    """Choose on ESConv valid how much the next-strategy reader (``READER_NAME`` beside ``weights``)
+    weighs beside the trained MLP, and the family offsets again, by the planner's agreement with the
+    supporters (its hard constraints included); write both into ``weights``.  Test is not read."""
+    from empathic_agent.encode import load_encoder
+    from empathic_agent.evals.pair_model import PairClassifier
+    from empathic_agent.memory.embedder import MiniLMEmbedder
+
+    t0 = time.perf_counter()
+    weights = Path(weights)
+    encoder = load_encoder("text", settings)
+    embedder = MiniLMEmbedder.from_settings(settings)
+    _, ytr, _ = split_features(Path(data_dir), "train", encoder=encoder, embedder=embedder,
+                               cache_dir=settings.cache_dir, progress=progress)
+    xva, yva, rows_va = split_features(Path(data_dir), "valid", encoder=encoder, embedder=embedder,
+                                       cache_dir=settings.cache_dir, progress=progress)
+    model = StrategyPredictor.from_file(weights)
+    model.reader, model.bias = None, np.zeros(len(STRATEGIES), np.float32)
+    mlp = model.logits(xva)
+    reader = PairClassifier(READER_NAME, weights.parent, settings=settings)
+    model.reader = reader
+    logp = model.reader_log_probs([r["dialogue"] for r in rows_va])
+    assert logp is not None
+    trials = []
+    best: tuple[float, float, float, Any] = (-1.0, -1.0, 0.0, None)
+    for w in READER_WEIGHTS:
+        logits = mlp + w * logp
+        bias = _family_bias(logits, ytr, yva)
+        z = logits + bias
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        figures = _agreement(rows_va, _planned(rows_va, p / p.sum(axis=1, keepdims=True)))
+        trials.append({"weight": w, "family_offsets": _offsets_of(bias), **figures})
+        # Strategy agreement first, then family agreement; ties keep the smaller weight.
+        key = (figures["strategy_agreement"], figures["family_agreement"])
+        if key > best[:2]:
+            best = (*key, w, bias)
+    meta = dict(model.meta)
+    meta["reader"] = {"name": READER_NAME, "weight": best[2], "chosen_on": "ESConv valid, planner agreement"}
+    meta["valid"] = {**next(t for t in trials if t["weight"] == best[2]), "reader_trials": trials}
+    with np.load(weights, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k not in ("meta", "bias")}
+    np.savez_compressed(weights, bias=np.asarray(best[3], np.float32), meta=np.array(json.dumps(meta)), **arrays)
+    return {"data": "ESConv valid (selection); test not read", "weights": str(weights), "reader": meta["reader"],
+            "valid": meta["valid"], "reader_config": reader.read_config().get("training"),
+            "seconds": round(time.perf_counter() - t0, 1)}

@@ -5,6 +5,7 @@ subclasses the real one) and says why."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -12,9 +13,18 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from empathic_agent.agent import Agent
 from empathic_agent.errors import ConfigError, ModelError
+from empathic_agent.evals.pair_model import PairClassifier
 from empathic_agent.graph import build_services
 from empathic_agent.plan import STRATEGIES, PlanInput, load_persona, plan_register
-from empathic_agent.plan.learned import EMBED_DIM, FEATURE_VERSION, WEIGHTS_PATH, Dialogue, StrategyPredictor, features
+from empathic_agent.plan.learned import (
+    EMBED_DIM,
+    FEATURE_VERSION,
+    WEIGHTS_PATH,
+    Dialogue,
+    StrategyPredictor,
+    features,
+    reader_pair,
+)
 from empathic_agent.testing import FakeLLM
 
 PERSONA = load_persona("sam")
@@ -129,12 +139,68 @@ def test_weights_of_another_feature_version_are_refused(tmp_path):
         StrategyPredictor.from_file(tmp_path / "missing.npz")
 
 
+class FixedReader(PairClassifier):
+    """The real reader's interface with fixed probabilities (no MiniLM): records what it read."""
+
+    def __init__(self, probs: np.ndarray) -> None:
+        super().__init__("next_strategy")
+        self.probs = probs
+        self.read: list[tuple[str, str]] = []
+
+    def predict(self, contexts, replies):
+        self.read += list(zip(contexts, replies))
+        return {"strategy": np.tile(self.probs, (len(contexts), 1))}
+
+
+def test_the_reader_reads_the_previous_reply_the_strategies_so_far_and_the_words():
+    d = Dialogue(text="  and now I can't sleep ", agent_text="That sounds   hard.",
+                 previous_strategies=("Question", "Reflection of feelings", "Information"))
+    context, words = reader_pair(d)
+    # The strategies come last: a long reply is cut from its start, never the strategies.
+    assert context == "That sounds hard. [strategies: Reflection of feelings then Information]"
+    assert words == "and now I can't sleep"
+    assert reader_pair(Dialogue(text="")) == (" [strategies: none yet]", "(nothing)")
+
+
+def test_the_readers_log_probabilities_are_added_with_their_weight():
+    dim = features(Dialogue(text=""), np.zeros(EMBED_DIM), None).size
+    model = StrategyPredictor(*_weights(dim, "Question"))
+    x = np.zeros((1, dim), np.float32)
+    alone = model.logits(x)
+    probs = np.full(len(STRATEGIES), 0.02)
+    probs[STRATEGIES.index("Information")] = 1 - 0.02 * (len(STRATEGIES) - 1)
+    model.reader, model.reader_weight = FixedReader(probs), 0.5
+    with pytest.raises(ConfigError, match="reader_logp"):
+        model.logits(x)  # planning without the reader would be another planner
+    logp = model.reader_log_probs([Dialogue(text="hi")])
+    assert np.allclose(model.logits(x, logp), alone + 0.5 * np.log(probs), atol=1e-5)
+    # from_vectors asks the reader itself: a confident reader outweighs a weak MLP preference.
+    dist = model.from_vectors([Dialogue(text="hi", agent_text="Hello.")], np.zeros((1, EMBED_DIM)), [None])[0]
+    assert max(dist, key=dist.get) == "Question"  # the MLP's +5 beats 0.5 x log(0.86 / 0.02) = 1.9
+    model.reader_weight = 2.0  # 7.5
+    dist = model.from_vectors([Dialogue(text="hi")], np.zeros((1, EMBED_DIM)), [None])[0]
+    assert max(dist, key=dist.get) == "Information" and abs(sum(dist.values()) - 1) < 1e-6
+    assert model.reader.read[-1] == (" [strategies: none yet]", "hi")
+
+
+def test_weights_naming_a_missing_reader_are_refused(tmp_path):
+    weights, meta = _weights(10, "Question")
+    meta["reader"] = {"name": "next_strategy", "weight": 1.0}
+    np.savez(tmp_path / "p.npz", meta=np.array(json.dumps(meta)), **weights)
+    with pytest.raises(ConfigError, match="train-reader"):
+        StrategyPredictor.from_file(tmp_path / "p.npz")
+
+
 def test_the_packaged_weights_load():
     model = StrategyPredictor.from_file(WEIGHTS_PATH)
     dim = features(Dialogue(text=""), np.zeros(EMBED_DIM), None).size
     assert model.w1.shape[1] == dim and model.meta["trained_on"].startswith("ESConv train")
-    p = model.probabilities(np.zeros((2, dim), np.float32))
+    # With a reader attached, its (log-)probabilities are part of the input: uniform ones here.
+    logp = np.full((2, len(STRATEGIES)), -np.log(len(STRATEGIES))) if model.reader is not None else None
+    p = model.probabilities(np.zeros((2, dim), np.float32), logp)
     assert p.shape == (2, len(STRATEGIES)) and np.allclose(p.sum(axis=1), 1.0)
+    if model.reader is not None:
+        assert model.reader.available() and model.reader_weight > 0
 
 
 async def test_the_graph_plans_with_the_predictor_inside_the_constraints(settings):
@@ -164,3 +230,22 @@ def test_the_plan_panel_shows_the_model_and_the_constraints():
                                            register=reg.to_dict()))
     assert "**Strategy model**" in panel and "Providing Suggestions 0.93" in panel
     assert "constraints held: explore_first" in panel and f"**Plan:** {reg.strategy}" in panel
+
+
+def test_family_offsets_keep_the_planned_mix_near_the_human_one():
+    from empathic_agent.plan.register import FAMILIES, family_of
+    from empathic_agent.training.planner import FAMILY_GAP, _family_bias, _offsets_of
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, len(STRATEGIES), 400)
+    # A model that over-plans suggestions: +1.5 on "Providing Suggestions" everywhere.
+    logits = rng.normal(size=(400, len(STRATEGIES))).astype(np.float32)
+    logits[:, STRATEGIES.index("Providing Suggestions")] += 1.5
+    bias = _family_bias(logits, y, y)
+    fam = np.array([FAMILIES.index(family_of(s)) for s in STRATEGIES])
+    planned = np.bincount(fam[(logits + bias).argmax(1)], minlength=len(FAMILIES)) / 400
+    human = np.bincount(fam[y], minlength=len(FAMILIES)) / 400
+    assert np.abs(planned - human).max() <= FAMILY_GAP
+    offsets = _offsets_of(bias)
+    assert offsets["exploration"] == 0.0 and offsets["action"] < 0
+    assert all(abs(bias[i] - offsets[family_of(s)]) < 1e-6 for i, s in enumerate(STRATEGIES))
