@@ -208,7 +208,10 @@ def perception_markdown(result: Any) -> str:
             lines.append(f"<small>Why: {why}</small>")
     clinical = (getattr(result, "safety", None) or {}).get("clinical") or {}
     if clinical.get("presentations"):
-        found = ", ".join(f"{p['name']} ({p['source']})" for p in clinical["presentations"])
+        # A reading below its takeover level is shown as such: the guard checks for it, but the
+        # reply is generated, not the presentation's vetted one.
+        found = ", ".join(f"{p['name']} ({p['source']}" + ("" if p.get("leads", True) else ", read, not leading") + ")"
+                          for p in clinical["presentations"])
         lines.append(f"**Clinical presentation:** {found}"
                      + (f" · register *{clinical['register']}*" + (" (vetted reply)" if reg.get("vetted") else "")
                         if clinical.get("register") else ""))

@@ -166,6 +166,14 @@ def test_views_of_mixed_signals_and_memories():
     assert f"- text: {_vad_text(sad_words)} · sadness 95% · {sad_words.confidence:.0%} confident · {share}" in panel
     assert "- face:" in panel and "joy 95%" in panel
     assert perception_markdown(None).startswith("*Nothing perceived")
+
+    class Quiet(R):  # a presentation read below its takeover level, one that leads
+        safety = {"clinical": {"presentations": [{"name": "mania", "source": "learned", "leads": False},
+                                                 {"name": "psychosis", "source": "pattern", "leads": True}],
+                               "register": "psychosis"}}
+
+    panel = perception_markdown(Quiet())
+    assert "mania (learned, read, not leading), psychosis (pattern)" in panel
     rows = memory_rows([{"rank": 1, "text": "sister's wedding", "kind": "episode", "top_category": "joy",
                          "scores": {"total": 0.81234, "semantic": 0.7, "emotional": 0.9}}])
     assert rows == [[1, "sister's wedding", "joy", "0.81 (0.70 · 0.90)"]]
