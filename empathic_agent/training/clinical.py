@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -426,6 +427,11 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
         "seconds": round(time.time() - t0, 1),
     }
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    if esconv is not None and not guard_only:
+        # A new model's scores need their own takeover thresholds: without them every reading would
+        # take over the register (the shipped reader's thresholds do not carry over).
+        config["clinical"].update({k: v for k, v in set_takeovers(esconv=esconv, out_dir=out_dir, progress=progress).items()
+                                   if k == "takeover_thresholds"})
     return config
 
 
@@ -463,7 +469,10 @@ def takeover_thresholds(esconv_p: np.ndarray, budget: float = TAKEOVER_BUDGET) -
     for k, name in enumerate(PRESENTATIONS):
         col = np.sort(esconv_p[:, k])[::-1]
         allowed = int(np.floor(budget * len(col)))
-        out[name] = 1.01 if name == "means_seeking" or allowed >= len(col) else round(min(1.01, float(col[allowed]) + 1e-6), 4)
+        # Rounded *up* to 4 decimals: rounding to nearest could fall below the next-highest score
+        # and let one more turn through than the budget allows.
+        out[name] = (1.01 if name == "means_seeking" or allowed >= len(col)
+                     else min(1.01, math.ceil((float(col[allowed]) + 1e-6) * 1e4) / 1e4))
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -424,3 +425,16 @@ def test_a_learned_reading_below_the_takeover_level_opens_the_guard_but_keeps_th
     loud = stage.assess(sure, quiet.conversation)
     assert loud.clinical.get("register") == "mania"
     assert stage.assess("yeah", loud.conversation).clinical.get("register") == "mania"  # now it leads when carried
+
+
+def test_takeover_thresholds_let_at_most_the_budget_of_ordinary_turns_through():
+    from empathic_agent.training.clinical import takeover_thresholds
+
+    rng = np.random.default_rng(3)
+    probs = rng.random((1000, len(PRESENTATIONS)))
+    take = takeover_thresholds(probs, budget=0.005)
+    for k, name in enumerate(PRESENTATIONS):
+        if name == "means_seeking":  # the conversation rule's, never the model's
+            assert take[name] > 1.0
+        else:
+            assert (probs[:, k] >= take[name]).mean() <= 0.005 and (probs[:, k] >= take[name] - 0.01).any()
