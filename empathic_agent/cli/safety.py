@@ -114,6 +114,9 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         "on 2026-12-05; default: the reply alone, as the shipped guard)")
     q.add_argument("--exclude", action="append", default=[], metavar="STEM",
                    help="leave a writer's file out (its name without .csv, e.g. guard_writerJ; repeatable)")
+    q.add_argument("--seeker-negatives", type=int, default=0, metavar="N",
+                   help="train the reader on N ESConv train seekers' turns (even conversations) as negatives; its "
+                        "thresholds and takeovers then come from the odd conversations' turns (needs --esconv)")
     q.add_argument("--guard-only", action="store_true",
                    help="train the guard's heads alone (for weights/guard/: the reader keeps its own model)")
     q.add_argument("--takeovers-only", action="store_true",
@@ -207,9 +210,12 @@ def run_train_clinical(settings: Settings, args: argparse.Namespace) -> int:
         report = rethreshold(esconv=esconv, out_dir=_weights(args), cache_dir=settings.cache_dir,
                              progress=lambda m: print(m, file=sys.stderr))
     else:
+        if args.seeker_negatives and esconv is None:
+            raise ConfigError("--seeker-negatives needs --esconv DIR (the ESConv folder)")
         report = train_clinical(esconv=esconv, out_dir=_weights(args), folds=args.folds,
                                 backbone=settings.embedding_model, cache_dir=settings.cache_dir, said=args.said,
                                 guard_only=args.guard_only, exclude=args.exclude,
+                                seeker_negatives=args.seeker_negatives,
                                 progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps(report, indent=1))
     return 0

@@ -67,9 +67,11 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def presentation_data(data_dir: Path = DATA_DIR, *, exclude: Sequence[str] = ()) -> tuple[list[str], np.ndarray, list[str]]:
+def presentation_data(data_dir: Path = DATA_DIR, *, exclude: Sequence[str] = (),
+                      seekers: Sequence[str] = ()) -> tuple[list[str], np.ndarray, list[str]]:
     """Texts, (n, k) labels over :data:`PRESENTATIONS` and each row's writer (group); ``exclude``:
-    file stems left out (of the clinical writers and of the risk writers alike)."""
+    file stems left out (of the clinical writers and of the risk writers alike); ``seekers``: real
+    help-seekers' turns (ESConv) as negatives, dealt into three groups so every fold has some."""
     texts, labels, groups = [], [], []
     for path in _files(data_dir / "clinical" / "train", "writer*.csv", exclude):
         for r in _rows(path):
@@ -84,6 +86,10 @@ def presentation_data(data_dir: Path = DATA_DIR, *, exclude: Sequence[str] = ())
                 texts.append(r["text"])
                 labels.append([0.0] * len(PRESENTATIONS))
                 groups.append(f"risk-{path.stem}")
+    for i, text in enumerate(seekers):
+        texts.append(text)
+        labels.append([0.0] * len(PRESENTATIONS))
+        groups.append(f"esconv-seekers-{i % 3}")
     return texts, np.asarray(labels, dtype=np.float32), groups
 
 
@@ -241,8 +247,11 @@ class _Data:
     """Both kinds of text in one training set: the person's messages (presentation outputs) and the
     agent's replies (guard outputs); each row's loss covers only its own kind's outputs."""
 
-    def __init__(self, esconv: Path | None, seed: int, *, said: bool = False, exclude: Sequence[str] = ()) -> None:
-        self.p_texts, self.p_y, self.p_groups = presentation_data(exclude=exclude)
+    def __init__(self, esconv: Path | None, seed: int, *, said: bool = False, exclude: Sequence[str] = (),
+                 seeker_negatives: int = 0) -> None:
+        seekers = (esconv_seeker_turns(esconv / "train.txt", n=seeker_negatives, half="train")
+                   if esconv is not None and seeker_negatives else [])
+        self.p_texts, self.p_y, self.p_groups = presentation_data(exclude=exclude, seekers=seekers)
         self.r_rows, self.r_y, self.r_groups = guard_data(esconv=esconv, seed=seed, said=said, exclude=exclude)
         self.r_texts = [r.text() for r in self.r_rows]
         if not len(self.p_texts) or not self.p_y.sum() or not len(self.r_rows) or not self.r_y.sum():
@@ -362,21 +371,23 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
                    reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
                    backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None,
                    said: bool = False, guard_only: bool = False, exclude: Sequence[str] = (),
-                   progress: Any = print) -> dict[str, Any]:
+                   seeker_negatives: int = 0, progress: Any = print) -> dict[str, Any]:
     """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save.
     ``said``: the guard reads what the person said beside each reply (a cross-encoder of the pair;
     tried on 2026-12-05 and worse out of fold than the reply alone, see the README).
     ``guard_only``: train on the replies alone, for a guard's own model (``weights/guard/``; its
     presentation outputs are never used, so they get no training and never fire) — about half
     the time.  ``exclude``: writers' files (stems) left out, e.g. to retrain a shipped recipe on the
-    data it had."""
+    data it had.  ``seeker_negatives``: that many ESConv train seekers' turns (the even conversations)
+    are trained on as negatives of the reader; its thresholds and takeovers then come from the odd
+    conversations' turns, which it never read."""
     from empathic_agent.training.risk import BATCH, EPOCHS, HEAD_LR, LR, _backbone
 
     t0 = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     location = _backbone(backbone, cache_dir)
-    data = _Data(esconv, seed, said=said, exclude=exclude)
+    data = _Data(esconv, seed, said=said, exclude=exclude, seeker_negatives=seeker_negatives)
     progress(f"clinical: {len(data.p_texts)} messages, {len(data.r_texts)} replies"
              + (" (with what the person said)" if said else ""))
     oof_p = np.zeros_like(data.p_y)
@@ -421,6 +432,8 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
         "hyperparameters": {"lr": LR, "head_lr": HEAD_LR, "epochs": EPOCHS, "batch": BATCH,
                             "pos_weight_cap": POS_WEIGHT_CAP},
         "seed": seed, "folds": folds, "guard_only": guard_only, "excluded": sorted(exclude), "dev_with_patterns": dev,
+        "esconv_seekers_trained": {"turns": sum(g.startswith("esconv-seekers-") for g in data.p_groups),
+                                   "half": "train"} if seeker_negatives else None,
         "rows": {"messages": len(data.p_texts), "replies": len(data.r_texts),
                  "esconv_replies": int(sum(1 for g in data.r_groups if not g.startswith("guard_")))},
         "data": data_hashes(paths),
@@ -435,12 +448,18 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     return config
 
 
-def esconv_seeker_turns(path: Path, n: int | None = 2000, seed: int = 0) -> list[str]:
-    """Seeker turns of an ESConv split (ordinary distress), a sample of ``n`` (None: all of them)."""
+#: Which conversations of ESConv train a half of its seekers' turns comes from (by line number):
+#: a reader trained on the "train" half chooses its thresholds on the "select" half.
+SEEKER_HALVES: Final[dict[str, int]] = {"train": 0, "select": 1}
+
+
+def esconv_seeker_turns(path: Path, n: int | None = 2000, seed: int = 0, half: str | None = None) -> list[str]:
+    """Seeker turns of an ESConv split (ordinary distress), a sample of ``n`` (None: all of them);
+    ``half``: only the even ("train") or odd ("select") conversations (:data:`SEEKER_HALVES`)."""
     out = []
     with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
+        for i, line in enumerate(ln for ln in f if ln.strip()):
+            if half is None or i % 2 == SEEKER_HALVES[half]:
                 out += [t["text"].strip() for t in json.loads(line)["dialog"]
                         if t["speaker"] == "usr" and len(t["text"].split()) >= 4]
     random.Random(seed).shuffle(out)
@@ -476,6 +495,12 @@ def takeover_thresholds(esconv_p: np.ndarray, budget: float = TAKEOVER_BUDGET) -
     return out
 
 
+def _unseen_half(config: dict[str, Any]) -> str | None:
+    """The ESConv train seekers a reader never read: the "select" half when it trained on the
+    other, else all of them (None)."""
+    return "select" if config.get("esconv_seekers_trained") else None
+
+
 def set_takeovers(*, esconv: Path, out_dir: Path = WEIGHTS_DIR, budget: float = TAKEOVER_BUDGET,
                   progress: Any = print) -> dict[str, Any]:
     """Write the saved reader's takeover thresholds (:data:`TAKEOVER_BUDGET`) from every ESConv
@@ -484,7 +509,7 @@ def set_takeovers(*, esconv: Path, out_dir: Path = WEIGHTS_DIR, budget: float = 
     from empathic_agent.safety.clinical_model import ClinicalModel
 
     config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    texts = esconv_seeker_turns(esconv / "train.txt", n=None)
+    texts = esconv_seeker_turns(esconv / "train.txt", n=None, half=_unseen_half(config))
     if not texts:
         raise ConfigError(f"no ESConv seeker turns in {esconv / 'train.txt'}")
     model = ClinicalModel(out_dir)
@@ -514,8 +539,11 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
     config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     check_fingerprint(str(oof["run"]) if "run" in oof.files else None, config, Path(cache_dir) / "clinical-oof.npz",
                       out_dir / CONFIG_FILE)
-    data = _Data(esconv, seed, said=bool(config["guard"].get("said")))
-    esconv_texts = esconv_seeker_turns(esconv / "train.txt") if esconv is not None else []
+    trained = (config.get("esconv_seekers_trained") or {}).get("turns", 0)
+    data = _Data(esconv, seed, said=bool(config["guard"].get("said")), exclude=config.get("excluded") or (),
+                 seeker_negatives=trained)
+    esconv_texts = (esconv_seeker_turns(esconv / "train.txt", half=_unseen_half(config))
+                    if esconv is not None else [])
     esconv_p = None
     if esconv_texts:
         model = ClinicalModel(out_dir)

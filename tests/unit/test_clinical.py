@@ -438,3 +438,22 @@ def test_takeover_thresholds_let_at_most_the_budget_of_ordinary_turns_through():
             assert take[name] > 1.0
         else:
             assert (probs[:, k] >= take[name]).mean() <= 0.005 and (probs[:, k] >= take[name] - 0.01).any()
+
+
+def test_esconv_seeker_halves_never_share_a_conversation(tmp_path):
+    import json
+
+    from empathic_agent.training.clinical import esconv_seeker_turns, presentation_data
+
+    path = tmp_path / "train.txt"
+    convs = [{"dialog": [{"speaker": "usr", "text": f"conversation {i} has four words"},
+                         {"speaker": "sys", "text": "I see."}, {"speaker": "usr", "text": "too short"}]}
+             for i in range(10)]
+    path.write_text("\n".join(json.dumps(c) for c in convs) + "\n\n", encoding="utf-8")
+    train, select = (esconv_seeker_turns(path, n=None, half=h) for h in ("train", "select"))
+    assert sorted(train + select) == sorted(esconv_seeker_turns(path, n=None))  # 4+ words only, all of them
+    assert {t.split()[1] for t in train} == {"0", "2", "4", "6", "8"} and not set(train) & set(select)
+    assert esconv_seeker_turns(path, n=3, half="train") == esconv_seeker_turns(path, n=3, half="train")  # seeded
+    texts, y, groups = presentation_data(tmp_path / "nowhere", seekers=train)
+    # The seekers are negatives, dealt into three groups so every writer-grouped fold gets some.
+    assert texts == train and not y.any() and set(groups) == {"esconv-seekers-0", "esconv-seekers-1", "esconv-seekers-2"}
