@@ -211,7 +211,10 @@ def select_thresholds(data: "_Data", oof_p: np.ndarray, oof_r: np.ndarray, *, re
     from empathic_agent.safety.clinical import pattern_presentations
     from empathic_agent.safety.guard import GuardContext, ReplyGuard
 
-    none = data.p_y.sum(axis=1) == 0
+    # Seekers' turns trained on as negatives are not threshold negatives: a few thousand easy rows
+    # would dilute the budget until every threshold sat at its floor (the writers' hard negatives
+    # and the seekers the model never read, ``esconv_p``, set it, as for a reader without them).
+    none = (data.p_y.sum(axis=1) == 0) & ~np.char.startswith(np.asarray(data.p_groups).astype(str), "esconv-seekers-")
     base_p = np.array([bool(pattern_presentations(t)) for t in data.p_texts])
     gate_p = np.ones_like(oof_p, dtype=bool)
     gate_p[:, PRESENTATIONS.index("means_seeking")] = False
@@ -440,6 +443,11 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
         "seconds": round(time.time() - t0, 1),
     }
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    if esconv is not None and seeker_negatives and not guard_only and cache_dir is not None:
+        # The reader's thresholds again, with the seekers' turns it never read as negatives (the
+        # shipped reader's procedure: train, then --rethreshold --esconv).
+        config = rethreshold(esconv=esconv, out_dir=out_dir, cache_dir=cache_dir, reader_budget=reader_budget,
+                             guard_budget=guard_budget, open_budget=open_budget, seed=seed, progress=progress)
     if esconv is not None and not guard_only:
         # A new model's scores need their own takeover thresholds: without them every reading would
         # take over the register (the shipped reader's thresholds do not carry over).
