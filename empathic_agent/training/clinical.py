@@ -543,8 +543,11 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
     for the reader."""
     from empathic_agent.safety.clinical_model import ClinicalModel
 
-    oof = np.load(Path(cache_dir) / "clinical-oof.npz")
     config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    if (config.get("esconv_seekers_trained") or {}).get("turns") and esconv is None:
+        raise ConfigError(f"{out_dir / CONFIG_FILE}: this reader was trained on ESConv seekers' turns; "
+                          "re-thresholding needs them too: pass --esconv DIR")
+    oof = np.load(Path(cache_dir) / "clinical-oof.npz")
     check_fingerprint(str(oof["run"]) if "run" in oof.files else None, config, Path(cache_dir) / "clinical-oof.npz",
                       out_dir / CONFIG_FILE)
     trained = (config.get("esconv_seekers_trained") or {}).get("turns", 0)

@@ -457,3 +457,13 @@ def test_esconv_seeker_halves_never_share_a_conversation(tmp_path):
     texts, y, groups = presentation_data(tmp_path / "nowhere", seekers=train)
     # The seekers are negatives, dealt into three groups so every writer-grouped fold gets some.
     assert texts == train and not y.any() and set(groups) == {"esconv-seekers-0", "esconv-seekers-1", "esconv-seekers-2"}
+
+
+def test_rethresholding_a_reader_trained_on_seekers_needs_them(tmp_path):
+    import json
+
+    from empathic_agent.training.clinical import rethreshold
+
+    (tmp_path / "clinical.json").write_text(json.dumps({"esconv_seekers_trained": {"turns": 3000, "half": "train"}}))
+    with pytest.raises(ConfigError, match="--esconv"):
+        rethreshold(esconv=None, out_dir=tmp_path, cache_dir=tmp_path)
