@@ -77,7 +77,8 @@ def test_oversized_and_unauthenticated_bodies_cost_the_server_at_most_the_limit(
     assert _chunked_post(server.url, "/v1/turns", {}, 150 << 20) == 401
     grown = server.rss_peak_mb() - before
     with capsys.disabled():
-        print(f"\n[faults] peak server RSS grew {grown:.1f} MB over two 150 MB chunked bodies (limit 25 MB)")
+        print(f"\n[faults] peak server RSS grew {grown:.1f} MB over two 150 MB chunked bodies "
+              "(body limit 25 MB; the test fails at 60 MB)")
     # The body limit is 25 MB: the server may hold about that much once, never the 150 MB sent.
     assert grown < 60, grown
     assert server.call(None, "GET", "/healthz")[0] == 200
