@@ -8,6 +8,8 @@
 * ``train-scope`` — re-train the scope head on the reader's out-of-fold predictions (after ``train``);
 * ``train-second-look`` — re-train the reader's second look (quiet risk) on writers the reader has
   not read, with ESConv's help-seekers as negatives;
+* ``refine`` — teach the trained reader a new writer's messages (a short warm-started fine-tune with
+  a replay of its own writers; its thresholds kept);
 * ``combine`` — a reader that averages trained readers; ``train-clinical`` — the clinical reader and
   the reply guard;
 * ``bench`` — screening latency per message (p50/p95), warm.
@@ -30,7 +32,7 @@ from empathic_agent.cli._common import handled_by
 from empathic_agent.errors import ConfigError
 from empathic_agent.settings import Settings
 
-__all__ = ["add_parser", "run_eval", "run_check", "run_train", "run_combine", "run_train_scope",
+__all__ = ["add_parser", "run_eval", "run_check", "run_train", "run_refine", "run_combine", "run_train_scope",
            "run_train_second_look", "run_train_clinical", "run_bench"]
 
 
@@ -75,6 +77,20 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--esconv", metavar="DIR", default=None,
                    help="ESConv folder: its train split's seeker turns (ordinary distress, never trained on) bound "
                         "the thresholds too (the distress budget)")
+    q = sub.add_parser("refine", parents=[common],
+                       help="teach the trained reader new writers' messages (warm start, replay; thresholds kept)")
+    handled_by(q, "empathic_agent.cli.safety:run_refine")
+    q.add_argument("--csv", action="append", required=True, help="the new writers' CSVs (repeatable)")
+    q.add_argument("--out", required=True, help="folder of the refined reader (risk_model.npz, config.json)")
+    q.add_argument("--base", default=None, help="the reader to start from (default: the package's safety/weights)")
+    q.add_argument("--replay", type=float, default=None,
+                   help="messages replayed from the reader's own writers per new message (default 3)")
+    q.add_argument("--epochs", type=int, default=None, help="epochs over the new and replayed messages (default 1)")
+    q.add_argument("--lr-scale", type=float, default=None, help="learning rates relative to training (default 0.5)")
+    q.add_argument("--train-seed", type=int, default=20261205, help="replay sample, augmentation and order seed")
+    q.add_argument("--esconv", metavar="DIR", default=None,
+                   help="ESConv folder: choose the thresholds again so that its train seekers' turns are flagged at "
+                        "most at the distress budget (default: keep the reader's thresholds)")
     q = sub.add_parser("combine", parents=[common],
                        help="a reader that averages trained readers (thresholds on their joint out-of-fold predictions)")
     handled_by(q, "empathic_agent.cli.safety:run_combine")
@@ -162,6 +178,22 @@ def run_train(settings: Settings, args: argparse.Namespace) -> int:
     config = train(args.csv, out_dir=_weights(args), backbone=settings.embedding_model, cache_dir=settings.cache_dir,
                    seed=args.train_seed, folds=0 if args.no_folds else args.folds, esconv=args.esconv)
     print(json.dumps(config, indent=1))
+    return 0
+
+
+def run_refine(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.safety.learned import WEIGHTS_DIR
+    from empathic_agent.training import risk
+
+    out = Path(args.out)
+    if out.resolve() == Path(args.base or WEIGHTS_DIR).resolve():
+        raise ConfigError("--out must be a new folder: the refined reader never overwrites the one it starts from")
+    config = risk.refine(args.csv, base_dir=args.base or WEIGHTS_DIR, out_dir=out,
+                         replay=risk.REFINE_REPLAY if args.replay is None else args.replay,
+                         epochs=risk.REFINE_EPOCHS if args.epochs is None else args.epochs,
+                         lr_scale=risk.REFINE_LR_SCALE if args.lr_scale is None else args.lr_scale,
+                         seed=args.train_seed, esconv=args.esconv, cache_dir=settings.cache_dir)
+    print(json.dumps({"out": str(out), "thresholds": config["thresholds"], "refined": config["refined"]}, indent=1))
     return 0
 
 

@@ -36,7 +36,7 @@ from empathic_agent.safety.learned import MAX_TOKENS, WEIGHTS_DIR, split_sentenc
 from empathic_agent.safety.taxonomy import DIMENSIONS, LEVELS, SUBJECTS
 from empathic_agent.training.runs import check_fingerprint, data_hashes, fingerprint
 
-__all__ = ["train", "train_scope", "train_second_look", "combine", "rethreshold", "augment", "TRAIN_DIR", "FALSE_ALARM_BUDGET",
+__all__ = ["train", "refine", "train_scope", "train_second_look", "combine", "rethreshold", "augment", "TRAIN_DIR", "FALSE_ALARM_BUDGET",
            "DISTRESS_BUDGET"]
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,8 @@ class _Trainer:
         order = torch.randperm(len(batches), generator=gen).tolist()
         return [batches[o] for o in order]
 
-    def fit(self, texts: Sequence[str], rows: Sequence[dict[str, Any]], *, progress: bool, desc: str) -> None:
+    def fit(self, texts: Sequence[str], rows: Sequence[dict[str, Any]], *, progress: bool, desc: str,
+            epochs: int = EPOCHS, lr_scale: float = 1.0) -> None:
         import torch
         from torch import nn
 
@@ -216,20 +217,23 @@ class _Trainer:
             return (bce(out[:, :n_ord], ordinal[b]) + SUBJECT_WEIGHT * ce(out[:, n_ord:n_ord + n_sub], subject[b])
                     + DIMENSION_WEIGHT * bce(out[:, n_ord + n_sub:], dims[b]))
 
-        self.train_loop(texts, loss, progress=progress, desc=desc)
+        self.train_loop(texts, loss, progress=progress, desc=desc, epochs=epochs, lr_scale=lr_scale)
 
-    def train_loop(self, texts: Sequence[str], loss: Any, *, progress: bool, desc: str) -> None:
-        """:data:`EPOCHS` of AdamW (one-cycle) on ``loss(head_output, batch_indices)``: the adapters
-        and the head learn; the bottom layers run once, without gradients."""
+    def train_loop(self, texts: Sequence[str], loss: Any, *, progress: bool, desc: str, epochs: int = EPOCHS,
+                   lr_scale: float = 1.0) -> None:
+        """``epochs`` of AdamW (one-cycle, peak learning rates :data:`LR` / :data:`HEAD_LR` times
+        ``lr_scale``) on ``loss(head_output, batch_indices)``: the adapters and the head learn; the
+        bottom layers run once, without gradients."""
         import torch
         from torch import nn
 
         hidden = self._bottom(texts)
         lengths = [h.shape[0] for h in hidden]
-        opt = torch.optim.AdamW([{"params": self.adapter_params, "lr": LR},
-                                 {"params": self.head.parameters(), "lr": HEAD_LR}], weight_decay=WEIGHT_DECAY)
-        steps = EPOCHS * ((len(texts) + BATCH - 1) // BATCH + 16)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[LR, HEAD_LR], total_steps=steps, pct_start=0.1)
+        lr, head_lr = LR * lr_scale, HEAD_LR * lr_scale
+        opt = torch.optim.AdamW([{"params": self.adapter_params, "lr": lr},
+                                 {"params": self.head.parameters(), "lr": head_lr}], weight_decay=WEIGHT_DECAY)
+        steps = epochs * ((len(texts) + BATCH - 1) // BATCH + 16)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, head_lr], total_steps=steps, pct_start=0.1)
         drop = nn.Dropout(DROPOUT)
         gen = torch.Generator().manual_seed(self.seed)
         self.model.train()
@@ -240,7 +244,7 @@ class _Trainer:
 
             bar = tqdm(total=steps, desc=desc, unit="step", file=sys.stderr)
         done = 0
-        for _ in range(EPOCHS):
+        for _ in range(epochs):
             for b in self._batches(lengths, gen):
                 value = loss(self.head(drop(self._top([hidden[j] for j in b]))), b)
                 opt.zero_grad()
@@ -277,6 +281,29 @@ class _Trainer:
 
         p_ord, _, _ = head_outputs(torch.from_numpy(self.logits(texts)))
         return p_ord
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Start from a stored reader (:meth:`state`'s keys): its adapters, trained biases/norms and
+        head.  Every trainable tensor must be in ``state`` with its shape."""
+        import torch
+
+        from empathic_agent.encode import text_model as tm
+
+        targets: dict[str, Any] = {"head.weight": self.head.weight, "head.bias": self.head.bias}
+        for name, lora in self.loras.items():
+            targets[f"lora.{name}.A"], targets[f"lora.{name}.B"] = lora.lora_A, lora.lora_B
+        for name, p in tm.trainable_backbone_params(self.model, self.top_layers).items():
+            targets[f"backbone.{name}"] = p
+        missing = sorted(set(targets) - set(state))
+        if missing:
+            raise ValueError(f"the stored reader lacks {len(missing)} trained tensors (e.g. {missing[0]}): "
+                             "a reader of another architecture")
+        with torch.no_grad():
+            for key, param in targets.items():
+                value = torch.as_tensor(np.asarray(state[key], np.float32))
+                if tuple(value.shape) != tuple(param.shape):
+                    raise ValueError(f"{key}: stored {tuple(value.shape)}, this reader {tuple(param.shape)}")
+                param.copy_(value)
 
     def state(self) -> dict[str, np.ndarray]:
         from empathic_agent.encode import text_model as tm
@@ -323,7 +350,9 @@ def choose_thresholds(p_ord: np.ndarray, levels: np.ndarray, distress: np.ndarra
     grid = np.round(np.arange(lo, hi + 1e-9, 0.01), 2)
     out = []
     for k in range(p_ord.shape[1]):
-        ok = [t for t in grid if (neg[:, k] >= t).mean() <= FALSE_ALARM_BUDGET[k]] if len(neg) else [lo]
+        # Without hard negatives (a refined reader has no out-of-fold predictions) only the distress
+        # budget bounds the threshold.
+        ok = [t for t in grid if (neg[:, k] >= t).mean() <= FALSE_ALARM_BUDGET[k]] if len(neg) else list(grid)
         if distress is not None and len(distress):
             ok = [t for t in ok if (distress[:, k] >= t).mean() <= DISTRESS_BUDGET[k]]
         out.append(float(ok[0]) if ok else hi)
@@ -469,6 +498,76 @@ def train(files: Sequence[str | Path] | None = None, *, out_dir: str | Path = WE
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "risk_model.npz", **{k: v.astype(np.float32) for k, v in final.state().items()})
+    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return config
+
+
+#: Refining a trained reader on a new writer: texts replayed from the writers it was trained on per new
+#: text (so the new kind is learned without forgetting the old ones), epochs and learning-rate scale.
+REFINE_REPLAY: Final[float] = 3.0
+REFINE_EPOCHS: Final[int] = 1
+REFINE_LR_SCALE: Final[float] = 0.5
+
+
+def refine(add: Sequence[str | Path], *, base_dir: str | Path = WEIGHTS_DIR, out_dir: str | Path,
+           replay: float = REFINE_REPLAY, epochs: int = REFINE_EPOCHS, lr_scale: float = REFINE_LR_SCALE,
+           seed: int = 20261205, esconv: str | Path | None = None, cache_dir: str | Path | None = None,
+           progress: bool = True) -> dict[str, Any]:
+    """A trained reader taught new writers' messages (``add``) by a short warm-started fine-tune,
+    with a seeded replay of the writers it was trained on.  Retraining from scratch moves every
+    threshold with the seed (two readers trained alike disagree on a few per cent of held-out
+    messages); a refinement starts from the reader's own weights and keeps its thresholds, so what
+    changes is mostly what the new writers teach.  With ``esconv`` (the ESConv folder or its
+    ``train.txt``) the thresholds are chosen again instead, so that the refined reader flags ordinary
+    help-seekers' turns at most at :data:`DISTRESS_BUDGET` (a fine-tune shifts the whole scale: kept
+    thresholds then read less risk everywhere).  ``out_dir`` gets the reader (``risk_model.npz``,
+    ``config.json`` with a ``refined`` record); copy the rest of a weights folder beside it to use
+    it (``EMPATHIC_SAFETY_MODEL``)."""
+    from empathic_agent.safety.evaluate import read_risk_csv
+
+    t0 = time.perf_counter()
+    base = Path(base_dir)
+    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    if config.get("members"):
+        raise ValueError(f"{base} is a combined reader; refine a single reader")
+    add_paths = [Path(f) for f in add]
+    trained_on = [TRAIN_DIR / name for name in config.get("data", {})]
+    if not add_paths:
+        raise ValueError("nothing to refine on: give at least one CSV")
+    if overlap := sorted({p.name for p in add_paths} & {p.name for p in trained_on}):
+        raise ValueError(f"the reader was already trained on {', '.join(overlap)}")
+    if missing := [p for p in [*add_paths, *trained_on] if not p.is_file()]:
+        raise FileNotFoundError(f"training data not found: {missing[0]}")
+    if stale := sorted(set(data_hashes(trained_on).items()) - set(config.get("data", {}).items())):
+        raise ValueError(f"{stale[0][0]} changed since the reader was trained: its replay would teach other labels")
+    new_rows = [r | {"writer": p.stem} for p in add_paths for r in read_risk_csv(p)]
+    old_rows = [r | {"writer": p.stem} for p in trained_on for r in read_risk_csv(p)]
+    rng = random.Random(seed)
+    replayed = rng.sample(old_rows, min(len(old_rows), int(round(replay * len(new_rows)))))
+    texts, labels = _training_set(new_rows + replayed, seed)
+    with np.load(base / "risk_model.npz") as z:
+        state = {k: z[k] for k in z.files}
+    arch = config["architecture"]
+    trainer = _Trainer(_backbone(config["backbone"], cache_dir), seed, top_layers=arch["top_layers"],
+                       rank=arch["lora_rank"], alpha=arch["lora_alpha"])
+    trainer.load_state(state)
+    trainer.fit(texts, labels, progress=progress, desc="refine", epochs=epochs, lr_scale=lr_scale)
+    thresholds, distress_figures = list(config["thresholds"]), None
+    if distress_texts := _distress_texts(esconv):
+        distress = distress_scores(trainer.predict, distress_texts, views=bool(config.get("sentence_views", True)))
+        thresholds = choose_thresholds(np.zeros((0, len(LEVELS) - 1)), np.zeros(0, int), distress)
+        distress_figures = _distress_figures(distress, thresholds)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "risk_model.npz", **{k: v.astype(np.float32) for k, v in trainer.state().items()})
+    refined = {"thresholds_from": "distress budget" if distress_figures else "kept", "distress": distress_figures,
+               "from": {"data": config.get("data"), "seed": config.get("seed"), "thresholds": config.get("thresholds")},
+               "added": data_hashes(add_paths), "added_rows": len(new_rows), "replayed_rows": len(replayed),
+               "texts_with_variants": len(texts), "epochs": epochs, "lr_scale": lr_scale, "seed": seed,
+               "seconds": round(time.perf_counter() - t0, 1),
+               "earlier": config.get("refined")}
+    config = config | {"data": config.get("data", {}) | data_hashes(add_paths), "refined": refined,
+                       "thresholds": [round(t, 3) for t in thresholds]}
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     return config
 

@@ -225,6 +225,30 @@ def test_a_combined_reader_averages_its_members(tmp_path):
         RiskModel(tmp_path).read_config()
 
 
+def test_a_refinement_starts_from_the_readers_own_weights():
+    """``safety refine`` warm-starts a trainer from the shipped reader: before any step it reads
+    like the shipped reader (the adapters unmerged in training, merged at load: equal up to float
+    rounding), and a stored reader of another shape is refused."""
+    import json
+
+    import numpy as np
+
+    from empathic_agent.safety.learned import WEIGHTS_DIR, RiskModel
+    from empathic_agent.training import risk as tr
+
+    config = json.loads((WEIGHTS_DIR / "config.json").read_text(encoding="utf-8"))
+    arch = config["architecture"]
+    trainer = tr._Trainer(tr._backbone(config["backbone"], None), 0, top_layers=arch["top_layers"],
+                          rank=arch["lora_rank"], alpha=arch["lora_alpha"])
+    with np.load(WEIGHTS_DIR / "risk_model.npz") as z:
+        state = {k: z[k] for k in z.files}
+    texts = ["I gave my guitar away because I won't need it soon.", "Lovely walk by the river today."]
+    trainer.load_state(state)
+    assert np.allclose(trainer.predict(texts), RiskModel(WEIGHTS_DIR).predict(texts)[0], atol=2e-3)
+    with pytest.raises(ValueError, match="head.weight"):
+        trainer.load_state(state | {"head.weight": state["head.weight"][:, :10]})
+
+
 # Written for this test on 2026-12-05 before the second look existed (tests/data/quiet_handmade.csv):
 # quiet preparation and practical method questions, and hard negatives sharing their surface.  Measured
 # on the shipped screen: 9 of 10 detected, 8 routed (a sealed card for each child's wedding day read

@@ -97,3 +97,43 @@ def test_a_training_run_can_leave_writers_out():
     assert len(kept) == len(texts) - groups.count("writerA") - groups.count("risk-writer9")
     rows, _, g = guard_data(exclude=["guard_writerJ"])
     assert rows and "guard_writerJ" not in g and "guard_writerA" in g
+
+
+def test_without_hard_negatives_only_the_distress_budget_sets_the_thresholds() -> None:
+    """A refined reader has no out-of-fold predictions: its thresholds come from ordinary
+    help-seekers' turns alone, each the lowest the distress budget allows, in chain order."""
+    rng = np.random.default_rng(2)
+    distress = np.sort(np.clip(rng.normal(0.3, 0.2, (2000, 4)), 0, 1), axis=1)[:, ::-1].astype(np.float32)
+    th = tr.choose_thresholds(np.zeros((0, 4)), np.zeros(0, int), distress)
+    for k, t in enumerate(th):
+        assert (distress[:, k] >= t).mean() <= tr.DISTRESS_BUDGET[k] + 1e-9
+    # The lowest allowed: one grid step lower breaks the budget (the first level has no chain above it).
+    assert (distress[:, 0] >= th[0] - 0.01).mean() > tr.DISTRESS_BUDGET[0]
+
+
+def test_refine_refuses_data_it_cannot_use(tmp_path) -> None:
+    """The refinement checks its data before loading any model: a writer the reader already read,
+    and a training file changed since (its replay would teach other labels)."""
+    import shutil
+
+    import pytest
+
+    from empathic_agent.safety.learned import WEIGHTS_DIR
+
+    base = tmp_path / "base"
+    shutil.copytree(WEIGHTS_DIR, base)
+    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    already = tr.TRAIN_DIR / sorted(config["data"])[0]
+    with pytest.raises(ValueError, match="already trained on"):
+        tr.refine([already], base_dir=base, out_dir=tmp_path / "out")
+    with pytest.raises(ValueError, match="nothing to refine"):
+        tr.refine([], base_dir=base, out_dir=tmp_path / "out")
+    stale = dict(config["data"])
+    stale[sorted(stale)[0]] = "0" * 16
+    (base / "config.json").write_text(json.dumps(config | {"data": stale}), encoding="utf-8")
+    new = tmp_path / "writer99.csv"
+    new.write_text("text,level,subject,dimensions,kind,register\nhello there,none,none,,everyday,plain\n",
+                   encoding="utf-8")
+    with pytest.raises(ValueError, match="changed since"):
+        tr.refine([new], base_dir=base, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
