@@ -522,7 +522,8 @@ def refine(add: Sequence[str | Path], *, base_dir: str | Path = WEIGHTS_DIR, out
     help-seekers' turns at most at :data:`DISTRESS_BUDGET` (a fine-tune shifts the whole scale: kept
     thresholds then read less risk everywhere).  ``out_dir`` gets the reader (``risk_model.npz``,
     ``config.json`` with a ``refined`` record); copy the rest of a weights folder beside it to use
-    it (``EMPATHIC_SAFETY_MODEL``)."""
+    it (``EMPATHIC_SAFETY_MODEL``), and retrain the second look on it (``train-second-look --out``):
+    the shipped one names the reader it was trained on and is switched off with any other."""
     from empathic_agent.safety.evaluate import read_risk_csv
 
     t0 = time.perf_counter()
