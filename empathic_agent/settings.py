@@ -64,8 +64,9 @@ DEFAULT_SYSTEM_PROMPT = (
 
 
 #: The embedded model of each ``llm_profile`` (measured: README, "Choosing the responder").  The
-#: ESConv-tuned SmolLM2 beat the base on the judge, adherence and perplexity at the same speed;
-#: the Qwen rows are not measured yet, so ``quality`` is the best measured model too.
+#: ESConv-tuned SmolLM2 beat the base on the judge, adherence and perplexity at the same speed.
+#: Qwen2.5-Coder-0.5B (base) was more relevant and adherent on ESConv test but off-topic more
+#: often on valid, where ``quality`` was decided (2026-12-06): the tuned SmolLM2 stays for both.
 LLM_PROFILES: dict[str, str] = {
     "live": "smollm2-135m-esconv",
     "quality": "smollm2-135m-esconv",
