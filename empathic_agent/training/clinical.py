@@ -447,7 +447,8 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
         # The reader's thresholds again, with the seekers' turns it never read as negatives (the
         # shipped reader's procedure: train, then --rethreshold --esconv).
         config = rethreshold(esconv=esconv, out_dir=out_dir, cache_dir=cache_dir, reader_budget=reader_budget,
-                             guard_budget=guard_budget, open_budget=open_budget, seed=seed, progress=progress)
+                             guard_budget=guard_budget, open_budget=open_budget, seed=seed, progress=progress,
+                             data=data)
     if esconv is not None and not guard_only:
         # A new model's scores need their own takeover thresholds: without them every reading would
         # take over the register (the shipped reader's thresholds do not carry over).
@@ -537,10 +538,11 @@ def set_takeovers(*, esconv: Path, out_dir: Path = WEIGHTS_DIR, budget: float = 
 
 def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: str | Path,
                 reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
-                seed: int = 20261203, progress: Any = print) -> dict[str, Any]:
+                seed: int = 20261203, progress: Any = print, data: "_Data | None" = None) -> dict[str, Any]:
     """Thresholds again from the saved out-of-fold predictions (no retraining), with the seekers'
     turns of ESConv's train split (never trained on; scored by the saved model) as extra negatives
-    for the reader."""
+    for the reader.  ``data``: the training run's own rows (built from the same options), so a run
+    that re-thresholds right after training does not read its data twice."""
     from empathic_agent.safety.clinical_model import ClinicalModel
 
     config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -551,8 +553,9 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
     check_fingerprint(str(oof["run"]) if "run" in oof.files else None, config, Path(cache_dir) / "clinical-oof.npz",
                       out_dir / CONFIG_FILE)
     trained = (config.get("esconv_seekers_trained") or {}).get("turns", 0)
-    data = _Data(esconv, seed, said=bool(config["guard"].get("said")), exclude=config.get("excluded") or (),
-                 seeker_negatives=trained)
+    if data is None:
+        data = _Data(esconv, seed, said=bool(config["guard"].get("said")), exclude=config.get("excluded") or (),
+                     seeker_negatives=trained)
     esconv_texts = (esconv_seeker_turns(esconv / "train.txt", half=_unseen_half(config))
                     if esconv is not None else [])
     esconv_p = None

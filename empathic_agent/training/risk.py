@@ -282,18 +282,24 @@ class _Trainer:
         p_ord, _, _ = head_outputs(torch.from_numpy(self.logits(texts)))
         return p_ord
 
+    def _stored(self) -> dict[str, Any]:
+        """The trained tensors under their stored names (``risk_model.npz``): LoRA A/B and the top
+        layers' biases/norms (:func:`text_model.adapter_state`'s names) and the head."""
+        from empathic_agent.encode import text_model as tm
+
+        out: dict[str, Any] = {"head.weight": self.head.weight, "head.bias": self.head.bias}
+        for name, lora in self.loras.items():
+            out[f"lora.{name}.A"], out[f"lora.{name}.B"] = lora.lora_A, lora.lora_B
+        for name, p in tm.trainable_backbone_params(self.model, self.top_layers).items():
+            out[f"backbone.{name}"] = p
+        return out
+
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Start from a stored reader (:meth:`state`'s keys): its adapters, trained biases/norms and
         head.  Every trainable tensor must be in ``state`` with its shape."""
         import torch
 
-        from empathic_agent.encode import text_model as tm
-
-        targets: dict[str, Any] = {"head.weight": self.head.weight, "head.bias": self.head.bias}
-        for name, lora in self.loras.items():
-            targets[f"lora.{name}.A"], targets[f"lora.{name}.B"] = lora.lora_A, lora.lora_B
-        for name, p in tm.trainable_backbone_params(self.model, self.top_layers).items():
-            targets[f"backbone.{name}"] = p
+        targets = self._stored()
         missing = sorted(set(targets) - set(state))
         if missing:
             raise ValueError(f"the stored reader lacks {len(missing)} trained tensors (e.g. {missing[0]}): "
@@ -306,12 +312,7 @@ class _Trainer:
                 param.copy_(value)
 
     def state(self) -> dict[str, np.ndarray]:
-        from empathic_agent.encode import text_model as tm
-
-        state = {k: v.numpy() for k, v in tm.adapter_state(self.model, self.loras, self.top_layers).items()}
-        state["head.weight"] = self.head.weight.detach().numpy().copy()
-        state["head.bias"] = self.head.bias.detach().numpy().copy()
-        return state
+        return {k: v.detach().numpy().copy() for k, v in self._stored().items()}
 
 
 def _training_set(rows: Sequence[dict[str, Any]], seed: int) -> tuple[list[str], list[dict[str, Any]]]:
