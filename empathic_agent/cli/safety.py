@@ -133,6 +133,10 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--seeker-negatives", type=int, default=0, metavar="N",
                    help="train the reader on N ESConv train seekers' turns (even conversations) as negatives; its "
                         "thresholds and takeovers then come from the odd conversations' turns (needs --esconv)")
+    q.add_argument("--written-budget", default=None, metavar="RATE", nargs="?", const="shipped",
+                   help="also keep the reader's false alarms on the clinical writers' own none messages within RATE "
+                        "out of fold (the flag alone: the shipped reader's own rate, 0.0704); default: the pooled "
+                        "budget only")
     q.add_argument("--guard-only", action="store_true",
                    help="train the guard's heads alone (for weights/guard/: the reader keeps its own model)")
     q.add_argument("--takeovers-only", action="store_true",
@@ -228,6 +232,23 @@ def run_train_second_look(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _written_budget(value: str | None) -> float | None:
+    """``--written-budget``: None (not given), the shipped reader's rate (the flag alone) or a rate."""
+    if value is None:
+        return None
+    if value == "shipped":
+        from empathic_agent.training.clinical import WRITTEN_BUDGET
+
+        return WRITTEN_BUDGET
+    try:
+        rate = float(value)
+    except ValueError:
+        raise ConfigError(f"--written-budget takes a rate between 0 and 1, got {value!r}") from None
+    if not 0.0 < rate < 1.0:
+        raise ConfigError(f"--written-budget takes a rate between 0 and 1, got {value!r}")
+    return rate
+
+
 def run_train_clinical(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.training.clinical import rethreshold, train_clinical
 
@@ -240,6 +261,7 @@ def run_train_clinical(settings: Settings, args: argparse.Namespace) -> int:
         report = set_takeovers(esconv=esconv, out_dir=_weights(args), progress=lambda m: print(m, file=sys.stderr))
     elif args.rethreshold:
         report = rethreshold(esconv=esconv, out_dir=_weights(args), cache_dir=settings.cache_dir,
+                             written_budget=_written_budget(args.written_budget),
                              progress=lambda m: print(m, file=sys.stderr))
     else:
         if args.seeker_negatives and esconv is None:
@@ -247,7 +269,7 @@ def run_train_clinical(settings: Settings, args: argparse.Namespace) -> int:
         report = train_clinical(esconv=esconv, out_dir=_weights(args), folds=args.folds,
                                 backbone=settings.embedding_model, cache_dir=settings.cache_dir, said=args.said,
                                 guard_only=args.guard_only, exclude=args.exclude,
-                                seeker_negatives=args.seeker_negatives,
+                                seeker_negatives=args.seeker_negatives, written_budget=_written_budget(args.written_budget),
                                 progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps(report, indent=1))
     return 0

@@ -55,6 +55,13 @@ LORA_RANK: Final[int] = 8
 LORA_ALPHA: Final[float] = 16.0
 #: Cap on the positive-class weight of a head (positives are a few dozen among thousands).
 POS_WEIGHT_CAP = 10.0
+#: A separate false-alarm budget for the reader on the clinical writers' own ``none`` messages
+#: (``train-clinical --written-budget``): the shipped reader's out-of-fold rate there
+#: (``dev_with_patterns.reader.false_alarm_rate_written``).  A reader trained on real help-seekers'
+#: turns as negatives reads ordinary seekers so easily that the pooled budget (writers' negatives,
+#: everyday turns and seekers together) let every threshold fall to the 0.5 floor, and its false
+#: alarms on the written hard negatives rose 7.0 % -> 11.4 % (README, session 7).
+WRITTEN_BUDGET: Final[float] = 0.0704
 
 
 def _files(folder: Path, pattern: str, exclude: Sequence[str]) -> list[Path]:
@@ -167,10 +174,13 @@ def _recalls(p: np.ndarray, y: np.ndarray, names: Sequence[str], th: dict[str, f
 
 
 def _joint(p: np.ndarray, neg: np.ndarray, gate: np.ndarray, base: np.ndarray, budget: float,
-           fixed: dict[int, float] | None = None) -> list[float]:
+           fixed: dict[int, float] | None = None,
+           limits: Sequence[tuple[np.ndarray, float]] = ()) -> list[float]:
     """Per-class thresholds at a common per-class false-positive level, the highest level whose
     *union* false-positive rate on the negatives (with ``base``: what already fires there, e.g.
-    the patterns) stays within ``budget``.  ``gate[i, k]``: class k is read for row i."""
+    the patterns) stays within ``budget``.  ``gate[i, k]``: class k is read for row i.
+    ``limits``: (rows, budget) pairs that must hold too — the union rate on a subset of the
+    negatives (one kind of negative) within its own budget."""
     fixed = fixed or {}
     k = p.shape[1]
 
@@ -185,25 +195,33 @@ def _joint(p: np.ndarray, neg: np.ndarray, gate: np.ndarray, base: np.ndarray, b
             out.append(min(1.01, max(0.5, q)))
         return out
 
-    def union(th: list[float]) -> float:
-        hit = base[neg] | ((p[neg] >= np.asarray(th)[None, :]) & gate[neg]).any(axis=1)
-        return float(hit.mean())
+    def union(th: list[float], rows: np.ndarray) -> float:
+        hit = base[rows] | ((p[rows] >= np.asarray(th)[None, :]) & gate[rows]).any(axis=1)
+        return float(hit.mean()) if len(hit) else 0.0
+
+    def within(th: list[float]) -> bool:
+        return union(th, neg) <= budget and all(union(th, neg & rows) <= b for rows, b in limits)
 
     lo, hi = 0.0, 0.2
     for _ in range(30):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if union(thresholds(mid)) <= budget else (lo, mid)
-    return [round(t, 4) for t in thresholds(lo)]
+        lo, hi = (mid, hi) if within(thresholds(mid)) else (lo, mid)
+    # Rounded up, not to the nearest: a threshold rounded down lets through rows the budgets were
+    # checked without (one more written hard negative than its budget allowed, 2026-12-06).
+    return [min(1.01, math.ceil(t * 1e4) / 1e4) for t in thresholds(lo)]
 
 
 def select_thresholds(data: "_Data", oof_p: np.ndarray, oof_r: np.ndarray, *, reader_budget: float,
                       guard_budget: float, open_budget: float, esconv_p: np.ndarray | None = None,
-                      esconv_texts: Sequence[str] = ()) -> tuple[dict[str, float], ...]:
+                      esconv_texts: Sequence[str] = (),
+                      written_budget: float | None = None) -> tuple[dict[str, float], ...]:
     """Thresholds for the whole layer as it runs (patterns first, then the learned heads):
 
     * reader — the presentations' union false-alarm rate on the writers' ``none`` messages, the
       everyday turns and (``esconv_p``) ESConv seekers' turns, patterns included, within
-      ``reader_budget`` (means seeking is decided by the conversation rule, not here);
+      ``reader_budget`` (means seeking is decided by the conversation rule, not here); with
+      ``written_budget``, the union rate on the clinical writers' own ``none`` messages alone must
+      also stay within it (:data:`WRITTEN_BUDGET`);
     * guard, where a category's context is present — union false blocks on the written good
       replies (in their labelled context), patterns included, within ``guard_budget``;
     * guard elsewhere ("open") — union false blocks on ESConv's ordinary supporter replies within
@@ -216,16 +234,20 @@ def select_thresholds(data: "_Data", oof_p: np.ndarray, oof_r: np.ndarray, *, re
     # and the seekers the model never read, ``esconv_p``, set it, as for a reader without them).
     none = (data.p_y.sum(axis=1) == 0) & ~np.char.startswith(np.asarray(data.p_groups).astype(str), "esconv-seekers-")
     base_p = np.array([bool(pattern_presentations(t)) for t in data.p_texts])
+    written_none = none & np.char.startswith(np.asarray(data.p_groups).astype(str), "writer")
     gate_p = np.ones_like(oof_p, dtype=bool)
     gate_p[:, PRESENTATIONS.index("means_seeking")] = False
     if esconv_p is not None and len(esconv_p):
         # Seekers' turns of ESConv (ordinary distress, never seen in training): more negatives.
         esconv_base = np.array([bool(pattern_presentations(t)) for t in esconv_texts])
+        limits = [] if written_budget is None else \
+            [(np.concatenate([written_none, np.zeros(len(esconv_p), bool)]), written_budget)]
         th_p = _joint(np.vstack([oof_p, esconv_p]), np.concatenate([none, np.ones(len(esconv_p), bool)]),
                       np.vstack([gate_p, np.broadcast_to(gate_p[:1], esconv_p.shape)]),
-                      np.concatenate([base_p, esconv_base]), reader_budget)
+                      np.concatenate([base_p, esconv_base]), reader_budget, limits=limits)
     else:
-        th_p = _joint(oof_p, none, gate_p, base_p, reader_budget)
+        th_p = _joint(oof_p, none, gate_p, base_p, reader_budget,
+                      limits=[] if written_budget is None else [(written_none, written_budget)])
     guard = ReplyGuard()
     ok = data.r_y.sum(axis=1) == 0
     written = np.char.startswith(np.asarray(data.r_groups).astype(str), "guard_")
@@ -374,7 +396,8 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
                    reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
                    backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None,
                    said: bool = False, guard_only: bool = False, exclude: Sequence[str] = (),
-                   seeker_negatives: int = 0, progress: Any = print) -> dict[str, Any]:
+                   seeker_negatives: int = 0, written_budget: float | None = None,
+                   progress: Any = print) -> dict[str, Any]:
     """Fine-tune, select thresholds writer-grouped (out of fold), refit on everything, save.
     ``said``: the guard reads what the person said beside each reply (a cross-encoder of the pair;
     tried on 2026-12-05 and worse out of fold than the reply alone, see the README).
@@ -383,7 +406,8 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     the time.  ``exclude``: writers' files (stems) left out, e.g. to retrain a shipped recipe on the
     data it had.  ``seeker_negatives``: that many ESConv train seekers' turns (the even conversations)
     are trained on as negatives of the reader; its thresholds and takeovers then come from the odd
-    conversations' turns, which it never read."""
+    conversations' turns, which it never read.  ``written_budget``: a separate false-alarm budget
+    on the clinical writers' ``none`` messages (:data:`WRITTEN_BUDGET`; None: the pooled budget only)."""
     from empathic_agent.training.risk import BATCH, EPOCHS, HEAD_LR, LR, _backbone
 
     t0 = time.time()
@@ -404,7 +428,8 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
         trainer = _fit(data, p_train, ~rm, location, seed, desc=f"fold {i + 1}/{folds}")
         oof_p[pm], oof_r[rm] = _predict(trainer, data, np.flatnonzero(pm), np.flatnonzero(rm))
     th_p, th_r, open_th = select_thresholds(data, oof_p, oof_r, reader_budget=reader_budget,
-                                            guard_budget=guard_budget, open_budget=open_budget)
+                                            guard_budget=guard_budget, open_budget=open_budget,
+                                            written_budget=written_budget)
     if guard_only:
         th_p = {n: 1.01 for n in PRESENTATIONS}
     rep_p = _recalls(oof_p, data.p_y, PRESENTATIONS, th_p)
@@ -425,7 +450,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
     config = {
         "format": FORMAT, "backbone": backbone,
         "clinical": {"names": list(PRESENTATIONS), "offset": 0, "thresholds": th_p, "selection": rep_p,
-                     "false_alarm_budget": reader_budget},
+                     "false_alarm_budget": reader_budget, "written_false_alarm_budget": written_budget},
         "guard": {"names": list(GUARD_CATEGORIES), "offset": len(PRESENTATIONS), "thresholds": th_r,
                   "open_thresholds": open_th, "selection": rep_r, "false_block_budget": guard_budget,
                   "open_false_block_budget": open_budget, "said": said},
@@ -448,7 +473,7 @@ def train_clinical(*, esconv: Path | None = None, out_dir: Path = WEIGHTS_DIR, f
         # shipped reader's procedure: train, then --rethreshold --esconv).
         config = rethreshold(esconv=esconv, out_dir=out_dir, cache_dir=cache_dir, reader_budget=reader_budget,
                              guard_budget=guard_budget, open_budget=open_budget, seed=seed, progress=progress,
-                             data=data)
+                             data=data, written_budget=written_budget)
     if esconv is not None and not guard_only:
         # A new model's scores need their own takeover thresholds: without them every reading would
         # take over the register (the shipped reader's thresholds do not carry over).
@@ -538,7 +563,8 @@ def set_takeovers(*, esconv: Path, out_dir: Path = WEIGHTS_DIR, budget: float = 
 
 def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: str | Path,
                 reader_budget: float = 0.04, guard_budget: float = 0.03, open_budget: float = 0.005,
-                seed: int = 20261203, progress: Any = print, data: "_Data | None" = None) -> dict[str, Any]:
+                seed: int = 20261203, progress: Any = print, data: "_Data | None" = None,
+                written_budget: float | None = None) -> dict[str, Any]:
     """Thresholds again from the saved out-of-fold predictions (no retraining), with the seekers'
     turns of ESConv's train split (never trained on; scored by the saved model) as extra negatives
     for the reader.  ``data``: the training run's own rows (built from the same options), so a run
@@ -566,12 +592,14 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
         esconv_p = _presentation_probabilities(model, esconv_texts)
     th_p, th_r, open_th = select_thresholds(data, oof["oof_p"], oof["oof_r"], reader_budget=reader_budget,
                                             guard_budget=guard_budget, open_budget=open_budget,
-                                            esconv_p=esconv_p, esconv_texts=esconv_texts)
+                                            esconv_p=esconv_p, esconv_texts=esconv_texts,
+                                            written_budget=written_budget)
     dev = _dev_with_patterns(data, oof["oof_p"], oof["oof_r"], th_p, th_r, open_th)
     if config.get("guard_only"):
         th_p, dev["reader"] = {n: 1.01 for n in PRESENTATIONS}, None
     config["clinical"].update(thresholds=th_p, selection=_recalls(oof["oof_p"], data.p_y, PRESENTATIONS, th_p),
-                              false_alarm_budget=reader_budget, esconv_seeker_negatives=len(esconv_texts))
+                              false_alarm_budget=reader_budget, written_false_alarm_budget=written_budget,
+                              esconv_seeker_negatives=len(esconv_texts))
     config["guard"].update(thresholds=th_r, open_thresholds=open_th,
                            selection=_recalls(oof["oof_r"], data.r_y, GUARD_CATEGORIES, th_r),
                            false_block_budget=guard_budget, open_false_block_budget=open_budget)

@@ -467,3 +467,40 @@ def test_rethresholding_a_reader_trained_on_seekers_needs_them(tmp_path):
     (tmp_path / "clinical.json").write_text(json.dumps({"esconv_seekers_trained": {"turns": 3000, "half": "train"}}))
     with pytest.raises(ConfigError, match="--esconv"):
         rethreshold(esconv=None, out_dir=tmp_path, cache_dir=tmp_path)
+
+
+def test_a_separate_budget_holds_on_its_own_rows_when_easy_rows_dilute_the_pool():
+    from empathic_agent.training.clinical import _joint
+
+    rng = np.random.default_rng(7)
+    hard = rng.beta(5, 2, size=(200, 2))  # hard negatives the model scores high
+    easy = rng.beta(1, 30, size=(4000, 2))  # many easy ones (ordinary seekers' turns)
+    p = np.vstack([hard, easy])
+    neg = np.ones(len(p), bool)
+    gate = np.ones_like(p, dtype=bool)
+    base = np.zeros(len(p), bool)
+    is_hard = np.arange(len(p)) < len(hard)
+
+    def rate(th: list[float], rows: np.ndarray) -> float:
+        return float(((p[rows] >= np.asarray(th)[None, :]).any(axis=1)).mean())
+
+    pooled = _joint(p, neg, gate, base, 0.04)
+    assert rate(pooled, neg) <= 0.04 and rate(pooled, is_hard) > 0.3  # the pool alone lets the hard rows through
+    both = _joint(p, neg, gate, base, 0.04, limits=[(is_hard, 0.07)])
+    assert rate(both, neg) <= 0.04 and rate(both, is_hard) <= 0.07
+    assert all(b >= a for a, b in zip(pooled, both))  # a further limit can only raise thresholds
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("shipped", 0.0704), ("0.05", 0.05)])
+def test_written_budget_option(value, expected):
+    from empathic_agent.cli.safety import _written_budget
+
+    assert _written_budget(value) == expected
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "1.5"])
+def test_written_budget_option_rejects_what_is_not_a_rate(value):
+    from empathic_agent.cli.safety import _written_budget
+
+    with pytest.raises(ConfigError, match="written-budget"):
+        _written_budget(value)
