@@ -135,8 +135,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                         "thresholds and takeovers then come from the odd conversations' turns (needs --esconv)")
     q.add_argument("--written-budget", default=None, metavar="RATE", nargs="?", const="shipped",
                    help="also keep the reader's false alarms on the clinical writers' own none messages within RATE "
-                        "out of fold (the flag alone: the shipped reader's own rate, 0.0704); default: the pooled "
-                        "budget only")
+                        "out of fold (the flag alone: the previous reader's own rate, 0.0704); default: the pooled "
+                        "budget only, or with --rethreshold the budget the weights were chosen under")
     q.add_argument("--guard-only", action="store_true",
                    help="train the guard's heads alone (for weights/guard/: the reader keeps its own model)")
     q.add_argument("--takeovers-only", action="store_true",

@@ -568,13 +568,17 @@ def rethreshold(*, esconv: Path | None, out_dir: Path = WEIGHTS_DIR, cache_dir: 
     """Thresholds again from the saved out-of-fold predictions (no retraining), with the seekers'
     turns of ESConv's train split (never trained on; scored by the saved model) as extra negatives
     for the reader.  ``data``: the training run's own rows (built from the same options), so a run
-    that re-thresholds right after training does not read its data twice."""
+    that re-thresholds right after training does not read its data twice.  ``written_budget``: None
+    keeps the one the weights were chosen under (``written_false_alarm_budget`` in the config)."""
     from empathic_agent.safety.clinical_model import ClinicalModel
 
     config = json.loads((out_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     if (config.get("esconv_seekers_trained") or {}).get("turns") and esconv is None:
         raise ConfigError(f"{out_dir / CONFIG_FILE}: this reader was trained on ESConv seekers' turns; "
                           "re-thresholding needs them too: pass --esconv DIR")
+    if written_budget is None:
+        # A reader chosen under a budget for the written hard negatives keeps it when re-thresholded.
+        written_budget = config.get("clinical", {}).get("written_false_alarm_budget")
     oof = np.load(Path(cache_dir) / "clinical-oof.npz")
     check_fingerprint(str(oof["run"]) if "run" in oof.files else None, config, Path(cache_dir) / "clinical-oof.npz",
                       out_dir / CONFIG_FILE)
