@@ -232,22 +232,22 @@ def select_thresholds(data: "_Data", oof_p: np.ndarray, oof_r: np.ndarray, *, re
     # Seekers' turns trained on as negatives are not threshold negatives: a few thousand easy rows
     # would dilute the budget until every threshold sat at its floor (the writers' hard negatives
     # and the seekers the model never read, ``esconv_p``, set it, as for a reader without them).
-    none = (data.p_y.sum(axis=1) == 0) & ~np.char.startswith(np.asarray(data.p_groups).astype(str), "esconv-seekers-")
+    groups = np.asarray(data.p_groups).astype(str)
+    none = (data.p_y.sum(axis=1) == 0) & ~np.char.startswith(groups, "esconv-seekers-")
+    written_none = none & np.char.startswith(groups, "writer")
     base_p = np.array([bool(pattern_presentations(t)) for t in data.p_texts])
-    written_none = none & np.char.startswith(np.asarray(data.p_groups).astype(str), "writer")
     gate_p = np.ones_like(oof_p, dtype=bool)
     gate_p[:, PRESENTATIONS.index("means_seeking")] = False
+    p_all, neg, gate, base = oof_p, none, gate_p, base_p
     if esconv_p is not None and len(esconv_p):
         # Seekers' turns of ESConv (ordinary distress, never seen in training): more negatives.
-        esconv_base = np.array([bool(pattern_presentations(t)) for t in esconv_texts])
-        limits = [] if written_budget is None else \
-            [(np.concatenate([written_none, np.zeros(len(esconv_p), bool)]), written_budget)]
-        th_p = _joint(np.vstack([oof_p, esconv_p]), np.concatenate([none, np.ones(len(esconv_p), bool)]),
-                      np.vstack([gate_p, np.broadcast_to(gate_p[:1], esconv_p.shape)]),
-                      np.concatenate([base_p, esconv_base]), reader_budget, limits=limits)
-    else:
-        th_p = _joint(oof_p, none, gate_p, base_p, reader_budget,
-                      limits=[] if written_budget is None else [(written_none, written_budget)])
+        extra = np.ones(len(esconv_p), bool)
+        p_all, neg = np.vstack([oof_p, esconv_p]), np.concatenate([none, extra])
+        gate = np.vstack([gate_p, np.broadcast_to(gate_p[:1], esconv_p.shape)])
+        base = np.concatenate([base_p, [bool(pattern_presentations(t)) for t in esconv_texts]])
+        written_none = np.concatenate([written_none, ~extra])
+    th_p = _joint(p_all, neg, gate, base, reader_budget,
+                  limits=[] if written_budget is None else [(written_none, written_budget)])
     guard = ReplyGuard()
     ok = data.r_y.sum(axis=1) == 0
     written = np.char.startswith(np.asarray(data.r_groups).astype(str), "guard_")
