@@ -204,6 +204,10 @@ class Settings:
     #: With the learned layer: its second look, which raises quiet risk (practical method questions,
     #: quiet preparation) that the reader's levels miss to ``high`` (``safety/weights/second_look.json``).
     safety_second_look: bool = True
+    #: With the learned layer: read messages in languages the screen does not cover with the
+    #: multilingual reader (multilingual-e5-small + a head; ``safety/weights/multilingual.json``)
+    #: beside the cue lexicon.
+    safety_multilingual: bool = True
     #: POST a JSON crisis event here (the embedding app's escalation endpoint); empty = none.
     safety_webhook_url: str = ""
     #: Include the person's message text in the webhook payload (off: ids, category, score only).

@@ -10,6 +10,8 @@
   not read, with ESConv's help-seekers as negatives;
 * ``refine`` — teach the trained reader a new writer's messages (a short warm-started fine-tune with
   a replay of its own writers; its thresholds kept);
+* ``train-multilingual`` — re-train the multilingual reader's head (languages the screen does not
+  read; ~2 min);
 * ``combine`` — a reader that averages trained readers; ``train-clinical`` — the clinical reader and
   the reply guard;
 * ``bench`` — screening latency per message (p50/p95), warm.
@@ -33,7 +35,7 @@ from empathic_agent.errors import ConfigError
 from empathic_agent.settings import Settings
 
 __all__ = ["add_parser", "run_eval", "run_check", "run_train", "run_refine", "run_combine", "run_train_scope",
-           "run_train_second_look", "run_train_clinical", "run_bench"]
+           "run_train_second_look", "run_train_multilingual", "run_train_clinical", "run_bench"]
 
 
 def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -116,6 +118,11 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="ESConv folder (or its train.txt): ordinary help-seekers' turns as negatives and budget")
     q.add_argument("--budget-only", action="store_true",
                    help="read ESConv for the threshold only, not as training negatives (Apache-2.0 weights)")
+    q = sub.add_parser("train-multilingual", parents=[common],
+                       help="re-train the multilingual reader's head for languages the screen does not read (~2 min)")
+    handled_by(q, "empathic_agent.cli.safety:run_train_multilingual")
+    q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
+    q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
     q = sub.add_parser("train-clinical", parents=[common],
                        help="re-train the clinical reader's and the reply guard's heads (JSON figures)")
     handled_by(q, "empathic_agent.cli.safety:run_train_clinical")
@@ -229,6 +236,15 @@ def run_train_second_look(settings: Settings, args: argparse.Namespace) -> int:
     report = train_second_look(args.csv, esconv=args.esconv, out_dir=_weights(args), backbone=settings.embedding_model,
                                cache_dir=settings.cache_dir, esconv_negatives=not args.budget_only)
     print(json.dumps({k: v for k, v in report.items() if k != "weights"}, indent=1))
+    return 0
+
+
+def run_train_multilingual(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.memory.embedder import load_embedder
+    from empathic_agent.training.multilingual import train_multilingual
+
+    config = train_multilingual(args.csv, embedder=load_embedder(settings, "e5-multilingual"), out_dir=_weights(args))
+    print(json.dumps({k: v for k, v in config.items() if k != "data"}, indent=1))
     return 0
 
 

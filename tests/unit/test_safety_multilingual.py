@@ -1,0 +1,147 @@
+"""The multilingual risk reader: its head's training and thresholds, and how the screen uses it
+(only on messages it does not read, never lowering a level).  A fake embedder (a hashed bag of
+words) stands in for multilingual-e5-small; the real model runs in the integration tests."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import numpy as np
+import pytest
+
+from empathic_agent.safety.detect import CrisisDetector
+from empathic_agent.safety.multilingual import MultilingualReading, MultilingualRiskReader
+from empathic_agent.testing.fakes import FakeEmbedder
+from empathic_agent.training.multilingual import _threshold, train_multilingual
+
+SPANISH_RISK = "esta noche lo termino, ya tengo todo preparado y le escribi una nota a mi madre"
+SPANISH_IDIOM = "me muero de ganas de ver la pelicula nueva este fin de semana"
+HEADER = ["text", "level", "subject", "dimensions", "kind", "register"]
+
+
+class Scripted(MultilingualRiskReader):
+    """A reader whose readings are given per text (everything else: nothing)."""
+
+    def __init__(self, readings: dict[str, tuple[float, float]], error: Exception | None = None) -> None:
+        super().__init__(FakeEmbedder())
+        self.thresholds = {"low": 0.5, "moderate": 0.7}
+        self.readings, self.error, self.read_texts = readings, error, []
+
+    def read_many(self, texts):
+        if self.error is not None:
+            raise self.error
+        self.read_texts += list(texts)
+        out = []
+        for t in texts:
+            low, mod = self.readings.get(t, (0.0, 0.0))
+            level = "moderate" if mod >= 0.7 else "low" if low >= 0.5 else "none"
+            out.append(MultilingualReading(low, mod, level))
+        return out
+
+
+def test_the_threshold_is_the_lowest_on_its_grid_within_the_budget():
+    p = np.array([0.95, 0.9, 0.8, 0.3, 0.2, 0.1, 0.1, 0.05, 0.0, 0.0])
+    assert _threshold(p, 0.10) == pytest.approx(0.901)  # one of ten may fire: 0.95 does, 0.9 does not
+    assert (p >= _threshold(p, 0.10)).sum() == 1
+    assert (p >= _threshold(p, 0.0)).sum() == 0
+    assert _threshold(p, 0.25) == pytest.approx(0.801)
+    ties = np.full(4, 0.5)
+    assert (ties >= _threshold(ties, 0.3)).sum() == 0  # ties: none of the equal scores fires
+
+
+def test_a_non_english_risk_message_is_routed_to_the_protocol_and_an_english_one_is_not_read():
+    reader = Scripted({SPANISH_RISK: (0.95, 0.9)})
+    screen = CrisisDetector(None, multilingual=reader)
+    a = screen.assess(SPANISH_RISK)
+    assert a.level == "moderate" and a.route == "protocol" and a.crisis
+    assert any(s.startswith("multilingual:moderate") for s in a.signals)
+    assert a.language["multilingual"]["level"] == "moderate"
+    english = "I am going to take all the pills I have saved tonight"
+    assert screen.assess(english).language.get("multilingual") is None
+    assert english not in reader.read_texts
+
+
+def test_a_weaker_reading_gives_a_check_in_and_none_lowers_a_level():
+    low_only = "ya no le veo sentido a nada de lo que hago en el trabajo ni en casa"
+    screen = CrisisDetector(None, multilingual=Scripted({low_only: (0.6, 0.2)}))
+    a = screen.assess(low_only)
+    assert a.level == "low" and a.route == "check_in" and not a.crisis
+    # The cue lexicon's moderate stands whatever the reader says.
+    cue = "quiero morir, ya no aguanto mas esta vida tan dura"
+    b = CrisisDetector(None, multilingual=Scripted({cue: (0.0, 0.0)})).assess(cue)
+    assert b.level == "moderate"
+    assert CrisisDetector(None, multilingual=Scripted({})).assess(SPANISH_IDIOM).level == "none"
+
+
+def test_a_failing_reader_leaves_the_cue_lexicon_standing(caplog):
+    screen = CrisisDetector(None, multilingual=Scripted({}, error=RuntimeError("engine gone")))
+    with caplog.at_level(logging.WARNING):
+        a = screen.assess("quiero morir, ya no aguanto mas esta vida tan dura")
+    assert a.level == "moderate" and "multilingual reader failed" in caplog.text
+
+
+def _write(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        w.writerows(rows)
+
+
+def test_training_writes_a_head_the_reader_loads_and_reads_with(tmp_path):
+    """Three tiny writers (two with Spanish rows): the head is trained, thresholds chosen out of
+    fold, the files load, and the reader tells the writers' risk words from their ordinary ones."""
+    risk = ["pastillas noche morir", "tomar pastillas hoy morir", "morir pastillas guardadas", "quiero morir ya"]
+    calm = ["pelicula fin semana ganas", "ganas ver pelicula", "fin de semana playa ganas", "pelicula nueva cine"]
+    en_risk = ["tonight I take all pills and die", "want to die tonight pills", "pills saved die"]
+    en_calm = ["film at the weekend", "going to the cinema this weekend", "new film out now"]
+    for i, name in enumerate(["writer1", "writer2", "writer3"]):
+        rows = [[t, "none", "none", "", "everyday", "plain"] for t in en_calm]
+        rows += [[t, "high", "self", "ideation;method", "", "plain"] for t in en_risk]
+        if i < 2:
+            rows += [[f"{t} {i}", "moderate", "self", "ideation", "es:x", "non_english"] for t in risk]
+            rows += [[f"{t} {i}", "none", "none", "", "es:everyday", "non_english"] for t in calm]
+        _write(tmp_path / f"{name}.csv", rows)
+    emb = FakeEmbedder(64)
+    import empathic_agent.training.multilingual as tm
+
+    # The fake texts are too short for a language guess: mark the Spanish ones by their kind here.
+    spanish = {f"{t} {i}" for i in range(2) for t in risk + calm}
+    orig = tm._non_english
+    tm._non_english = lambda texts: np.array([t in spanish for t in texts])
+    try:
+        config = train_multilingual(sorted(tmp_path.glob("writer*.csv")), embedder=emb, out_dir=tmp_path / "w",
+                                    progress=False)
+    finally:
+        tm._non_english = orig
+    assert config["non_english_rows"] == 16 and set(config["thresholds"]) == {"low", "moderate"}
+    assert config["selection"]["non_english_hard_negatives"] == 8
+    assert MultilingualRiskReader.available(tmp_path / "w")
+    reader = MultilingualRiskReader(emb, tmp_path / "w")
+    r_risk, r_calm = reader.read_many(["quiero morir pastillas noche", "ganas ver pelicula fin semana"])
+    assert r_risk.moderate > r_calm.moderate and r_risk.low >= r_risk.moderate
+
+
+def test_a_head_that_does_not_fit_the_embedder_is_a_clear_error(tmp_path):
+    from empathic_agent.errors import ConfigError
+    from empathic_agent.safety.multilingual import CONFIG_FILE, WEIGHTS_FILE
+
+    np.savez(tmp_path / WEIGHTS_FILE, w=np.zeros((10, 2), np.float32), b=np.zeros(2, np.float32))
+    (tmp_path / CONFIG_FILE).write_text('{"format": 1, "outputs": ["low", "moderate"], '
+                                        '"thresholds": {"low": 0.5, "moderate": 0.5}}')
+    with pytest.raises(ConfigError, match="does not fit"):
+        MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
+
+
+def test_scripts_without_spaces_count_their_characters_as_words():
+    """A Japanese or Chinese sentence is one space-separated token: counted so it was taken as
+    English (too short to identify) and read by the English reader; two characters now count as a
+    word, so a sentence is long enough to be identified."""
+    from empathic_agent.safety.language import detect_language, word_count
+
+    assert word_count("今日は本当に疲れたので早く寝ます") >= 3
+    assert word_count("hello there friend") == 3
+    assert word_count("ok") == 1 and word_count("笑死") == 1
+    assert word_count("สวัสดีครับ วันนี้เหนื่อยมาก") >= 3
+    lang = detect_language("今日は本当に疲れたので早く寝ます")
+    assert lang["code"] == "ja" and not lang["covered"]
