@@ -243,7 +243,8 @@ def run_train_multilingual(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.memory.embedder import load_embedder
     from empathic_agent.training.multilingual import train_multilingual
 
-    config = train_multilingual(args.csv, embedder=load_embedder(settings, "e5-multilingual"), out_dir=_weights(args))
+    config = train_multilingual(args.csv, embedder=load_embedder(settings, "e5-multilingual"), out_dir=_weights(args),
+                                cache_dir=settings.cache_dir)
     print(json.dumps({k: v for k, v in config.items() if k != "data"}, indent=1))
     return 0
 

@@ -77,10 +77,38 @@ def _threshold(p: np.ndarray, budget: float) -> float:
     return min(1.0, math.floor(float(ranked[allowed]) * 1000) / 1000 + 0.001)
 
 
+def _embed_cached(embedder: "Embedder", texts: Sequence[str], cache_dir: str | Path | None,
+                  progress: bool) -> np.ndarray:
+    """Embeddings of ``texts``, reusing those of earlier runs (``cache_dir/multilingual-embeddings.npz``,
+    keyed by the text's hash and the embedder's name): embedding is nearly all of a run's time."""
+    import hashlib
+
+    keys = [hashlib.sha1(f"{embedder.name}\n{t}".encode()).hexdigest() for t in texts]
+    path = Path(cache_dir) / "multilingual-embeddings.npz" if cache_dir else None
+    known: dict[str, np.ndarray] = {}
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            known = dict(zip(z["keys"].tolist(), z["vectors"]))
+    missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
+    if progress:
+        print(f"multilingual: embedding {len(missing)} messages ({len(texts) - len(missing)} cached)", file=sys.stderr)
+    if missing:
+        vecs = embedder.embed([t for _, t in missing])
+        known.update({k: v for (k, _), v in zip(missing, vecs)})
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+            tmp.replace(path)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
 def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "Embedder",
-                       out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+                       out_dir: str | Path, cache_dir: str | Path | None = None,
+                       progress: bool = True) -> dict[str, Any]:
     """Train the head, choose its thresholds out of fold, write ``multilingual.npz`` and
-    ``multilingual.json`` to ``out_dir``; returns the config (with the selection figures)."""
+    ``multilingual.json`` to ``out_dir``; returns the config (with the selection figures).
+    ``cache_dir``: keep the embeddings for the next run."""
     from empathic_agent.safety.evaluate import read_risk_csv
     from empathic_agent.safety.multilingual import CONFIG_FILE, FORMAT, OUTPUTS, WEIGHTS_FILE
     from empathic_agent.training.risk import TRAIN_DIR
@@ -92,9 +120,7 @@ def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "
         raise ConfigError(f"no training CSVs in {TRAIN_DIR}")
     rows = [r | {"writer": p.stem} for p in paths for r in read_risk_csv(p)]
     texts = [r["text"] for r in rows]
-    if progress:
-        print(f"multilingual: embedding {len(texts)} messages of {len(paths)} writers", file=sys.stderr)
-    x = embedder.embed(texts)
+    x = _embed_cached(embedder, texts, cache_dir, progress)
     level = np.array([LEVELS.index(r["level"]) for r in rows])
     foreign = _non_english(texts)
     writers = np.array([r["writer"] for r in rows])

@@ -145,3 +145,14 @@ def test_scripts_without_spaces_count_their_characters_as_words():
     assert word_count("สวัสดีครับ วันนี้เหนื่อยมาก") >= 3
     lang = detect_language("今日は本当に疲れたので早く寝ます")
     assert lang["code"] == "ja" and not lang["covered"]
+
+
+def test_embeddings_are_cached_across_runs_and_only_new_texts_are_embedded(tmp_path):
+    from empathic_agent.training.multilingual import _embed_cached
+
+    emb = FakeEmbedder(16)
+    a = _embed_cached(emb, ["uno dos", "tres cuatro"], tmp_path, False)
+    b = _embed_cached(emb, ["tres cuatro", "cinco seis", "uno dos"], tmp_path, False)
+    assert [sorted(c) for c in emb.calls] == [["tres cuatro", "uno dos"], ["cinco seis"]]
+    np.testing.assert_allclose(b[2], a[0])
+    assert _embed_cached(FakeEmbedder(16), ["uno dos"], None, False).shape == (1, 16)
