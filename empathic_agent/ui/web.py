@@ -244,7 +244,10 @@ def build_ui(controller: UIController, *, auth: bool = False, default_user: str 
                 with gr.Row():
                     user = gr.Textbox(label="User", value=default_user, interactive=not auth, visible=not auth,
                                       elem_id="user")
-                    session = gr.Dropdown(label="Conversation", choices=[], value=_session_name(),
+                    # A callable value is drawn per page load: a name drawn once here was every
+                    # page's until its load event ran, so a message sent at once from two tabs
+                    # went into one conversation (seen in a browser check on 2026-12-06).
+                    session = gr.Dropdown(label="Conversation", choices=[], value=_session_name,
                                           allow_custom_value=True, elem_id="session")
                 with gr.Row():
                     new_session = gr.Button("New conversation", elem_id="new-session")
