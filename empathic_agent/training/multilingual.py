@@ -74,7 +74,7 @@ def _threshold(p: np.ndarray, budget: float) -> float:
     if allowed >= len(ranked):
         return 0.001
     # Strictly above the (allowed+1)-th highest score: at most ``allowed`` negatives reach it.
-    return min(1.0, math.floor(float(ranked[allowed]) * 1000) / 1000 + 0.001)
+    return round(min(1.0, math.floor(float(ranked[allowed]) * 1000) / 1000 + 0.001), 3)
 
 
 def _embed_cached(embedder: "Embedder", texts: Sequence[str], cache_dir: str | Path | None,
