@@ -11,7 +11,7 @@
 * ``refine`` — teach the trained reader a new writer's messages (a short warm-started fine-tune with
   a replay of its own writers; its thresholds kept);
 * ``train-multilingual`` — re-train the multilingual reader's head (languages the screen does not
-  read; ~2 min);
+  read; ~5 min with cached embeddings);
 * ``combine`` — a reader that averages trained readers; ``train-clinical`` — the clinical reader and
   the reply guard;
 * ``bench`` — screening latency per message (p50/p95), warm.
@@ -119,7 +119,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--budget-only", action="store_true",
                    help="read ESConv for the threshold only, not as training negatives (Apache-2.0 weights)")
     q = sub.add_parser("train-multilingual", parents=[common],
-                       help="re-train the multilingual reader's head for languages the screen does not read (~2 min)")
+                       help="re-train the multilingual reader's head for languages the screen does not read "
+                            "(~5 min with cached embeddings, ~20 min the first time)")
     handled_by(q, "empathic_agent.cli.safety:run_train_multilingual")
     q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")

@@ -4,8 +4,8 @@ The patterns and the learned reader are English.  For a message in another langu
 had only a hand-written cue lexicon (:mod:`.language`): eleven languages, the most common phrasings.
 This reader covers the rest the way the issue asks — through a multilingual encoder:
 multilingual-e5-small (MIT; ~100 languages, one shared space, so what the head learns from the
-English writers carries to other languages) embeds the message, and a logistic head with two
-outputs gives P(level >= low) and P(level >= moderate).
+English writers carries to other languages) embeds the message, and a small head (one hidden
+layer per output) gives P(level >= low) and P(level >= moderate).
 
 It runs only on messages the screen does not cover (:func:`.language.detect_language`), never
 lowers a level, and raises conservatively: P(>= moderate) at its threshold sends the message to the
@@ -36,7 +36,7 @@ __all__ = ["MultilingualRiskReader", "MultilingualReading", "WEIGHTS_FILE", "CON
 OUTPUTS: Final[tuple[str, ...]] = ("low", "moderate")
 WEIGHTS_FILE: Final[str] = "multilingual.npz"
 CONFIG_FILE: Final[str] = "multilingual.json"
-FORMAT: Final[int] = 1
+FORMAT: Final[int] = 2
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,7 @@ class MultilingualRiskReader:
 
         self.embedder = embedder
         self.folder = Path(folder) if folder else WEIGHTS_DIR
-        self._w: np.ndarray | None = None
-        self._b: np.ndarray | None = None
+        self._layers: dict[str, np.ndarray] | None = None
         self.thresholds: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -74,24 +73,44 @@ class MultilingualRiskReader:
 
     def load(self) -> None:
         with self._lock:
-            if self._w is not None:
+            if self._layers is not None:
                 return
             config = json.loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8"))
-            if config.get("format") != FORMAT or tuple(config.get("outputs") or ()) != OUTPUTS:
-                raise ConfigError(f"{self.folder / CONFIG_FILE}: not a multilingual risk head of format {FORMAT}")
+            if config.get("format") not in (1, FORMAT) or tuple(config.get("outputs") or ()) != OUTPUTS:
+                raise ConfigError(f"{self.folder / CONFIG_FILE}: not a multilingual risk head of format 1 or {FORMAT}")
             with np.load(self.folder / WEIGHTS_FILE) as z:
-                w, b = np.asarray(z["w"], np.float32), np.asarray(z["b"], np.float32)
-            if w.shape != (self.embedder.dim, len(OUTPUTS)) or b.shape != (len(OUTPUTS),):
-                raise ConfigError(f"{self.folder / WEIGHTS_FILE}: head of shape {w.shape} does not fit "
-                                  f"a {self.embedder.dim}-d embedder")
+                missing = {"w", "b"} - set(z.files) if config["format"] == 1 else {"w1", "b1", "w2", "b2"} - set(z.files)
+                if missing:
+                    raise ConfigError(f"{self.folder / WEIGHTS_FILE}: no {', '.join(sorted(missing))} for a head of "
+                                      f"format {config['format']}")
+                if config["format"] == 1:
+                    # The first heads were linear (w (d, outputs), b (outputs,)): an MLP whose hidden
+                    # layer passes the logit through (ReLU(z) - ReLU(-z) = z).
+                    w, b = np.asarray(z["w"], np.float32).T, np.asarray(z["b"], np.float32)
+                    layers = {"w1": np.stack([np.stack([wo, -wo], axis=1) for wo in w]),  # (outputs, d, 2)
+                              "b1": np.stack([b, -b], axis=1),  # (outputs, 2)
+                              "w2": np.tile(np.array([1.0, -1.0], np.float32), (len(b), 1)),
+                              "b2": np.zeros(len(b), np.float32)}
+                else:
+                    layers = {k: np.asarray(z[k], np.float32) for k in ("w1", "b1", "w2", "b2")}
+            n, d = len(OUTPUTS), self.embedder.dim
+            h = layers["w1"].shape[-1]
+            if (layers["w1"].shape != (n, d, h) or layers["b1"].shape != (n, h) or layers["w2"].shape != (n, h)
+                    or layers["b2"].shape != (n,)):
+                raise ConfigError(f"{self.folder / WEIGHTS_FILE}: head of shape {layers['w1'].shape} does not fit "
+                                  f"a {d}-d embedder with {n} outputs")
             self.thresholds = {k: float(config["thresholds"][k]) for k in OUTPUTS}
             self.embedder.load()
-            self._b, self._w = b, w
+            self._layers = layers
 
     def read_many(self, texts: list[str]) -> list[MultilingualReading]:
         self.load()
-        assert self._w is not None and self._b is not None
-        p = 1.0 / (1.0 + np.exp(-(self.embedder.embed(texts) @ self._w + self._b)))
+        z = self._layers
+        assert z is not None
+        x = self.embedder.embed(texts)  # (n, d)
+        hidden = np.maximum(np.einsum("nd,odh->noh", x, z["w1"]) + z["b1"], 0.0)  # (n, outputs, h)
+        logit = np.clip(np.einsum("noh,oh->no", hidden, z["w2"]) + z["b2"], -60.0, 60.0)
+        p = 1.0 / (1.0 + np.exp(-logit))  # (n, outputs)
         out = []
         for low, moderate in p.astype(float):
             low = max(low, moderate)  # >= moderate implies >= low

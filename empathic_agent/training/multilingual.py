@@ -6,13 +6,16 @@ multilingual space, their non-English messages (writers 1-8 and the multilingual
 it looks in other languages.  The development and held-out sets are never read here.
 
 Model: the frozen multilingual-e5-small embedding (:class:`~empathic_agent.memory.embedder.E5Embedder`)
-standardised, and one class-balanced logistic regression per output (P(level >= low), P(level >=
-moderate); C = 1, fixed before any data was seen).  Non-English rows weigh :data:`NON_ENGLISH_WEIGHT`
-times more: they are a few hundred among thousands, and they are the rows the head is for.
+standardised, and one class-balanced MLP per output (P(level >= low), P(level >= moderate)): one
+hidden layer of :data:`HIDDEN` ReLU units, L2 :data:`ALPHA`, adam, :data:`EPOCHS` epochs, seed 0.
+It replaced a logistic regression (C = 1) on 2026-12-06 by a rule written first: out of fold at
+the same 5 % budget the MLP recalled 0.785 of P(>= moderate) against 0.550 (C from 0.1 to 10 gave
+0.550-0.555).  Non-English rows weigh :data:`NON_ENGLISH_WEIGHT` times more: they are a few
+hundred among thousands, and they are the rows the head is for.
 
 Thresholds: leave-one-writer-out over the writers with non-English rows (the English-only writers
 always train); each output's threshold is the lowest at which the out-of-fold false alarms on
-non-English ``none`` rows stay within :data:`FALSE_ALARM_BUDGET`.  The scaler is folded into the
+non-English ``none`` rows stay within :data:`FALSE_ALARM_BUDGET` (2 %).  The scaler is folded into the
 saved weights, so the reader applies one matrix product to the embedding.
 """
 
@@ -32,14 +35,19 @@ from empathic_agent.errors import ConfigError
 if TYPE_CHECKING:
     from empathic_agent.memory.embedder import Embedder
 
-__all__ = ["train_multilingual", "FALSE_ALARM_BUDGET", "NON_ENGLISH_WEIGHT"]
+__all__ = ["train_multilingual", "predict", "FALSE_ALARM_BUDGET", "NON_ENGLISH_WEIGHT"]
 
-#: Out-of-fold false alarms allowed on the non-English hard negatives, per output.
-FALSE_ALARM_BUDGET: Final[float] = 0.05
+#: Out-of-fold false alarms allowed on the non-English hard negatives, per output.  2 %: chosen on
+#: development data by a rule written first (5 %, 4 % and 3 % let too many development hard
+#: negatives through with the MLP head; README).
+FALSE_ALARM_BUDGET: Final[float] = 0.02
 #: Sample weight of a non-English row relative to an English one.
 NON_ENGLISH_WEIGHT: Final[float] = 3.0
-#: Logistic regression's inverse regularisation (fixed, not selected).
-C: Final[float] = 1.0
+#: The MLP head (fixed by the rule that chose it; not tuned).
+HIDDEN: Final[int] = 256
+ALPHA: Final[float] = 1e-3
+EPOCHS: Final[int] = 200
+SEED: Final[int] = 0
 LEVELS: Final[tuple[str, ...]] = ("none", "low", "moderate", "high", "imminent")
 
 
@@ -54,15 +62,31 @@ def _non_english(texts: Sequence[str]) -> np.ndarray:
     return np.array(out, bool)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, float]:
-    """A class-balanced, standardised logistic regression; returns (weights, bias) in the raw space."""
-    from sklearn.linear_model import LogisticRegression
+def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    """A class-balanced MLP on standardised inputs; returns its layers with the standardisation
+    folded into the first (``w1`` (d, h), ``b1`` (h,), ``w2`` (h,), ``b2`` ())."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
 
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
     balance = np.where(y, 0.5 / max(y.mean(), 1e-9), 0.5 / max(1 - y.mean(), 1e-9))
-    lr = LogisticRegression(C=C, max_iter=5000).fit((x - mu) / sd, y, sample_weight=w * balance)
-    coef = lr.coef_[0] / sd
-    return coef.astype(np.float32), float(lr.intercept_[0] - float(coef @ mu))
+    with warnings.catch_warnings():
+        # A fixed epoch budget, chosen out of fold: the last epochs still move the loss a little.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp = MLPClassifier(hidden_layer_sizes=(HIDDEN,), alpha=ALPHA, max_iter=EPOCHS,
+                            random_state=SEED).fit((x - mu) / sd, y, sample_weight=w * balance)
+    w1 = mlp.coefs_[0] / sd[:, None]
+    b1 = mlp.intercepts_[0] - (mu / sd) @ mlp.coefs_[0]
+    return {"w1": w1.astype(np.float32), "b1": b1.astype(np.float32),
+            "w2": mlp.coefs_[1][:, 0].astype(np.float32), "b2": np.float32(mlp.intercepts_[1][0])}
+
+
+def predict(head: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """P(output) of embeddings ``x`` (n, d) under one fitted head."""
+    h = np.maximum(x @ head["w1"] + head["b1"], 0.0)
+    return 1.0 / (1.0 + np.exp(-np.clip(h @ head["w2"] + head["b2"], -60.0, 60.0)))
 
 
 def _threshold(p: np.ndarray, budget: float) -> float:
@@ -135,8 +159,7 @@ def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "
         if progress:
             print(f"multilingual: fold {i + 1}/{len(fold_writers)} (writer {w} held out)", file=sys.stderr)
         for k in OUTPUTS:
-            coef, bias = _fit(x[~test], ys[k][~test], weight[~test])
-            oof[k][test] = 1.0 / (1.0 + np.exp(-(x[test] @ coef + bias)))
+            oof[k][test] = predict(_fit(x[~test], ys[k][~test], weight[~test]), x[test])
     scored = foreign & ~np.isnan(oof["low"])
     negatives = scored & (level == 0)
     thresholds = {k: _threshold(oof[k][negatives], FALSE_ALARM_BUDGET) for k in OUTPUTS}
@@ -149,13 +172,14 @@ def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "
             "out_of_fold_false_alarms": round(float((oof[k][negatives] >= thresholds[k]).mean()), 4),
             "positives": int(pos.sum())}
     heads = [_fit(x, ys[k], weight) for k in OUTPUTS]
-    w_all = np.stack([h[0] for h in heads], axis=1)
-    b_all = np.array([h[1] for h in heads], np.float32)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / WEIGHTS_FILE, w=w_all, b=b_all)
+    # One array per layer with the outputs stacked first: (2, d, h), (2, h), (2, h), (2,).
+    layers: dict[str, Any] = {name: np.stack([h[name] for h in heads]) for name in ("w1", "b1", "w2", "b2")}
+    np.savez(out / WEIGHTS_FILE, **layers)
     config = {"format": FORMAT, "outputs": list(OUTPUTS), "embedder": embedder.name, "thresholds": thresholds,
-              "false_alarm_budget": FALSE_ALARM_BUDGET, "non_english_weight": NON_ENGLISH_WEIGHT, "C": C,
+              "head": {"kind": "mlp", "hidden": HIDDEN, "alpha": ALPHA, "epochs": EPOCHS, "seed": SEED},
+              "false_alarm_budget": FALSE_ALARM_BUDGET, "non_english_weight": NON_ENGLISH_WEIGHT,
               "data": data_hashes(paths), "rows": len(rows), "non_english_rows": int(foreign.sum()),
               "selection": selection, "seconds": round(time.perf_counter() - t0, 1)}
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")

@@ -126,10 +126,17 @@ def test_a_head_that_does_not_fit_the_embedder_is_a_clear_error(tmp_path):
     from empathic_agent.errors import ConfigError
     from empathic_agent.safety.multilingual import CONFIG_FILE, WEIGHTS_FILE
 
-    np.savez(tmp_path / WEIGHTS_FILE, w=np.zeros((10, 2), np.float32), b=np.zeros(2, np.float32))
-    (tmp_path / CONFIG_FILE).write_text('{"format": 1, "outputs": ["low", "moderate"], '
+    np.savez(tmp_path / WEIGHTS_FILE, w1=np.zeros((2, 10, 8), np.float32), b1=np.zeros((2, 8), np.float32),
+             w2=np.zeros((2, 8), np.float32), b2=np.zeros(2, np.float32))
+    (tmp_path / CONFIG_FILE).write_text('{"format": 2, "outputs": ["low", "moderate"], '
                                         '"thresholds": {"low": 0.5, "moderate": 0.5}}')
     with pytest.raises(ConfigError, match="does not fit"):
+        MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
+    (tmp_path / CONFIG_FILE).write_text('{"format": 1, "outputs": ["low", "moderate"], "thresholds": {}}')
+    with pytest.raises(ConfigError, match="no b, w for a head of format 1"):
+        MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
+    (tmp_path / CONFIG_FILE).write_text('{"format": 3, "outputs": ["low", "moderate"], "thresholds": {}}')
+    with pytest.raises(ConfigError, match="format 1 or 2"):
         MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
 
 
@@ -156,3 +163,38 @@ def test_embeddings_are_cached_across_runs_and_only_new_texts_are_embedded(tmp_p
     assert [sorted(c) for c in emb.calls] == [["tres cuatro", "uno dos"], ["cinco seis"]]
     np.testing.assert_allclose(b[2], a[0])
     assert _embed_cached(FakeEmbedder(16), ["uno dos"], None, False).shape == (1, 16)
+
+
+def test_the_reader_applies_the_head_the_trainer_fits():
+    """The reader's stacked layers give the trainer's own predictions (the standardisation folded
+    into the first layer)."""
+    from empathic_agent.training.multilingual import _fit, predict
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 12)).astype(np.float32) * 3 + 1
+    y = x[:, 0] + 0.5 * x[:, 1] > 1.5
+    head = _fit(x, y, np.ones(len(x)))
+    p = predict(head, x)
+    assert ((p >= 0.5) == y).mean() > 0.9
+    reader = MultilingualRiskReader(FakeEmbedder(12))
+    reader._layers = {k: np.stack([head[k], head[k]]) for k in ("w1", "b1", "w2", "b2")}
+    reader.thresholds = {"low": 0.5, "moderate": 0.5}
+    reader.embedder.embed = lambda texts: x[: len(texts)]
+    got = reader.read_many(["a"] * 5)
+    np.testing.assert_allclose([g.moderate for g in got], p[:5], rtol=1e-4, atol=1e-5)
+
+
+def test_a_first_format_linear_head_still_loads_and_reads_the_same(tmp_path):
+    from empathic_agent.safety.multilingual import CONFIG_FILE, WEIGHTS_FILE
+
+    rng = np.random.default_rng(1)
+    w, b = rng.normal(size=(64, 2)).astype(np.float32), np.array([0.3, -0.2], np.float32)
+    np.savez(tmp_path / WEIGHTS_FILE, w=w, b=b)
+    (tmp_path / CONFIG_FILE).write_text('{"format": 1, "outputs": ["low", "moderate"], '
+                                        '"thresholds": {"low": 0.5, "moderate": 0.5}}')
+    emb = FakeEmbedder(64)
+    reader = MultilingualRiskReader(emb, tmp_path)
+    got = reader.read("hola que tal")
+    p = 1 / (1 + np.exp(-(emb.embed(["hola que tal"])[0] @ w + b)))
+    assert got.moderate == pytest.approx(float(p[1]), rel=1e-4, abs=1e-6)
+    assert got.low == pytest.approx(float(max(p)), rel=1e-4, abs=1e-6)
