@@ -545,11 +545,13 @@ class CrisisDetector:
             from empathic_agent.safety.language import detect_language
 
             lang = detect_language(text)
+        unread = bool(lang) and (not lang["covered"] or lang.get("guess", "en") != "en")
+        ml = self._read_multilingual(text) if unread else None
         # The English reader reads a language it was not trained on as noise (on development
         # messages in 16 other languages most of its readings were false alarms: Chinese idioms
-        # raised to high): with the multilingual reader on, a message surely in another language is
-        # read by that reader instead.  Short or unsure ones keep both.
-        foreign = self.multilingual is not None and bool(lang) and not lang["covered"]
+        # raised to high): a message surely in another language is read by the multilingual reader
+        # instead — if that reader answered.  Short or unsure ones keep both.
+        foreign = ml is not None and not lang["covered"]
         if foreign:
             learned = {"not_read": f"language:{lang['code']}"}
         if self.learned is not None and text.strip() and not foreign:
@@ -607,7 +609,7 @@ class CrisisDetector:
 
             # Short messages ("quiero morir") are too short to identify for sure: the cue lexicon
             # still applies when the best guess is another language.
-            if not lang["covered"] or lang.get("guess", "en") != "en":
+            if unread:
                 code = lang.get("guess", lang["code"])
                 cues = risk_cues(text) if level_index(level) < level_index("moderate") else []
                 if cues:
@@ -618,7 +620,6 @@ class CrisisDetector:
                         level = "moderate"
                     subject = "self" if subject == "none" else subject
                     score = max(score, 0.5)
-                ml = self._read_multilingual(text)
                 if ml is not None:
                     lang = {**lang, "multilingual": ml.to_dict()}
                     if level_index(ml.level) > level_index(level):

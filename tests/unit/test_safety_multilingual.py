@@ -198,3 +198,26 @@ def test_a_first_format_linear_head_still_loads_and_reads_the_same(tmp_path):
     p = 1 / (1 + np.exp(-(emb.embed(["hola que tal"])[0] @ w + b)))
     assert got.moderate == pytest.approx(float(p[1]), rel=1e-4, abs=1e-6)
     assert got.low == pytest.approx(float(max(p)), rel=1e-4, abs=1e-6)
+
+
+def test_when_the_multilingual_reader_fails_the_english_reader_still_reads_a_foreign_message(caplog):
+    """The English reader steps aside for a message in another language only when the multilingual
+    reader has read it: a failing engine must not leave the message to the cue lexicon alone."""
+    from empathic_agent.safety.learned import RiskModel
+
+    class Reader(RiskModel):
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def read(self, text):
+            self.texts.append(text)
+            raise RuntimeError("stop here")  # the English reader was asked: that is what is tested
+
+    text = "ya no quiero seguir con esta vida, mañana lo termino todo y me despido de todos"
+    english = Reader()
+    with caplog.at_level(logging.WARNING):
+        CrisisDetector(english, multilingual=Scripted({}, error=RuntimeError("engine gone"))).assess(text)
+    assert english.texts == [text]
+    english = Reader()
+    CrisisDetector(english, multilingual=Scripted({text: (0.9, 0.9)})).assess(text)
+    assert english.texts == []
