@@ -2,8 +2,8 @@
 
 Data: the risk screen's training writers (``safety/data/train/*.csv``, all hand-written from
 ``safety/data/GUIDE.md``): their English messages teach the head what risk looks like in the shared
-multilingual space, their non-English messages (writers 1-8 and the multilingual writer 29) how
-it looks in other languages.  The development and held-out sets are never read here.
+multilingual space, their non-English messages (writers 1-8 and the multilingual writers 29-31)
+how it looks in other languages.  The development and held-out sets are never read here.
 
 Model: the frozen multilingual-e5-small embedding (:class:`~empathic_agent.memory.embedder.E5Embedder`)
 standardised, and one class-balanced MLP per output (P(level >= low), P(level >= moderate)): one
@@ -15,8 +15,8 @@ hundred among thousands, and they are the rows the head is for.
 
 Thresholds: leave-one-writer-out over the writers with non-English rows (the English-only writers
 always train); each output's threshold is the lowest at which the out-of-fold false alarms on
-non-English ``none`` rows stay within :data:`FALSE_ALARM_BUDGET` (2 %).  The scaler is folded into the
-saved weights, so the reader applies one matrix product to the embedding.
+non-English ``none`` rows stay within :data:`FALSE_ALARM_BUDGET` (2 %).  The standardisation is
+folded into the first layer of the saved weights, so the reader reads the raw embedding.
 """
 
 from __future__ import annotations
