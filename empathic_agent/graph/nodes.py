@@ -314,6 +314,11 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             said = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)][-2:]
             guard_ctx = services.safety.guard_context(safety, said)
         check_in = safety.get("message") if safety.get("route") == "check_in" else ""
+        # A check-in on a message in a language the agent does not read: the vetted check-in alone
+        # (it opens with the protocol's language note).  The embedded model reads English only;
+        # its words before the check-in were nonsense ("Sounds like a good plan for the situation."
+        # to a Tagalog wish not to wake up, seen in the web UI on 2026-12-06).
+        unread = bool(check_in) and not (safety.get("language") or {}).get("covered", True)
 
         def prompt_for(reg: "Register | None") -> list[Any]:
             return build_prompt(_system_prompt(), state.get("messages", []),
@@ -375,7 +380,11 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
 
         try:
             vetted = clinical.get("message") if register is not None and register.vetted else ""
-            if vetted:
+            if unread:
+                backend, model = "safety-protocol", services.safety.protocol.name if services.safety else ""
+                release(str(check_in))
+                check_in = ""
+            elif vetted:
                 backend, model = "clinical-register", services.safety.protocol.name if services.safety else ""
                 release(vetted)
             else:

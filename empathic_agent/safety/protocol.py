@@ -68,14 +68,13 @@ class CrisisProtocol:
     def reply(self, category: str, locale: str | None, *, route: str = "protocol", language_note: bool = False) -> str:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
         and ``check_in`` gives the check-in sentence that follows a generated reply."""
+        note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
-            return self._fill("check_in", category, locale)
+            return note + self._fill("check_in", category, locale)
         text = self._fill(category if category in self.replies else "suicide", category, locale)
         if route == "emergency":
             text = self._fill("emergency", category, locale) + text
-        if language_note:
-            text = self._fill("language_note", category, locale) + text
-        return text
+        return note + text
 
     def clinical_reply(self, presentation: str, locale: str | None, *, variant: int = 0) -> str:
         """The vetted reply of a clinical presentation (variant ``variant`` modulo their number);
@@ -261,10 +260,12 @@ class SafetyStage:
         category = a.category or protocol_category({d.name for d in a.dimensions}, a.subject)
         emergency = str(self.protocol.locale(self.locale).get("emergency", ""))
         resources = self.protocol.resources(category, self.locale)
-        if a.route == "check_in":
-            return replace(a, resources=resources, emergency=emergency,
-                           message=self.protocol.reply(category, self.locale, route="check_in"))
         note = not a.language.get("covered", True)
+        if a.route == "check_in":
+            # In a language the agent does not read, the check-in is the whole reply (the graph
+            # asks no model for words it could not understand): it opens with the language note.
+            return replace(a, resources=resources, emergency=emergency,
+                           message=self.protocol.reply(category, self.locale, route="check_in", language_note=note))
         return replace(a, category=category, resources=resources, emergency=emergency,
                        message=self.protocol.reply(category, self.locale, route=a.route, language_note=note))
 

@@ -221,3 +221,28 @@ def test_when_the_multilingual_reader_fails_the_english_reader_still_reads_a_for
     english = Reader()
     CrisisDetector(english, multilingual=Scripted({text: (0.9, 0.9)})).assess(text)
     assert english.texts == []
+
+
+async def test_a_check_in_in_a_language_the_agent_does_not_read_is_the_vetted_check_in_alone(settings):
+    """The embedded model reads English only: for a low reading of a message in another language
+    the reply is the protocol's language note and check-in, and the model is not asked (in English
+    the model's reply still comes first: ``test_safety.test_low_risk_gets_the_generated_reply_then_the_vetted_check_in``)."""
+    import dataclasses
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from empathic_agent.agent import Agent
+    from empathic_agent.graph import build_services
+    from empathic_agent.testing.fakes import FakeLLM
+
+    spanish = "ya no le veo sentido a nada de lo que hago en el trabajo ni en casa"
+    llm = FakeLLM(["Sounds like a good plan for the situation."])
+    services = build_services(dataclasses.replace(settings, safety_semantic=False), llm=llm, text_encoder=None,
+                              memory=None, speech=None, face=None, tts=None)
+    services.safety.detector.multilingual = Scripted({spanish: (0.6, 0.2)})
+    agent = await Agent.open(settings, services=services, checkpointer=InMemorySaver())
+    result = await agent.respond("ann", "s1", text=spanish)
+    assert result.route == "check_in" and not result.crisis
+    assert result.reply.startswith("I may not fully understand messages in your language")
+    assert "are you safe" in result.reply and "good plan" not in result.reply
+    assert llm.prompts == []
