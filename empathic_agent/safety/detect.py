@@ -540,13 +540,11 @@ class CrisisDetector:
         subject = "other" if any(d.name == "third_party" for d in dims) else ("self" if dims else "none")
         learned: dict[str, Any] = {}
         score = 1.0 if dims else 0.0
-        lang: dict[str, Any] = {}
-        if self.language and text.strip():
-            from empathic_agent.safety.language import detect_language
+        from empathic_agent.safety.language import detect_language, unread
 
-            lang = detect_language(text)
-        unread = bool(lang) and (not lang["covered"] or lang.get("guess", "en") != "en")
-        ml = self._read_multilingual(text) if unread else None
+        lang: dict[str, Any] = detect_language(text) if self.language and text.strip() else {}
+        not_read = unread(lang)
+        ml = self._read_multilingual(text) if not_read else None
         # The English reader reads a language it was not trained on as noise (on development
         # messages in 16 other languages most of its readings were false alarms: Chinese idioms
         # raised to high): a message surely in another language is read by the multilingual reader
@@ -609,7 +607,7 @@ class CrisisDetector:
 
             # Short messages ("quiero morir") are too short to identify for sure: the cue lexicon
             # still applies when the best guess is another language.
-            if unread:
+            if not_read:
                 code = lang.get("guess", lang["code"])
                 cues = risk_cues(text) if level_index(level) < level_index("moderate") else []
                 if cues:

@@ -217,8 +217,9 @@ def evaluate_risk_rows(detector: "CrisisDetector", rows: Sequence[dict[str, Any]
 def _non_english_figures(rows: Sequence[dict[str, Any]], preds: Sequence[Any]) -> dict[str, Any]:
     """The figures on the messages the screen does not read (their language is not covered, or
     the guess for a short one is not English): the cue lexicon's and the multilingual reader's."""
-    idx = [i for i, a in enumerate(preds) if a.language and (not a.language.get("covered", True)
-                                                              or a.language.get("guess", "en") != "en")]
+    from empathic_agent.safety.language import unread
+
+    idx = [i for i, a in enumerate(preds) if unread(a.language)]
     risk = [i for i in idx if rows[i]["level"] != "none"]
     neg = [i for i in idx if rows[i]["level"] == "none"]
     crisis = [i for i in risk if level_index(rows[i]["level"]) >= 2]

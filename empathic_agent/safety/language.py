@@ -20,7 +20,7 @@ import threading
 import unicodedata
 from typing import Any, Final
 
-__all__ = ["detect_language", "risk_cues", "word_count", "COVERED_LANGUAGES", "CUE_LANGUAGES"]
+__all__ = ["detect_language", "risk_cues", "word_count", "unread", "COVERED_LANGUAGES", "CUE_LANGUAGES"]
 
 #: Languages the screen reads (its patterns and training data).
 COVERED_LANGUAGES: Final[frozenset[str]] = frozenset({"en"})
@@ -100,6 +100,13 @@ def detect_language(text: str) -> dict[str, Any]:
     if words < MIN_WORDS or confidence < MIN_CONFIDENCE:
         return {"code": "en", "confidence": round(float(confidence), 4), "covered": True, "guess": code}
     return {"code": code, "confidence": round(float(confidence), 4), "covered": code in COVERED_LANGUAGES}
+
+
+def unread(lang: dict[str, Any]) -> bool:
+    """Is a message with this :func:`detect_language` result one the English screen does not read:
+    its language is not covered, or it was too short or unsure to identify and the best guess is
+    not English?  (The cue lexicon and the multilingual reader read exactly these.)"""
+    return bool(lang) and (not lang.get("covered", True) or lang.get("guess", "en") != "en")
 
 
 #: Scripts written without spaces between words: Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar.

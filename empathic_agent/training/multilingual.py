@@ -53,13 +53,9 @@ LEVELS: Final[tuple[str, ...]] = ("none", "low", "moderate", "high", "imminent")
 
 def _non_english(texts: Sequence[str]) -> np.ndarray:
     """Rows the reader would read: the language is not covered, or the guess is not English."""
-    from empathic_agent.safety.language import detect_language
+    from empathic_agent.safety.language import detect_language, unread
 
-    out = []
-    for t in texts:
-        lang = detect_language(t)
-        out.append(not lang["covered"] or lang.get("guess", "en") != "en")
-    return np.array(out, bool)
+    return np.array([unread(detect_language(t)) for t in texts], bool)
 
 
 def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
