@@ -255,7 +255,7 @@ _MEANS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
         r"(bridges?|buildings?|towers?|cliffs?|roofs?|rooftops?|car parks?|parking (garages?|structures?)|places?|points?|floors?|balcon\w+)",
         r"(bridges?|buildings?|towers?|cliffs?|roofs?|rooftops?|parking (garages?|structures?)|car parks?) (that are |which are )?"
         r"(taller|higher|over|above|more than)( than)? \d",
-        r"how (high|tall) (is|are) (the |that |a )?(\w+ ){0,3}(bridge|building|tower|cliff|roof|car park|parking garage|balcony)",
+        r"how (high|tall) (is|are) (the |that |a )?(\w+ ){0,3}(bridge|building|tower|cliff|roof|car park|parking garage|balcony|multi-?stor(e)?y)",
         r"(rooftops?|roofs?) (i|you) can (get|access|go) (to|up|on)",
         r"(access|get (up )?(to|on)) (the )?(roof|rooftop|top floor|top of)",
         r"(bridges?|cliffs?) (near|in|around|close to|nearby)",
@@ -269,7 +269,7 @@ _MEANS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
         r"rodenticides?|slug pellets|bleach to drink)",
     )),
     ("medication", _rx(
-        r"how (many|much) (\w+ ){0,2}(paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|pills?|tablets?|sleeping pills|insulin|"
+        r"how (many|much) (\w+ ){0,3}(paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|pills?|tablets?|sleeping pills|insulin|"
         r"antidepressants?|amitriptyline|lithium|xanax|benzos?|opioids?|oxy\w*|codeine|tramadol|morphine)",
         r"(lethal|fatal|deadly|toxic|overdose|od) (dose|amount|quantity|level)",
         r"(too many|enough) (paracetamol|tylenol|pills|tablets|sleeping pills)( to| would| could)",
@@ -286,6 +286,42 @@ _MEANS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ("blades", _rx(r"(buy|get|where) .{0,20}(razor blades|scalpel|box cutter)", r"(sharpest|sharp enough) (knife|blade)")),
 )
 _QUESTIONISH = re.compile(rf"\?|\b{_ASK}\b")
+#: Medicines by name or kind, for the "too much of it" family below.
+_MEDS = (r"(pills?|tablets?|meds|medications?|medicines?|paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|insulin|"
+         r"antidepressants?|amitriptyline|lithium|xanax|benzos?|diazepam|opioids?|oxy\w*|codeine|tramadol|morphine|"
+         r"methadone|painkillers?|sertraline|citalopram|fluoxetine|quetiapine|propranolol|fentanyl|heroin)")
+#: More ways of asking about the same means (2026-12-06): families of wording, each kind as above,
+#: that count only in a message that asks (a question mark or an asking word) — "take all my
+#: tablets" said as a fact is the crisis screen's, not a question about means.
+_MEANS_ASKED: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
+    ("heights", _rx(
+        r"(spot|place|point|bridge|cliff|roof|building|height|edge)s? .{0,25}(to jump|jump (off|from))",
+        r"(roofs?|rooftops?) .{0,30}(get (onto|on|up)|without a key|sneak|climb (onto|up))",
+        r"(sneak|get|climb) (onto|into|up) .{0,20}(roof|rooftop|top floor)",
+    )),
+    ("medication", _rx(
+        rf"(too much|too many|max(imum)?|dangerous|lethal|fatal|overdose) .{{0,40}}\b{_MEDS}\b",
+        rf"\b{_MEDS} .{{0,40}}(too much|too many|dangerous|lethal|fatal|overdose|would be too|not wake up|never wake up)",
+        rf"take (all|every one of|the whole (box|bottle|pack|packet) of) (my |your |the |his |her |their )?(\w+ )?{_MEDS}",
+        r"\b(overdose|od) on\b",
+    )),
+    ("poison", _rx(
+        r"(cleaners?|chemicals?|bleach|detergents?|cleaning products?) .{0,30}(if|to|when) (you |i |someone |a person )?(drink|swallow|ingest)",
+        r"(dangerous|deadly|toxic|poisonous) (if|to|when) (you |i |someone )?(drink|swallow|ingest)",
+    )),
+    ("gas", _rx(
+        r"exhaust (fumes? )?(from|in|into|to fill|fill) .{0,30}(car|garage)",
+        r"fumes? .{0,20}fill (up )?(a |the |my )?(car|garage)",
+        r"closed garage",
+    )),
+    ("railway", _rx(
+        r"(last|fast|express|night|late|freight|non-?stop) trains? .{0,40}(time|when|come|go|pass|through|thru)",
+        r"(train|railway|rail) (line|track)s? .{0,30}(no fence|without a fence|not fenced|unfenced|does not have a fence)",
+        r"unfenced .{0,20}(track|line|railway)",
+    )),
+    ("ligature", _rx(r"(strong|strongest|thick|thickest) (\w+ ){0,2}rope", r"rope .{0,30}(hold|weight of) (a person|someone|me)")),
+    ("weapon", _rx(r"(open|unlock|get into|break into|crack) .{0,20}gun (safe|cabinet|locker)")),
+)
 
 #: Distress or a loss: what makes a means question a risk context (with any earlier risk).
 _DISTRESS = _rx(
@@ -310,6 +346,10 @@ def means_query(text: str) -> str:
         m = rx.search(t)
         if m is not None and (_QUESTIONISH.search(t) or kind in ("medication", "ligature", "gas")):
             return kind
+    if _QUESTIONISH.search(t):
+        for kind, rx in _MEANS_ASKED:
+            if rx.search(t):
+                return kind
     return ""
 
 

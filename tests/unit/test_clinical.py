@@ -68,6 +68,34 @@ def test_means_seeking_needs_a_risk_context():
     assert "means_seeking" in third.names
 
 
+@pytest.mark.parametrize(("question", "kind"), [
+    # written for this test from the families, not taken from any data set
+    ("How many of my grandad's heart pills would be too many?", "medication"),
+    ("is it dangerous to take all my sleeping tablets in one go?", "medication"),
+    ("what would happen if i overdose on my meds", "medication"),
+    ("which spot on the quarry is best to jump from?", "heights"),
+    ("can you get onto the roof of the shopping centre without a key?", "heights"),
+    ("how high is the multi-storey next to the hospital?", "heights"),
+    ("are drain cleaners deadly if you drink them?", "poison"),
+    ("how long would exhaust from a car take to fill a small garage?", "gas"),
+    ("when does the last non-stop train come through Millbrook?", "railway"),
+    ("where do they sell the strongest rope in town?", "ligature"),
+    ("how do you open a gun safe without the combination?", "weapon"),
+])
+def test_means_questions_asked_in_other_words(question, kind):
+    assert means_query(question) == kind
+
+
+@pytest.mark.parametrize("text", [
+    "My doctor doubled my tablets and I took them all this morning as prescribed.",   # no question
+    "What time's the last train to Bristol tonight?",
+    "Which climbing rope should a beginner buy for the indoor wall?",
+    "Can I give my dog half an ibuprofen for his leg?",
+])
+def test_ordinary_questions_are_not_means_questions(text):
+    assert means_query(text) == ""
+
+
 def test_a_presentation_is_carried_and_fades():
     state = READER.read("I've washed my hands twenty times today").state
     names = []
