@@ -87,6 +87,12 @@ class Settings:
     #: Embedded model: a registry name (see ``empathic models list``), a local directory, or a hub
     #: id; empty = the profile's model.
     llm_model: str = ""
+    #: Languages the responder writes well (ISO 639-1 codes, comma-separated; ``*`` = any).  Empty =
+    #: ``en`` for the embedded backend (its packaged models are English chat models: a Spanish
+    #: message got "Can I help with that? Can I find some books on the topic?") and any for a served
+    #: model.  A message surely written in another language gets the protocol's honest language
+    #: reply (``language_only``) instead of a generated one; short or unsure messages are generated.
+    reply_languages: str = ""
     #: Number format of the embedded LLM's weights: ``auto`` (bfloat16 on CPUs with native bf16
     #: arithmetic — AVX512-BF16/AMX: 2.5x faster prompt reading, 1.8x faster decoding for
     #: SmolLM2-135M on our CPUs, same greedy replies — else float32), ``float32`` or ``bfloat16``.
@@ -310,6 +316,13 @@ class Settings:
     @property
     def uses_remote_llm(self) -> bool:
         return self.llm_backend in ("openai", "vllm")
+
+    @property
+    def reply_language_codes(self) -> frozenset[str] | None:
+        """The languages the responder writes (:attr:`reply_languages`); None = any."""
+        raw = self.reply_languages.strip() or ("*" if self.uses_remote_llm else "en")
+        codes = frozenset(c.strip().lower() for c in raw.split(",") if c.strip())
+        return None if "*" in codes else codes
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (validated like the original)."""

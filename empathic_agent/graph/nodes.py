@@ -319,6 +319,14 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         # its words before the check-in were nonsense ("Sounds like a good plan for the situation."
         # to a Tagalog wish not to wake up, seen in the web UI on 2026-12-06).
         unread = bool(check_in) and not (safety.get("language") or {}).get("covered", True)
+        # The same for an ordinary message surely written in a language the responder does not
+        # write (settings.reply_languages): an honest vetted reply, not the model's guess (the
+        # embedded English model answered a tired Spanish message "Can I help with that? Can I
+        # find some books on the topic?").  Short or unsure messages count as English.
+        lang = safety.get("language") or {}
+        codes = settings.reply_language_codes
+        foreign = (services.safety is not None and not check_in and safety.get("route", "continue") == "continue"
+                   and not lang.get("covered", True) and codes is not None and lang.get("code") not in codes)
 
         def prompt_for(reg: "Register | None") -> list[Any]:
             return build_prompt(_system_prompt(), state.get("messages", []),
@@ -384,6 +392,10 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                 backend, model = "safety-protocol", services.safety.protocol.name if services.safety else ""
                 release(str(check_in))
                 check_in = ""
+            elif foreign:
+                assert services.safety is not None  # part of ``foreign``
+                backend, model = "language-note", services.safety.protocol.name
+                release(services.safety.protocol.language_only(services.safety.locale))
             elif vetted:
                 backend, model = "clinical-register", services.safety.protocol.name if services.safety else ""
                 release(vetted)

@@ -86,6 +86,10 @@ class CrisisProtocol:
         return options[variant % len(options)].format(
             resources="", emergency=entry.get("emergency", "your local emergency number"))
 
+    def language_only(self, locale: str | None) -> str:
+        """The whole reply to a message in a language the responder does not write."""
+        return self._fill("language_only", "suicide", locale)
+
     def guard_fallback(self, locale: str | None) -> str:
         """What the agent says when the reply guard blocked a reply and its regeneration."""
         return self._fill("guard_fallback", "suicide", locale)

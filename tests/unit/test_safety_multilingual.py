@@ -246,3 +246,48 @@ async def test_a_check_in_in_a_language_the_agent_does_not_read_is_the_vetted_ch
     assert result.reply.startswith("I may not fully understand messages in your language")
     assert "are you safe" in result.reply and "good plan" not in result.reply
     assert llm.prompts == []
+
+
+async def _answer(settings, text, **changes):
+    import dataclasses
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from empathic_agent.agent import Agent
+    from empathic_agent.graph import build_services
+    from empathic_agent.testing.fakes import FakeLLM
+
+    llm = FakeLLM(["Can I help with that? Can I find some books on the topic?"])
+    s = dataclasses.replace(settings, safety_semantic=False, **changes)
+    services = build_services(s, llm=llm, text_encoder=None, memory=None, speech=None, face=None, tts=None)
+    services.safety.detector.multilingual = Scripted({})  # reads nothing: no risk
+    agent = await Agent.open(s, services=services, checkpointer=InMemorySaver())
+    return await agent.respond("ann", "s1", text=text), llm
+
+
+async def test_an_ordinary_message_in_a_language_the_responder_does_not_write_gets_the_honest_reply(settings):
+    """The embedded model writes English only: a Spanish message without risk gets the protocol's
+    language reply, and the model is not asked; an English one is generated as usual."""
+    spanish = "hoy tuve un día muy largo en el trabajo y estoy muy cansada de todo esto"
+    result, llm = await _answer(settings, spanish)
+    assert result.route == "continue" and not result.crisis
+    assert result.reply.startswith("I'm sorry, I can only read and write English well")
+    assert "books" not in result.reply and llm.prompts == []
+    result, llm = await _answer(settings, "today was a very long day at work and I am so tired of it all")
+    assert "books" in result.reply and len(llm.prompts) == 1
+
+
+async def test_a_responder_that_writes_the_language_is_asked(settings):
+    spanish = "hoy tuve un día muy largo en el trabajo y estoy muy cansada de todo esto"
+    for languages in ("*", "en,es"):
+        result, llm = await _answer(settings, spanish, reply_languages=languages)
+        assert "books" in result.reply and len(llm.prompts) == 1
+
+
+def test_reply_languages_default_to_english_for_the_embedded_model_and_any_for_a_server(settings):
+    import dataclasses
+
+    assert settings.reply_language_codes == frozenset({"en"})
+    assert dataclasses.replace(settings, llm_backend="openai").reply_language_codes is None
+    assert dataclasses.replace(settings, reply_languages="EN, de").reply_language_codes == frozenset({"en", "de"})
+    assert dataclasses.replace(settings, llm_backend="openai", reply_languages="en").reply_language_codes == {"en"}
