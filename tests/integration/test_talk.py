@@ -104,7 +104,11 @@ async def test_talking_over_the_reply_stops_it(tmp_path, speak16):
         # One interruption of the reply; a pause inside the interrupting words may end a turn
         # early, and resuming before anything is played only merges the two utterances.
         assert names.count("Interrupted") >= 1, names
-        stop = next(e for e in events if type(e).__name__ == "Interrupted")
+        # The interruption of the reply that was heard; an earlier one can be a merge (a pause inside
+        # the person's words ended a turn, and resuming before anything played merged them: nothing
+        # spoken, no text yet), which is not what this test is about (seen once in CI).
+        stop = next((e for e in events if type(e).__name__ == "Interrupted" and (e.spoken or e.unspoken)), None)
+        assert stop is not None, [(type(e).__name__, getattr(e, "spoken", None)) for e in events]
         assert stop.unspoken  # cut short
         history = await agent.history("ula", "s1")
         assert [m.role for m in history] == ["user", "assistant", "user", "assistant"]
