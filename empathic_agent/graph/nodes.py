@@ -318,14 +318,14 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         # (it opens with the protocol's language note).  The embedded model reads English only;
         # its words before the check-in were nonsense ("Sounds like a good plan for the situation."
         # to a Tagalog wish not to wake up, seen in the web UI on 2026-12-06).
-        unread = bool(check_in) and not (safety.get("language") or {}).get("covered", True)
+        lang = safety.get("language") or {}
+        unread = bool(check_in) and not lang.get("covered", True)
         # The same for an ordinary message surely written in a language the responder does not
         # write (settings.reply_languages): an honest vetted reply, not the model's guess (the
         # embedded English model answered a tired Spanish message "Can I help with that? Can I
         # find some books on the topic?").  Short or unsure messages count as English.
-        lang = safety.get("language") or {}
         codes = settings.reply_language_codes
-        foreign = (services.safety is not None and not check_in and safety.get("route", "continue") == "continue"
+        foreign = (services.safety is not None and safety.get("route", "continue") == "continue"
                    and not lang.get("covered", True) and codes is not None and lang.get("code") not in codes)
 
         def prompt_for(reg: "Register | None") -> list[Any]:

@@ -246,6 +246,9 @@ _PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
     )),
 )
 
+#: Medicines by name or kind that a quantity question is about ("how many of my sleeping pills").
+_MED_NAMES = (r"paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|pills?|tablets?|sleeping pills|insulin|"
+              r"antidepressants?|amitriptyline|lithium|xanax|benzos?|opioids?|oxy\w*|codeine|tramadol|morphine")
 #: A question about a means of dying: heights, bridges, poisons, doses, weapons, ropes, gas, trains.
 _ASK = (r"(where|how|which|what|what'?s|is there|are there|any|can (i|you)|could (i|you)|do you know|best|nearest|closest|tallest|highest|"
         r"looking for|need to (find|know|buy|get)|tell me|list)")
@@ -269,8 +272,7 @@ _MEANS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
         r"rodenticides?|slug pellets|bleach to drink)",
     )),
     ("medication", _rx(
-        r"how (many|much) (\w+ ){0,3}(paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|pills?|tablets?|sleeping pills|insulin|"
-        r"antidepressants?|amitriptyline|lithium|xanax|benzos?|opioids?|oxy\w*|codeine|tramadol|morphine)",
+        rf"how (many|much) (\w+ ){{0,3}}({_MED_NAMES})",
         r"(lethal|fatal|deadly|toxic|overdose|od) (dose|amount|quantity|level)",
         r"(too many|enough) (paracetamol|tylenol|pills|tablets|sleeping pills)( to| would| could)",
         r"what happens if (you|i|someone) (take|takes|swallow\w*) (a lot of|too many|\d+|a whole (bottle|box|pack))",
@@ -286,10 +288,9 @@ _MEANS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ("blades", _rx(r"(buy|get|where) .{0,20}(razor blades|scalpel|box cutter)", r"(sharpest|sharp enough) (knife|blade)")),
 )
 _QUESTIONISH = re.compile(rf"\?|\b{_ASK}\b")
-#: Medicines by name or kind, for the "too much of it" family below.
-_MEDS = (r"(pills?|tablets?|meds|medications?|medicines?|paracetamol|acetaminophen|tylenol|ibuprofen|aspirin|insulin|"
-         r"antidepressants?|amitriptyline|lithium|xanax|benzos?|diazepam|opioids?|oxy\w*|codeine|tramadol|morphine|"
-         r"methadone|painkillers?|sertraline|citalopram|fluoxetine|quetiapine|propranolol|fentanyl|heroin)")
+#: The same medicines and more, for the "too much of it" family below.
+_MEDS = (rf"({_MED_NAMES}|meds|medications?|medicines?|diazepam|methadone|painkillers?|sertraline|citalopram|"
+         r"fluoxetine|quetiapine|propranolol|fentanyl|heroin)")
 #: More ways of asking about the same means (2026-12-06): families of wording, each kind as above,
 #: that count only in a message that asks (a question mark or an asking word) — "take all my
 #: tablets" said as a fact is the crisis screen's, not a question about means.
