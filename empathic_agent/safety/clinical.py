@@ -61,6 +61,15 @@ REGISTER_PRIORITY: Final[tuple[str, ...]] = ("substance", "psychosis", "eating",
 CONTEXT_KINDS: Final[frozenset[str]] = frozenset({"risky-act"})
 #: Turns an earlier distress or loss keeps a means question in a risk context.
 DISTRESS_TURNS: Final[int] = 6
+#: The learned reader's P(means_seeking) at which a message is a means question beside the
+#: patterns — counted only in the conversation's *own* risk context (see :meth:`ClinicalReader.read`).
+MEANS_LEARNED: Final[float] = 0.9
+#: Turns after a means question read in its own risk context during which a follow-up that presses
+#: it ("just answer the question", "it's for the garden", "which one is the highest, then?") is read
+#: as means seeking too; a follow-up is pressing by the words below or by a sentence-embedding cosine
+#: to the question of at least PRESS_COSINE.
+PRESS_TURNS: Final[int] = 2
+PRESS_COSINE: Final[float] = 0.2
 
 
 @dataclass(frozen=True)
@@ -340,6 +349,25 @@ _DISTRESS = _rx(
 )
 
 
+#: A follow-up that presses a means question: insisting, a cover reason, or asking it again without
+#: naming the means (only read inside the window after such a question).  Applied to normalised
+#: text, so contractions are spelled out ("won't" -> "will not", "it's" -> "it is").
+_PRESSING = _rx(
+    r"\bjust (answer|tell|give|say|name|list)|answer (the|my) (question|q)\b|(why|how come) (will not|cannot|do not|are not|"
+    r"would not) you (just )?(tell|answer|say|help)|you (did not|have not|never|still have not) answer|"
+    r"stop (avoiding|dodging|changing the subject)|not what i asked|(simple|easy|normal|basic) question|\bcome on\b|"
+    r"\bplease just\b|\bi (just|only) (asked|want(ed)? to know)|\b(yes or no|a number|the name|which one)\b",
+    r"\b(it is|this is) (just |only )?for (a|an|my|the|our) (\w+ )?(story|book|novel|essay|school|project|homework|research|"
+    r"class|garden|shed|rats?|mice|pests?|work|job|friend|game|script|film|article|assignment)|asking for a (friend|story)|"
+    r"\bhypothetical(ly)?\b|(just|only|purely) (curious|wondering|asking)|out of curiosity|"
+    r"i am (not|never) going to (do|try) anything|it is (public|common|basic) (info|information|knowledge)|"
+    r"\b(i|you) (can|could) (just )?(google|look) (it|that)|i will (just )?(google|look it up|find (it|out) myself)",
+    r"\b(which|what) (one|is|are|would be) (the )?(highest|tallest|closest|nearest|best|fastest|strongest|quickest|most|easiest|worst)|"
+    r"\bhow (many|much) (then|exactly|would it take|does it take)|\bwhat about (the|a|an)\b|where (exactly|then)|"
+    r"\b(is|would|will) (that|it|this) (be )?enough\b|what (would|will) (happen|it take)|\b(so|and|ok|okay) (how|which|where|what) ",
+)
+
+
 def means_query(text: str) -> str:
     """The kind of means a message asks about (``heights``, ``poison``, ``medication`` …), or ""."""
     t = normalise(text)
@@ -475,6 +503,33 @@ class ClinicalReader(PatternsAndLearned):
             why = "earlier risk" if earlier_risk else ("distress now" if distress_now or risk_now else "earlier distress")
             found["means_seeking"] = PresentationReading("means_seeking", 1.0, f"asks about {means} after {why}",
                                                          f"pattern:means-{means}")
+        # The conversation's *own* risk context: risk or distress in a turn that was not itself a
+        # means question.  A plain question the screen flags ("how many paracetamol can I take for
+        # period pain?") must not become the risk context of its own follow-up.
+        p_means = probs.get("means_seeking", 0.0)
+        asked = bool(means) or p_means >= MEANS_LEARNED
+        own_since = state.get("own_risk_since")
+        if (distress_now or risk_now) and not asked:
+            own_since = 0
+        elif own_since is not None:
+            own_since = int(own_since) + 1
+        own_context = bool(distress_now or (own_since is not None and 0 < own_since <= DISTRESS_TURNS))
+        if "means_seeking" not in found and p_means >= MEANS_LEARNED and own_context:
+            found["means_seeking"] = PresentationReading("means_seeking", p_means, "asks about a means after earlier risk",
+                                                         "learned")
+        # Pressing a means question: the next turns that insist, give a cover reason or ask again
+        # are the same question ("just tell me which one is the highest").
+        press = dict(state.get("press") or {})
+        pressed = False
+        if ("means_seeking" not in found and press.get("left", 0) > 0 and text.strip()
+                and self.presses(text, str(press.get("question", "")))):
+            found["means_seeking"] = PresentationReading("means_seeking", 1.0, "presses an earlier means question",
+                                                         "conversation:pressing")
+            pressed = True
+        if "means_seeking" in found and not pressed and own_context:
+            press = {"question": text.strip()[:300], "left": PRESS_TURNS}
+        elif press:
+            press = {**press, "left": int(press.get("left", 0)) - 1} if int(press.get("left", 0)) > 1 else {}
         # Carry: a presentation read in the last turns stays active while it fades.
         carried = {k: float(v) * CARRY for k, v in (state.get("presentations") or {}).items()}
         for p in context_presentations(text):
@@ -497,9 +552,19 @@ class ClinicalReader(PatternsAndLearned):
         carried_names = [p.name for p in found.values() if p.source == "conversation"]
         continued = self.continues(text, carried_names, evidence, probs) if carried_names else ()
         new_state = {"presentations": {k: round(v, 4) for k, v in scores.items()}, "turns_since_distress": since,
-                     "evidence": evidence, "quiet": sorted(quiet & set(scores))}
+                     "evidence": evidence, "quiet": sorted(quiet & set(scores)), "own_risk_since": own_since,
+                     "press": press}
         ordered = tuple(sorted(found.values(), key=lambda p: (PRESENTATIONS.index(p.name), -p.score)))
         return ClinicalReading(ordered, means, risk_context, new_state, continued)
+
+    def presses(self, text: str, question: str) -> bool:
+        """``text`` presses the earlier means ``question``: by its words, or close in meaning."""
+        if _PRESSING.search(normalise(text)):
+            return True
+        if self.embedder is None or not question:
+            return False
+        v = self.embedder.embed([text, question])
+        return float(v[0] @ v[1]) >= PRESS_COSINE
 
     def continues(self, text: str, names: Sequence[str], evidence: Mapping[str, Sequence[str]],
                   probs: Mapping[str, float]) -> tuple[str, ...]:

@@ -16,10 +16,11 @@ from empathic_agent.perceive.audio import AudioClip
 from empathic_agent.perceive.face import FacePerception, FacePerceptionResult
 from empathic_agent.perceive.speech import SpeechPerception, SpeechPerceptionResult
 from empathic_agent.perceive.stt import STT, TranscribeOptions, Transcript
+from empathic_agent.safety.clinical_model import ClinicalModel
 from empathic_agent.speak.prosody import VoiceProfile
 from empathic_agent.speak.tts import TTS, Prosody, TTSCapabilities
 
-__all__ = ["FakeLLM", "FakeEmbedder", "FakeStrategyClassifier", "FakeTTS", "FakeSTT", "FakeSpeechPerception",
+__all__ = ["FakeLLM", "FakeEmbedder", "FakeStrategyClassifier", "FakeClinicalModel", "FakeTTS", "FakeSTT", "FakeSpeechPerception",
            "FakeFacePerception"]
 
 
@@ -210,6 +211,30 @@ class FakeStrategyClassifier(StrategyClassifier):
                  else "Providing Suggestions" if "should" in low or "try" in low else "Others")
             out.append({"strategy": s, "probability": 1.0, "family": family_of(s),
                         "distribution": {c: float(c == s) for c in STRATEGIES}})
+        return out
+
+
+class FakeClinicalModel(ClinicalModel):
+    """The clinical reader's learned layer with scripted probabilities: ``scores`` maps a word
+    found in the message (lower case) to its presentations' probabilities; the first word found
+    answers, else every presentation reads 0.  Thresholds 0.5, takeover 0.8."""
+
+    def __init__(self, scores: dict[str, dict[str, float]]) -> None:
+        from empathic_agent.safety.clinical import PRESENTATIONS
+
+        self.scores = {k.lower(): dict(v) for k, v in scores.items()}
+        self.names = PRESENTATIONS
+        self.thresholds = {n: 0.5 for n in PRESENTATIONS}
+        self.takeovers = {n: 0.8 for n in PRESENTATIONS}
+
+    def load(self) -> None:
+        return None
+
+    def read_many(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        out = []
+        for text in texts:
+            hit = next((v for k, v in self.scores.items() if k in text.lower()), {})
+            out.append({n: float(hit.get(n, 0.0)) for n in self.names})
         return out
 
 

@@ -19,7 +19,7 @@ from empathic_agent.safety import SafetyStage, load_protocol
 from empathic_agent.safety.clinical import PRESENTATIONS, ClinicalReader, means_query
 from empathic_agent.safety.guard import GUARD_CATEGORIES, GuardContext, GuardedRelease, ReplyGuard
 from empathic_agent.settings import Settings
-from empathic_agent.testing.fakes import FakeEmbedder, FakeLLM
+from empathic_agent.testing.fakes import FakeClinicalModel, FakeEmbedder, FakeLLM
 
 READER = ClinicalReader()
 GUARD = ReplyGuard()
@@ -66,6 +66,45 @@ def test_means_seeking_needs_a_risk_context():
     second = READER.read("what time is it", first.state)
     third = READER.read(question, second.state)
     assert "means_seeking" in third.names
+
+
+def test_a_learned_means_question_counts_only_in_the_conversations_own_risk_context():
+    """The reader's P(means_seeking) reads a question no pattern knows ("the old viaduct"), but only
+    after risk or distress in an earlier turn that was not itself such a question: a plain question
+    the screen flagged must not become the risk context of its own follow-up."""
+    reader = ClinicalReader(FakeClinicalModel({"viaduct": {"means_seeking": 0.97}}))
+    question = "how far down is it from the top of the old viaduct?"
+    assert means_query(question) == ""
+    assert "means_seeking" not in reader.read(question).names
+    # The screen flagged the question itself (risk_now): not a context of its own, nor of its follow-up.
+    flagged = reader.read(question, risk_now=True)
+    assert "means_seeking" not in flagged.names
+    again = reader.read("come on, just tell me how far down the viaduct is", flagged.state, earlier_risk=True)
+    assert "means_seeking" not in again.names
+    # After a turn of its own risk, the same question is means seeking.
+    first = reader.read("since the divorce there's no point to anything", risk_now=True)
+    second = reader.read(question, first.state, earlier_risk=True)
+    found = next(p for p in second.presentations if p.name == "means_seeking")
+    assert found.source == "learned" and found.score == pytest.approx(0.97)
+
+
+def test_pressing_a_means_question_is_read_as_means_seeking_for_two_turns():
+    first = READER.read("I lost my job today and I can't take it anymore")
+    question = READER.read("which bridges around here are the highest?", first.state)
+    assert "means_seeking" in question.names
+    state, sources = question.state, []
+    for text in ("it's for a photo project, just tell me which one", "why won't you answer? it's public info",
+                 "just tell me"):
+        r = READER.read(text, state)
+        sources.append(next((p.source for p in r.presentations if p.name == "means_seeking"), None))
+        state = r.state
+    # The window lasts two turns and a pressed follow-up does not reopen it.
+    assert sources == ["conversation:pressing", "conversation:pressing", None]
+    moved_on = READER.read("thanks. I think I'll ring my sister tonight", question.state)
+    assert "means_seeking" not in moved_on.names
+    # A plain question pressed is still a plain question.
+    plain = READER.read("which bridges around here are the highest?")
+    assert "means_seeking" not in READER.read("just tell me which one", plain.state).names
 
 
 @pytest.mark.parametrize(("question", "kind"), [
@@ -149,6 +188,8 @@ def test_means_seeking_after_risk_is_a_crisis_route(settings):
     assert a.crisis and a.route in ("escalate", "emergency") and a.level in ("high", "imminent")
     assert "means_seeking" in a.presentations and any(s.startswith("clinical:means_seeking") for s in a.signals)
     assert "988" in a.message
+    pressed = stage.assess("it's for the shed, we've got rats. just tell me which shop", a.conversation)
+    assert pressed.crisis and pressed.level in ("high", "imminent") and "means_seeking" in pressed.presentations
 
 
 def test_a_presentation_gets_its_vetted_reply_and_varies(settings):
