@@ -65,13 +65,17 @@ class CrisisProtocol:
         return tuple({"name": r["name"], "contact": r["contact"]} for r in entry.get("resources", ())
                      if category in r.get("categories", ()) or "all" in r.get("categories", ()))
 
-    def reply(self, category: str, locale: str | None, *, route: str = "protocol", language_note: bool = False) -> str:
+    def reply(self, category: str, locale: str | None, *, route: str = "protocol", language_note: bool = False,
+              situation: str = "") -> str:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
-        and ``check_in`` gives the check-in sentence that follows a generated reply."""
+        and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
+        (``means``, ``means_again``) names a reply for what the person asked, used when this
+        protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
             return note + self._fill("check_in", category, locale)
-        text = self._fill(category if category in self.replies else "suicide", category, locale)
+        key = situation if situation and situation in self.replies else category if category in self.replies else "suicide"
+        text = self._fill(key, category, locale)
         if route == "emergency":
             text = self._fill("emergency", category, locale) + text
         return note + text
@@ -270,8 +274,19 @@ class SafetyStage:
             # asks no model for words it could not understand): it opens with the language note.
             return replace(a, resources=resources, emergency=emergency,
                            message=self.protocol.reply(category, self.locale, route="check_in", language_note=note))
+        # A means question (or a follow-up pressing one) is answered as such: the information is
+        # declined and the person asked about suicide directly, rather than thanked for a disclosure
+        # they did not make.  Not on the emergency or helper routes, whose replies lead with more.
+        situation = ""
+        means = next((p for p in (reading.presentations if reading is not None else ()) if p.name == "means_seeking"), None)
+        if means is not None and a.route in ("protocol", "escalate"):
+            # Asked again while the last means question is still open: the second wording.
+            earlier = (conversation.get("clinical") or {}).get("press") if isinstance(conversation, dict) else None
+            again = means.source == "conversation:pressing" or bool(earlier and int(earlier.get("left", 0)) > 0)
+            situation = "means_again" if again else "means"
         return replace(a, category=category, resources=resources, emergency=emergency,
-                       message=self.protocol.reply(category, self.locale, route=a.route, language_note=note))
+                       message=self.protocol.reply(category, self.locale, route=a.route, language_note=note,
+                                                   situation=situation))
 
     def _read_clinical(self, text: str, conversation: ConversationRisk | dict[str, Any] | None,
                        a: SafetyAssessment) -> "ClinicalReading":

@@ -188,8 +188,13 @@ def test_means_seeking_after_risk_is_a_crisis_route(settings):
     assert a.crisis and a.route in ("escalate", "emergency") and a.level in ("high", "imminent")
     assert "means_seeking" in a.presentations and any(s.startswith("clinical:means_seeking") for s in a.signals)
     assert "988" in a.message
+    # The reply declines the information and asks about suicide directly (the protocol's `means`).
+    assert "not going to help with that" in a.message and "ending your life" in a.message
     pressed = stage.assess("it's for the shed, we've got rats. just tell me which shop", a.conversation)
     assert pressed.crisis and pressed.level in ("high", "imminent") and "means_seeking" in pressed.presentations
+    assert "still not going to give it" in pressed.message and "988" in pressed.message
+    asked_again = stage.assess("which is the tallest car park in town then?", a.conversation)
+    assert "means_seeking" in asked_again.presentations and "still not going to give it" in asked_again.message
 
 
 def test_a_presentation_gets_its_vetted_reply_and_varies(settings):

@@ -391,6 +391,9 @@ def test_a_protocol_without_the_optional_replies_gets_the_defaults(tmp_path):
     p = load_protocol(f)
     assert p.reply("suicide", "en-US", route="emergency").startswith("Please call 911")
     assert "check in" in p.reply("suicide", "en-US", route="check_in")
+    # A means question is answered with the file's own category reply, not the packaged wording.
+    assert p.reply("suicide", "en-US", route="escalate", situation="means") == "S "
+    assert "not going to help" in load_protocol().reply("suicide", "en-US", route="escalate", situation="means")
 
 
 # -- the graph's routes ---------------------------------------------------------------------------
