@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 #: A message this short after a presentation is read as a follow-up of it (its register leads).
 FOLLOW_UP_WORDS = 12
 DEFAULT_PROTOCOL = Path(__file__).resolve().parent / "protocols" / "default.toml"
+#: Signals of layers other than the learned reader (see ``SafetyStage.assess``: the ``unsure`` reply).
+_NOT_THE_READER = ("pattern:", "language:", "multilingual:", "clinical:")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class CrisisProtocol:
               situation: str = "") -> str:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
         and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
-        (``means``, ``means_again``) names a reply for what the person asked, used when this
+        (``means``, ``means_again``, ``unsure``) names a reply for the situation, used when this
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
@@ -259,6 +261,13 @@ class SafetyStage:
             reading = self._read_clinical(text, conversation, a)
             if "means_seeking" in reading.names and level_index(a.level) < level_index("high"):
                 a = _means_seeking(a, reading)
+        # The learned reader alone sent a message the clinical reader reads as a compulsion to the
+        # protocol ("Checked the front door lock four times tonight …" read high).  It is often a
+        # false alarm (a quarter of such people's ordinary messages, held out), but not always, so
+        # the route stands and only the words change: the reply asks rather than assumes.
+        unsure = (a.crisis and reading is not None and not any(x.startswith(_NOT_THE_READER) for x in a.signals)
+                  and any(p.name == "compulsion" and p.source != "conversation" for p in reading.presentations))
+        own_level = a.level
         if conversation is not None:
             a = self.in_conversation(a, conversation, now=now, text=text)
         if reading is not None:
@@ -284,6 +293,8 @@ class SafetyStage:
             earlier = (conversation.get("clinical") or {}).get("press") if isinstance(conversation, dict) else None
             again = means.source == "conversation:pressing" or bool(earlier and int(earlier.get("left", 0)) > 0)
             situation = "means_again" if again else "means"
+        elif unsure and a.route in ("protocol", "escalate") and a.level == own_level:
+            situation = "unsure"
         return replace(a, category=category, resources=resources, emergency=emergency,
                        message=self.protocol.reply(category, self.locale, route=a.route, language_note=note,
                                                    situation=situation))

@@ -17,7 +17,9 @@ from empathic_agent.plan import PlanInput, load_persona, plan_register
 from empathic_agent.plan.clinical import CLINICAL_REGISTERS
 from empathic_agent.safety import SafetyStage, load_protocol
 from empathic_agent.safety.clinical import PRESENTATIONS, ClinicalReader, means_query
+from empathic_agent.safety.detect import CrisisDetector, SafetyAssessment
 from empathic_agent.safety.guard import GUARD_CATEGORIES, GuardContext, GuardedRelease, ReplyGuard
+from empathic_agent.safety.taxonomy import DimensionReading, route_for
 from empathic_agent.settings import Settings
 from empathic_agent.testing.fakes import FakeClinicalModel, FakeEmbedder, FakeLLM
 
@@ -578,3 +580,36 @@ def test_written_budget_option_rejects_what_is_not_a_rate(value):
 
     with pytest.raises(ConfigError, match="written-budget"):
         _written_budget(value)
+
+
+class _ReaderAloneSaysHigh(CrisisDetector):
+    """The screen as if only its learned reader had read ``level`` (or, with ``pattern``, a pattern)."""
+
+    def __init__(self, level: str = "high", pattern: bool = False) -> None:
+        super().__init__(None)
+        self.level, self.pattern = level, pattern
+
+    def assess(self, text: str) -> SafetyAssessment:
+        route = route_for(self.level, "self")
+        signal = "pattern:suicide:test" if self.pattern else f"learned:{self.level}:0.950"
+        return SafetyAssessment(crisis=True, score=0.95, signals=(signal,), level=self.level, route=route,
+                                subject="self", message_level=self.level,
+                                dimensions=(DimensionReading("preparatory", 0.9, text, "learned"),))
+
+
+@pytest.mark.parametrize(("level", "pattern", "unsure"), [
+    ("high", False, True), ("moderate", False, True),
+    ("imminent", False, False),   # the emergency sentence still leads
+    ("high", True, False),        # a pattern hit is not the reader's doubt
+])
+def test_a_compulsion_only_the_reader_routed_gets_a_reply_that_asks(level, pattern, unsure):
+    """The route stands (a compulsion read in the same words may still be risk); only the words
+    change: no thanks for a disclosure the person may not have made, a plain question instead."""
+    stage = SafetyStage(detector=_ReaderAloneSaysHigh(level, pattern), protocol=load_protocol(), clinical=ClinicalReader())
+    a = stage.assess("I've washed my hands thirty times today and they still don't feel clean")
+    assert "compulsion" in a.presentations and a.crisis and a.route == route_for(level, "self")
+    assert a.message.startswith("It sounds like a lot has been weighing on you") is unsure
+    assert "ending your life" in a.message or not unsure
+    assert "988" in a.message
+    other = stage.assess("I sorted the cupboards today and gave my guitar to my cousin")
+    assert "compulsion" not in other.presentations and not other.message.startswith("It sounds like a lot")
