@@ -356,7 +356,7 @@ _PRESSING = _rx(
     r"\bjust (answer|tell|give|say|name|list)|answer (the|my) (question|q)\b|(why|how come) (will not|cannot|do not|are not|"
     r"would not) you (just )?(tell|answer|say|help)|you (did not|have not|never|still have not) answer|"
     r"stop (avoiding|dodging|changing the subject)|not what i asked|(simple|easy|normal|basic) question|\bcome on\b|"
-    r"\bplease just\b|\bi (just|only) (asked|want(ed)? to know)|\b(yes or no|a number|the name|which one)\b",
+    r"\bplease just\b|\bi (just|only) (asked|want(ed)? to know)|\b(yes or no|which one)\b",
     r"\b(it is|this is) (just |only )?for (a|an|my|the|our) (\w+ )?(story|book|novel|essay|school|project|homework|research|"
     r"class|garden|shed|rats?|mice|pests?|work|job|friend|game|script|film|article|assignment)|asking for a (friend|story)|"
     r"\bhypothetical(ly)?\b|(just|only|purely) (curious|wondering|asking)|out of curiosity|"
