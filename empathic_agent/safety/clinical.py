@@ -106,6 +106,9 @@ class ClinicalReading:
     #: Carried presentations this message still speaks about (by meaning, see
     #: :meth:`ClinicalReader.continues`): their register keeps leading even in a long message.
     continued: tuple[str, ...] = ()
+    #: Means seeking again: a follow-up pressing a means question, or a means question asked while
+    #: an earlier one is still open (its window, :data:`PRESS_TURNS`).
+    asked_again: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -520,6 +523,7 @@ class ClinicalReader(PatternsAndLearned):
         # Pressing a means question: the next turns that insist, give a cover reason or ask again
         # are the same question ("just tell me which one is the highest").
         press = dict(state.get("press") or {})
+        open_before = int(press.get("left", 0)) > 0
         pressed = False
         if ("means_seeking" not in found and press.get("left", 0) > 0 and text.strip()
                 and self.presses(text, str(press.get("question", "")))):
@@ -555,7 +559,8 @@ class ClinicalReader(PatternsAndLearned):
                      "evidence": evidence, "quiet": sorted(quiet & set(scores)), "own_risk_since": own_since,
                      "press": press}
         ordered = tuple(sorted(found.values(), key=lambda p: (PRESENTATIONS.index(p.name), -p.score)))
-        return ClinicalReading(ordered, means, risk_context, new_state, continued)
+        again = "means_seeking" in found and (pressed or open_before)
+        return ClinicalReading(ordered, means, risk_context, new_state, continued, again)
 
     def presses(self, text: str, question: str) -> bool:
         """``text`` presses the earlier means ``question``: by its words, or close in meaning."""

@@ -287,12 +287,9 @@ class SafetyStage:
         # declined and the person asked about suicide directly, rather than thanked for a disclosure
         # they did not make.  Not on the emergency or helper routes, whose replies lead with more.
         situation = ""
-        means = next((p for p in (reading.presentations if reading is not None else ()) if p.name == "means_seeking"), None)
-        if means is not None and a.route in ("protocol", "escalate"):
+        if reading is not None and "means_seeking" in reading.names and a.route in ("protocol", "escalate"):
             # Asked again while the last means question is still open: the second wording.
-            earlier = (conversation.get("clinical") or {}).get("press") if isinstance(conversation, dict) else None
-            again = means.source == "conversation:pressing" or bool(earlier and int(earlier.get("left", 0)) > 0)
-            situation = "means_again" if again else "means"
+            situation = "means_again" if reading.asked_again else "means"
         elif unsure and a.route in ("protocol", "escalate") and a.level == own_level:
             situation = "unsure"
         return replace(a, category=category, resources=resources, emergency=emergency,
