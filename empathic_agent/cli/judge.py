@@ -56,6 +56,12 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--extra-dev", nargs="+", default=[], metavar="CSV",
                    help="hand-written pairs added to dev (selection and temperatures)")
     q.add_argument("--no-rationales", action="store_true", help="without the rationale-tagging auxiliary task")
+    q.add_argument("--backbone", default="all-minilm-l6-v2",
+                   help="encoder: a registry name (all-minilm-l6-v2, all-mpnet-base-v2) or a local BERT/MPNet folder")
+    q.add_argument("--top-layers", type=int, default=6,
+                   help="layers from the top with LoRA adapters (default 6: all of MiniLM's; the rest run once)")
+    q.add_argument("--no-test", action="store_true",
+                   help="leave the test split unread (choose members on dev, then read test once with 'judge eval')")
     q.add_argument("--no-progress", action="store_true")
 
     q = sub.add_parser("combine", parents=[common], help="make the judge (epitome.json) of trained members",
@@ -67,6 +73,7 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--extra-dev", nargs="+", default=[], metavar="CSV",
                    help="hand-written pairs added to dev (selection and temperatures)")
     q.add_argument("--out", help="weights folder (default: the package's evals/weights)")
+    q.add_argument("--no-test", action="store_true", help="leave the test split unread (dev figures only)")
 
     q = sub.add_parser("train-strategy", parents=[common], help="fine-tune the ESConv strategy classifier")
     handled_by(q, "empathic_agent.cli.judge:run_train_strategy")
@@ -117,10 +124,11 @@ def run_train(settings: Settings, args: argparse.Namespace) -> int:
     result = train_epitome(args.data, out=args.out, cache_dir=settings.cache_dir, epochs=args.epochs,
                            seed=settings.seed if settings.seed is not None else 0, rationales=not args.no_rationales, pooling=args.pooling,
                            reply_tokens=args.reply_tokens, extra_train=args.extra_train, extra_dev=args.extra_dev,
+                           backbone=args.backbone, top_layers=args.top_layers, with_test=not args.no_test,
                            progress=not args.no_progress)
     member = result["config"]["name"]
     judge = combine_epitome(args.data, args.members or [member], folder=args.out, extra_dev=args.extra_dev,
-                            settings=settings)
+                            with_test=not args.no_test, settings=settings)
     print(json.dumps({"member": member, "training": result["config"]["training"],
                       "member_figures": result["config"]["figures"], "judge": judge["config"]["members"],
                       "judge_figures": judge["config"]["figures"]}, indent=1))
@@ -130,7 +138,8 @@ def run_train(settings: Settings, args: argparse.Namespace) -> int:
 def run_combine(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.training.judge import combine_epitome
 
-    judge = combine_epitome(args.data, args.members, folder=args.out, extra_dev=args.extra_dev, settings=settings)
+    judge = combine_epitome(args.data, args.members, folder=args.out, extra_dev=args.extra_dev,
+                            with_test=not args.no_test, settings=settings)
     print(json.dumps({"members": judge["config"]["members"], "members_dev_macro_f1": judge["members_dev"],
                       "temperatures": {h["name"]: h["temperature"] for h in judge["config"]["heads"]},
                       "figures": judge["config"]["figures"]}, indent=1))

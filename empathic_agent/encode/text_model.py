@@ -39,6 +39,8 @@ __all__ = [
     "LORA_RANK",
     "LORA_ALPHA",
     "LORA_TARGETS",
+    "LORA_TARGETS_BY_TYPE",
+    "lora_targets",
     "HEAD_WIDTH",
     "LOGVAR_MIN",
     "LOGVAR_MAX",
@@ -49,6 +51,8 @@ __all__ = [
     "trainable_backbone_params",
     "merge_lora",
     "mean_pool",
+    "embed",
+    "run_layers",
     "bottom_forward",
     "top_forward",
     "adapter_state",
@@ -74,6 +78,12 @@ LORA_TARGETS: Final[tuple[str, ...]] = (
     "intermediate.dense",
     "output.dense",
 )
+#: The same maps by backbone family (``config.model_type``): MPNet names its attention maps q/k/v/o.
+LORA_TARGETS_BY_TYPE: Final[dict[str, tuple[str, ...]]] = {
+    "bert": LORA_TARGETS,
+    "mpnet": ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
+              "intermediate.dense", "output.dense"),
+}
 #: Hidden width of each head's MLP.
 HEAD_WIDTH: Final[int] = 256
 #: Dropout on the pooled vector before the heads (training only).
@@ -126,6 +136,14 @@ def _set(module: nn.Module, dotted: str, value: nn.Module) -> None:
     setattr(_get(module, parent) if parent else module, leaf, value)
 
 
+def lora_targets(bert: nn.Module) -> tuple[str, ...]:
+    """The linear maps of one layer of ``bert``'s family that get adapters."""
+    kind = getattr(bert.config, "model_type", "bert")
+    if kind not in LORA_TARGETS_BY_TYPE:
+        raise ValueError(f"no LoRA targets for backbone type {kind!r}; known: {', '.join(LORA_TARGETS_BY_TYPE)}")
+    return LORA_TARGETS_BY_TYPE[kind]
+
+
 def top_layer_indices(bert: nn.Module, top_layers: int = TOP_LAYERS) -> list[int]:
     n = len(bert.encoder.layer)
     return list(range(n - top_layers, n))
@@ -140,7 +158,7 @@ def add_lora(bert: nn.Module, top_layers: int = TOP_LAYERS, rank: int = LORA_RAN
     wrapped: dict[str, LoRALinear] = {}
     for i in top_layer_indices(bert, top_layers):
         layer = bert.encoder.layer[i]
-        for target in LORA_TARGETS:
+        for target in lora_targets(bert):
             base = _get(layer, target)
             assert isinstance(base, nn.Linear), f"{target} is {type(base).__name__}"
             lora = LoRALinear(base, rank, alpha)
@@ -269,22 +287,39 @@ def _mask(bert: nn.Module, hidden: torch.Tensor, mask: torch.Tensor) -> Any:
     return create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=mask)
 
 
+def embed(bert: nn.Module, input_ids: torch.Tensor, token_types: torch.Tensor | None = None) -> torch.Tensor:
+    """The embedding layer's output (B, L, H); token types only where the family has them (MPNet
+    has none)."""
+    if token_types is not None and getattr(bert.embeddings, "token_type_embeddings", None) is not None:
+        return bert.embeddings(input_ids=input_ids, token_type_ids=token_types)
+    return bert.embeddings(input_ids=input_ids)
+
+
+def run_layers(bert: nn.Module, layers: Any, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``layers`` (a slice of ``bert.encoder.layer``) on hidden states (B, L, H) with the padding
+    mask (B, L).  MPNet's layers also take the relative position bias its encoder computes from the
+    length alone, so running a slice on cached states gives what the whole model gives."""
+    ext = _mask(bert, hidden, mask)
+    compute = getattr(bert.encoder, "compute_position_bias", None)
+    if compute is None:
+        for layer in layers:
+            hidden = _layer_out(layer(hidden, attention_mask=ext))
+        return hidden
+    bias = compute(hidden)
+    for layer in layers:
+        hidden = _layer_out(layer(hidden, attention_mask=ext, position_bias=bias))
+    return hidden
+
+
 def bottom_forward(bert: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor,
                    n_layers: int) -> torch.Tensor:
     """Embeddings plus the first ``n_layers`` layers: ids/mask (B, L) -> hidden (B, L, H)."""
-    hidden = bert.embeddings(input_ids=input_ids)
-    ext = _mask(bert, hidden, mask)
-    for layer in bert.encoder.layer[:n_layers]:
-        hidden = _layer_out(layer(hidden, attention_mask=ext))
-    return hidden
+    return run_layers(bert, bert.encoder.layer[:n_layers], embed(bert, input_ids), mask)
 
 
 def top_forward(bert: nn.Module, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
     """Layers ``start..`` on cached hidden states, then mean pooling: (B, L, H) -> (B, H)."""
-    ext = _mask(bert, hidden, mask)
-    for layer in bert.encoder.layer[start:]:
-        hidden = _layer_out(layer(hidden, attention_mask=ext))
-    return mean_pool(hidden, mask)
+    return mean_pool(run_layers(bert, bert.encoder.layer[start:], hidden, mask), mask)
 
 
 def head_state(heads: EmotionHeads) -> dict[str, torch.Tensor]:

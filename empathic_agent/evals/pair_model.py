@@ -71,12 +71,13 @@ def encode_pairs(tokenizer: Any, contexts: Sequence[str], replies: Sequence[str]
     return out
 
 
-def pad(items: Sequence[dict[str, Any]]) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
-    """ids, token types, attention mask (B, L) of a batch of :func:`encode_pairs` items."""
+def pad(items: Sequence[dict[str, Any]], pad_id: int | None = 0) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """ids (padded with the tokenizer's ``pad_id``: MPNet numbers positions from it), token types,
+    attention mask (B, L) of a batch of :func:`encode_pairs` items."""
     import torch
 
     n = max(len(it["ids"]) for it in items)
-    ids = torch.zeros(len(items), n, dtype=torch.long)
+    ids = torch.full((len(items), n), pad_id or 0, dtype=torch.long)
     types = torch.zeros(len(items), n, dtype=torch.long)
     mask = torch.zeros(len(items), n, dtype=torch.long)
     for k, it in enumerate(items):
@@ -217,8 +218,10 @@ class PairClassifier(Loadable):
         with torch.inference_mode():
             for i in range(0, len(order), batch):
                 idx = order[i:i + batch]
-                ids, types, mask = pad([items[j] for j in idx])
-                hidden = model(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state
+                ids, types, mask = pad([items[j] for j in idx], tokenizer.pad_token_id)
+                # Token types only where the backbone has them (BERT; MPNet has none).
+                kinds = {"token_type_ids": types} if getattr(model.embeddings, "token_type_embeddings", None) else {}
+                hidden = model(input_ids=ids, attention_mask=mask, **kinds).last_hidden_state
                 out[idx] = head(pair_features(hidden, types, mask, arch.get("pooling", "mean"))).numpy()
         return out
 

