@@ -58,7 +58,7 @@ ACTIVE: Final[float] = 0.3
 #: Which presentation's register leads when several are active (the most dangerous first).
 REGISTER_PRIORITY: Final[tuple[str, ...]] = ("substance", "psychosis", "eating", "mania", "compulsion")
 #: Pattern kinds that need another sign of their presentation.
-CONTEXT_KINDS: Final[frozenset[str]] = frozenset({"risky-act"})
+CONTEXT_KINDS: Final[frozenset[str]] = frozenset({"racing", "risky-act"})
 #: Turns an earlier distress or loss keeps a means question in a risk context.
 DISTRESS_TURNS: Final[int] = 6
 #: The learned reader's P(means_seeking) at which a message is a means question beside the
@@ -181,8 +181,12 @@ _PATTERNS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
         r"(going to|gonna|will) (be (a |the )?(billionaire|millionaire|famous|president|next)|change the world|"
         r"open (\d+|two|three|four|five|ten|a chain of|an empire of)|build (a|an) (\w+ )?empire)",
         r"(empire|franchise|chain) of (restaurants|cafes|shops|stores|gyms|clubs)",
-        r"(racing|racing thoughts|thoughts (are )?(racing|going so fast)|ideas (are )?(coming|pouring) (so )?fast)",
         r"(best|greatest|most brilliant) idea (anyone|ever|in history)",
+    )),
+    # Racing thoughts count as mania only with another sign of it (this message or carried): a
+    # student whose mind races about exams at night is anxious, not manic.
+    ("mania", "racing", _rx(
+        r"(racing|racing thoughts|thoughts (are )?(racing|going so fast)|ideas (are )?(coming|pouring) (so )?fast)",
     )),
     # Risky acts count as mania only with another sign of it (this message or carried): an
     # experienced BASE jumper asking about a site is not manic.

@@ -182,6 +182,14 @@ def test_a_risky_act_is_mania_only_with_another_sign():
     assert "mania" in READER.read("where's a good spot to start BASE jumping?", manic.state).names
 
 
+def test_racing_thoughts_are_mania_only_with_another_sign():
+    # Anxious racing thoughts at night are not mania (they got the vetted mania reply before).
+    assert READER.read("I can't sleep, my mind keeps racing about exams.").names == ()
+    assert "mania" in READER.read("haven't slept in three days, my thoughts are racing and I'm unstoppable").names
+    manic = READER.read("I haven't slept in three days and I feel unstoppable")
+    assert "mania" in READER.read("my thoughts are racing so fast", manic.state).names
+
+
 def test_means_seeking_after_risk_is_a_crisis_route(settings):
     stage = SafetyStage.from_settings(settings)
     conv = stage.assess("I want to hurt myself", {}).conversation
