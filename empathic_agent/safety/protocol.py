@@ -43,6 +43,17 @@ FOLLOW_UP_WORDS = 12
 DEFAULT_PROTOCOL = Path(__file__).resolve().parent / "protocols" / "default.toml"
 #: Signals of layers other than the learned reader (see ``SafetyStage.assess``: the ``unsure`` reply).
 _NOT_THE_READER = ("pattern:", "language:", "multilingual:", "clinical:")
+#: A route raised by the carried risk alone within this many turns of a crisis reply gets the
+#: ``still`` reply instead of the protocol's again (see ``SafetyStage.assess``).
+STILL_TURNS = 2
+
+
+def _as_risk(conversation: "ConversationRisk | dict[str, Any] | None") -> ConversationRisk:
+    """The conversation's risk after the previous turn, from its checkpointed form."""
+    if isinstance(conversation, ConversationRisk):
+        return conversation
+    return ConversationRisk.from_dict(conversation) if conversation else ConversationRisk()
+
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,7 @@ class CrisisProtocol:
               situation: str = "") -> str:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
         and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
-        (``means``, ``means_again``, ``unsure``) names a reply for the situation, used when this
+        (``means``, ``means_again``, ``unsure``, ``still``) names a reply for the situation, used when this
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
@@ -261,13 +272,18 @@ class SafetyStage:
             reading = self._read_clinical(text, conversation, a)
             if "means_seeking" in reading.names and level_index(a.level) < level_index("high"):
                 a = _means_seeking(a, reading)
-        # The learned reader alone sent a message the clinical reader reads as a compulsion to the
-        # protocol ("Checked the front door lock four times tonight …" read high).  It is often a
-        # false alarm (a quarter of such people's ordinary messages, held out), but not always, so
-        # the route stands and only the words change: the reply asks rather than assumes.
-        unsure = (a.crisis and reading is not None and not any(x.startswith(_NOT_THE_READER) for x in a.signals)
-                  and any(p.name == "compulsion" and p.source != "conversation" for p in reading.presentations))
+        # The learned reader alone sent the message to the protocol: at *moderate* (on ESConv's
+        # ordinary help-seekers, "a hard time falling asleep at night" read as a wish to be dead),
+        # or on a message the clinical reader reads as a compulsion ("Checked the front door lock
+        # four times tonight …" read high).  Such routes are often false alarms, but not always, so
+        # the route stands and only the words change: the reply asks rather than thanks the person
+        # for a disclosure they may not have made.
+        reader_only = a.crisis and not any(x.startswith(_NOT_THE_READER) for x in a.signals)
+        unsure = reader_only and (a.level == "moderate" or (reading is not None and any(
+            p.name == "compulsion" and p.source != "conversation" for p in reading.presentations)))
         own_level = a.level
+        # Turns since the agent last answered on a crisis route (None: never), before this one.
+        since_crisis = _as_risk(conversation).turns_since_crisis if conversation is not None else None
         if conversation is not None:
             a = self.in_conversation(a, conversation, now=now, text=text)
         if reading is not None:
@@ -292,6 +308,11 @@ class SafetyStage:
             situation = "means_again" if reading.asked_again else "means"
         elif unsure and a.route in ("protocol", "escalate") and a.level == own_level:
             situation = "unsure"
+        elif (a.route == "protocol" and level_index(own_level) < level_index("moderate")
+              and since_crisis is not None and since_crisis < STILL_TURNS):
+            # Raised by the conversation's carried risk alone, right after a crisis reply: the agent
+            # stays with the person and asks how they are instead of repeating the protocol.
+            situation = "still"
         return replace(a, category=category, resources=resources, emergency=emergency,
                        message=self.protocol.reply(category, self.locale, route=a.route, language_note=note,
                                                    situation=situation))
@@ -299,8 +320,7 @@ class SafetyStage:
     def _read_clinical(self, text: str, conversation: ConversationRisk | dict[str, Any] | None,
                        a: SafetyAssessment) -> "ClinicalReading":
         assert self.clinical is not None
-        prev = (conversation if isinstance(conversation, ConversationRisk)
-                else ConversationRisk.from_dict(conversation) if conversation else ConversationRisk())
+        prev = _as_risk(conversation)
         state = conversation.get("clinical") if isinstance(conversation, dict) else None
         earlier = prev.peak != "none" or prev.score >= 0.5
         return self.clinical.read(text, state, earlier_risk=earlier, risk_now=a.message_level != "none")

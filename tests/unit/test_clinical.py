@@ -620,4 +620,30 @@ def test_a_compulsion_only_the_reader_routed_gets_a_reply_that_asks(level, patte
     assert "ending your life" in a.message or not unsure
     assert "988" in a.message
     other = stage.assess("I sorted the cupboards today and gave my guitar to my cousin")
-    assert "compulsion" not in other.presentations and not other.message.startswith("It sounds like a lot")
+    # Without a compulsion only a moderate reading of the reader alone gets the question.
+    assert "compulsion" not in other.presentations
+    assert other.message.startswith("It sounds like a lot") is (level == "moderate" and not pattern)
+
+
+def test_a_moderate_route_only_the_reader_raised_asks_and_a_carried_one_stays():
+    """Routes never change: a moderate route the reader alone raised asks plainly instead of thanking
+    the person for a disclosure; a route raised by the carried risk alone right after a crisis reply
+    gets the `still` reply instead of the protocol again; an explicit disclosure keeps its reply."""
+    protocol = load_protocol()
+    stage = SafetyStage(detector=_ReaderAloneSaysHigh("moderate"), protocol=protocol)
+    a = stage.assess("I have been having such a hard time falling asleep at night.")
+    assert a.route == "protocol" and a.message.startswith("It sounds like a lot has been weighing on you")
+    high = SafetyStage(detector=_ReaderAloneSaysHigh("high"), protocol=protocol).assess("I gave my guitar away")
+    assert high.route == "escalate" and high.message == protocol.reply(high.category or "suicide", None, route="escalate")
+    told = SafetyStage(detector=_ReaderAloneSaysHigh("moderate", pattern=True), protocol=protocol)
+    assert told.assess("I want to die").message.startswith("I'm really glad you told me")
+
+    real = SafetyStage.from_settings(Settings())
+    conv = real.assess("I want to kill myself", {}, now=1000.0).conversation
+    after = real.assess("I'm fine, forget it", conv, now=1060.0)
+    assert after.route == "protocol" and "conversation:" in " ".join(after.signals)
+    assert after.message.startswith("I'm still here with you") and "988" in after.message
+    # Without the key (an organisation's own file) the category reply stays.
+    plain = dataclasses.replace(real, protocol=dataclasses.replace(
+        real.protocol, replies={k: v for k, v in real.protocol.replies.items() if k != "still"}))
+    assert plain.assess("I'm fine, forget it", conv, now=1060.0).message.startswith("I'm really glad you told me")
