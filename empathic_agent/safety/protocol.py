@@ -55,7 +55,6 @@ def _as_risk(conversation: "ConversationRisk | dict[str, Any] | None") -> Conver
     return ConversationRisk.from_dict(conversation) if conversation else ConversationRisk()
 
 
-
 @dataclass(frozen=True)
 class CrisisProtocol:
     name: str
@@ -352,7 +351,7 @@ class SafetyStage:
     def in_conversation(a: SafetyAssessment, conversation: ConversationRisk | dict[str, Any], *,
                         now: float | None = None, text: str = "") -> SafetyAssessment:
         """The message's assessment raised by the conversation's accumulated risk."""
-        prev = conversation if isinstance(conversation, ConversationRisk) else ConversationRisk.from_dict(conversation)
+        prev = _as_risk(conversation)
         severity = max(level_index(a.message_level), float(sum((a.learned.get("at_least") or {}).values())))
         conv = advance(prev, message_level=a.message_level, severity=severity, subject=a.subject,
                        dimensions={d.name: d.score for d in a.dimensions}, now=now, text=text)

@@ -1,5 +1,5 @@
 """Model registry and provisioning, on small files made by the test (the real packages are
-exercised by tests/integration/test_models_real.py)."""
+prepared by `empathic models prepare` in scripts/setup.sh and loaded by the integration tests)."""
 
 from __future__ import annotations
 
