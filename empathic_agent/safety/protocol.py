@@ -81,7 +81,7 @@ class CrisisProtocol:
               situation: str = "") -> str:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
         and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
-        (``means``, ``means_again``, ``unsure``, ``still``) names a reply for the situation, used when this
+        (``means``, ``means_again``, ``unsure``, ``still``, ``still_again``) names a reply for the situation, used when this
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
@@ -281,8 +281,10 @@ class SafetyStage:
         unsure = reader_only and (a.level == "moderate" or (reading is not None and any(
             p.name == "compulsion" and p.source != "conversation" for p in reading.presentations)))
         own_level = a.level
-        # Turns since the agent last answered on a crisis route (None: never), before this one.
+        # Turns since the agent last answered on a crisis route (None: never), before this one, and
+        # the situational reply it gave last turn (the `still` reply alternates its two wordings).
         since_crisis = _as_risk(conversation).turns_since_crisis if conversation is not None else None
+        last_reply = str(conversation.get("reply") or "") if isinstance(conversation, dict) else ""
         if conversation is not None:
             a = self.in_conversation(a, conversation, now=now, text=text)
         if reading is not None:
@@ -310,9 +312,12 @@ class SafetyStage:
         elif (a.route == "protocol" and level_index(own_level) < level_index("moderate")
               and since_crisis is not None and since_crisis < STILL_TURNS):
             # Raised by the conversation's carried risk alone, right after a crisis reply: the agent
-            # stays with the person and asks how they are instead of repeating the protocol.
-            situation = "still"
-        return replace(a, category=category, resources=resources, emergency=emergency,
+            # stays with the person and asks how they are instead of repeating the protocol; on
+            # consecutive such turns its two wordings alternate (never the same words twice running).
+            situation = "still_again" if last_reply == "still" and "still_again" in self.protocol.replies else "still"
+        # The situational reply given is carried with the conversation (checkpointed with the risk).
+        carried = dict(a.conversation, reply=situation) if situation and a.conversation else a.conversation
+        return replace(a, category=category, resources=resources, emergency=emergency, conversation=carried,
                        message=self.protocol.reply(category, self.locale, route=a.route, language_note=note,
                                                    situation=situation))
 

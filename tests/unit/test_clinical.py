@@ -643,6 +643,12 @@ def test_a_moderate_route_only_the_reader_raised_asks_and_a_carried_one_stays():
     after = real.assess("I'm fine, forget it", conv, now=1060.0)
     assert after.route == "protocol" and "conversation:" in " ".join(after.signals)
     assert after.message.startswith("I'm still here with you") and "988" in after.message
+    # A second such turn right after gets the other wording (never the same words twice running).
+    again = real.assess("whatever", after.conversation, now=1120.0)
+    assert again.route == "protocol" and again.message.startswith("I'm here, and I'm glad you're still talking")
+    assert "988" in again.message and "911" in again.message
+    third = real.assess("never mind", again.conversation, now=1180.0)
+    assert third.route == "protocol" and third.message.startswith("I'm still here with you")
     # Without the key (an organisation's own file) the category reply stays.
     plain = dataclasses.replace(real, protocol=dataclasses.replace(
         real.protocol, replies={k: v for k, v in real.protocol.replies.items() if k != "still"}))
