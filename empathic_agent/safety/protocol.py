@@ -266,9 +266,11 @@ class SafetyStage:
         after the previous turn, None for a message alone), with the protocol's reply and
         resources attached on a crisis route and resources on a check-in."""
         a = self.detector.assess(text)
+        # The conversation's risk after the previous turn, read once from its checkpointed form.
+        prev = _as_risk(conversation)
         reading = None
         if self.clinical is not None:
-            reading = self._read_clinical(text, conversation, a)
+            reading = self._read_clinical(text, conversation, prev, a)
             if "means_seeking" in reading.names and level_index(a.level) < level_index("high"):
                 a = _means_seeking(a, reading)
         # The learned reader alone sent the message to the protocol: at *moderate* (on ESConv's
@@ -283,10 +285,10 @@ class SafetyStage:
         own_level = a.level
         # Turns since the agent last answered on a crisis route (None: never), before this one, and
         # the situational reply it gave last turn (the `still` reply alternates its two wordings).
-        since_crisis = _as_risk(conversation).turns_since_crisis if conversation is not None else None
+        since_crisis = prev.turns_since_crisis if conversation is not None else None
         last_reply = str(conversation.get("reply") or "") if isinstance(conversation, dict) else ""
         if conversation is not None:
-            a = self.in_conversation(a, conversation, now=now, text=text)
+            a = self.in_conversation(a, prev, now=now, text=text)
         if reading is not None:
             a = self._with_clinical(a, reading, text)
         if a.route == "continue":
@@ -322,9 +324,10 @@ class SafetyStage:
                                                    situation=situation))
 
     def _read_clinical(self, text: str, conversation: ConversationRisk | dict[str, Any] | None,
-                       a: SafetyAssessment) -> "ClinicalReading":
+                       prev: ConversationRisk, a: SafetyAssessment) -> "ClinicalReading":
+        """The clinical reading of ``text``: ``prev`` is the conversation's risk so far, and the
+        reader's own state is carried in the checkpointed ``conversation`` dict."""
         assert self.clinical is not None
-        prev = _as_risk(conversation)
         state = conversation.get("clinical") if isinstance(conversation, dict) else None
         earlier = prev.peak != "none" or prev.score >= 0.5
         return self.clinical.read(text, state, earlier_risk=earlier, risk_now=a.message_level != "none")
