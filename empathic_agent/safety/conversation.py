@@ -16,6 +16,12 @@ when that is higher).  The level the agent acts on is the highest of:
 * ``low`` (careful: a check-in) after a crisis turn while the history still carries risk
   (``A_{t-1} >= CAREFUL``): the next turns stay careful until enough calm turns have passed.  (A
   single warning sign gets its own check-in, not one on every following turn.)
+* the level the person's **answer** gives: a crisis reply or check-in ends with a question ("are you
+  safe right now?", "are you having any thoughts of … ending your life?"), and a short reply right
+  after it, made of answer words alone, is the answer to it (:func:`answer_level`): "no" or "not
+  really" to *are you safe* is ``moderate`` (the protocol stays), "I'm not safe" ``high``; "yes",
+  "sometimes" or "idk" to *any thoughts of* is ``moderate`` (C-SSRS: asked directly, answered yes).
+  (The answer is the person's words now, so it may say ``high``.)
 
 History alone never raises the level above ``moderate``: only the person's words now can say
 ``high`` or ``imminent``.  The constants were set on the development conversations
@@ -36,9 +42,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Mapping
 
+from empathic_agent.safety.detect import normalise
 from empathic_agent.safety.taxonomy import level_index
 
-__all__ = ["ConversationRisk", "advance", "DECAY", "NOISE", "AMBIGUOUS", "CONTEXT_CRISIS", "CAREFUL"]
+__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "ANSWERED", "ANSWERED_NOT_SAFE", "DECAY", "NOISE",
+           "AMBIGUOUS", "CONTEXT_CRISIS", "CAREFUL"]
 
 #: Share of the accumulated severity kept from one turn to the next ("decays slowly").
 DECAY: Final[float] = 0.75
@@ -100,9 +108,76 @@ _GIVING_UP = re.compile(r"(?i)\b(i'?m|i am|im) (so )?(done|finished|out|tired)\b
                         r"(don'?t|do not) (want to|wanna) talk)\b")
 
 
+#: The question a reply ends with (its last question, read from the reply's own words so that an
+#: organisation's protocol is read too): ``safe`` ("are you safe right now?", "somewhere safe") or
+#: ``thoughts`` ("are you having any thoughts of hurting yourself or ending your life?").
+_ASKS_THOUGHTS = re.compile(r"(?i)\b(thoughts? (of|about)|thinking (of|about)|considering) (hurting|harming|killing|ending|"
+                            r"suicide|taking your)")
+_ASKS_SAFE = re.compile(r"(?i)\b(are you|you are|you're|feel) (\w+ )?(safe|somewhere safe)\b")
+#: An answer that clarifies the person is fine ("no, nothing like that, just tired"): not read as one.
+_FINE = re.compile(r"\b(nothing like that|not like that|i am (fine|ok|okay|good|alright|all right|safe)|not in danger|"
+                   r"just (tired|stressed|exhausted|knackered|shattered|venting|busy|sad|down|low|overwhelmed|fed up)|"
+                   r"i am just|it is (just|only)|i meant|i mean)\b")
+#: "no" (or unsure) to *are you safe?*; explicit "I'm not safe" at any length.
+_NOT_SAFE = re.compile(r"^\W*(no+|nope|nah|not really|not exactly|not right now|not at the moment|not tonight|"
+                       r"i do not think so|no i am not|i am not|not sure|i am not sure|i do not know|idk|dunno|maybe|"
+                       r"maybe not|i guess not|probably not|kind of|sort of|kinda)\b(?!\W*(one|body|worries)\b)")
+_SAID_NOT_SAFE = re.compile(r"\bi (am not|do not feel|am not feeling|never feel) safe\b|\bnot safe (right now|tonight|"
+                            r"at all|here|at home)\b|^\W*not safe\b")
+#: "yes" (or unsure) to *any thoughts of …?*.
+_YES = re.compile(r"^\W*(yes|yeah|yep|yup|ya|yea|yh|mhm|uh huh|i do(?! not)|i am(?! not)|i have(?! not| never)|"
+                  r"sometimes|kind of|kinda|sort of|a bit|a little|maybe|idk|i do not know|dunno|not sure|i guess|"
+                  r"i think so|probably|often|most (days|nights|of the time)|every (day|night)|all the time|"
+                  r"constantly|a lot|on and off|now and then|yes and no)\b|\b(yes|yeah|yep)\b")
+#: The ``reason`` of a level an answer gave (``ANSWERED_NOT_SAFE``: to *are you safe?*).
+ANSWERED: Final[str] = "answered the question asked"
+ANSWERED_NOT_SAFE: Final[str] = f"{ANSWERED} (safe)"
+#: Words in a short answer: longer messages are read for what they say, not as an answer.
+ANSWER_WORDS: Final[int] = 8
+#: Words of a reply that says "I'm not safe" outright and is read as the answer.
+SAID_WORDS: Final[int] = 20
+#: The words an answer to a yes/no question is made of.  A reply with any other word ("no, I'm not
+#: dreaming", "yes, absolutely correct") says something else than the answer: on real support chats
+#: such replies answered the supporter's own questions.
+_ANSWER_VOCABULARY: Final[frozenset[str]] = frozenset(
+    "yes yeah yep yup ya yea yh ye mhm uh huh no nope nah naw not no really exactly maybe perhaps sometimes idk dunno "
+    "i am do know think guess so sure safe probably kind kinda sort of a bit little lot most many days nights day "
+    "night every all the time times constantly often on and off now then right at moment tonight today too also "
+    "well honestly tbh lol um uhm hmm ok okay still again yet anymore any more either".split())
+
+
+def asked_in(reply: str) -> str:
+    """Which question ``reply`` ends with: ``thoughts``, ``safe`` or "" (none of those)."""
+    questions = [q for q in re.split(r"(?<=[?])", reply or "") if q.strip().endswith("?")]
+    last = questions[-1] if questions else ""
+    if _ASKS_THOUGHTS.search(last):
+        return "thoughts"
+    return "safe" if _ASKS_SAFE.search(last) else ""
+
+
+def answer_level(text: str, asked: str) -> str:
+    """The level ``text`` gives as an answer to the question ``asked`` (:func:`asked_in`): ``high``
+    for "I'm not safe", ``moderate`` for no / unsure to *safe* or yes / unsure to *thoughts*, else
+    ``none``."""
+    if asked not in ("safe", "thoughts"):
+        return "none"
+    t = normalise(text).strip()
+    words = re.findall(r"[a-z]+", t)
+    # Said outright, in a reply short enough to be about the question (a long message about feeling
+    # unsafe among neighbours in a pandemic is read for what it says).
+    if asked == "safe" and len(words) <= SAID_WORDS and _SAID_NOT_SAFE.search(t):
+        return "high"
+    if not words or len(words) > ANSWER_WORDS or _FINE.search(t) or not set(words) <= _ANSWER_VOCABULARY:
+        return "none"
+    pattern = _NOT_SAFE if asked == "safe" else _YES
+    return "moderate" if pattern.search(t) else "none"
+
+
 def advance(prev: ConversationRisk | None, *, message_level: str, severity: float, subject: str,
-            dimensions: Mapping[str, float], now: float | None = None, text: str = "") -> ConversationRisk:
-    """The conversation's risk after one more message (pure: same inputs, same output)."""
+            dimensions: Mapping[str, float], now: float | None = None, text: str = "",
+            asked: str = "") -> ConversationRisk:
+    """The conversation's risk after one more message (pure: same inputs, same output).
+    ``asked``: the question the agent's last reply ended with (:func:`asked_in`), "" if none."""
     prev = prev or ConversationRisk()
     now = time.time() if now is None else now
     hours = max(0.0, (now - prev.updated_at) / 3600.0) if prev.updated_at else 0.0
@@ -117,6 +192,11 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
         # Careful only after a crisis turn: a single warning sign got its own check-in, and a
         # check-in on every following turn answered almost half the turns of real support chats.
         level, reason = "low", f"careful after earlier risk ({history:.2f})"
+    # The message as an answer to the question the last reply asked (module docstring).
+    answered = answer_level(text, asked)
+    if level_index(answered) > level_index(level):
+        level, reason = answered, f"{ANSWERED} ({asked}): {answered}"
+        s = max(s, float(level_index(answered)))
     score = min(MAX_SCORE, history + max(0.0, s - NOISE))
     dims = {k: v * keep for k, v in prev.dimensions.items() if v * keep >= 0.05}
     for k, v in dimensions.items():

@@ -185,6 +185,14 @@ _NEGATIONS = [(name, re.compile(p)) for name, p in (
     ("not-suicidal-short", r"\bnot suicidal\b"),
     ("no-thoughts", r"\bno (thoughts|plans?|intention|intent) (of|to|about) "
                     r"(suicide|killing myself|hurting myself|harming myself|ending (it|my life))\b"),
+    # Spelled out, as an answer to "are you having any thoughts of …?": "I don't have any thoughts of
+    # hurting myself", "haven't had thoughts like that", "no suicidal thoughts".
+    ("not-had-thoughts", r"\b(do not have|did not have|does not have|not having|have not had|have never had|never had|never have) "
+                         r"(any |such |those )*(suicidal |self[- ]?harm )?(thoughts|plans?|urges?|intentions?) "
+                         r"(of|to|about) (suicide|killing myself|hurting myself|harming myself|cutting( myself)?|"
+                         r"ending (it|it all|my life)|dying|self[- ]?harm(ing)?|doing anything)\b(?![^.!?]*\b(anymore|any more)\b)"),
+    ("no-suicidal-thoughts", r"\b(no|not having|not having any|do not have any|have not had any|never had any) "
+                             r"(suicidal|self[- ]?harm) (thoughts|feelings|plans?|urges?)\b(?![^.!?]*\b(anymore|any more)\b)"),
     ("do-not-want-to-die", r"\bi do not want to die\b(?! alone)"),
     ("never-self-harm", r"\b(never|not) (self[- ]?harm(ed|ing)?|cut|cutting|hurt myself)\b"),
     # Past, with recovery: "I used to self-harm but I've been fine for years" (a history, not now).

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from empathic_agent.errors import ConfigError
-from empathic_agent.safety.conversation import ConversationRisk, advance
+from empathic_agent.safety.conversation import ANSWERED_NOT_SAFE, ConversationRisk, advance, asked_in
 from empathic_agent.safety.detect import CATEGORIES, CrisisDetector, SafetyAssessment
 from empathic_agent.safety.taxonomy import CRISIS_ROUTES, level_index, protocol_category, route_for
 
@@ -81,7 +81,7 @@ class CrisisProtocol:
               situation: str = "") -> str:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
         and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
-        (``means``, ``means_again``, ``unsure``, ``still``, ``still_again``) names a reply for the situation, used when this
+        (``means``, ``means_again``, ``unsure``, ``still``, ``still_again``, ``not_safe``) names a reply for the situation, used when this
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
@@ -287,8 +287,10 @@ class SafetyStage:
         # the situational reply it gave last turn (the `still` reply alternates its two wordings).
         since_crisis = prev.turns_since_crisis if conversation is not None else None
         last_reply = str(conversation.get("reply") or "") if isinstance(conversation, dict) else ""
+        # The question the agent's last reply ended with: this message may be the answer to it.
+        asked = str(conversation.get("asked") or "") if isinstance(conversation, dict) else ""
         if conversation is not None:
-            a = self.in_conversation(a, prev, now=now, text=text)
+            a = self.in_conversation(a, prev, now=now, text=text, asked=asked)
         if reading is not None:
             a = self._with_clinical(a, reading, text)
         if a.route == "continue":
@@ -300,8 +302,9 @@ class SafetyStage:
         if a.route == "check_in":
             # In a language the agent does not read, the check-in is the whole reply (the graph
             # asks no model for words it could not understand): it opens with the language note.
-            return replace(a, resources=resources, emergency=emergency,
-                           message=self.protocol.reply(category, self.locale, route="check_in", language_note=note))
+            message = self.protocol.reply(category, self.locale, route="check_in", language_note=note)
+            return replace(a, resources=resources, emergency=emergency, message=message,
+                           conversation=_with_question(a.conversation, message, category))
         # A means question (or a follow-up pressing one) is answered as such: the information is
         # declined and the person asked about suicide directly, rather than thanked for a disclosure
         # they did not make.  Not on the emergency or helper routes, whose replies lead with more.
@@ -311,6 +314,11 @@ class SafetyStage:
             situation = "means_again" if reading.asked_again else "means"
         elif unsure and a.route in ("protocol", "escalate") and a.level == own_level:
             situation = "unsure"
+        elif (a.route in ("protocol", "escalate") and level_index(own_level) < level_index("moderate")
+              and str(a.conversation.get("reason", "")).startswith(ANSWERED_NOT_SAFE)):
+            # "no" or "I don't know" to "are you safe right now?": answered as such, not asked again
+            # (an organisation's file without this reply gives `still`, which asks again).
+            situation = "not_safe" if "not_safe" in self.protocol.replies else "still"
         elif (a.route == "protocol" and level_index(own_level) < level_index("moderate")
               and since_crisis is not None and since_crisis < STILL_TURNS):
             # Raised by the conversation's carried risk alone, right after a crisis reply: the agent
@@ -319,9 +327,9 @@ class SafetyStage:
             situation = "still_again" if last_reply == "still" and "still_again" in self.protocol.replies else "still"
         # The situational reply given is carried with the conversation (checkpointed with the risk).
         carried = dict(a.conversation, reply=situation) if situation and a.conversation else a.conversation
-        return replace(a, category=category, resources=resources, emergency=emergency, conversation=carried,
-                       message=self.protocol.reply(category, self.locale, route=a.route, language_note=note,
-                                                   situation=situation))
+        message = self.protocol.reply(category, self.locale, route=a.route, language_note=note, situation=situation)
+        return replace(a, category=category, resources=resources, emergency=emergency, message=message,
+                       conversation=_with_question(carried, message, category))
 
     def _read_clinical(self, text: str, conversation: ConversationRisk | dict[str, Any] | None,
                        prev: ConversationRisk, a: SafetyAssessment) -> "ClinicalReading":
@@ -357,12 +365,13 @@ class SafetyStage:
 
     @staticmethod
     def in_conversation(a: SafetyAssessment, conversation: ConversationRisk | dict[str, Any], *,
-                        now: float | None = None, text: str = "") -> SafetyAssessment:
-        """The message's assessment raised by the conversation's accumulated risk."""
+                        now: float | None = None, text: str = "", asked: str = "") -> SafetyAssessment:
+        """The message's assessment raised by the conversation's accumulated risk (``asked``: the
+        question the agent's last reply ended with, :func:`~empathic_agent.safety.conversation.asked_in`)."""
         prev = _as_risk(conversation)
         severity = max(level_index(a.message_level), float(sum((a.learned.get("at_least") or {}).values())))
         conv = advance(prev, message_level=a.message_level, severity=severity, subject=a.subject,
-                       dimensions={d.name: d.score for d in a.dimensions}, now=now, text=text)
+                       dimensions={d.name: d.score for d in a.dimensions}, now=now, text=text, asked=asked)
         if conv.level == a.level:
             return replace(a, conversation=conv.to_dict())
         subject = a.subject if a.subject != "none" else (conv.subject if conv.subject != "none" else "self")
@@ -409,6 +418,14 @@ class SafetyStage:
             except Exception as exc:  # noqa: BLE001
                 log.error("safety: webhook %s failed (attempt %d): %s", self.webhook_url, attempt + 1, exc)
             time.sleep(0.5 * (attempt + 1))
+
+
+def _with_question(conversation: dict[str, Any], message: str, category: str | None) -> dict[str, Any]:
+    """The conversation dict with the question ``message`` ends with (``asked``), so the next turn
+    reads a short reply as its answer; only a question about the person's own safety (not the
+    helper's or harm-to-others replies)."""
+    asked = asked_in(message) if category not in ("others_at_risk", "harm_others") else ""
+    return dict(conversation, asked=asked) if asked and conversation else conversation
 
 
 def _means_seeking(a: SafetyAssessment, reading: "ClinicalReading") -> SafetyAssessment:

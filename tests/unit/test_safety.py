@@ -67,6 +67,9 @@ def test_crisis_phrasings_fire_with_their_category(text, category):
     "I'm writing an essay on suicide prevention", "Suicide rates rose in the report",
     "I used to self-harm but I've been fine for years", "I cut my finger while cooking",
     "My grandmother is dying", "I'm sad today", "Beats me why he left",
+    # Denials spelled out as an answer to "are you having any thoughts of …?"
+    "no. i dont have any thoughts of killing myself, just fed up", "I haven't had thoughts of hurting myself",
+    "no suicidal thoughts, honestly, just worn out",
 ])
 def test_idioms_negations_topics_and_sadness_do_not_fire(text):
     assert pattern_signals(text)[0] == []
@@ -77,6 +80,8 @@ def test_a_negation_does_not_hide_another_signal():
     assert hits and discounted == ["negated:not-suicidal"]
     hits, discounted = pattern_signals("I used to cut but I'm fine now. Yesterday I cut myself again.")
     assert hits and "negated:recovered" in discounted
+    # Not had "anymore" is no denial: the decision may already be made.
+    assert pattern_signals("I don't have thoughts of killing myself anymore, I've decided")[0]
 
 
 def test_normalise_spells_out_contractions_and_chat_spelling():
@@ -234,7 +239,7 @@ def test_protocol_path_setting(settings, tmp_path):
 
 # -- taxonomy, levels and routes -----------------------------------------------------------------
 from empathic_agent.safety import DIMENSIONS, LEVELS, ROUTES, route_for  # noqa: E402
-from empathic_agent.safety.conversation import ConversationRisk, advance  # noqa: E402
+from empathic_agent.safety.conversation import ConversationRisk, advance, answer_level, asked_in  # noqa: E402
 from empathic_agent.safety.detect import PATTERN_META, pattern_readings  # noqa: E402
 from empathic_agent.safety.language import detect_language, risk_cues  # noqa: E402
 from empathic_agent.safety.taxonomy import protocol_category  # noqa: E402
@@ -362,6 +367,51 @@ def test_after_a_crisis_the_next_turns_stay_careful_then_relax():
     assert nxt.level == "none"
 
 
+def test_the_question_a_reply_ends_with():
+    protocol = load_protocol()
+    assert asked_in(protocol.reply("suicide", "en-US", route="protocol")) == "safe"
+    assert asked_in(protocol.reply("abuse", "en-US", route="protocol")) == "safe"
+    assert asked_in(protocol.reply("suicide", "en-US", route="protocol", situation="unsure")) == "thoughts"
+    assert asked_in(protocol.reply("suicide", "en-US", route="escalate", situation="means")) == "thoughts"
+    assert asked_in(protocol.reply("suicide", "en-US", route="check_in")) == "safe"
+    assert asked_in("That sounds hard. What happened next?") == asked_in("") == ""
+
+
+@pytest.mark.parametrize(("text", "asked", "level"), [
+    ("no", "safe", "moderate"), ("nah not really", "safe", "moderate"), ("idk", "safe", "moderate"),
+    ("No, I'm not.", "safe", "moderate"), ("i dont feel safe here", "safe", "high"),
+    ("not safe at home, he's back tonight", "safe", "high"),
+    ("yes", "thoughts", "moderate"), ("sometimes yeah", "thoughts", "moderate"), ("most nights", "thoughts", "moderate"),
+    ("i guess so", "thoughts", "moderate"),
+    # Clarified, long, or a no to the thoughts question: not read as an answer that raises the level.
+    ("no, nothing like that, i'm just shattered", "safe", "none"), ("yes I'm safe, my sister is here", "safe", "none"),
+    ("no one has ever asked me that before, it is a strange thing to be asked by an app", "safe", "none"),
+    ("no", "thoughts", "none"), ("nope, i'm ok", "thoughts", "none"), ("yes", "", "none"), ("no", "", "none"),
+])
+def test_a_short_reply_is_read_as_the_answer_to_the_question_asked(text, asked, level):
+    assert answer_level(text, asked) == level
+
+
+def test_no_to_are_you_safe_keeps_the_protocol_and_yes_to_thoughts_of_suicide_too():
+    stage = _stage()
+    first = stage.assess("I want to die", {})
+    assert first.crisis and first.conversation["asked"] == "safe"
+    answer = stage.assess("no", first.conversation)
+    assert answer.crisis and answer.level == "moderate" and answer.resources
+    assert any("answered the question asked" in s for s in answer.signals)
+    # Answered as such (not "are you safe?" again), and the next short reply is not read as an answer
+    # to a question this reply did not ask.
+    assert "Thank you for answering me honestly" in answer.message and "asked" not in answer.conversation
+    assert stage.assess("said I'm not safe", first.conversation).level == "high"
+    # Read alone, or after an ordinary turn (no question asked), the same word is nothing.
+    assert not stage.assess("no", {}).crisis
+    calm = stage.assess("we went to the park today", {})
+    assert "asked" not in calm.conversation and not stage.assess("no", calm.conversation).crisis
+    # The helper's reply asks how the helper is doing: their "no" is not an answer about their safety.
+    helper = stage.assess("My friend told me she wants to kill herself", {})
+    assert helper.route == "helper" and "asked" not in helper.conversation
+
+
 # -- language -------------------------------------------------------------------------------------
 
 def test_a_non_english_message_is_reported_and_routed_conservatively():
@@ -403,7 +453,9 @@ async def test_low_risk_gets_the_generated_reply_then_the_vetted_check_in(settin
     agent = await _agent(settings, llm)
     result = await agent.respond("ann", "s1", text="I want to kill myself")
     assert result.route == "escalate" or result.route == "protocol"
-    nxt = await agent.respond("ann", "s1", text="i dont know")
+    # Not a short answer to the protocol's "are you safe right now?" ("i dont know" would be one):
+    # the careful register with a check-in.
+    nxt = await agent.respond("ann", "s1", text="my sister phoned me earlier and we talked about her new flat")
     assert nxt.risk_level == "low" and nxt.route == "check_in" and not nxt.crisis
     assert nxt.reply.startswith("That sounds really heavy.") and "are you safe" in nxt.reply
     assert nxt.register["strategy"] in ("Reflection of feelings", "Restatement or Paraphrasing")
