@@ -204,6 +204,10 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
     crisis_now = level_index(level) >= level_index("moderate")
     since = 0 if crisis_now else (None if prev.turns_since_crisis is None else prev.turns_since_crisis + 1)
     new_subject = subject if subject != "none" and level != "none" else (prev.subject if level != "none" else "none")
+    if level_index(level) > level_index(message_level) and prev.subject != "none":
+        # Raised by what was said earlier: the danger is still whose the conversation was about ("my
+        # flatmate is out tonight" after the person's own crisis is not someone else at risk).
+        new_subject = prev.subject
     peak = max(prev.peak, level, key=level_index)
     return replace(prev, score=score, level=level, peak=peak, turns_since_crisis=since, subject=new_subject,
                    dimensions=dims, turns=prev.turns + 1, updated_at=now, reason=reason)

@@ -374,7 +374,8 @@ class SafetyStage:
                        dimensions={d.name: d.score for d in a.dimensions}, now=now, text=text, asked=asked)
         if conv.level == a.level:
             return replace(a, conversation=conv.to_dict())
-        subject = a.subject if a.subject != "none" else (conv.subject if conv.subject != "none" else "self")
+        # Raised by the conversation: its subject (whose danger the carried risk is about) leads.
+        subject = conv.subject if conv.subject != "none" else (a.subject if a.subject != "none" else "self")
         route = route_for(conv.level, subject)
         crisis = route in CRISIS_ROUTES
         dims = set(conv.dimensions) | {d.name for d in a.dimensions}

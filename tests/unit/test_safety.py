@@ -367,6 +367,18 @@ def test_after_a_crisis_the_next_turns_stay_careful_then_relax():
     assert nxt.level == "none"
 
 
+def test_a_turn_raised_by_the_persons_own_risk_keeps_their_subject():
+    """"my flatmate is out tonight" after the person's own crisis, read low about someone else by the
+    learned reader and raised by the carried risk, is not a helper's disclosure."""
+    own = advance(None, message_level="moderate", severity=2.0, subject="self", dimensions={"wish_dead": 0.9})
+    raised = advance(own, message_level="low", severity=1.0, subject="other", dimensions={"third_party": 0.5},
+                     text="my flatmate is out tonight")
+    assert raised.level == "moderate" and raised.subject == "self"
+    # Someone else's danger said at its own level stays theirs.
+    theirs = advance(own, message_level="moderate", severity=2.0, subject="other", dimensions={"third_party": 0.9})
+    assert theirs.subject == "other"
+
+
 def test_the_question_a_reply_ends_with():
     protocol = load_protocol()
     assert asked_in(protocol.reply("suicide", "en-US", route="protocol")) == "safe"
