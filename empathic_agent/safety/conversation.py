@@ -194,6 +194,10 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
         level, reason = "low", f"careful after earlier risk ({history:.2f})"
     # The message as an answer to the question the last reply asked (module docstring).
     answered = answer_level(text, asked)
+    if answered != "none":
+        # Not safe after an emergency reply is still the emergency: the answer keeps the level the
+        # agent acted on last turn when that was higher.
+        answered = max(answered, prev.level, key=level_index)
     if level_index(answered) > level_index(level):
         level, reason = answered, f"{ANSWERED} ({asked}): {answered}"
         s = max(s, float(level_index(answered)))

@@ -415,6 +415,10 @@ def test_no_to_are_you_safe_keeps_the_protocol_and_yes_to_thoughts_of_suicide_to
     # to a question this reply did not ask.
     assert "Thank you for answering me honestly" in answer.message and "asked" not in answer.conversation
     assert stage.assess("said I'm not safe", first.conversation).level == "high"
+    # After an emergency reply, "no" to "are you safe right now?" keeps the emergency.
+    urgent = stage.assess("I took all my pills an hour ago", {})
+    assert urgent.route == "emergency" and urgent.conversation["asked"] == "safe"
+    assert stage.assess("no", urgent.conversation).route == "emergency"
     # Read alone, or after an ordinary turn (no question asked), the same word is nothing.
     assert not stage.assess("no", {}).crisis
     calm = stage.assess("we went to the park today", {})
