@@ -20,7 +20,8 @@ when that is higher).  The level the agent acts on is the highest of:
   safe right now?", "are you having any thoughts of … ending your life?"), and a short reply right
   after it, made of answer words alone, is the answer to it (:func:`answer_level`): "no" or "not
   really" to *are you safe* is ``moderate`` (the protocol stays), "I'm not safe" ``high``; "yes",
-  "sometimes" or "idk" to *any thoughts of* is ``moderate`` (C-SSRS: asked directly, answered yes).
+  "sometimes" or "idk" to *any thoughts of* is ``moderate`` (C-SSRS: asked directly, answered yes),
+  and the reply then asks the screener's next question (method, plan), where yes is ``high``.
   (The answer is the person's words now, so it may say ``high``.)
 
 History alone never raises the level above ``moderate``: only the person's words now can say
@@ -45,7 +46,8 @@ from typing import Any, Final, Mapping
 from empathic_agent.safety.detect import normalise
 from empathic_agent.safety.taxonomy import level_index
 
-__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "ANSWERED", "ANSWERED_NOT_SAFE", "DECAY", "NOISE",
+__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "ANSWERED", "ANSWERED_NOT_SAFE",
+           "ANSWERED_THOUGHTS", "DECAY", "NOISE",
            "AMBIGUOUS", "CONTEXT_CRISIS", "CAREFUL"]
 
 #: Share of the accumulated severity kept from one turn to the next ("decays slowly").
@@ -114,6 +116,8 @@ _GIVING_UP = re.compile(r"(?i)\b(i'?m|i am|im) (so )?(done|finished|out|tired)\b
 _ASKS_THOUGHTS = re.compile(r"(?i)\b(thoughts? (of|about)|thinking (of|about)|considering) (hurting|harming|killing|ending|"
                             r"suicide|taking your)")
 _ASKS_SAFE = re.compile(r"(?i)\b(are you|you are|you're|feel) (\w+ )?(safe|somewhere safe)\b")
+#: The screener's next question: ``plan`` ("have you been thinking about how you might do it, or made a plan?").
+_ASKS_PLAN = re.compile(r"(?i)\b(how you (might|would|could) do (it|this)|made a plan|have a plan|thought about how)\b")
 #: An answer that clarifies the person is fine ("no, nothing like that, just tired"): not read as one.
 _FINE = re.compile(r"\b(nothing like that|not like that|i am (fine|ok|okay|good|alright|all right|safe)|not in danger|"
                    r"just (tired|stressed|exhausted|knackered|shattered|venting|busy|sad|down|low|overwhelmed|fed up)|"
@@ -132,6 +136,7 @@ _YES = re.compile(r"^\W*(yes|yeah|yep|yup|ya|yea|yh|mhm|uh huh|i do(?! not)|i am
 #: The ``reason`` of a level an answer gave (``ANSWERED_NOT_SAFE``: to *are you safe?*).
 ANSWERED: Final[str] = "answered the question asked"
 ANSWERED_NOT_SAFE: Final[str] = f"{ANSWERED} (safe)"
+ANSWERED_THOUGHTS: Final[str] = f"{ANSWERED} (thoughts)"
 #: Words in a short answer: longer messages are read for what they say, not as an answer.
 ANSWER_WORDS: Final[int] = 8
 #: Words of a reply that says "I'm not safe" outright and is read as the answer.
@@ -147,9 +152,11 @@ _ANSWER_VOCABULARY: Final[frozenset[str]] = frozenset(
 
 
 def asked_in(reply: str) -> str:
-    """Which question ``reply`` ends with: ``thoughts``, ``safe`` or "" (none of those)."""
+    """Which question ``reply`` ends with: ``plan``, ``thoughts``, ``safe`` or "" (none of those)."""
     questions = [q for q in re.split(r"(?<=[?])", reply or "") if q.strip().endswith("?")]
     last = questions[-1] if questions else ""
+    if _ASKS_PLAN.search(last):
+        return "plan"
     if _ASKS_THOUGHTS.search(last):
         return "thoughts"
     return "safe" if _ASKS_SAFE.search(last) else ""
@@ -157,9 +164,9 @@ def asked_in(reply: str) -> str:
 
 def answer_level(text: str, asked: str) -> str:
     """The level ``text`` gives as an answer to the question ``asked`` (:func:`asked_in`): ``high``
-    for "I'm not safe", ``moderate`` for no / unsure to *safe* or yes / unsure to *thoughts*, else
-    ``none``."""
-    if asked not in ("safe", "thoughts"):
+    for "I'm not safe" and for yes / unsure to *plan* (C-SSRS: method or plan), ``moderate`` for no /
+    unsure to *safe* or yes / unsure to *thoughts*, else ``none``."""
+    if asked not in ("safe", "thoughts", "plan"):
         return "none"
     t = normalise(text).strip()
     words = re.findall(r"[a-z]+", t)
@@ -169,8 +176,9 @@ def answer_level(text: str, asked: str) -> str:
         return "high"
     if not words or len(words) > ANSWER_WORDS or _FINE.search(t) or not set(words) <= _ANSWER_VOCABULARY:
         return "none"
-    pattern = _NOT_SAFE if asked == "safe" else _YES
-    return "moderate" if pattern.search(t) else "none"
+    if asked == "safe":
+        return "moderate" if _NOT_SAFE.search(t) else "none"
+    return ("high" if asked == "plan" else "moderate") if _YES.search(t) else "none"
 
 
 def advance(prev: ConversationRisk | None, *, message_level: str, severity: float, subject: str,

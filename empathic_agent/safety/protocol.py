@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from empathic_agent.errors import ConfigError
-from empathic_agent.safety.conversation import ANSWERED_NOT_SAFE, ConversationRisk, advance, asked_in
+from empathic_agent.safety.conversation import ANSWERED_NOT_SAFE, ANSWERED_THOUGHTS, ConversationRisk, advance, asked_in
 from empathic_agent.safety.detect import CATEGORIES, CrisisDetector, SafetyAssessment
 from empathic_agent.safety.taxonomy import CRISIS_ROUTES, level_index, protocol_category, route_for
 
@@ -81,7 +81,8 @@ class CrisisProtocol:
               situation: str = "") -> str:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
         and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
-        (``means``, ``means_again``, ``unsure``, ``still``, ``still_again``, ``not_safe``) names a reply for the situation, used when this
+        (``means``, ``means_again``, ``unsure``, ``still``, ``still_again``, ``not_safe``,
+        ``thoughts_yes``) names a reply for the situation, used when this
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
@@ -319,6 +320,10 @@ class SafetyStage:
             # "no" or "I don't know" to "are you safe right now?": answered as such, not asked again
             # (an organisation's file without this reply gives `still`, which asks again).
             situation = "not_safe" if "not_safe" in self.protocol.replies else "still"
+        elif (a.route in ("protocol", "escalate") and level_index(own_level) < level_index("moderate")
+              and str(a.conversation.get("reason", "")).startswith(ANSWERED_THOUGHTS)):
+            # Yes to "any thoughts of …?": acknowledged, then the screener's next question (method, plan).
+            situation = "thoughts_yes" if "thoughts_yes" in self.protocol.replies else "still"
         elif (a.route == "protocol" and level_index(own_level) < level_index("moderate")
               and since_crisis is not None and since_crisis < STILL_TURNS):
             # Raised by the conversation's carried risk alone, right after a crisis reply: the agent

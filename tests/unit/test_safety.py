@@ -386,6 +386,7 @@ def test_the_question_a_reply_ends_with():
     assert asked_in(protocol.reply("suicide", "en-US", route="protocol", situation="unsure")) == "thoughts"
     assert asked_in(protocol.reply("suicide", "en-US", route="escalate", situation="means")) == "thoughts"
     assert asked_in(protocol.reply("suicide", "en-US", route="check_in")) == "safe"
+    assert asked_in(protocol.reply("suicide", "en-US", route="protocol", situation="thoughts_yes")) == "plan"
     assert asked_in("That sounds hard. What happened next?") == asked_in("") == ""
 
 
@@ -394,7 +395,8 @@ def test_the_question_a_reply_ends_with():
     ("No, I'm not.", "safe", "moderate"), ("i dont feel safe here", "safe", "high"),
     ("not safe at home, he's back tonight", "safe", "high"),
     ("yes", "thoughts", "moderate"), ("sometimes yeah", "thoughts", "moderate"), ("most nights", "thoughts", "moderate"),
-    ("i guess so", "thoughts", "moderate"),
+    ("i guess so", "thoughts", "moderate"), ("yeah", "plan", "high"), ("kind of", "plan", "high"),
+    ("no", "plan", "none"),
     # Clarified, long, or a no to the thoughts question: not read as an answer that raises the level.
     ("no, nothing like that, i'm just shattered", "safe", "none"), ("yes I'm safe, my sister is here", "safe", "none"),
     ("no one has ever asked me that before, it is a strange thing to be asked by an app", "safe", "none"),
@@ -415,6 +417,12 @@ def test_no_to_are_you_safe_keeps_the_protocol_and_yes_to_thoughts_of_suicide_to
     # to a question this reply did not ask.
     assert "Thank you for answering me honestly" in answer.message and "asked" not in answer.conversation
     assert stage.assess("said I'm not safe", first.conversation).level == "high"
+    # Yes to "any thoughts of …?" (the unsure reply's question) is acknowledged and followed by the
+    # screener's next question; yes to that (method or plan) is high.
+    thoughts = stage.assess("yeah sometimes", {**first.conversation, "asked": "thoughts"})
+    assert thoughts.level == "moderate" and thoughts.conversation["asked"] == "plan"
+    assert "made a plan?" in thoughts.message and "Thank you for telling me" in thoughts.message
+    assert stage.assess("yes", thoughts.conversation).level == "high"
     # After an emergency reply, "no" to "are you safe right now?" keeps the emergency.
     urgent = stage.assess("I took all my pills an hour ago", {})
     assert urgent.route == "emergency" and urgent.conversation["asked"] == "safe"
