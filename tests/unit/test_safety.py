@@ -487,6 +487,22 @@ async def test_low_risk_gets_the_generated_reply_then_the_vetted_check_in(settin
     assert llm.prompts  # the model answered, the check-in was appended
 
 
+async def test_no_to_are_you_safe_is_answered_by_the_protocol_through_the_graph(settings):
+    """The question the crisis reply asked is checkpointed with the conversation: the person's "no"
+    on the next turn keeps the protocol (the not_safe reply), and the model is never asked."""
+    llm = FakeLLM(["free generation"])
+    agent = await _agent(settings, llm)
+    first = await agent.respond("ann", "s1", text="I want to kill myself")
+    assert first.crisis and first.reply.rstrip().endswith("are you safe right now?")
+    answer = await agent.respond("ann", "s1", text="no")
+    assert answer.crisis and answer.route in ("protocol", "escalate")
+    assert answer.reply.startswith("Thank you for answering me honestly") and "free generation" not in answer.reply
+    assert not llm.prompts
+    # Another user's "no" is not an answer to a question nobody asked them.
+    other = await agent.respond("bob", "s1", text="no")
+    assert not other.crisis
+
+
 async def test_conversation_risk_survives_a_restart(settings):
     services = build_services(settings, llm=FakeLLM(["ok"]), text_encoder=None, memory=None, speech=None, face=None,
                               tts=None)
