@@ -46,8 +46,7 @@ from typing import Any, Final, Mapping
 from empathic_agent.safety.detect import normalise
 from empathic_agent.safety.taxonomy import level_index
 
-__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "ANSWERED", "ANSWERED_NOT_SAFE",
-           "ANSWERED_THOUGHTS", "DECAY", "NOISE",
+__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "ANSWERED", "DECAY", "NOISE",
            "AMBIGUOUS", "CONTEXT_CRISIS", "CAREFUL"]
 
 #: Share of the accumulated severity kept from one turn to the next ("decays slowly").
@@ -84,12 +83,14 @@ class ConversationRisk:
     updated_at: float = 0.0
     #: Why the level is above the message's own (empty when it is not).
     reason: str = ""
+    #: The question (:func:`asked_in`) this message answered when the answer set the level, else "".
+    answered: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"score": round(self.score, 4), "level": self.level, "peak": self.peak,
                 "turns_since_crisis": self.turns_since_crisis, "subject": self.subject,
                 "dimensions": {k: round(v, 4) for k, v in self.dimensions.items()}, "turns": self.turns,
-                "updated_at": self.updated_at, "reason": self.reason}
+                "updated_at": self.updated_at, "reason": self.reason, "answered": self.answered}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "ConversationRisk":
@@ -98,7 +99,8 @@ class ConversationRisk:
         return cls(score=float(d.get("score", 0.0)), level=str(d.get("level", "none")), peak=str(d.get("peak", "none")),
                    turns_since_crisis=d.get("turns_since_crisis"), subject=str(d.get("subject", "none")),
                    dimensions=dict(d.get("dimensions") or {}), turns=int(d.get("turns", 0)),
-                   updated_at=float(d.get("updated_at", 0.0)), reason=str(d.get("reason", "")))
+                   updated_at=float(d.get("updated_at", 0.0)), reason=str(d.get("reason", "")),
+                   answered=str(d.get("answered") or ""))
 
 
 #: Short turns that are ambiguous alone and, after risk, read as giving up or taking a disclosure
@@ -133,10 +135,8 @@ _YES = re.compile(r"^\W*(yes|yeah|yep|yup|ya|yea|yh|mhm|uh huh|i do(?! not)|i am
                   r"sometimes|kind of|kinda|sort of|a bit|a little|maybe|idk|i do not know|dunno|not sure|i guess|"
                   r"i think so|probably|often|most (days|nights|of the time)|every (day|night)|all the time|"
                   r"constantly|a lot|on and off|now and then|yes and no)\b|\b(yes|yeah|yep)\b")
-#: The ``reason`` of a level an answer gave (``ANSWERED_NOT_SAFE``: to *are you safe?*).
+#: The ``reason`` of a level an answer gave (the question answered is in ``ConversationRisk.answered``).
 ANSWERED: Final[str] = "answered the question asked"
-ANSWERED_NOT_SAFE: Final[str] = f"{ANSWERED} (safe)"
-ANSWERED_THOUGHTS: Final[str] = f"{ANSWERED} (thoughts)"
 #: Words in a short answer: longer messages are read for what they say, not as an answer.
 ANSWER_WORDS: Final[int] = 8
 #: Words of a reply that says "I'm not safe" outright and is read as the answer.
@@ -192,7 +192,7 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
     keep = DECAY * 0.5 ** (hours / TIME_HALF_LIFE_H)
     history = prev.score * keep
     s = max(float(severity), float(level_index(message_level)))
-    level, reason = message_level, ""
+    level, reason, answered_q = message_level, "", ""
     if (history >= CONTEXT_CRISIS and (s >= AMBIGUOUS or _GIVING_UP.search(text or ""))
             and level_index(level) < level_index("moderate")):
         level, reason = "moderate", f"read in context: earlier risk {history:.2f}, this message {s:.2f}"
@@ -207,7 +207,7 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
         # agent acted on last turn when that was higher.
         answered = max(answered, prev.level, key=level_index)
     if level_index(answered) > level_index(level):
-        level, reason = answered, f"{ANSWERED} ({asked}): {answered}"
+        level, reason, answered_q = answered, f"{ANSWERED} ({asked}): {answered}", asked
         s = max(s, float(level_index(answered)))
     score = min(MAX_SCORE, history + max(0.0, s - NOISE))
     dims = {k: v * keep for k, v in prev.dimensions.items() if v * keep >= 0.05}
@@ -222,5 +222,5 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
         new_subject = prev.subject
     peak = max(prev.peak, level, key=level_index)
     return replace(prev, score=score, level=level, peak=peak, turns_since_crisis=since, subject=new_subject,
-                   dimensions=dims, turns=prev.turns + 1, updated_at=now, reason=reason)
+                   dimensions=dims, turns=prev.turns + 1, updated_at=now, reason=reason, answered=answered_q)
 

@@ -22,10 +22,10 @@ import tomllib
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Final, Mapping, Sequence
 
 from empathic_agent.errors import ConfigError
-from empathic_agent.safety.conversation import ANSWERED_NOT_SAFE, ANSWERED_THOUGHTS, ConversationRisk, advance, asked_in
+from empathic_agent.safety.conversation import ConversationRisk, advance, asked_in
 from empathic_agent.safety.detect import CATEGORIES, CrisisDetector, SafetyAssessment
 from empathic_agent.safety.taxonomy import CRISIS_ROUTES, level_index, protocol_category, route_for
 
@@ -316,14 +316,11 @@ class SafetyStage:
         elif unsure and a.route in ("protocol", "escalate") and a.level == own_level:
             situation = "unsure"
         elif (a.route in ("protocol", "escalate") and level_index(own_level) < level_index("moderate")
-              and str(a.conversation.get("reason", "")).startswith(ANSWERED_NOT_SAFE)):
-            # "no" or "I don't know" to "are you safe right now?": answered as such, not asked again
-            # (an organisation's file without this reply gives `still`, which asks again).
-            situation = "not_safe" if "not_safe" in self.protocol.replies else "still"
-        elif (a.route in ("protocol", "escalate") and level_index(own_level) < level_index("moderate")
-              and str(a.conversation.get("reason", "")).startswith(ANSWERED_THOUGHTS)):
-            # Yes to "any thoughts of …?": acknowledged, then the screener's next question (method, plan).
-            situation = "thoughts_yes" if "thoughts_yes" in self.protocol.replies else "still"
+              and a.conversation.get("answered") in _ANSWER_REPLIES):
+            # The level came from the answer to the question the last reply asked: the reply for
+            # that answer (an organisation's file without it gives `still`, which asks again).
+            answer_reply = _ANSWER_REPLIES[a.conversation["answered"]]
+            situation = answer_reply if answer_reply in self.protocol.replies else "still"
         elif (a.route == "protocol" and level_index(own_level) < level_index("moderate")
               and since_crisis is not None and since_crisis < STILL_TURNS):
             # Raised by the conversation's carried risk alone, right after a crisis reply: the agent
@@ -424,6 +421,13 @@ class SafetyStage:
             except Exception as exc:  # noqa: BLE001
                 log.error("safety: webhook %s failed (attempt %d): %s", self.webhook_url, attempt + 1, exc)
             time.sleep(0.5 * (attempt + 1))
+
+
+#: The situational reply to an answer that set the level, by the question answered: "no" or "I
+#: don't know" to "are you safe right now?" is answered as such (`not_safe`), not asked again; yes
+#: to "any thoughts of …?" is acknowledged, then the screener's next question, method and plan
+#: (`thoughts_yes`).  An answer to the plan question is high: the emergency reply, as it stands.
+_ANSWER_REPLIES: Final[dict[str, str]] = {"safe": "not_safe", "thoughts": "thoughts_yes"}
 
 
 def _with_question(conversation: dict[str, Any], message: str, category: str | None) -> dict[str, Any]:
