@@ -413,6 +413,7 @@ def test_no_to_are_you_safe_keeps_the_protocol_and_yes_to_thoughts_of_suicide_to
     answer = stage.assess("no", first.conversation)
     assert answer.crisis and answer.level == "moderate" and answer.resources
     assert any("answered the question asked" in s for s in answer.signals)
+    assert answer.conversation["answered"] == "safe" and first.conversation["answered"] == ""
     # Answered as such (not "are you safe?" again), and the next short reply is not read as an answer
     # to a question this reply did not ask.
     assert "Thank you for answering me honestly" in answer.message and "asked" not in answer.conversation
@@ -421,6 +422,7 @@ def test_no_to_are_you_safe_keeps_the_protocol_and_yes_to_thoughts_of_suicide_to
     # screener's next question; yes to that (method or plan) is high.
     thoughts = stage.assess("yeah sometimes", {**first.conversation, "asked": "thoughts"})
     assert thoughts.level == "moderate" and thoughts.conversation["asked"] == "plan"
+    assert thoughts.conversation["answered"] == "thoughts"
     assert "made a plan?" in thoughts.message and "Thank you for telling me" in thoughts.message
     assert stage.assess("yes", thoughts.conversation).level == "high"
     # After an emergency reply, "no" to "are you safe right now?" keeps the emergency.
