@@ -24,8 +24,17 @@ when that is higher).  The level the agent acts on is the highest of:
   and the reply then asks the screener's next question (method, plan), where yes is ``high``.
   (The answer is the person's words now, so it may say ``high``.)
 
-History alone never raises the level above ``moderate``: only the person's words now can say
-``high`` or ``imminent``.  The constants were set on the development conversations
+* ``imminent`` while an **emergency is ongoing**: after a turn the agent acted on at ``imminent``
+  (an overdose taken, a method in hand, someone else in that danger now), the next turns are not
+  ordinary chat — "I don't want an ambulance", "I feel fine actually", "she's not answering", "should
+  I call the police?" — so the emergency (or, for someone else, the helper route) leads until help
+  is reached ("called 999", "paramedics are here", "at A&E", "mum is driving me"), the person says
+  it is not happening now ("that was years ago"), or :data:`EMERGENCY_TURNS` turns or
+  :data:`EMERGENCY_HOURS` hours have passed (crisis-line practice: the danger does not end when the
+  topic changes; an overdose can feel like nothing for hours).
+
+Otherwise history alone never raises the level above ``moderate``: only the person's words now can
+say ``high`` or ``imminent``.  The constants were set on the development conversations
 (``safety/data/conversations_dev.yaml``), never on the held-out ones: with the second risk reader
 (trained with the distress writers) they were chosen as the setting that routes every emerging-risk
 development conversation by its acting turn with the fewest altered turns on 60 ESConv
@@ -46,8 +55,8 @@ from typing import Any, Final, Mapping
 from empathic_agent.safety.detect import normalise
 from empathic_agent.safety.taxonomy import level_index
 
-__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "ANSWERED", "DECAY", "NOISE",
-           "AMBIGUOUS", "CONTEXT_CRISIS", "CAREFUL"]
+__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "ANSWERED", "ONGOING", "EMERGENCY_TURNS",
+           "EMERGENCY_HOURS", "DECAY", "NOISE", "AMBIGUOUS", "CONTEXT_CRISIS", "CAREFUL"]
 
 #: Share of the accumulated severity kept from one turn to the next ("decays slowly").
 DECAY: Final[float] = 0.75
@@ -61,6 +70,12 @@ AMBIGUOUS: Final[float] = 0.5
 CONTEXT_CRISIS: Final[float] = 0.8
 #: Accumulated severity from earlier turns that keeps the agent careful (check-in).
 CAREFUL: Final[float] = 0.6
+#: Turns after a turn acted on at ``imminent`` during which the emergency stays ongoing without
+#: new words of it (unless help is reached), and the hours after which it no longer does.
+EMERGENCY_TURNS: Final[int] = 4
+EMERGENCY_HOURS: Final[float] = 6.0
+#: The ``reason`` of a level the ongoing emergency kept.
+ONGOING: Final[str] = "emergency ongoing, no help reached yet"
 #: Cap of the accumulator (four crisis turns in a row do not need a week to decay).
 MAX_SCORE: Final[float] = 6.0
 
@@ -85,12 +100,24 @@ class ConversationRisk:
     reason: str = ""
     #: The question (:func:`asked_in`) this message answered when the answer set the level, else "".
     answered: str = ""
+    #: Turns since the last turn the agent acted on at ``imminent`` while that emergency is ongoing
+    #: (None: no emergency ongoing; 0: this turn was one).
+    emergency_turns: int | None = None
+    #: Help was reached at this turn, in an ongoing emergency or within EMERGENCY_TURNS of a turn at
+    #: ``high`` or above (an ambulance called, at hospital, someone taking them).
+    help_reached: bool = False
+
+    @property
+    def ongoing_emergency(self) -> bool:
+        """The level is the ongoing emergency of an earlier turn, not this message's own."""
+        return self.level == "imminent" and bool(self.emergency_turns)
 
     def to_dict(self) -> dict[str, Any]:
         return {"score": round(self.score, 4), "level": self.level, "peak": self.peak,
                 "turns_since_crisis": self.turns_since_crisis, "subject": self.subject,
                 "dimensions": {k: round(v, 4) for k, v in self.dimensions.items()}, "turns": self.turns,
-                "updated_at": self.updated_at, "reason": self.reason, "answered": self.answered}
+                "updated_at": self.updated_at, "reason": self.reason, "answered": self.answered,
+                "emergency_turns": self.emergency_turns, "help_reached": self.help_reached}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "ConversationRisk":
@@ -100,7 +127,8 @@ class ConversationRisk:
                    turns_since_crisis=d.get("turns_since_crisis"), subject=str(d.get("subject", "none")),
                    dimensions=dict(d.get("dimensions") or {}), turns=int(d.get("turns", 0)),
                    updated_at=float(d.get("updated_at", 0.0)), reason=str(d.get("reason", "")),
-                   answered=str(d.get("answered") or ""))
+                   answered=str(d.get("answered") or ""), emergency_turns=d.get("emergency_turns"),
+                   help_reached=bool(d.get("help_reached")))
 
 
 #: Short turns that are ambiguous alone and, after risk, read as giving up or taking a disclosure
@@ -135,6 +163,33 @@ _YES = re.compile(r"^\W*(yes|yeah|yep|yup|ya|yea|yh|mhm|uh huh|i do(?! not)|i am
                   r"sometimes|kind of|kinda|sort of|a bit|a little|maybe|idk|i do not know|dunno|not sure|i guess|"
                   r"i think so|probably|often|most (days|nights|of the time)|every (day|night)|all the time|"
                   r"constantly|a lot|on and off|now and then|yes and no)\b|\b(yes|yeah|yep)\b")
+#: Help reached in an emergency: emergency services called or on their way, at hospital, someone
+#: who can act is with them or taking them (normalised text: contractions spelled out).
+_HELP_REACHED = re.compile(
+    r"(\b(i|we|she|he|they|hes|shes|theyve|ive|weve|mum|mom|dad|my \w+|someone|somebody) |^\W*(ok\W*|so\W*)?)(have |has |is |"
+    r"just |already |finally )*(called|rang|phoned|dialled|dialed|rung|got through to|texted|reached|on the phone (to|with)) "
+    r"(911|999|112|000|988|111|an ambulance|the ambulance|the police|the cops|the guards|the garda|emergency|the emergency|"
+    r"poison|the crisis|the hotline|samaritans|lifeline)|"
+    r"\b(i am|im|i have|i will be) (calling|ringing|phoning|dialling|dialing) (911|999|112|000|988|an ambulance|the police|"
+    r"them|now|emergency)|"
+    r"\b(ambulance|paramedics?|police|cops|emts?|medics?|help|the crisis team|an officer|officers) (is |are |have |has )*"
+    r"(here|there|coming|on (the|its|their|her|his) way|arrived|outside|with (me|her|him|them)|at (the|her|his|their|my) )|"
+    r"\b(i am|we are|she is|he is|they are|im) (now |already |finally )?(at|in) (the )?(hospital|a&e|a and e|er|e\.r\.|"
+    r"emergency room|emergency department|ed|urgent care|resus)\b|"
+    r"\b(driving|taking|bringing|rushing) (me|her|him|them) (in|to (the )?(hospital|a&e|a and e|er|emergency))|"
+    r"\b(on (my|our|her|his|the) way to|going to|heading to|in an ambulance|in the ambulance) (the )?"
+    r"(hospital|a&e|a and e|er|emergency)|\bin (an|the) ambulance\b|"
+    r"\b(coming|on (his|her|their|the|my) way|here) to (get|pick up|collect|fetch|take|help|stay with|sit with) "
+    r"(me|her|him|them|us)\b|\b(she|he|they) (picked up|answered|is safe|is ok|are safe)")
+#: Said not to be an emergency after all: the first message was about the past, a story, a game, a
+#: programme or a pet ("no no, that was years ago", "sorry, it's the drama on telly", "it was in 2011").
+_NOT_NOW = re.compile(
+    r"\b(years|months|ages|a long time|decades) ago\b|\b(back )?in (19|20)\d\d\b|\bin the past\b|\bnot (about )?me\b|"
+    r"\bnot (happening|real)\b|^\W*(no+|nah|oh|omg|haha|lol|lmao|sorry|oops|god|gosh)\b.{0,40}?\b(it is|its|it was|"
+    r"that was|that is|thats|i meant|i mean|i was talking|i am talking|i should have said|i should explain|"
+    r"that came out wrong)\b|\b(it is|its|it was|that was|that is|thats|this is) (just |only )?(a |the |my |our |in (a|the|my) |"
+    r"from (a|the|my) |on (the|a) )?(game|film|movie|book|story|show|series|drama|podcast|novel|play|dream|character|level|"
+    r"episode|documentary|news|telly|tv|dog|cat|pet|puppy|kitten|patient|client)\b")
 #: The ``reason`` of a level an answer gave (the question answered is in ``ConversationRisk.answered``).
 ANSWERED: Final[str] = "answered the question asked"
 #: Words in a short answer: longer messages are read for what they say, not as an answer.
@@ -209,6 +264,28 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
     if level_index(answered) > level_index(level):
         level, reason, answered_q = answered, f"{ANSWERED} ({asked}): {answered}", asked
         s = max(s, float(level_index(answered)))
+    # The emergency of an earlier turn is still on until help is reached (module docstring).
+    t = normalise(text or "")
+    emergency, helped = prev.emergency_turns, False
+    after_crisis = (prev.turns_since_crisis is not None and prev.turns_since_crisis < EMERGENCY_TURNS
+                    and level_index(prev.peak) >= level_index("high"))
+    if (emergency is not None or after_crisis) and _HELP_REACHED.search(t):
+        # Help reached in an emergency or right after high risk: the emergency words in the message
+        # are the emergency's, already answered ("I rang 999, they're sending an ambulance" reads
+        # imminent by itself); the reply is glad and stays (the protocol route with `help_coming`,
+        # not "call 999 now" to someone who just did).
+        emergency, helped = None, True
+        level, reason = "moderate", "help reached in the emergency"
+    elif message_level == "imminent":
+        emergency = 0
+    elif (emergency is not None and emergency + 1 <= EMERGENCY_TURNS and hours <= EMERGENCY_HOURS
+          and not _NOT_NOW.search(t)):
+        emergency += 1
+        if level != "imminent":  # ("no" to "are you safe?" kept it already: answered)
+            # (The accumulator keeps what was said: the kept level adds no severity of its own.)
+            level, reason = "imminent", f"{ONGOING} ({emergency} turn{'s' if emergency > 1 else ''} after)"
+    else:
+        emergency = None
     score = min(MAX_SCORE, history + max(0.0, s - NOISE))
     dims = {k: v * keep for k, v in prev.dimensions.items() if v * keep >= 0.05}
     for k, v in dimensions.items():
@@ -222,5 +299,6 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
         new_subject = prev.subject
     peak = max(prev.peak, level, key=level_index)
     return replace(prev, score=score, level=level, peak=peak, turns_since_crisis=since, subject=new_subject,
-                   dimensions=dims, turns=prev.turns + 1, updated_at=now, reason=reason, answered=answered_q)
+                   dimensions=dims, turns=prev.turns + 1, updated_at=now, reason=reason, answered=answered_q,
+                   emergency_turns=emergency, help_reached=helped)
 

@@ -82,7 +82,8 @@ class CrisisProtocol:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
         and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
         (``means``, ``means_again``, ``unsure``, ``still``, ``still_again``, ``not_safe``,
-        ``thoughts_yes``) names a reply for the situation, used when this
+        ``thoughts_yes``, ``emergency_still``, ``emergency_still_again``, ``helper_still``,
+        ``helper_still_again``, ``help_coming``) names a reply for the situation, used when this
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
@@ -310,7 +311,19 @@ class SafetyStage:
         # declined and the person asked about suicide directly, rather than thanked for a disclosure
         # they did not make.  Not on the emergency or helper routes, whose replies lead with more.
         situation = ""
-        if reading is not None and "means_seeking" in reading.names and a.route in ("protocol", "escalate"):
+        if a.route in ("emergency", "helper") and ConversationRisk.from_dict(a.conversation).ongoing_emergency:
+            # An earlier turn's emergency, still on (help not reached): the emergency leads again, in
+            # words that stay with the person rather than repeat the first reply (two wordings,
+            # alternating); the helper is told again to call.
+            first = "helper_still" if a.route == "helper" else "emergency_still"
+            again = f"{first}_again"
+            situation = again if last_reply == first and again in self.protocol.replies else first
+            situation = situation if situation in self.protocol.replies else ""
+        elif a.route in ("protocol", "helper") and a.conversation.get("help_reached"):
+            # Help reached in an emergency ("I rang 999, they're sending an ambulance"): glad, what to
+            # do while waiting, stay — not "call now" to someone who just did.
+            situation = "help_coming" if "help_coming" in self.protocol.replies else ""
+        elif reading is not None and "means_seeking" in reading.names and a.route in ("protocol", "escalate"):
             # Asked again while the last means question is still open: the second wording.
             situation = "means_again" if reading.asked_again else "means"
         elif unsure and a.route in ("protocol", "escalate") and a.level == own_level:

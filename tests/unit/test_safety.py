@@ -438,6 +438,54 @@ def test_no_to_are_you_safe_keeps_the_protocol_and_yes_to_thoughts_of_suicide_to
     assert helper.route == "helper" and "asked" not in helper.conversation
 
 
+
+def test_an_emergency_stays_an_emergency_until_help_is_reached():
+    """After an overdose taken (or a friend's goodbye text), the next turns are not ordinary chat:
+    the emergency leads until help is reached, in vetted words that do not repeat themselves."""
+    stage = _stage()
+    t = 1.7e9
+    first = stage.assess("I took all my pills an hour ago", {}, now=t)
+    assert first.route == "emergency"
+    seen = [first.message]
+    conv = first.conversation
+    for i, text in enumerate(["no i havent called anyone", "i dont want an ambulance", "my phone is nearly dead"]):
+        a = stage.assess(text, conv, now=t + 60 * (i + 1))
+        assert a.route == "emergency" and a.level == "imminent" and a.crisis, text
+        assert "911" in a.message and a.message != seen[-1], text
+        seen.append(a.message)
+        conv = a.conversation
+    # Help reached: the emergency no longer leads (the conversation stays careful).
+    helped = stage.assess("ok my mum is driving me to a&e now", conv, now=t + 300)
+    assert helped.route == "protocol" and helped.conversation["help_reached"]
+    assert "glad help is on the way" in helped.message and "call 911 right now" not in helped.message
+    # Help words that name an emergency are the emergency's, already answered (not "call 911" again).
+    rang = stage.assess("I rang 999 and they're sending an ambulance, I took all my pills", conv, now=t + 300)
+    assert rang.route == "protocol" and "glad help is on the way" in rang.message
+    assert stage.assess("we're here, waiting to be seen", helped.conversation, now=t + 360).route != "emergency"
+    # Someone else in danger now: the helper keeps being told to call, even when asking whether to.
+    other = stage.assess("my sister says she has taken an overdose and won't tell me where she is", {}, now=t)
+    assert other.route == "helper" and other.level == "imminent"
+    conv = other.conversation
+    for i, text in enumerate(["she's not answering her phone", "should i call the police?"]):
+        a = stage.assess(text, conv, now=t + 60 * (i + 1))
+        assert a.route == "helper" and a.level == "imminent" and "911" in a.message, text
+        assert a.message != other.message, text
+        conv = a.conversation
+    assert stage.assess("the police are at her flat now", conv, now=t + 200).level != "imminent"
+    # Calling the person at risk is not help reached.
+    assert stage.assess("ive rung her like 10 times", conv, now=t + 200).level == "imminent"
+    # It ends after a few turns, or hours later, without help words (the careful carried risk stays).
+    conv = first.conversation
+    for i in range(8):
+        conv = stage.assess("ok", conv, now=t + 60 * (i + 1)).conversation
+    assert conv["level"] != "imminent"
+    assert stage.assess("hi again", first.conversation, now=t + 7 * 3600).route != "emergency"
+    # Said not to be happening now, or not a person at all: the emergency is dropped.
+    assert stage.assess("no no, that was years ago, I'm fine now", first.conversation, now=t + 60).route != "emergency"
+    assert stage.assess("oh sorry, it's the cat, the vet says he'll be fine", first.conversation,
+                        now=t + 60).route != "emergency"
+
+
 # -- language -------------------------------------------------------------------------------------
 
 def test_a_non_english_message_is_reported_and_routed_conservatively():
@@ -503,6 +551,23 @@ async def test_no_to_are_you_safe_is_answered_by_the_protocol_through_the_graph(
     # Another user's "no" is not an answer to a question nobody asked them.
     other = await agent.respond("bob", "s1", text="no")
     assert not other.crisis
+
+
+async def test_an_ongoing_emergency_is_answered_by_the_protocol_through_the_graph(settings):
+    """After an overdose taken, "I don't want an ambulance" is still the emergency: the vetted
+    emergency reply leads (the model is never asked); help reached gets the help_coming reply."""
+    llm = FakeLLM(["free generation"])
+    agent = await _agent(settings, llm)
+    first = await agent.respond("ann", "s1", text="I took all my pills an hour ago")
+    assert first.route == "emergency" and first.risk_level == "imminent"
+    refused = await agent.respond("ann", "s1", text="i dont want an ambulance")
+    assert refused.route == "emergency" and refused.crisis and refused.reply.startswith("Please call 911")
+    assert refused.reply != first.reply and "free generation" not in refused.reply
+    helped = await agent.respond("ann", "s1", text="ok I called 999, they're on their way")
+    assert helped.crisis and "glad help is on the way" in helped.reply
+    assert not llm.prompts
+    # Another user's conversation carries no emergency.
+    assert not (await agent.respond("bob", "s1", text="i dont want an ambulance")).crisis
 
 
 async def test_conversation_risk_survives_a_restart(settings):
