@@ -654,3 +654,20 @@ def test_esconv_risk_eval_reads_labels_by_key_alone_and_in_conversation(tmp_path
     labels.write_text("conversation,turn,level,subject,dimensions,kind,note\nx,0,none,,,stress,\n")
     with pytest.raises(Exception, match="labels.csv:2: conversation and turn must be whole numbers"):
         read_esconv_risk_labels(labels)
+
+
+def test_every_conversation_set_of_the_safety_data_loads_with_valid_expectations():
+    """The scenario files `safety eval --conversations` reads (development and held out) parse, and
+    every expectation names a real route and level (a typo would make a check that cannot pass)."""
+    from empathic_agent.evals.scenario import load_scenarios
+
+    data = Path(__file__).resolve().parents[2] / "empathic_agent" / "safety" / "data"
+    files = sorted(data.rglob("*.yaml"))
+    assert {"emergency_dev.yaml", "emergency_test.yaml", "answers_dev.yaml"} <= {f.name for f in files}
+    for f in files:
+        scenarios = load_scenarios([str(f)])
+        assert scenarios, f
+        for sc in scenarios:
+            for turn in sc.turns:
+                assert set(turn.expect.route) <= set(ROUTES), (f.name, sc.id)
+                assert set(turn.expect.risk) <= set(LEVELS), (f.name, sc.id)
