@@ -180,7 +180,10 @@ _HELP_REACHED = re.compile(
     r"\b(on (my|our|her|his|the) way to|going to|heading to|in an ambulance|in the ambulance) (the )?"
     r"(hospital|a&e|a and e|er|emergency)|\bin (an|the) ambulance\b|"
     r"\b(coming|on (his|her|their|the|my) way|here) to (get|pick up|collect|fetch|take|help|stay with|sit with) "
-    r"(me|her|him|them|us)\b|\b(she|he|they) (picked up|answered|is safe|is ok|are safe)")
+    r"(me|her|him|them|us)\b|\b(she|he|they) (picked up|answered|is safe|is ok|are safe)|"
+    r"\b(police|cops|ambulance|paramedics|they|someone|guards|officers) (is|are) (going|heading|driving|on (their|the|its) "
+    r"way) (round|over|there|out)\b|\b(sending|sent|dispatched|dispatching) (an ambulance|someone|a car|officers|police|"
+    r"the police|paramedics|the guards)\b")
 #: Said not to be an emergency after all: the first message was about the past, a story, a game, a
 #: programme or a pet ("no no, that was years ago", "sorry, it's the drama on telly", "it was in 2011").
 _NOT_NOW = re.compile(
