@@ -289,6 +289,7 @@ class SafetyStage:
         # the situational reply it gave last turn (the `still` reply alternates its two wordings).
         since_crisis = prev.turns_since_crisis if conversation is not None else None
         last_reply = str(conversation.get("reply") or "") if isinstance(conversation, dict) else ""
+        last_said = str(conversation.get("said") or "") if isinstance(conversation, dict) else ""
         # The question the agent's last reply ended with: this message may be the answer to it.
         asked = str(conversation.get("asked") or "") if isinstance(conversation, dict) else ""
         if conversation is not None:
@@ -340,8 +341,19 @@ class SafetyStage:
             # stays with the person and asks how they are instead of repeating the protocol; on
             # consecutive such turns its two wordings alternate (never the same words twice running).
             situation = "still_again" if last_reply == "still" and "still_again" in self.protocol.replies else "still"
-        # The situational reply given is carried with the conversation (checkpointed with the risk).
-        carried = dict(a.conversation, reply=situation) if situation and a.conversation else a.conversation
+        said = f"{a.route}:{category}"
+        if not situation and since_crisis == 0 and said == last_said:
+            # The person said it again right after the same crisis reply ("I want to kill myself",
+            # twice): the same words would follow word for word, so the agent stays with them in the
+            # reply's `still` wordings (alternating), which keep the resources and, on the
+            # emergency route, the emergency sentence first.
+            first = {"emergency": "emergency_still", "helper": "helper_still"}.get(a.route, "still")
+            again = f"{first}_again"
+            situation = again if last_reply == first and again in self.protocol.replies else first
+            situation = situation if situation in self.protocol.replies else ""
+        # The situational reply given, and which reply it was, are carried with the conversation
+        # (checkpointed with the risk).
+        carried = dict(a.conversation, reply=situation, said=said) if a.conversation else a.conversation
         message = self.protocol.reply(category, self.locale, route=a.route, language_note=note, situation=situation)
         return replace(a, category=category, resources=resources, emergency=emergency, message=message,
                        conversation=_with_question(carried, message, category))

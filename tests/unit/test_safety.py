@@ -439,6 +439,24 @@ def test_no_to_are_you_safe_keeps_the_protocol_and_yes_to_thoughts_of_suicide_to
 
 
 
+def test_the_same_crisis_reply_is_never_given_twice_running():
+    """The person says it again right after the crisis reply: the agent stays with them in other
+    words (alternating), with the resources and the same route, never the same words twice."""
+    stage = _stage()
+    conv: dict = {}
+    replies = []
+    for _ in range(4):
+        a = stage.assess("I want to kill myself", conv)
+        assert a.crisis and a.route in ("protocol", "escalate") and a.resources
+        replies.append(a.message)
+        conv = a.conversation
+    assert all(x != y for x, y in zip(replies, replies[1:]))
+    assert "988" in replies[1] and "988" in replies[2]
+    # A different disclosure at the same route keeps its own category's reply.
+    cut = stage.assess("I've been cutting myself again", stage.assess("I want to kill myself", {}).conversation)
+    assert cut.crisis and cut.conversation.get("reply") == ""
+
+
 def test_an_emergency_stays_an_emergency_until_help_is_reached():
     """After an overdose taken (or a friend's goodbye text), the next turns are not ordinary chat:
     the emergency leads until help is reached, in vetted words that do not repeat themselves."""
