@@ -180,13 +180,17 @@ _HELP_REACHED = re.compile(
     r"\b(on (my|our|her|his|the) way to|going to|heading to|in an ambulance|in the ambulance) (the )?"
     r"(hospital|a&e|a and e|er|emergency)|\bin (an|the) ambulance\b|"
     r"\b(coming|on (his|her|their|the|my) way|here) to (get|pick up|collect|fetch|take|help|stay with|sit with) "
-    r"(me|her|him|them|us)\b|\b(she|he|they) (picked up|answered|is safe|is ok|are safe)|"
+    r"(me|her|him|them|us)\b|"
     r"\b(police|cops|ambulance|paramedics|they|someone|guards|officers) (is|are) (going|heading|driving|on (their|the|its) "
     r"way) (round|over|there|out)\b|\b(sending|sent|dispatched|dispatching) (an ambulance|someone|a car|officers|police|"
     r"the police|paramedics|the guards)\b")
 #: Said not to be an emergency after all: the first message was about the past, a story, a game, a
-#: programme or a pet ("no no, that was years ago", "sorry, it's the drama on telly", "it was in 2011").
+#: programme or a pet ("no no, that was years ago", "sorry, it's the drama on telly", "it was in 2011"),
+#: or the person at risk turned up safe ("she just replied, she's ok"); the message is then read for
+#: what it says.
 _NOT_NOW = re.compile(
+    r"\b(she|he|they) (just |finally )?(picked up|answered|replied|texted back|rang back|called back|messaged back)\b|"
+    r"\b(she|he|they) (is|are) (ok|okay|safe|fine|alright|all right)\b|"
     r"\b(years|months|ages|a long time|decades) ago\b|\b(back )?in (19|20)\d\d\b|\bin the past\b|\bnot (about )?me\b|"
     r"\bnot (happening|real)\b|^\W*(no+|nah|oh|omg|haha|lol|lmao|sorry|oops|god|gosh)\b.{0,40}?\b(it is|its|it was|"
     r"that was|that is|thats|i meant|i mean|i was talking|i am talking|i should have said|i should explain|"

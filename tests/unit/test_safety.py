@@ -491,6 +491,9 @@ def test_an_emergency_stays_an_emergency_until_help_is_reached():
         conv = a.conversation
     assert stage.assess("the police are at her flat now", conv, now=t + 200).level != "imminent"
     assert "glad help is on the way" in stage.assess("ok the police are going round now", conv, now=t + 200).message
+    # The person at risk turning up safe ends the emergency, but is not "help on the way".
+    safe = stage.assess("oh she just replied, she's ok, she was asleep", conv, now=t + 200)
+    assert safe.level != "imminent" and "help is on the way" not in safe.message
     # Calling the person at risk is not help reached.
     assert stage.assess("ive rung her like 10 times", conv, now=t + 200).level == "imminent"
     # It ends after a few turns, or hours later, without help words (the careful carried risk stays).
