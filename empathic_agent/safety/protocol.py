@@ -316,13 +316,10 @@ class SafetyStage:
             # An earlier turn's emergency, still on (help not reached): the emergency leads again, in
             # words that stay with the person rather than repeat the first reply (two wordings,
             # alternating); the helper is told again to call.
-            first = "helper_still" if a.route == "helper" else "emergency_still"
-            again = f"{first}_again"
-            situation = again if last_reply == first and again in self.protocol.replies else first
-            situation = situation if situation in self.protocol.replies else ""
+            situation = self._alternating("helper_still" if a.route == "helper" else "emergency_still", last_reply)
         elif a.route in ("protocol", "helper") and a.conversation.get("help_reached"):
-            # Help reached in an emergency ("I rang 999, they're sending an ambulance"): glad, what to
-            # do while waiting, stay — not "call now" to someone who just did.
+            # Help reached in an emergency ("I rang 999, they're sending an ambulance"): glad, tell
+            # the helpers what happened, stay — not "call now" to someone who just did.
             situation = "help_coming" if "help_coming" in self.protocol.replies else ""
         elif reading is not None and "means_seeking" in reading.names and a.route in ("protocol", "escalate"):
             # Asked again while the last means question is still open: the second wording.
@@ -340,23 +337,29 @@ class SafetyStage:
             # Raised by the conversation's carried risk alone, right after a crisis reply: the agent
             # stays with the person and asks how they are instead of repeating the protocol; on
             # consecutive such turns its two wordings alternate (never the same words twice running).
-            situation = "still_again" if last_reply == "still" and "still_again" in self.protocol.replies else "still"
+            situation = self._alternating("still", last_reply)
         said = f"{a.route}:{category}"
         if not situation and since_crisis == 0 and said == last_said:
             # The person said it again right after the same crisis reply ("I want to kill myself",
             # twice): the same words would follow word for word, so the agent stays with them in the
             # reply's `still` wordings (alternating), which keep the resources and, on the
             # emergency route, the emergency sentence first.
-            first = {"emergency": "emergency_still", "helper": "helper_still"}.get(a.route, "still")
-            again = f"{first}_again"
-            situation = again if last_reply == first and again in self.protocol.replies else first
-            situation = situation if situation in self.protocol.replies else ""
+            situation = self._alternating({"emergency": "emergency_still", "helper": "helper_still"}.get(a.route, "still"),
+                                          last_reply)
         # The situational reply given, and which reply it was, are carried with the conversation
         # (checkpointed with the risk).
         carried = dict(a.conversation, reply=situation, said=said) if a.conversation else a.conversation
         message = self.protocol.reply(category, self.locale, route=a.route, language_note=note, situation=situation)
         return replace(a, category=category, resources=resources, emergency=emergency, message=message,
                        conversation=_with_question(carried, message, category))
+
+    def _alternating(self, first: str, last_reply: str) -> str:
+        """The situational reply ``first``, or its ``_again`` wording when ``first`` was the last
+        reply (never the same words twice running); "" when this protocol file has neither (its
+        category reply then answers)."""
+        again = f"{first}_again"
+        situation = again if last_reply == first and again in self.protocol.replies else first
+        return situation if situation in self.protocol.replies else ""
 
     def _read_clinical(self, text: str, conversation: ConversationRisk | dict[str, Any] | None,
                        prev: ConversationRisk, a: SafetyAssessment) -> "ClinicalReading":
