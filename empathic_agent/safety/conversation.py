@@ -292,6 +292,11 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
             # (The accumulator keeps what was said: the kept level adds no severity of its own.)
             level, reason = "imminent", f"{ONGOING} ({emergency} turn{'s' if emergency > 1 else ''} after)"
     else:
+        if (emergency is not None and hours > EMERGENCY_HOURS and not _NOT_NOW.search(t)
+                and level_index(level) < level_index("moderate")):
+            # Back hours later with no word of help reached ("hi again" the morning after an
+            # overdose): the person is asked after before anything else (the `still` reply).
+            level, reason = "moderate", "back after an emergency with no word of help reached"
         emergency = None
     score = min(MAX_SCORE, history + max(0.0, s - NOISE))
     dims = {k: v * keep for k, v in prev.dimensions.items() if v * keep >= 0.05}

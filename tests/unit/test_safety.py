@@ -501,7 +501,8 @@ def test_an_emergency_stays_an_emergency_until_help_is_reached():
     for i in range(8):
         conv = stage.assess("ok", conv, now=t + 60 * (i + 1)).conversation
     assert conv["level"] != "imminent"
-    assert stage.assess("hi again", first.conversation, now=t + 7 * 3600).route != "emergency"
+    back = stage.assess("hi again", first.conversation, now=t + 7 * 3600)
+    assert back.route == "protocol" and "haven't forgotten what you shared" in back.message
     # Said not to be happening now, or not a person at all: the emergency is dropped.
     assert stage.assess("no no, that was years ago, I'm fine now", first.conversation, now=t + 60).route != "emergency"
     assert stage.assess("oh sorry, it's the cat, the vet says he'll be fine", first.conversation,
