@@ -186,10 +186,9 @@ _HELP_REACHED = re.compile(
     r"the police|paramedics|the guards)\b")
 #: Said not to be an emergency after all: the first message was about the past, a story, a game, a
 #: programme or a pet ("no no, that was years ago", "sorry, it's the drama on telly", "it was in 2011"),
-#: or the person at risk turned up safe ("she just replied, she's ok"); the message is then read for
-#: what it says.
+#: or the person at risk is said to be safe ("she just replied, she's ok"; not a reply alone: "she
+#: texted back 'leave me alone'" is still the emergency); the message is then read for what it says.
 _NOT_NOW = re.compile(
-    r"\b(she|he|they) (just |finally )?(picked up|answered|replied|texted back|rang back|called back|messaged back)\b|"
     r"\b(she|he|they) (is|are) (ok|okay|safe|fine|alright|all right)\b|"
     r"\b(years|months|ages|a long time|decades) ago\b|\b(back )?in (19|20)\d\d\b|\bin the past\b|\bnot (about )?me\b|"
     r"\bnot (happening|real)\b|^\W*(no+|nah|oh|omg|haha|lol|lmao|sorry|oops|god|gosh)\b.{0,40}?\b(it is|its|it was|"

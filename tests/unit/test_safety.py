@@ -494,6 +494,8 @@ def test_an_emergency_stays_an_emergency_until_help_is_reached():
     # The person at risk turning up safe ends the emergency, but is not "help on the way".
     safe = stage.assess("oh she just replied, she's ok, she was asleep", conv, now=t + 200)
     assert safe.level != "imminent" and "help is on the way" not in safe.message
+    # A reply from them is not safety.
+    assert stage.assess("She texted back 'leave me alone'. What do I do?", conv, now=t + 200).level == "imminent"
     # Calling the person at risk is not help reached.
     assert stage.assess("ive rung her like 10 times", conv, now=t + 200).level == "imminent"
     # It ends after a few turns, or hours later, without help words (the careful carried risk stays).
