@@ -272,6 +272,8 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
         s = max(s, float(level_index(answered)))
     # The emergency of an earlier turn is still on until help is reached (module docstring).
     t = normalise(text or "")
+    # Said not to be happening now: read once (only while an emergency is on), for both branches below.
+    not_now = prev.emergency_turns is not None and bool(_NOT_NOW.search(t))
     emergency, helped = prev.emergency_turns, False
     after_crisis = (prev.turns_since_crisis is not None and prev.turns_since_crisis < EMERGENCY_TURNS
                     and level_index(prev.peak) >= level_index("high"))
@@ -284,15 +286,13 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
         level, reason = "moderate", "help reached in the emergency"
     elif message_level == "imminent":
         emergency = 0
-    elif (emergency is not None and emergency + 1 <= EMERGENCY_TURNS and hours <= EMERGENCY_HOURS
-          and not _NOT_NOW.search(t)):
+    elif emergency is not None and emergency + 1 <= EMERGENCY_TURNS and hours <= EMERGENCY_HOURS and not not_now:
         emergency += 1
         if level != "imminent":  # ("no" to "are you safe?" kept it already: answered)
             # (The accumulator keeps what was said: the kept level adds no severity of its own.)
             level, reason = "imminent", f"{ONGOING} ({emergency} turn{'s' if emergency > 1 else ''} after)"
     else:
-        if (emergency is not None and hours > EMERGENCY_HOURS and not _NOT_NOW.search(t)
-                and level_index(level) < level_index("moderate")):
+        if emergency is not None and hours > EMERGENCY_HOURS and not not_now and level_index(level) < level_index("moderate"):
             # Back hours later with no word of help reached ("hi again" the morning after an
             # overdose): the person is asked after before anything else (the `still` reply).
             level, reason = "moderate", "back after an emergency with no word of help reached"
