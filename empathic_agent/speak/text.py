@@ -16,7 +16,8 @@ smiling eyes".  This module turns such text into plain sentences a TTS voice say
     ``1,200`` -> "one thousand two hundred", ``2024`` -> "twenty twenty-four", ``45%`` ->
     "forty-five percent", ``$3.50`` -> "three dollars and fifty cents", ``3:30`` -> "three
     thirty", ``2nd`` -> "second", ``3.14`` -> "three point one four", ``5-10`` -> "five to
-    ten"; a long run of digits (a phone or order number) is read digit by digit;
+    ten"; a long run of digits (a phone or order number) is read digit by digit, and so is a number
+    to call or text ("call 911" -> "call nine one one", "text HOME to 741741");
   - a few symbols are said ("&" -> "and", "+" between numbers -> "plus"), the rest dropped;
     whitespace and repeated punctuation are collapsed.
 
@@ -241,7 +242,28 @@ _PLUS_RE: Final[re.Pattern[str]] = re.compile(r"(?<=\d)\s*\+\s*(?=\d)")
 _EQUALS_RE: Final[re.Pattern[str]] = re.compile(r"(?<=\d)\s*=\s*(?=\d)")
 
 
+#: A number someone is told to call, ring, dial or text ("call 911", "call or text 988", "text HOME
+#: to 741741", "ring 116 123", "1-800-273-8255"), and a crisis or emergency code naming a line ("988
+#: Suicide & Crisis Lifeline"), is read digit by digit: nobody says "nine hundred eleven", and in a
+#: crisis reply the number is the one thing the listener must catch.
+_DIALLED_RE: Final[re.Pattern[str]] = re.compile(
+    r"(?P<pre>\b(?i:call|calling|ring|ringing|dial|dialling|dialing|text|texting|phone|phoning)"
+    r"(?:\s+(?i:or)\s+(?i:call|text|ring|phone))?(?:\s+[A-Z]{2,}\s+(?i:to))?\s+)"
+    r"(?P<n>\+?\d(?:[\d]|[ -](?=\d)){2,16})(?!\d)"
+    r"|(?P<code>\b(?:911|999|112|000|988|111)\b)(?=\s+[A-Z]|\s*[.,;:!?)]|\s*$)")
+
+
+def _dialled(m: re.Match[str]) -> str:
+    """``call 116 123`` -> "call one one six, one two three" (the groups kept as pauses)."""
+    if m.group("code"):
+        return _digits(m.group("code"))
+    raw = m.group("n")
+    groups = ", ".join(_digits(g) for g in re.split(r"[\s-]+", raw.lstrip("+")) if g)
+    return m.group("pre") + ("plus " if raw.startswith("+") else "") + groups
+
+
 def _numbers(text: str) -> str:
+    text = _DIALLED_RE.sub(_dialled, text)
     text = _MONEY_RE.sub(_money, text)
     text = _TIME_RE.sub(_time, text)
     text = _PERCENT_RE.sub(lambda m: _plain_number_str(m.group("n")) + " percent", text)

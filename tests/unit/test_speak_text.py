@@ -189,3 +189,16 @@ def test_prepare_speech_normalises_and_caps_long_text():
     assert "*" not in prepared.text and "4" not in prepared.text and "😊" not in prepared.text
     assert prepared.sentences[0] == "Breathe in four seconds."
     assert prepare_speech("🙂🙂").sentences == ()
+
+
+def test_a_number_to_call_or_text_is_read_digit_by_digit():
+    """A crisis reply's numbers are what the listener must catch: "nine one one", never "nine
+    hundred eleven"; other numbers keep their ordinary reading."""
+    assert speakable("Please call 911 right now.") == "Please call nine one one right now."
+    assert speakable("call or text 988") == "call or text nine eight eight"
+    assert speakable("988 Suicide & Crisis Lifeline") == "nine eight eight Suicide and Crisis Lifeline"
+    assert speakable("text HOME to 741741") == "text HOME to seven four one seven four one"
+    assert speakable("Samaritans: call 116 123.") == "Samaritans: call one one six, one two three."
+    assert speakable("In the UK call 999.") == "In the UK call nine nine nine."
+    assert speakable("999 people came in 1999") == "nine hundred ninety-nine people came in nineteen ninety-nine"
+    assert speakable("call me in 20 minutes") == "call me in twenty minutes"
