@@ -124,6 +124,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     handled_by(q, "empathic_agent.cli.safety:run_train_multilingual")
     q.add_argument("--csv", action="append", help="training CSVs (default: safety/data/train/*.csv)")
     q.add_argument("--out", default=None, help="weights folder (default: the package's safety/weights)")
+    q.add_argument("--keep-existing", action="store_true",
+                   help="keep the outputs the head in the weights folder already has; train only the missing ones")
     q = sub.add_parser("train-clinical", parents=[common],
                        help="re-train the clinical reader's and the reply guard's heads (JSON figures)")
     handled_by(q, "empathic_agent.cli.safety:run_train_clinical")
@@ -245,7 +247,7 @@ def run_train_multilingual(settings: Settings, args: argparse.Namespace) -> int:
     from empathic_agent.training.multilingual import train_multilingual
 
     config = train_multilingual(args.csv, embedder=load_embedder(settings, "e5-multilingual"), out_dir=_weights(args),
-                                cache_dir=settings.cache_dir)
+                                cache_dir=settings.cache_dir, keep_existing=args.keep_existing)
     print(json.dumps({k: v for k, v in config.items() if k != "data"}, indent=1))
     return 0
 

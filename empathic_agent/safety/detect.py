@@ -630,12 +630,13 @@ class CrisisDetector:
                     lang = {**lang, "multilingual": ml.to_dict()}
                     if level_index(ml.level) > level_index(level):
                         # Which dimension the head cannot say; the level is what routes the message.
-                        signals.append(f"multilingual:{ml.level}:{ml.moderate if ml.level == 'moderate' else ml.low:.3f}")
-                        if ml.level == "moderate":
+                        p = {"imminent": ml.imminent, "moderate": ml.moderate}.get(ml.level) or ml.low
+                        signals.append(f"multilingual:{ml.level}:{p:.3f}")
+                        if ml.level != "low":
                             dims.append(DimensionReading("ideation", ml.moderate, text.strip()[:160], f"multilingual:{code}"))
                         level = ml.level
                         subject = "self" if subject == "none" else subject
-                        score = max(score, ml.moderate if ml.level == "moderate" else ml.low)
+                        score = max(score, p)
         if level_index(level) >= level_index("high") and {d.name for d in dims} & _IMMEDIATE_DIMS and immediate(text):
             level = "imminent"
             signals.append("immediacy")

@@ -5,12 +5,14 @@ had only a hand-written cue lexicon (:mod:`.language`): eleven languages, the mo
 This reader covers the rest the way the issue asks — through a multilingual encoder:
 multilingual-e5-small (MIT; ~100 languages, one shared space, so what the head learns from the
 English writers carries to other languages) embeds the message, and a small head (one hidden
-layer per output) gives P(level >= low) and P(level >= moderate).
+layer per output) gives P(level >= low), P(level >= moderate) and P(level >= imminent).
 
 It runs only on messages the screen does not cover (:func:`.language.detect_language`), never
 lowers a level, and raises conservatively: P(>= moderate) at its threshold sends the message to the
-crisis protocol (level ``moderate``, whatever its real level: a human can read what the screen
-cannot), P(>= low) at its threshold gives a check-in.  Thresholds were chosen on the training
+crisis protocol (level ``moderate``: a human can read what the screen cannot), and with P(>=
+imminent) at its own threshold too the emergency route (an overdose taken, standing on a bridge:
+the emergency number leads, in any language); P(>= low) at its threshold gives a check-in.  Heads
+trained before the third output (formats 1 and 2) still load and never say ``imminent``.  Thresholds were chosen on the training
 writers' out-of-fold predictions (``empathic safety train-multilingual``; model card
 ``weights/MULTILINGUAL_MODEL_CARD.md``).
 """
@@ -33,22 +35,29 @@ if TYPE_CHECKING:
 __all__ = ["MultilingualRiskReader", "MultilingualReading", "WEIGHTS_FILE", "CONFIG_FILE", "OUTPUTS"]
 
 #: The head's outputs, in order.
-OUTPUTS: Final[tuple[str, ...]] = ("low", "moderate")
+OUTPUTS: Final[tuple[str, ...]] = ("low", "moderate", "imminent")
+#: The outputs of heads of formats 1 and 2.
+_OLD_OUTPUTS: Final[tuple[str, ...]] = ("low", "moderate")
 WEIGHTS_FILE: Final[str] = "multilingual.npz"
 CONFIG_FILE: Final[str] = "multilingual.json"
-FORMAT: Final[int] = 2
+FORMAT: Final[int] = 3
 
 
 @dataclass(frozen=True)
 class MultilingualReading:
-    """P(level >= low) and P(level >= moderate) of one message, and the level they raise it to."""
+    """P(level >= low), P(level >= moderate) and P(level >= imminent) of one message (None for a
+    head without that output), and the level they raise it to."""
 
     low: float
     moderate: float
     level: str
+    imminent: float | None = None
 
     def to_dict(self) -> dict[str, float | str]:
-        return {"low": round(self.low, 4), "moderate": round(self.moderate, 4), "level": self.level}
+        out: dict[str, float | str] = {"low": round(self.low, 4), "moderate": round(self.moderate, 4)}
+        if self.imminent is not None:
+            out["imminent"] = round(self.imminent, 4)
+        return out | {"level": self.level}
 
 
 class MultilingualRiskReader:
@@ -62,6 +71,7 @@ class MultilingualRiskReader:
         self.folder = Path(folder) if folder else WEIGHTS_DIR
         self._layers: dict[str, np.ndarray] | None = None
         self.thresholds: dict[str, float] = {}
+        self.outputs: tuple[str, ...] = OUTPUTS
         self._lock = threading.Lock()
 
     @classmethod
@@ -76,8 +86,10 @@ class MultilingualRiskReader:
             if self._layers is not None:
                 return
             config = json.loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8"))
-            if config.get("format") not in (1, FORMAT) or tuple(config.get("outputs") or ()) != OUTPUTS:
-                raise ConfigError(f"{self.folder / CONFIG_FILE}: not a multilingual risk head of format 1 or {FORMAT}")
+            outputs = tuple(config.get("outputs") or ())
+            if not ((config.get("format") in (1, 2) and outputs == _OLD_OUTPUTS)
+                    or (config.get("format") == FORMAT and outputs == OUTPUTS)):
+                raise ConfigError(f"{self.folder / CONFIG_FILE}: not a multilingual risk head of format 1-{FORMAT}")
             with np.load(self.folder / WEIGHTS_FILE) as z:
                 missing = {"w", "b"} - set(z.files) if config["format"] == 1 else {"w1", "b1", "w2", "b2"} - set(z.files)
                 if missing:
@@ -93,14 +105,15 @@ class MultilingualRiskReader:
                               "b2": np.zeros(len(b), np.float32)}
                 else:
                     layers = {k: np.asarray(z[k], np.float32) for k in ("w1", "b1", "w2", "b2")}
-            n, d = len(OUTPUTS), self.embedder.dim
+            n, d = len(outputs), self.embedder.dim
             h = layers["w1"].shape[-1]
             if (layers["w1"].shape != (n, d, h) or layers["b1"].shape != (n, h) or layers["w2"].shape != (n, h)
                     or layers["b2"].shape != (n,)):
                 raise ConfigError(f"{self.folder / WEIGHTS_FILE}: head of shape {layers['w1'].shape} does not fit "
                                   f"a {d}-d embedder with {n} outputs")
-            self.thresholds = {k: float(config["thresholds"][k]) for k in OUTPUTS}
+            self.thresholds = {k: float(config["thresholds"][k]) for k in outputs}
             self.embedder.load()
+            self.outputs = outputs
             self._layers = layers
 
     def read_many(self, texts: list[str]) -> list[MultilingualReading]:
@@ -112,11 +125,18 @@ class MultilingualRiskReader:
         logit = np.clip(np.einsum("noh,oh->no", hidden, z["w2"]) + z["b2"], -60.0, 60.0)
         p = 1.0 / (1.0 + np.exp(-logit))  # (n, outputs)
         out = []
-        for low, moderate in p.astype(float):
-            low = max(low, moderate)  # >= moderate implies >= low
-            level = ("moderate" if moderate >= self.thresholds["moderate"]
+        for row in p.astype(float):
+            probs = dict(zip(self.outputs, row))
+            moderate, imminent = probs["moderate"], probs.get("imminent")
+            low = max(probs["low"], moderate)  # >= moderate implies >= low
+            # The emergency needs the protocol's own threshold as well: a message the head does not
+            # read as risk is never an emergency.
+            level = ("imminent" if moderate >= self.thresholds["moderate"] and imminent is not None
+                     and imminent >= self.thresholds["imminent"]
+                     else "moderate" if moderate >= self.thresholds["moderate"]
                      else "low" if low >= self.thresholds["low"] else "none")
-            out.append(MultilingualReading(float(low), float(moderate), level))
+            out.append(MultilingualReading(float(low), float(moderate), level,
+                                           None if imminent is None else float(imminent)))
         return out
 
     def read(self, text: str) -> MultilingualReading:

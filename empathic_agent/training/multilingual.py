@@ -6,7 +6,8 @@ multilingual space, their non-English messages (writers 1-8 and the multilingual
 how it looks in other languages.  The development and held-out sets are never read here.
 
 Model: the frozen multilingual-e5-small embedding (:class:`~empathic_agent.memory.embedder.E5Embedder`)
-standardised, and one class-balanced MLP per output (P(level >= low), P(level >= moderate)): one
+standardised, and one class-balanced MLP per output (P(level >= low), P(level >= moderate),
+P(level >= imminent)): one
 hidden layer of :data:`HIDDEN` ReLU units, L2 :data:`ALPHA`, adam, :data:`EPOCHS` epochs, seed 0.
 It replaced a logistic regression (C = 1) on 2026-12-06 by a rule written first: out of fold at
 the same 5 % budget the MLP recalled 0.785 of P(>= moderate) against 0.550 (C from 0.1 to 10 gave
@@ -14,8 +15,13 @@ the same 5 % budget the MLP recalled 0.785 of P(>= moderate) against 0.550 (C fr
 hundred among thousands, and they are the rows the head is for.
 
 Thresholds: leave-one-writer-out over the writers with non-English rows (the English-only writers
-always train); each output's threshold is the lowest at which the out-of-fold false alarms on
-non-English ``none`` rows stay within :data:`FALSE_ALARM_BUDGET` (2 %).  The standardisation is
+always train); each output's threshold is the lowest at which the out-of-fold false alarms stay
+within a budget: :data:`FALSE_ALARM_BUDGET` (2 %) for ``low`` and ``moderate``, on non-English
+``none`` rows; :data:`EMERGENCY_BUDGET` (1 %) for ``imminent``, on every non-English row labelled
+below imminent (a false emergency is one said to a person at lower risk as much as to one at
+none).  ``keep_existing`` keeps the outputs a head in ``out_dir`` already has (layers and
+thresholds) and trains only the missing ones: the third output was added that way to the shipped
+head, whose first two a retrain on another CPU does not reproduce bit for bit.  The standardisation is
 folded into the first layer of the saved weights, so the reader reads the raw embedding.
 """
 
@@ -35,12 +41,16 @@ from empathic_agent.errors import ConfigError
 if TYPE_CHECKING:
     from empathic_agent.memory.embedder import Embedder
 
-__all__ = ["train_multilingual", "predict", "FALSE_ALARM_BUDGET", "NON_ENGLISH_WEIGHT"]
+__all__ = ["train_multilingual", "predict", "FALSE_ALARM_BUDGET", "EMERGENCY_BUDGET", "NON_ENGLISH_WEIGHT"]
 
 #: Out-of-fold false alarms allowed on the non-English hard negatives, per output.  2 %: chosen on
 #: development data by a rule written first (5 %, 4 % and 3 % let too many development hard
 #: negatives through with the MLP head; README).
 FALSE_ALARM_BUDGET: Final[float] = 0.02
+#: The same for P(>= imminent), on every row below imminent.  1 %: at 2 % the development set had
+#: four messages below imminent read as emergencies, one more than the rule written first allowed
+#: (README, "Other languages").
+EMERGENCY_BUDGET: Final[float] = 0.01
 #: Sample weight of a non-English row relative to an English one.
 NON_ENGLISH_WEIGHT: Final[float] = 3.0
 #: The MLP head (fixed by the rule that chose it; not tuned).
@@ -123,12 +133,31 @@ def _embed_cached(embedder: "Embedder", texts: Sequence[str], cache_dir: str | P
     return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
+def _existing(out: Path, embedder: "Embedder") -> tuple[dict[str, tuple[dict[str, np.ndarray], float]], dict[str, Any]]:
+    """The outputs of the head already in ``out`` — each output's layers and threshold — and its
+    config.  Nothing there: nothing kept."""
+    from empathic_agent.safety.multilingual import CONFIG_FILE, MultilingualRiskReader
+
+    if not MultilingualRiskReader.available(out):
+        return {}, {}
+    config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
+    if config.get("embedder") not in (None, embedder.name):
+        raise ConfigError(f"{out}: the head there reads {config['embedder']!r} embeddings, not {embedder.name!r}")
+    reader = MultilingualRiskReader(embedder, out)
+    reader.load()
+    layers = reader._layers
+    assert layers is not None
+    return ({k: ({name: layers[name][i] for name in ("w1", "b1", "w2", "b2")}, reader.thresholds[k])
+             for i, k in enumerate(reader.outputs)}, config)
+
+
 def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "Embedder",
                        out_dir: str | Path, cache_dir: str | Path | None = None,
-                       progress: bool = True) -> dict[str, Any]:
+                       progress: bool = True, keep_existing: bool = False) -> dict[str, Any]:
     """Train the head, choose its thresholds out of fold, write ``multilingual.npz`` and
     ``multilingual.json`` to ``out_dir``; returns the config (with the selection figures).
-    ``cache_dir``: keep the embeddings for the next run."""
+    ``cache_dir``: keep the embeddings for the next run.  ``keep_existing``: keep the outputs the
+    head already in ``out_dir`` has, train only the others."""
     from empathic_agent.safety.evaluate import read_risk_csv
     from empathic_agent.safety.multilingual import CONFIG_FILE, FORMAT, OUTPUTS, WEIGHTS_FILE
     from empathic_agent.training.risk import TRAIN_DIR
@@ -145,38 +174,57 @@ def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "
     foreign = _non_english(texts)
     writers = np.array([r["writer"] for r in rows])
     weight = np.where(foreign, NON_ENGLISH_WEIGHT, 1.0)
-    ys = {"low": level >= 1, "moderate": level >= 2}
+    ys = {"low": level >= 1, "moderate": level >= 2, "imminent": level >= 4}
+    for k, y in ys.items():
+        if y.all() or not y.any():
+            raise ConfigError(f"the training CSVs need messages on both sides of level >= {k} "
+                              f"(found {int(y.sum())} of {len(y)} at or above it)")
+    out = Path(out_dir)
+    kept, kept_from = _existing(out, embedder) if keep_existing else ({}, None)
+    trained = [k for k in OUTPUTS if k not in kept]
     fold_writers = sorted(set(writers[foreign]))
     if len(fold_writers) < 2:
         raise ConfigError("out-of-fold thresholds need at least two writers with non-English messages")
-    oof = {k: np.full(len(rows), np.nan) for k in OUTPUTS}
+    oof = {k: np.full(len(rows), np.nan) for k in trained}
     for i, w in enumerate(fold_writers):
         test = writers == w
         if progress:
             print(f"multilingual: fold {i + 1}/{len(fold_writers)} (writer {w} held out)", file=sys.stderr)
-        for k in OUTPUTS:
+        for k in trained:
             oof[k][test] = predict(_fit(x[~test], ys[k][~test], weight[~test]), x[test])
-    scored = foreign & ~np.isnan(oof["low"])
+    scored = foreign & np.isin(writers, fold_writers)
     negatives = scored & (level == 0)
-    thresholds = {k: _threshold(oof[k][negatives], FALSE_ALARM_BUDGET) for k in OUTPUTS}
+    # What counts as a false alarm of each output: the hard negatives for the protocol's outputs;
+    # for the emergency, every row below it.
+    below = {k: negatives if k != "imminent" else scored & ~ys["imminent"] for k in trained}
+    budget = {k: EMERGENCY_BUDGET if k == "imminent" else FALSE_ALARM_BUDGET for k in trained}
+    thresholds = {k: kept[k][1] if k in kept else _threshold(oof[k][below[k]], budget[k]) for k in OUTPUTS}
     selection: dict[str, Any] = {"non_english_rows": int(scored.sum()), "non_english_hard_negatives": int(negatives.sum())}
-    for k in OUTPUTS:
+    for k in kept:
+        selection[k] = {"kept": True, **((kept_from or {}).get("selection", {}).get(k) or {})}
+    for k in trained:
         pos = scored & ys[k]
         selection[k] = {
             "threshold": thresholds[k],
             "out_of_fold_recall": round(float((oof[k][pos] >= thresholds[k]).mean()), 4) if pos.any() else None,
-            "out_of_fold_false_alarms": round(float((oof[k][negatives] >= thresholds[k]).mean()), 4),
-            "positives": int(pos.sum())}
-    heads = [_fit(x, ys[k], weight) for k in OUTPUTS]
-    out = Path(out_dir)
+            "out_of_fold_false_alarms": round(float((oof[k][below[k]] >= thresholds[k]).mean()), 4),
+            "negatives": int(below[k].sum()), "positives": int(pos.sum()), "budget": budget[k]}
+    heads = [kept[k][0] if k in kept else _fit(x, ys[k], weight) for k in OUTPUTS]
+    if len({h["w1"].shape for h in heads}) > 1:
+        raise ConfigError(f"{out}: the kept outputs' head is not an MLP of {HIDDEN} units; retrain every output "
+                          "(without keep_existing)")
     out.mkdir(parents=True, exist_ok=True)
-    # One array per layer with the outputs stacked first: (2, d, h), (2, h), (2, h), (2,).
+    # One array per layer with the outputs stacked first: (3, d, h), (3, h), (3, h), (3,).
     layers: dict[str, Any] = {name: np.stack([h[name] for h in heads]) for name in ("w1", "b1", "w2", "b2")}
     np.savez(out / WEIGHTS_FILE, **layers)
     config = {"format": FORMAT, "outputs": list(OUTPUTS), "embedder": embedder.name, "thresholds": thresholds,
               "head": {"kind": "mlp", "hidden": HIDDEN, "alpha": ALPHA, "epochs": EPOCHS, "seed": SEED},
-              "false_alarm_budget": FALSE_ALARM_BUDGET, "non_english_weight": NON_ENGLISH_WEIGHT,
+              "false_alarm_budget": FALSE_ALARM_BUDGET, "emergency_budget": EMERGENCY_BUDGET,
+              "non_english_weight": NON_ENGLISH_WEIGHT,
               "data": data_hashes(paths), "rows": len(rows), "non_english_rows": int(foreign.sum()),
               "selection": selection, "seconds": round(time.perf_counter() - t0, 1)}
+    if kept:
+        config["kept"] = {"outputs": sorted(kept), "data": (kept_from or {}).get("data"),
+                          "rows": (kept_from or {}).get("rows")}
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     return config

@@ -299,6 +299,22 @@ def test_the_multilingual_reader_routes_risk_in_a_language_the_screen_does_not_r
     assert party.level == "none", party.to_dict()
     english = stage.assess("I gave away my guitar because I won't need it soon", {})
     assert english.level in ("high", "imminent") and "multilingual" not in english.language
+    # Giving things away is not an emergency in any language: the protocol, not the emergency route.
+    assert a.level == "moderate", a.to_dict()
+
+
+def test_an_emergency_in_a_language_the_screen_does_not_read_leads_with_the_emergency_number(stage):
+    """Written for this test (Dutch and Czech: no cue for them in the lexicon, no row of the
+    development sets): an overdose just taken is an emergency, as in English, and the next turn —
+    in the same language, which the help words cannot read — stays on the emergency route."""
+    for text in ("Ik heb net al mijn slaappillen ingenomen, ik word al duizelig. Sorry.",
+                 "Právě jsem spolykala všechny prášky, co jsem doma měla. Točí se mi hlava."):
+        a = stage.assess(text, {})
+        assert a.level == "imminent" and a.route == "emergency", a.to_dict()
+        assert any(s.startswith("multilingual:imminent:") for s in a.signals)
+        assert "call 911 right now" in a.message and a.message.startswith("I may not fully understand")
+        after = stage.assess("Nee, ik wil niemand bellen.", a.conversation)
+        assert after.route == "emergency", after.to_dict()
 
 
 def test_a_means_question_only_the_reader_knows_and_a_follow_up_pressing_it_reach_the_protocol(stage):

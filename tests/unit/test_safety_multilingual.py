@@ -5,6 +5,7 @@ words) stands in for multilingual-e5-small; the real model runs in the integrati
 from __future__ import annotations
 
 import csv
+import json
 import logging
 
 import numpy as np
@@ -88,16 +89,17 @@ def _write(path, rows):
         w.writerows(rows)
 
 
-def test_training_writes_a_head_the_reader_loads_and_reads_with(tmp_path):
-    """Three tiny writers (two with Spanish rows): the head is trained, thresholds chosen out of
-    fold, the files load, and the reader tells the writers' risk words from their ordinary ones."""
+def _train_tiny(tmp_path, **kwargs):
+    """Three tiny writers (two with Spanish rows), trained into ``tmp_path / "w"``."""
     risk = ["pastillas noche morir", "tomar pastillas hoy morir", "morir pastillas guardadas", "quiero morir ya"]
     calm = ["pelicula fin semana ganas", "ganas ver pelicula", "fin de semana playa ganas", "pelicula nueva cine"]
     en_risk = ["tonight I take all pills and die", "want to die tonight pills", "pills saved die"]
+    en_now = ["took all the pills an hour ago", "on the bridge now jumping", "swallowed them all just now"]
     en_calm = ["film at the weekend", "going to the cinema this weekend", "new film out now"]
     for i, name in enumerate(["writer1", "writer2", "writer3"]):
         rows = [[t, "none", "none", "", "everyday", "plain"] for t in en_calm]
         rows += [[t, "high", "self", "ideation;method", "", "plain"] for t in en_risk]
+        rows += [[t, "imminent", "self", "attempt", "", "plain"] for t in en_now]
         if i < 2:
             rows += [[f"{t} {i}", "moderate", "self", "ideation", "es:x", "non_english"] for t in risk]
             rows += [[f"{t} {i}", "none", "none", "", "es:everyday", "non_english"] for t in calm]
@@ -111,11 +113,21 @@ def test_training_writes_a_head_the_reader_loads_and_reads_with(tmp_path):
     tm._non_english = lambda texts: np.array([t in spanish for t in texts])
     try:
         config = train_multilingual(sorted(tmp_path.glob("writer*.csv")), embedder=emb, out_dir=tmp_path / "w",
-                                    progress=False)
+                                    progress=False, **kwargs)
     finally:
         tm._non_english = orig
-    assert config["non_english_rows"] == 16 and set(config["thresholds"]) == {"low", "moderate"}
+    return config, emb
+
+
+def test_training_writes_a_head_the_reader_loads_and_reads_with(tmp_path):
+    """The head is trained, thresholds chosen out of fold, the files load, and the reader tells the
+    writers' risk words from their ordinary ones."""
+    config, emb = _train_tiny(tmp_path)
+    assert config["non_english_rows"] == 16 and set(config["thresholds"]) == {"low", "moderate", "imminent"}
     assert config["selection"]["non_english_hard_negatives"] == 8
+    # The emergency's false alarms are counted on every row below it, not only the hard negatives.
+    assert config["selection"]["imminent"]["negatives"] == 16
+    assert config["selection"]["moderate"]["negatives"] == 8
     assert MultilingualRiskReader.available(tmp_path / "w")
     reader = MultilingualRiskReader(emb, tmp_path / "w")
     r_risk, r_calm = reader.read_many(["quiero morir pastillas noche", "ganas ver pelicula fin semana"])
@@ -136,7 +148,10 @@ def test_a_head_that_does_not_fit_the_embedder_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no b, w for a head of format 1"):
         MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
     (tmp_path / CONFIG_FILE).write_text('{"format": 3, "outputs": ["low", "moderate"], "thresholds": {}}')
-    with pytest.raises(ConfigError, match="format 1 or 2"):
+    with pytest.raises(ConfigError, match="format 1-3"):
+        MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
+    (tmp_path / CONFIG_FILE).write_text('{"format": 2, "outputs": ["low", "moderate", "imminent"], "thresholds": {}}')
+    with pytest.raises(ConfigError, match="format 1-3"):
         MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
 
 
@@ -291,3 +306,60 @@ def test_reply_languages_default_to_english_for_the_embedded_model_and_any_for_a
     assert dataclasses.replace(settings, llm_backend="openai").reply_language_codes is None
     assert dataclasses.replace(settings, reply_languages="EN, de").reply_language_codes == frozenset({"en", "de"})
     assert dataclasses.replace(settings, llm_backend="openai", reply_languages="en").reply_language_codes == {"en"}
+
+
+def _reader_saying(*logits: float) -> MultilingualRiskReader:
+    """A real reader whose head gives these logits (low, moderate[, imminent]) for any message:
+    one hidden unit fixed at 1, the output weights are the logits."""
+    n = len(logits)
+    reader = MultilingualRiskReader(FakeEmbedder(8))
+    reader._layers = {"w1": np.zeros((n, 8, 1), np.float32), "b1": np.ones((n, 1), np.float32),
+                      "w2": np.array([[v] for v in logits], np.float32), "b2": np.zeros(n, np.float32)}
+    reader.outputs = ("low", "moderate", "imminent")[:n]
+    reader.thresholds = {k: 0.5 for k in reader.outputs}
+    return reader
+
+
+def test_an_emergency_in_another_language_takes_the_emergency_route():
+    """'I took all the pills half an hour ago' in Spanish: the emergency number leads, as it does in
+    English (the third output, P(level >= imminent))."""
+    reader = _reader_saying(4.0, 4.0, 4.0)
+    assert reader.read("x").level == "imminent"
+    a = CrisisDetector(None, multilingual=reader).assess(SPANISH_RISK)
+    assert a.level == "imminent" and a.route == "emergency" and a.crisis
+    assert any(s.startswith("multilingual:imminent:") for s in a.signals)
+    assert a.language["multilingual"]["imminent"] > 0.9
+
+
+def test_the_emergency_output_needs_the_protocols_threshold_too_and_old_heads_never_say_it():
+    assert _reader_saying(4.0, -4.0, 4.0).read("x").level == "low"  # not risk enough to be an emergency
+    assert _reader_saying(4.0, 4.0, -4.0).read("x").level == "moderate"
+    old = _reader_saying(4.0, 4.0)  # a head of format 1 or 2: two outputs
+    got = old.read("x")
+    assert got.level == "moderate" and got.imminent is None and "imminent" not in got.to_dict()
+
+
+def test_keep_existing_trains_only_the_outputs_the_head_lacks(tmp_path):
+    """The shipped head's third output was added this way: the first two outputs' layers and
+    thresholds stay exactly as they were."""
+    from empathic_agent.safety.multilingual import CONFIG_FILE, WEIGHTS_FILE
+
+    _train_tiny(tmp_path)
+    w = tmp_path / "w"
+    with np.load(w / WEIGHTS_FILE) as z:
+        full = {k: z[k] for k in z.files}
+    # Make it a two-output head of format 2 with recognisable thresholds.
+    np.savez(w / WEIGHTS_FILE, **{k: v[:2] for k, v in full.items()})
+    cfg = json.loads((w / CONFIG_FILE).read_text())
+    cfg.update(format=2, outputs=["low", "moderate"], thresholds={"low": 0.123, "moderate": 0.456})
+    (w / CONFIG_FILE).write_text(json.dumps(cfg))
+    config, emb = _train_tiny(tmp_path, keep_existing=True)
+    assert config["thresholds"]["low"] == 0.123 and config["thresholds"]["moderate"] == 0.456
+    assert config["kept"]["outputs"] == ["low", "moderate"] and config["selection"]["low"]["kept"]
+    assert config["selection"]["imminent"]["budget"] == pytest.approx(0.01)
+    with np.load(w / WEIGHTS_FILE) as z:
+        for k in ("w1", "b1", "w2", "b2"):
+            np.testing.assert_array_equal(z[k][:2], full[k][:2])
+            assert z[k].shape[0] == 3
+    reader = MultilingualRiskReader(emb, w)
+    assert reader.read("quiero morir ya 0").imminent is not None and reader.outputs == ("low", "moderate", "imminent")
