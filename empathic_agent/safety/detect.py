@@ -439,7 +439,12 @@ assert not _MISSING_META, f"patterns without taxonomy metadata: {_MISSING_META}"
 _IMMEDIATE = re.compile(r"\b(right now|tonight|this (evening|afternoon|morning)|in (a|an|the next) (few )?(minutes?|hours?)|"
                         r"(an|one|two|\d+|half an) (hour|hours|minutes?) ago|just (took|swallowed|did it)|already (took|swallowed|done it)|"
                         r"in my hand|on the (ledge|edge|bridge|roof|tracks|platform)|standing (on|at) the|about to|"
-                        r"(is|he is|she is) (here|home|outside|downstairs|at the door) (now|right now)|will not hear from me again)\b")
+                        r"(is|he is|she is) (here|home|outside|downstairs|at the door) (now|right now)|will not hear from me again|"
+                        # the means at hand right now, said without a time ("Gun's loaded and on the table")
+                        r"(right )?(here )?(next to|beside|in front of) me|"
+                        r"on the (table|bed|bedside table|sofa|floor|counter|desk) (now|in front of me|next to me)|"
+                        r"(gun|rifle|shotgun|pistol) is loaded|loaded (my|the|his|her|a|dad is|my dad is) (gun|rifle|shotgun|pistol)|"
+                        r"(lined|laid|counted|set) out|(i am|we are) hiding|locked (myself|himself|herself|themselves) in)\b")
 _IMMEDIATE_DIMS: Final = frozenset({"method", "plan", "intent", "attempt", "means_access", "preparatory", "harm_others",
                                     "abuse", "third_party"})
 #: Dimensions that make a message ``high`` (GUIDE.md): the second look names the one the reader

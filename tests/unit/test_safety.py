@@ -309,6 +309,21 @@ def test_imminent_danger_leads_with_the_emergency_number():
     assert a.message.startswith("Please call 911") and "988" in a.message and a.emergency == "911"
 
 
+def test_means_at_hand_right_now_is_said_about_now_even_without_a_time():
+    """Written for this test (session 16): the means beside the person, loaded, laid out, or the
+    person hiding from someone armed, is now — the high reading it comes with becomes imminent.
+    Means somewhere else, or a time to come, are not."""
+    from empathic_agent.safety.detect import immediate
+
+    for text in ("The rifle's loaded and it's on the desk.", "the whole box is right here next to me",
+                 "I've laid out all the tablets", "We're hiding in the loft, he has a hammer",
+                 "she's locked herself in the garage with the car running"):
+        assert immediate(text), text
+    for text in ("my dad keeps his shotgun in a locked cabinet at the farm", "I might do it next month",
+                 "the pills are in the cupboard upstairs"):
+        assert not immediate(text), text
+
+
 def test_a_helper_gets_the_helper_route_and_resources():
     a = _stage().assess("My best friend keeps saying she doesn't want to be alive. What do I do?", {})
     assert a.route == "helper" and a.subject == "other" and a.category == OTHERS_AT_RISK
