@@ -703,7 +703,8 @@ def test_every_conversation_set_of_the_safety_data_loads_with_valid_expectations
 
     data = Path(__file__).resolve().parents[2] / "empathic_agent" / "safety" / "data"
     files = sorted(data.rglob("*.yaml"))
-    assert {"emergency_dev.yaml", "emergency_test.yaml", "answers_dev.yaml"} <= {f.name for f in files}
+    assert {"emergency_dev.yaml", "emergency_test.yaml", "answers_dev.yaml", "emergency_ml_dev.yaml",
+            "emergency_ml_test.yaml", "emergency_ml_test2.yaml"} <= {f.name for f in files}
     for f in files:
         scenarios = load_scenarios([str(f)])
         assert scenarios, f
