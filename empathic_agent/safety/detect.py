@@ -621,6 +621,9 @@ class CrisisDetector:
             # Short messages ("quiero morir") are too short to identify for sure: the cue lexicon
             # still applies when the best guess is another language.
             if not_read:
+                # Whose risk: no English layer can say for text it cannot read; the cue lexicon
+                # cannot either, the multilingual head can (below).
+                unread_subject = subject == "none"
                 code = lang.get("guess", lang["code"])
                 cues = risk_cues(text) if level_index(level) < level_index("moderate") else []
                 if cues:
@@ -640,8 +643,10 @@ class CrisisDetector:
                         if ml.level != "low":
                             dims.append(DimensionReading("ideation", ml.moderate, text.strip()[:160], f"multilingual:{code}"))
                         level = ml.level
-                        subject = "self" if subject == "none" else subject
+                        subject = ml.subject if subject == "none" else subject
                         score = max(score, p)
+                    if unread_subject and ml.subject == "other" and level_index(level) >= level_index("moderate"):
+                        subject = "other"
         if level_index(level) >= level_index("high") and {d.name for d in dims} & _IMMEDIATE_DIMS and immediate(text):
             level = "imminent"
             signals.append("immediacy")

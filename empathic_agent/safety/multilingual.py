@@ -12,7 +12,9 @@ lowers a level, and raises conservatively: P(>= moderate) at its threshold sends
 crisis protocol (level ``moderate``: a human can read what the screen cannot), and with P(>=
 imminent) at its own threshold too the emergency route (an overdose taken, standing on a bridge:
 the emergency number leads, in any language); P(>= low) at its threshold gives a check-in.  Heads
-trained before the third output (formats 1 and 2) still load and never say ``imminent``.  Thresholds were chosen on the training
+trained before the third output (formats 1 and 2) still load and never say ``imminent``.  A fourth
+output, P(subject = other) (format 4), tells a helper ("my friend sent goodbye and does not
+answer") from the person at risk: such a message takes the helper route, as in English.  Thresholds were chosen on the training
 writers' out-of-fold predictions (``empathic safety train-multilingual``; model card
 ``weights/MULTILINGUAL_MODEL_CARD.md``).
 """
@@ -35,12 +37,13 @@ if TYPE_CHECKING:
 __all__ = ["MultilingualRiskReader", "MultilingualReading", "WEIGHTS_FILE", "CONFIG_FILE", "OUTPUTS"]
 
 #: The head's outputs, in order.
-OUTPUTS: Final[tuple[str, ...]] = ("low", "moderate", "imminent")
-#: The outputs of heads of formats 1 and 2.
-_OLD_OUTPUTS: Final[tuple[str, ...]] = ("low", "moderate")
+OUTPUTS: Final[tuple[str, ...]] = ("low", "moderate", "imminent", "other")
 WEIGHTS_FILE: Final[str] = "multilingual.npz"
 CONFIG_FILE: Final[str] = "multilingual.json"
-FORMAT: Final[int] = 3
+FORMAT: Final[int] = 4
+#: How many of the outputs a head of each format has (formats 1 and 2: low and moderate; 3: and
+#: imminent; 4: and other).
+_FORMAT_OUTPUTS: Final[dict[int, int]] = {1: 2, 2: 2, 3: 3, 4: 4}
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,18 @@ class MultilingualReading:
     moderate: float
     level: str
     imminent: float | None = None
+    #: P(subject = other) and whose risk the reading routes: ``other`` (the helper route) when the
+    #: head routes the message and that probability passes its threshold, else ``self``.
+    other: float | None = None
+    subject: str = "self"
 
     def to_dict(self) -> dict[str, float | str]:
         out: dict[str, float | str] = {"low": round(self.low, 4), "moderate": round(self.moderate, 4)}
         if self.imminent is not None:
             out["imminent"] = round(self.imminent, 4)
-        return out | {"level": self.level}
+        if self.other is not None:
+            out["other"] = round(self.other, 4)
+        return out | {"level": self.level, "subject": self.subject}
 
 
 class MultilingualRiskReader:
@@ -87,8 +96,8 @@ class MultilingualRiskReader:
                 return
             config = json.loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8"))
             outputs = tuple(config.get("outputs") or ())
-            if not ((config.get("format") in (1, 2) and outputs == _OLD_OUTPUTS)
-                    or (config.get("format") == FORMAT and outputs == OUTPUTS)):
+            n_out = _FORMAT_OUTPUTS.get(config.get("format"))  # type: ignore[arg-type]
+            if n_out is None or outputs != OUTPUTS[:n_out]:
                 raise ConfigError(f"{self.folder / CONFIG_FILE}: not a multilingual risk head of format 1-{FORMAT}")
             with np.load(self.folder / WEIGHTS_FILE) as z:
                 missing = {"w", "b"} - set(z.files) if config["format"] == 1 else {"w1", "b1", "w2", "b2"} - set(z.files)
@@ -127,7 +136,7 @@ class MultilingualRiskReader:
         out = []
         for row in p.astype(float):
             probs = dict(zip(self.outputs, row))
-            moderate, imminent = probs["moderate"], probs.get("imminent")
+            moderate, imminent, other = probs["moderate"], probs.get("imminent"), probs.get("other")
             low = max(probs["low"], moderate)  # >= moderate implies >= low
             # The emergency needs the protocol's own threshold as well: a message the head does not
             # read as risk is never an emergency.
@@ -135,8 +144,12 @@ class MultilingualRiskReader:
                      and imminent >= self.thresholds["imminent"]
                      else "moderate" if moderate >= self.thresholds["moderate"]
                      else "low" if low >= self.thresholds["low"] else "none")
+            # Someone else's risk: only for a message the head routes (a check-in is the person's).
+            subject = ("other" if other is not None and other >= self.thresholds["other"]
+                       and level in ("moderate", "imminent") else "self")
             out.append(MultilingualReading(float(low), float(moderate), level,
-                                           None if imminent is None else float(imminent)))
+                                           None if imminent is None else float(imminent),
+                                           None if other is None else float(other), subject))
         return out
 
     def read(self, text: str) -> MultilingualReading:

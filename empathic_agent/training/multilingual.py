@@ -7,7 +7,7 @@ how it looks in other languages.  The development and held-out sets are never re
 
 Model: the frozen multilingual-e5-small embedding (:class:`~empathic_agent.memory.embedder.E5Embedder`)
 standardised, and one class-balanced MLP per output (P(level >= low), P(level >= moderate),
-P(level >= imminent)): one
+P(level >= imminent), and on risk rows only P(subject = other)): one
 hidden layer of :data:`HIDDEN` ReLU units, L2 :data:`ALPHA`, adam, :data:`EPOCHS` epochs, seed 0.
 It replaced a logistic regression (C = 1) on 2026-12-06 by a rule written first: out of fold at
 the same 5 % budget the MLP recalled 0.785 of P(>= moderate) against 0.550 (C from 0.1 to 10 gave
@@ -19,10 +19,13 @@ always train); each output's threshold is the lowest at which the out-of-fold fa
 within a budget: :data:`FALSE_ALARM_BUDGET` (2 %) for ``low`` and ``moderate``, on non-English
 ``none`` rows; :data:`EMERGENCY_BUDGET` (1 %) for ``imminent``, on every non-English row labelled
 below imminent (a false emergency is one said to a person at lower risk as much as to one at
-none).  ``keep_existing`` keeps the outputs a head in ``out_dir`` already has (layers and
-thresholds) and trains only the missing ones: the third output was added that way to the shipped
-head, whose first two a retrain on another CPU does not reproduce bit for bit.  The standardisation is
-folded into the first layer of the saved weights, so the reader reads the raw embedding.
+none); for ``other`` (someone else at risk; trained on risk rows only) :data:`FALSE_ALARM_BUDGET`
+of the non-English rows of the person's own risk (the helper route said to a person at risk
+themselves).  ``keep_existing`` keeps the outputs a head in ``out_dir`` already has (layers and
+thresholds) and trains only the missing ones: the third and fourth outputs were added that way to
+the shipped head, whose first two a retrain on another CPU does not reproduce bit for bit.  The
+standardisation is folded into the first layer of the saved weights, so the reader reads the raw
+embedding.
 """
 
 from __future__ import annotations
@@ -174,11 +177,15 @@ def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "
     foreign = _non_english(texts)
     writers = np.array([r["writer"] for r in rows])
     weight = np.where(foreign, NON_ENGLISH_WEIGHT, 1.0)
-    ys = {"low": level >= 1, "moderate": level >= 2, "imminent": level >= 4}
+    risk = level >= 1
+    ys = {"low": risk, "moderate": level >= 2, "imminent": level >= 4,
+          "other": np.array([r.get("subject") == "other" for r in rows])}
+    # The rows each output learns from: every row, except whose risk it is — asked of risk only.
+    rows_of = {k: risk if k == "other" else np.ones(len(rows), bool) for k in OUTPUTS}
     for k, y in ys.items():
-        if y.all() or not y.any():
-            raise ConfigError(f"the training CSVs need messages on both sides of level >= {k} "
-                              f"(found {int(y.sum())} of {len(y)} at or above it)")
+        if y[rows_of[k]].all() or not y[rows_of[k]].any():
+            raise ConfigError(f"the training CSVs need messages on both sides of {k!r} "
+                              f"(found {int(y[rows_of[k]].sum())} of {int(rows_of[k].sum())})")
     out = Path(out_dir)
     kept, kept_from = _existing(out, embedder) if keep_existing else ({}, None)
     trained = [k for k in OUTPUTS if k not in kept]
@@ -191,30 +198,32 @@ def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "
         if progress:
             print(f"multilingual: fold {i + 1}/{len(fold_writers)} (writer {w} held out)", file=sys.stderr)
         for k in trained:
-            oof[k][test] = predict(_fit(x[~test], ys[k][~test], weight[~test]), x[test])
+            fit = ~test & rows_of[k]
+            oof[k][test] = predict(_fit(x[fit], ys[k][fit], weight[fit]), x[test])
     scored = foreign & np.isin(writers, fold_writers)
     negatives = scored & (level == 0)
     # What counts as a false alarm of each output: the hard negatives for the protocol's outputs;
-    # for the emergency, every row below it.
-    below = {k: negatives if k != "imminent" else scored & ~ys["imminent"] for k in trained}
+    # for the emergency, every row below it; for someone else's risk, the person's own.
+    below = {k: {"imminent": scored & ~ys["imminent"], "other": scored & risk & ~ys["other"]}.get(k, negatives)
+             for k in trained}
     budget = {k: EMERGENCY_BUDGET if k == "imminent" else FALSE_ALARM_BUDGET for k in trained}
     thresholds = {k: kept[k][1] if k in kept else _threshold(oof[k][below[k]], budget[k]) for k in OUTPUTS}
     selection: dict[str, Any] = {"non_english_rows": int(scored.sum()), "non_english_hard_negatives": int(negatives.sum())}
     for k in kept:
         selection[k] = {"kept": True, **((kept_from or {}).get("selection", {}).get(k) or {})}
     for k in trained:
-        pos = scored & ys[k]
+        pos = scored & ys[k] & rows_of[k]
         selection[k] = {
             "threshold": thresholds[k],
             "out_of_fold_recall": round(float((oof[k][pos] >= thresholds[k]).mean()), 4) if pos.any() else None,
             "out_of_fold_false_alarms": round(float((oof[k][below[k]] >= thresholds[k]).mean()), 4),
             "negatives": int(below[k].sum()), "positives": int(pos.sum()), "budget": budget[k]}
-    heads = [kept[k][0] if k in kept else _fit(x, ys[k], weight) for k in OUTPUTS]
+    heads = [kept[k][0] if k in kept else _fit(x[rows_of[k]], ys[k][rows_of[k]], weight[rows_of[k]]) for k in OUTPUTS]
     if len({h["w1"].shape for h in heads}) > 1:
         raise ConfigError(f"{out}: the kept outputs' head is not an MLP of {HIDDEN} units; retrain every output "
                           "(without keep_existing)")
     out.mkdir(parents=True, exist_ok=True)
-    # One array per layer with the outputs stacked first: (3, d, h), (3, h), (3, h), (3,).
+    # One array per layer with the outputs stacked first: (4, d, h), (4, h), (4, h), (4,).
     layers: dict[str, Any] = {name: np.stack([h[name] for h in heads]) for name in ("w1", "b1", "w2", "b2")}
     np.savez(out / WEIGHTS_FILE, **layers)
     config = {"format": FORMAT, "outputs": list(OUTPUTS), "embedder": embedder.name, "thresholds": thresholds,

@@ -306,7 +306,8 @@ def test_the_multilingual_reader_routes_risk_in_a_language_the_screen_does_not_r
 def test_an_emergency_in_a_language_the_screen_does_not_read_leads_with_the_emergency_number(stage):
     """Written for this test (Dutch and Czech: no cue for them in the lexicon, no row of the
     development sets): an overdose just taken is an emergency, as in English, and the next turn —
-    in the same language, which the help words cannot read — stays on the emergency route."""
+    in the same language, which the help words cannot read — stays on the emergency route; a
+    friend's goodbye takes the helper route."""
     for text in ("Ik heb net al mijn slaappillen ingenomen, ik word al duizelig. Sorry.",
                  "Právě jsem spolykala všechny prášky, co jsem doma měla. Točí se mi hlava."):
         a = stage.assess(text, {})
@@ -315,6 +316,10 @@ def test_an_emergency_in_a_language_the_screen_does_not_read_leads_with_the_emer
         assert "call 911 right now" in a.message and a.message.startswith("I may not fully understand")
         after = stage.assess("Nee, ik wil niemand bellen.", a.conversation)
         assert after.route == "emergency", after.to_dict()
+    # Someone else's emergency in another language: the helper route, as in English.
+    friend = stage.assess("Mijn beste vriendin stuurde me net 'vaarwel, het spijt me' en ze neemt haar telefoon "
+                          "niet meer op. Wat moet ik doen?", {})
+    assert friend.route == "helper" and friend.subject == "other", friend.to_dict()
 
 
 def test_a_means_question_only_the_reader_knows_and_a_follow_up_pressing_it_reach_the_protocol(stage):

@@ -95,11 +95,13 @@ def _train_tiny(tmp_path, **kwargs):
     calm = ["pelicula fin semana ganas", "ganas ver pelicula", "fin de semana playa ganas", "pelicula nueva cine"]
     en_risk = ["tonight I take all pills and die", "want to die tonight pills", "pills saved die"]
     en_now = ["took all the pills an hour ago", "on the bridge now jumping", "swallowed them all just now"]
+    en_other = ["my friend took all her pills", "my brother says he will jump", "my mate wants to die"]
     en_calm = ["film at the weekend", "going to the cinema this weekend", "new film out now"]
     for i, name in enumerate(["writer1", "writer2", "writer3"]):
         rows = [[t, "none", "none", "", "everyday", "plain"] for t in en_calm]
         rows += [[t, "high", "self", "ideation;method", "", "plain"] for t in en_risk]
         rows += [[t, "imminent", "self", "attempt", "", "plain"] for t in en_now]
+        rows += [[t, "high", "other", "third_party", "", "plain"] for t in en_other]
         if i < 2:
             rows += [[f"{t} {i}", "moderate", "self", "ideation", "es:x", "non_english"] for t in risk]
             rows += [[f"{t} {i}", "none", "none", "", "es:everyday", "non_english"] for t in calm]
@@ -123,11 +125,13 @@ def test_training_writes_a_head_the_reader_loads_and_reads_with(tmp_path):
     """The head is trained, thresholds chosen out of fold, the files load, and the reader tells the
     writers' risk words from their ordinary ones."""
     config, emb = _train_tiny(tmp_path)
-    assert config["non_english_rows"] == 16 and set(config["thresholds"]) == {"low", "moderate", "imminent"}
+    assert config["non_english_rows"] == 16 and set(config["thresholds"]) == {"low", "moderate", "imminent", "other"}
     assert config["selection"]["non_english_hard_negatives"] == 8
     # The emergency's false alarms are counted on every row below it, not only the hard negatives.
     assert config["selection"]["imminent"]["negatives"] == 16
     assert config["selection"]["moderate"]["negatives"] == 8
+    # Someone else's risk is asked of risk rows only; its false alarms are the person's own risk.
+    assert config["selection"]["other"]["negatives"] == 8 and config["selection"]["other"]["positives"] == 0
     assert MultilingualRiskReader.available(tmp_path / "w")
     reader = MultilingualRiskReader(emb, tmp_path / "w")
     r_risk, r_calm = reader.read_many(["quiero morir pastillas noche", "ganas ver pelicula fin semana"])
@@ -148,10 +152,10 @@ def test_a_head_that_does_not_fit_the_embedder_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="no b, w for a head of format 1"):
         MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
     (tmp_path / CONFIG_FILE).write_text('{"format": 3, "outputs": ["low", "moderate"], "thresholds": {}}')
-    with pytest.raises(ConfigError, match="format 1-3"):
+    with pytest.raises(ConfigError, match="format 1-4"):
         MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
     (tmp_path / CONFIG_FILE).write_text('{"format": 2, "outputs": ["low", "moderate", "imminent"], "thresholds": {}}')
-    with pytest.raises(ConfigError, match="format 1-3"):
+    with pytest.raises(ConfigError, match="format 1-4"):
         MultilingualRiskReader(FakeEmbedder(64), tmp_path).read("hola")
 
 
@@ -315,7 +319,7 @@ def _reader_saying(*logits: float) -> MultilingualRiskReader:
     reader = MultilingualRiskReader(FakeEmbedder(8))
     reader._layers = {"w1": np.zeros((n, 8, 1), np.float32), "b1": np.ones((n, 1), np.float32),
                       "w2": np.array([[v] for v in logits], np.float32), "b2": np.zeros(n, np.float32)}
-    reader.outputs = ("low", "moderate", "imminent")[:n]
+    reader.outputs = ("low", "moderate", "imminent", "other")[:n]
     reader.thresholds = {k: 0.5 for k in reader.outputs}
     return reader
 
@@ -360,6 +364,21 @@ def test_keep_existing_trains_only_the_outputs_the_head_lacks(tmp_path):
     with np.load(w / WEIGHTS_FILE) as z:
         for k in ("w1", "b1", "w2", "b2"):
             np.testing.assert_array_equal(z[k][:2], full[k][:2])
-            assert z[k].shape[0] == 3
+            assert z[k].shape[0] == 4
     reader = MultilingualRiskReader(emb, w)
-    assert reader.read("quiero morir ya 0").imminent is not None and reader.outputs == ("low", "moderate", "imminent")
+    assert reader.read("quiero morir ya 0").imminent is not None
+    assert reader.outputs == ("low", "moderate", "imminent", "other")
+
+
+def test_someone_elses_emergency_in_another_language_takes_the_helper_route():
+    """'My friend sent me goodbye and does not answer' in another language: the fourth output,
+    P(subject = other), gives the helper route, as in English; below its threshold, or on a
+    message the head only checks in on, the risk is the person's own."""
+    helper = _reader_saying(4.0, 4.0, 4.0, 4.0)
+    a = CrisisDetector(None, multilingual=helper).assess(SPANISH_RISK)
+    assert a.subject == "other" and a.route == "helper" and a.level == "imminent", a.to_dict()
+    assert a.language["multilingual"]["subject"] == "other"
+    own = CrisisDetector(None, multilingual=_reader_saying(4.0, 4.0, 4.0, -4.0)).assess(SPANISH_RISK)
+    assert own.subject == "self" and own.route == "emergency"
+    check_in = _reader_saying(4.0, -4.0, -4.0, 4.0).read("x")
+    assert check_in.level == "low" and check_in.subject == "self"
