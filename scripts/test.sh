@@ -32,4 +32,4 @@ echo "==> ruff check"
 .venv/bin/ruff check .
 echo "==> mypy (the packages listed in pyproject.toml)"
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -q -ra "$@"
+exec .venv/bin/python -m pytest -q -ra --durations=15 "$@"

@@ -5,18 +5,19 @@ had only a hand-written cue lexicon (:mod:`.language`): eleven languages, the mo
 This reader covers the rest the way the issue asks — through a multilingual encoder:
 multilingual-e5-small (MIT; ~100 languages, one shared space, so what the head learns from the
 English writers carries to other languages) embeds the message, and a small head (one hidden
-layer per output) gives P(level >= low), P(level >= moderate) and P(level >= imminent).
+layer per output) gives P(level >= low), P(level >= moderate), P(level >= imminent) and, for a
+message with risk, P(subject = other).
 
 It runs only on messages the screen does not cover (:func:`.language.detect_language`), never
 lowers a level, and raises conservatively: P(>= moderate) at its threshold sends the message to the
 crisis protocol (level ``moderate``: a human can read what the screen cannot), and with P(>=
 imminent) at its own threshold too the emergency route (an overdose taken, standing on a bridge:
 the emergency number leads, in any language); P(>= low) at its threshold gives a check-in.  Heads
-trained before the third output (formats 1 and 2) still load and never say ``imminent``.  A fourth
-output, P(subject = other) (format 4), tells a helper ("my friend sent goodbye and does not
-answer") from the person at risk: such a message takes the helper route, as in English.  Thresholds were chosen on the training
-writers' out-of-fold predictions (``empathic safety train-multilingual``; model card
-``weights/MULTILINGUAL_MODEL_CARD.md``).
+trained before the third output (formats 1 and 2) still load and never say ``imminent``.  The
+fourth output, P(subject = other) (format 4), tells a helper ("my friend sent goodbye and does not
+answer") from the person at risk: such a message takes the helper route, as in English.
+Thresholds were chosen on the training writers' out-of-fold predictions (``empathic safety
+train-multilingual``; model card ``weights/MULTILINGUAL_MODEL_CARD.md``).
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ _FORMAT_OUTPUTS: Final[dict[int, int]] = {1: 2, 2: 2, 3: 3, 4: 4}
 
 @dataclass(frozen=True)
 class MultilingualReading:
-    """P(level >= low), P(level >= moderate) and P(level >= imminent) of one message (None for a
-    head without that output), and the level they raise it to."""
+    """P(level >= low), P(level >= moderate), P(level >= imminent) and P(subject = other) of one
+    message (None for a head without that output), the level they raise it to and whose risk it is."""
 
     low: float
     moderate: float
@@ -96,7 +97,7 @@ class MultilingualRiskReader:
                 return
             config = json.loads((self.folder / CONFIG_FILE).read_text(encoding="utf-8"))
             outputs = tuple(config.get("outputs") or ())
-            n_out = _FORMAT_OUTPUTS.get(config.get("format"))  # type: ignore[arg-type]
+            n_out = _FORMAT_OUTPUTS.get(int(config.get("format") or 0))
             if n_out is None or outputs != OUTPUTS[:n_out]:
                 raise ConfigError(f"{self.folder / CONFIG_FILE}: not a multilingual risk head of format 1-{FORMAT}")
             with np.load(self.folder / WEIGHTS_FILE) as z:
