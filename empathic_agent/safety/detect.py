@@ -638,13 +638,13 @@ class CrisisDetector:
                     lang = {**lang, "multilingual": ml.to_dict()}
                     if level_index(ml.level) > level_index(level):
                         # Which dimension the head cannot say; the level is what routes the message.
-                        p = {"imminent": ml.imminent, "moderate": ml.moderate}.get(ml.level) or ml.low
-                        signals.append(f"multilingual:{ml.level}:{p:.3f}")
+                        signals.append(f"multilingual:{ml.level}:{ml.p:.3f}")
                         if ml.level != "low":
                             dims.append(DimensionReading("ideation", ml.moderate, text.strip()[:160], f"multilingual:{code}"))
                         level = ml.level
-                        subject = ml.subject if subject == "none" else subject
-                        score = max(score, p)
+                        subject = "self" if subject == "none" else subject
+                        score = max(score, ml.p)
+                    # Whether the head or the cue lexicon routed it, the head says whose risk it is.
                     if unread_subject and ml.subject == "other" and level_index(level) >= level_index("moderate"):
                         subject = "other"
         if level_index(level) >= level_index("high") and {d.name for d in dims} & _IMMEDIATE_DIMS and immediate(text):

@@ -61,6 +61,11 @@ class MultilingualReading:
     other: float | None = None
     subject: str = "self"
 
+    @property
+    def p(self) -> float:
+        """The probability behind its level (P(>= low) for ``low`` and ``none``)."""
+        return {"imminent": self.imminent, "moderate": self.moderate}.get(self.level) or self.low
+
     def to_dict(self) -> dict[str, float | str]:
         out: dict[str, float | str] = {"low": round(self.low, 4), "moderate": round(self.moderate, 4)}
         if self.imminent is not None:
@@ -125,6 +130,15 @@ class MultilingualRiskReader:
             self.embedder.load()
             self.outputs = outputs
             self._layers = layers
+
+    def heads(self) -> dict[str, tuple[dict[str, np.ndarray], float]]:
+        """Each output's layers (``w1`` (d, h), ``b1`` (h,), ``w2`` (h,), ``b2`` ()) and threshold:
+        what ``train-multilingual --keep-existing`` keeps."""
+        self.load()
+        z = self._layers
+        assert z is not None
+        return {k: ({name: z[name][i] for name in ("w1", "b1", "w2", "b2")}, self.thresholds[k])
+                for i, k in enumerate(self.outputs)}
 
     def read_many(self, texts: list[str]) -> list[MultilingualReading]:
         self.load()

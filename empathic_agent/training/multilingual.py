@@ -146,12 +146,7 @@ def _existing(out: Path, embedder: "Embedder") -> tuple[dict[str, tuple[dict[str
     config = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
     if config.get("embedder") not in (None, embedder.name):
         raise ConfigError(f"{out}: the head there reads {config['embedder']!r} embeddings, not {embedder.name!r}")
-    reader = MultilingualRiskReader(embedder, out)
-    reader.load()
-    layers = reader._layers
-    assert layers is not None
-    return ({k: ({name: layers[name][i] for name in ("w1", "b1", "w2", "b2")}, reader.thresholds[k])
-             for i, k in enumerate(reader.outputs)}, config)
+    return MultilingualRiskReader(embedder, out).heads(), config
 
 
 def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "Embedder",
@@ -187,7 +182,7 @@ def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "
             raise ConfigError(f"the training CSVs need messages on both sides of {k!r} "
                               f"(found {int(y[rows_of[k]].sum())} of {int(rows_of[k].sum())})")
     out = Path(out_dir)
-    kept, kept_from = _existing(out, embedder) if keep_existing else ({}, None)
+    kept, kept_from = _existing(out, embedder) if keep_existing else ({}, {})
     trained = [k for k in OUTPUTS if k not in kept]
     fold_writers = sorted(set(writers[foreign]))
     if len(fold_writers) < 2:
@@ -210,7 +205,7 @@ def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "
     thresholds = {k: kept[k][1] if k in kept else _threshold(oof[k][below[k]], budget[k]) for k in OUTPUTS}
     selection: dict[str, Any] = {"non_english_rows": int(scored.sum()), "non_english_hard_negatives": int(negatives.sum())}
     for k in kept:
-        selection[k] = {"kept": True, **((kept_from or {}).get("selection", {}).get(k) or {})}
+        selection[k] = {"kept": True, **(kept_from.get("selection", {}).get(k) or {})}
     for k in trained:
         pos = scored & ys[k] & rows_of[k]
         selection[k] = {
@@ -233,7 +228,6 @@ def train_multilingual(files: Sequence[str | Path] | None = None, *, embedder: "
               "data": data_hashes(paths), "rows": len(rows), "non_english_rows": int(foreign.sum()),
               "selection": selection, "seconds": round(time.perf_counter() - t0, 1)}
     if kept:
-        config["kept"] = {"outputs": sorted(kept), "data": (kept_from or {}).get("data"),
-                          "rows": (kept_from or {}).get("rows")}
+        config["kept"] = {"outputs": sorted(kept), "data": kept_from.get("data"), "rows": kept_from.get("rows")}
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     return config
