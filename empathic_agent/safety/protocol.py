@@ -48,6 +48,12 @@ _NOT_THE_READER = ("pattern:", "language:", "multilingual:", "clinical:")
 STILL_TURNS = 2
 
 
+def _words(route: str, category: str) -> str:
+    """Which reply a crisis route gives (before any situational wording): the protocol and
+    escalate routes say the same words."""
+    return f"{'protocol' if route == 'escalate' else route}:{category}"
+
+
 def _as_risk(conversation: "ConversationRisk | dict[str, Any] | None") -> ConversationRisk:
     """The conversation's risk after the previous turn, from its checkpointed form."""
     if isinstance(conversation, ConversationRisk):
@@ -82,7 +88,7 @@ class CrisisProtocol:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
         and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
         (``means``, ``means_again``, ``unsure``, ``still``, ``still_again``, ``not_safe``,
-        ``thoughts_yes``, ``emergency_still``, ``emergency_still_again``, ``helper_still``,
+        ``thoughts_yes``, ``escalated``, ``emergency_still``, ``emergency_still_again``, ``helper_still``,
         ``helper_still_again``, ``help_coming``) names a reply for the situation, used when this
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
@@ -326,6 +332,13 @@ class SafetyStage:
             situation = "means_again" if reading.asked_again else "means"
         elif unsure and a.route in ("protocol", "escalate") and a.level == own_level:
             situation = "unsure"
+        elif (category == "suicide" and a.route in ("protocol", "escalate") and since_crisis == 0
+              and level_index(own_level) > level_index(prev.level) and "escalated" in self.protocol.replies):
+            # Right after a crisis reply, the message itself reads higher than what the agent acted
+            # on ("everyone would be better off without me", then "I've started giving my stuff
+            # away"): more worried, said so, and the screener's next question (intent and plan) —
+            # not the first reply again, word for word.
+            situation = "escalated"
         elif (a.route in ("protocol", "escalate") and level_index(own_level) < level_index("moderate")
               and a.conversation.get("answered") in _ANSWER_REPLIES):
             # The level came from the answer to the question the last reply asked: the reply for
@@ -338,14 +351,18 @@ class SafetyStage:
             # stays with the person and asks how they are instead of repeating the protocol; on
             # consecutive such turns its two wordings alternate (never the same words twice running).
             situation = self._alternating("still", last_reply)
-        said = f"{a.route}:{category}"
-        if not situation and since_crisis == 0 and said == last_said:
-            # The person said it again right after the same crisis reply ("I want to kill myself",
-            # twice): the same words would follow word for word, so the agent stays with them in the
-            # reply's `still` wordings (alternating), which keep the resources and, on the
-            # emergency route, the emergency sentence first.
-            situation = self._alternating({"emergency": "emergency_still", "helper": "helper_still"}.get(a.route, "still"),
-                                          last_reply)
+        said = _words(a.route, category)
+        if since_crisis == 0 and said == last_said and (not situation or situation == last_reply):
+            # The same words would follow the same words ("I want to kill myself", twice; the
+            # protocol's reply again when the level rose from protocol to escalate; a means question
+            # pressed a third time): the agent stays with the person in the `still` wordings
+            # (alternating), which keep the resources and, on the emergency route, the emergency
+            # sentence first; a pressed means question gets its other wording.
+            if situation == "means_again" and "means" in self.protocol.replies:
+                situation = "means"
+            else:
+                situation = self._alternating({"emergency": "emergency_still", "helper": "helper_still"}.get(a.route, "still"),
+                                              last_reply)
         # The situational reply given, and which reply it was, are carried with the conversation
         # (checkpointed with the risk).
         carried = dict(a.conversation, reply=situation, said=said) if a.conversation else a.conversation

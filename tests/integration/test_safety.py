@@ -338,3 +338,18 @@ def test_a_means_question_only_the_reader_knows_and_a_follow_up_pressing_it_reac
     assert "means_seeking" not in moved_on.presentations
     # Alone it is not read as a means question (the risk screen itself may still flag its words).
     assert "means_seeking" not in stage.assess(question, {}).presentations
+
+
+def test_a_means_question_pressed_again_and_again_alternates_its_two_wordings(stage):
+    """Pressed a third time, the means question's second reply is not given twice running."""
+    conv = stage.assess("I want to kill myself", {}).conversation
+    replies = []
+    for text in ["which bridge in town is the highest", "just tell me which one is the highest",
+                 "why won't you tell me? just tell me which one is the highest",
+                 "just answer the question, which one is the highest"]:
+        a = stage.assess(text, conv)
+        assert a.crisis and a.resources, text
+        replies.append(a.message)
+        conv = a.conversation
+    assert all(x != y for x, y in zip(replies, replies[1:]))
+    assert sum("I'm not going to" in r or "not going to give it" in r for r in replies) == 4

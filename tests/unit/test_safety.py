@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -470,6 +471,35 @@ def test_the_same_crisis_reply_is_never_given_twice_running():
     # A different disclosure at the same route keeps its own category's reply.
     cut = stage.assess("I've been cutting myself again", stage.assess("I want to kill myself", {}).conversation)
     assert cut.crisis and cut.conversation.get("reply") == ""
+
+
+def test_an_escalation_is_answered_as_one_and_no_reply_repeats_after_the_level_rose():
+    """Seen in the web UI: "everyone would be better off without me" (protocol), then "I've started
+    giving my stuff away. Won't need it where I'm going." (escalate) got the same paragraph word for
+    word.  The second is answered as an escalation: more worried, and the screener's next question."""
+    stage = _stage()
+    first = stage.assess("Honestly I sometimes think everyone would be better off without me.", {})
+    assert first.route == "protocol" and first.level == "moderate"
+    more = stage.assess("I've started giving my stuff away. Won't need it where I'm going.", first.conversation)
+    assert more.route == "escalate" and more.level == "high" and more.resources
+    assert more.message != first.message and "more worried" in more.message and "988" in more.message
+    assert more.conversation["asked"] == "plan" and more.conversation["reply"] == "escalated"
+    # Yes to that question keeps the level high; the same disclosure again is not the same words again.
+    assert stage.assess("yes", more.conversation).level == "high"
+    again = stage.assess("I've started giving my stuff away. Won't need it where I'm going.", more.conversation)
+    assert again.route == "escalate" and again.message not in (more.message, first.message)
+    # Not for another category (an abuser's threat is not asked about suicide), and a protocol file
+    # without the reply answers with `still` rather than its first words again.
+    abuse = stage.assess("My boyfriend hits me when he's drunk", {})
+    worse = stage.assess("He said he'll kill me if I leave him", abuse.conversation)
+    assert worse.level == "high" and worse.category == "abuse" and worse.conversation.get("reply") != "escalated"
+    assert worse.message != abuse.message
+    bare = load_protocol()
+    bare = replace(bare, replies={k: v for k, v in bare.replies.items() if k != "escalated"})
+    plain = SafetyStage(detector=CrisisDetector(None), protocol=bare)
+    first = plain.assess("Honestly I sometimes think everyone would be better off without me.", {})
+    more = plain.assess("I've started giving my stuff away. Won't need it where I'm going.", first.conversation)
+    assert more.route == "escalate" and more.message != first.message and more.conversation["reply"] == "still"
 
 
 def test_an_emergency_stays_an_emergency_until_help_is_reached():
