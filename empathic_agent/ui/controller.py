@@ -169,7 +169,16 @@ def perception_markdown(result: Any) -> str:
         if fused.mixed_signals.flag:
             pairs = ", ".join(f"{c.modality_a} vs {c.modality_b}" for c in fused.mixed_signals.pairs)
             lines.append(f"⚠️ **Mixed signals** — {pairs} disagree; the reply acknowledges this gently.")
-        lines.append(f"**Feeling:** {result.perception or fused.reading.top_category}")
+        from empathic_agent.safety.taxonomy import level_index
+
+        feeling = result.perception or fused.reading.top_category
+        level = str((getattr(result, "safety", None) or {}).get("level") or "none")
+        if level_index(level) >= level_index("moderate"):
+            # The emotion reading hears how the words sound, not what they say ("I've started giving
+            # my stuff away" reads even and steady; calm after deciding is itself a warning sign):
+            # beside a crisis banner it never stands alone as "seems fine".
+            feeling += f" — how the words sound only; what they say reads as **{level} risk**, and the reply follows that"
+        lines.append(f"**Feeling:** {feeling}")
         lines.append(f"**Fused:** {_vad(fused.reading.mean)} · top *{fused.reading.top_category}* "
                      f"({fused.reading.confidence:.0%} confident)")
         for modality, reading in sorted(result.readings.items()):

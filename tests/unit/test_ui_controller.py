@@ -174,6 +174,15 @@ def test_views_of_mixed_signals_and_memories():
 
     panel = perception_markdown(Quiet())
     assert "mania (learned, read, not leading), psychosis (pattern)" in panel
+    assert "reads as" not in panel  # no risk level: the feeling stands as read
+
+    class AtRisk(R):  # words that sound calm and read as risk: the feeling line says both
+        perception = "seems fine (even, steady); confident"
+        safety = {"level": "high", "route": "escalate"}
+
+    panel = perception_markdown(AtRisk())
+    assert "**Feeling:** seems fine (even, steady); confident — how the words sound only" in panel
+    assert "reads as **high risk**" in panel
     rows = memory_rows([{"rank": 1, "text": "sister's wedding", "kind": "episode", "top_category": "joy",
                          "scores": {"total": 0.81234, "semantic": 0.7, "emotional": 0.9}}])
     assert rows == [[1, "sister's wedding", "joy", "0.81 (0.70 · 0.90)"]]
