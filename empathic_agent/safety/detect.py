@@ -307,7 +307,13 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [(cat, name, re.compile(p)) 
                                        rf"to (live|be alive|be here)\b"),
     (OTHERS_AT_RISK, "other-goodbye-pills", rf"\b{_REL}\b.*\b(said goodbye|texted goodbye|pills|overdose|overdosed|locked (himself|herself|"
                                             rf"themselves) in)\b[^.!?]*\b(pills|goodbye|not answering|will not answer|bathroom)\b"),
-    (OTHERS_AT_RISK, "other-overdosed", rf"\b{_REL}\b.*\b(overdosed|has taken an overdose|took an overdose|(took|swallowed|has taken) (too many|"
+    # Someone else's overdose: said in the present perfect ("has taken", normalised "she is taken")
+    # it has just happened — imminent; in the simple past it may be years ago ("Mum took an overdose
+    # when I was little, she's doing really well now") — high, raised to imminent by the immediacy
+    # rule when said about now ("an hour ago"), open to the scope check otherwise.
+    (OTHERS_AT_RISK, "other-overdosed-now", rf"\b{_REL}\b.*\b((has|have|is|are) (just )?(overdosed|taken an overdose|taken (too many|"
+                                            rf"a lot of|a (bunch|handful) of|all (her|his|their)) (pills|tablets|meds))|is overdosing)\b"),
+    (OTHERS_AT_RISK, "other-overdosed", rf"\b{_REL}\b.*\b(overdosed|took an overdose|(took|swallowed) (too many|"
                                         rf"a lot of|a (bunch|handful) of|all (her|his|their)) (pills|tablets|meds))\b"),
     (OTHERS_AT_RISK, "other-self-harm", rf"\b{_REL} (is|has been|keeps|has started|started|is still) "
                                         rf"(self[- ]?harming|cutting|burning (herself|himself|themselves))\b"),
@@ -422,7 +428,8 @@ PATTERN_META: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     "other-kill-self": (("third_party", "ideation"), "moderate"), "other-suicidal": (("third_party", "ideation"), "moderate"),
     "other-not-live": (("third_party", "wish_dead"), "moderate"),
     "other-goodbye-pills": (("third_party", "attempt"), "imminent"),
-    "other-overdosed": (("third_party", "attempt"), "imminent"), "other-abused": (("third_party", "abuse"), "moderate"),
+    "other-overdosed-now": (("third_party", "attempt"), "imminent"),
+    "other-overdosed": (("third_party", "attempt"), "high"), "other-abused": (("third_party", "abuse"), "moderate"),
     "other-self-harm": (("third_party", "self_harm"), "moderate"),
     "will-not-need": (("preparatory",), "high"), "find-my-note": (("preparatory",), "high"),
     "when-i-am-gone": (("preparatory",), "moderate"), "not-alive-by": (("intent",), "high"),

@@ -353,3 +353,23 @@ def test_a_means_question_pressed_again_and_again_alternates_its_two_wordings(st
         conv = a.conversation
     assert all(x != y for x, y in zip(replies, replies[1:]))
     assert sum("I'm not going to" in r or "not going to give it" in r for r in replies) == 4
+
+
+@pytest.mark.parametrize("text", [
+    "My brother overdosed back in 2015. He's been clean for six years now and just got engaged.",
+    "Dad took an overdose when I was a teenager. He's fine now, we went fishing last weekend.",
+    "Years ago my best friend took an overdose. She's doing brilliantly these days, two kids.",
+])
+def test_a_relatives_overdose_long_ago_is_not_a_crisis(stage, text):
+    """Read imminent by its verb alone until 2026-12-07 (the helper route, "call 911")."""
+    assert not stage.detector.assess(text).crisis
+
+
+@pytest.mark.parametrize(("text", "level"), [
+    ("My brother took an overdose an hour ago and he's not waking up properly.", "imminent"),
+    ("My sister overdosed last night, she's in hospital now.", "high"),
+    ("My son overdosed years ago and now he's saying the same things again, giving his stuff away.", "high"),
+])
+def test_a_relatives_overdose_now_or_recently_stays_on_the_helper_route(stage, text, level):
+    a = stage.detector.assess(text)
+    assert a.route == "helper" and a.level == level, (a.level, a.signals)

@@ -256,6 +256,18 @@ def test_every_pattern_names_valid_dimensions_and_levels():
         assert level in LEVELS[1:], name
 
 
+@pytest.mark.parametrize(("text", "level"), [
+    ("My friend has taken an overdose and she's really drowsy", "imminent"),
+    ("my brother's overdosed, what do I do", "imminent"),
+    ("My mum took an overdose an hour ago", "imminent"),  # the immediacy rule
+    ("My dad overdosed when I was a teenager", "high"),  # may be years ago: open to the scope check
+    ("My sister took too many pills back in 2012", "high"),
+])
+def test_someone_elses_overdose_is_an_emergency_when_it_has_just_happened(text, level):
+    a = CrisisDetector(None).assess(text)
+    assert a.level == level and a.subject == "other" and a.route == "helper", (a.level, a.signals)
+
+
 def test_routes_of_every_level_and_the_helper_route():
     assert [route_for(lv) for lv in LEVELS] == ["continue", "check_in", "protocol", "escalate", "emergency"]
     assert route_for("moderate", "other") == route_for("imminent", "other") == "helper"
