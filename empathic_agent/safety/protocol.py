@@ -43,6 +43,9 @@ FOLLOW_UP_WORDS = 12
 DEFAULT_PROTOCOL = Path(__file__).resolve().parent / "protocols" / "default.toml"
 #: Signals of layers other than the learned reader (see ``SafetyStage.assess``: the ``unsure`` reply).
 _NOT_THE_READER = ("pattern:", "language:", "multilingual:", "clinical:")
+#: The reply to a message that reads higher than anything said before, shortly after a crisis reply,
+#: per protocol category (optional replies; a category without one keeps its other replies).
+_ESCALATED: Final[dict[str, str]] = {"suicide": "escalated", "abuse": "escalated_abuse"}
 #: A route raised by the carried risk alone within this many turns of a crisis reply gets the
 #: ``still`` reply instead of the protocol's again (see ``SafetyStage.assess``).
 STILL_TURNS = 2
@@ -88,7 +91,7 @@ class CrisisProtocol:
         """The vetted reply of a category; on the ``emergency`` route the emergency sentence leads,
         and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
         (``means``, ``means_again``, ``unsure``, ``still``, ``still_again``, ``not_safe``,
-        ``thoughts_yes``, ``escalated``, ``emergency_still``, ``emergency_still_again``, ``helper_still``,
+        ``thoughts_yes``, ``escalated``, ``escalated_abuse``, ``emergency_still``, ``emergency_still_again``, ``helper_still``,
         ``helper_still_again``, ``help_coming``) names a reply for the situation, used when this
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
@@ -332,13 +335,15 @@ class SafetyStage:
             situation = "means_again" if reading.asked_again else "means"
         elif unsure and a.route in ("protocol", "escalate") and a.level == own_level:
             situation = "unsure"
-        elif (category == "suicide" and a.route in ("protocol", "escalate") and since_crisis == 0
-              and level_index(own_level) > level_index(prev.level) and "escalated" in self.protocol.replies):
-            # Right after a crisis reply, the message itself reads higher than what the agent acted
-            # on ("everyone would be better off without me", then "I've started giving my stuff
-            # away"): more worried, said so, and the screener's next question (intent and plan) —
-            # not the first reply again, word for word.
-            situation = "escalated"
+        elif (_ESCALATED.get(category, "") in self.protocol.replies and a.route in ("protocol", "escalate")
+              and since_crisis is not None and since_crisis < STILL_TURNS
+              and level_index(own_level) > level_index(prev.peak)):
+            # Within two turns of a crisis reply, the message itself reads higher than anything said
+            # before ("everyone would be better off without me", then "I've started giving my stuff
+            # away"; "he hit me again", then "he says he'll kill me and the kids"): more worried,
+            # said so, and the next question (intent and plan; somewhere safe) — not the first reply
+            # again, nor a `still` that does not hear what was just said.
+            situation = _ESCALATED[category]
         elif (a.route in ("protocol", "escalate") and level_index(own_level) < level_index("moderate")
               and a.conversation.get("answered") in _ANSWER_REPLIES):
             # The level came from the answer to the question the last reply asked: the reply for

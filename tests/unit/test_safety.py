@@ -500,12 +500,20 @@ def test_an_escalation_is_answered_as_one_and_no_reply_repeats_after_the_level_r
     assert stage.assess("yes", more.conversation).level == "high"
     again = stage.assess("I've started giving my stuff away. Won't need it where I'm going.", more.conversation)
     assert again.route == "escalate" and again.message not in (more.message, first.message)
-    # Not for another category (an abuser's threat is not asked about suicide), and a protocol file
-    # without the reply answers with `still` rather than its first words again.
+    # Within two turns of a crisis reply too (a check-in between), when it reads higher than anything
+    # said before.
+    first = stage.assess("I want to die", {})
+    calm = stage.assess("yes", first.conversation)
+    assert calm.route == "check_in"
+    plan = stage.assess("I have a plan and a date. I'm calm about it now.", calm.conversation)
+    assert plan.route == "escalate" and plan.conversation["reply"] == "escalated"
+    # Abuse has its own: the threat heard, somewhere safe — never the suicide question.
     abuse = stage.assess("My boyfriend hits me when he's drunk", {})
     worse = stage.assess("He said he'll kill me if I leave him", abuse.conversation)
-    assert worse.level == "high" and worse.category == "abuse" and worse.conversation.get("reply") != "escalated"
-    assert worse.message != abuse.message
+    assert worse.level == "high" and worse.category == "abuse" and worse.conversation["reply"] == "escalated_abuse"
+    assert "more worried for your safety" in worse.message and "ending your life" not in worse.message
+    assert "somewhere safe" in worse.message and "1-800-799-7233" in worse.message
+    # A protocol file without the reply answers with `still` rather than its first words again.
     bare = load_protocol()
     bare = replace(bare, replies={k: v for k, v in bare.replies.items() if k != "escalated"})
     plain = SafetyStage(detector=CrisisDetector(None), protocol=bare)
