@@ -403,7 +403,7 @@ async def run_replies(settings: "Settings", source: str, options: RepliesOptions
         write_json({**ident, "run_id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "settings": {"llm_backend": settings.llm_backend, "llm_model": settings.llm_model,
                                  "openai_base_url": settings.openai_base_url, "openai_model": settings.openai_model,
-                                 "temperature": settings.temperature, "max_new_tokens": settings.max_new_tokens,
+                                 "temperature": settings.reply_temperature, "max_new_tokens": settings.max_new_tokens,
                                  "seed": settings.seed, "persona": settings.persona}}, run_path)
     _retry_failed(items_path)
     done = _read_done(items_path)

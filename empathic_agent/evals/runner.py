@@ -262,7 +262,7 @@ async def run_eval(scenarios: Sequence[Scenario], settings: "Settings", options:
     run.strategies = strategies if strategies is not None and strategies.available() else None
     run.simulator = UserSimulator.from_settings(settings, services.llm)
     header.update({"sources": list(sources), "settings": settings.to_dict(), "seed": settings.seed,
-                   "temperature": settings.temperature, "judge": judge.describe(),
+                   "temperature": settings.reply_temperature, "judge": judge.describe(),
                    "simulator": run.simulator.describe() if any(s.simulate for s in scenarios) else None,
                    "parallel": options.parallel, "package_version": _version(), "resumed": resumed})
     _write_json(run_path, header)

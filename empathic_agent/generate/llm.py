@@ -77,7 +77,7 @@ class GenerationOptions:
 
     @classmethod
     def from_settings(cls, settings: "Settings") -> "GenerationOptions":
-        return cls(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
+        return cls(max_new_tokens=settings.max_new_tokens, temperature=settings.reply_temperature,
                    top_p=settings.top_p, seed=settings.seed, repetition_penalty=settings.repetition_penalty,
                    extra=dict(settings.openai_extra_body))
 

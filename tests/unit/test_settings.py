@@ -29,6 +29,20 @@ def test_environment_is_parsed_to_field_types():
     assert s.openai_extra_body == {"guided_choice": ["a", "b"]}
 
 
+def test_the_reply_temperature_defaults_by_backend_and_an_explicit_one_wins():
+    from empathic_agent.generate.llm import GenerationOptions
+    from empathic_agent.settings import EMBEDDED_TEMPERATURE, SERVED_TEMPERATURE
+
+    embedded = Settings.from_env({})
+    assert embedded.temperature is None and embedded.reply_temperature == EMBEDDED_TEMPERATURE == 0.3
+    assert GenerationOptions.from_settings(embedded).temperature == EMBEDDED_TEMPERATURE
+    # A backend switched at run time (the web UI's settings) gets its own default.
+    assert embedded.replace(llm_backend="openai").reply_temperature == SERVED_TEMPERATURE == 0.7
+    assert Settings.from_env({"EMPATHIC_TEMPERATURE": "0"}).reply_temperature == 0.0
+    with pytest.raises(ConfigError):
+        Settings.from_env({"EMPATHIC_TEMPERATURE": "3"})
+
+
 def test_explicit_overrides_win_over_environment_and_none_is_ignored():
     env = {"EMPATHIC_MAX_NEW_TOKENS": "32", "EMPATHIC_LLM_BACKEND": "openai"}
     s = Settings.from_env(env, max_new_tokens="64", llm_backend=None)
