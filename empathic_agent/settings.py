@@ -67,6 +67,11 @@ DEFAULT_SYSTEM_PROMPT = (
 #: ESConv-tuned SmolLM2 beat the base on the judge, adherence and perplexity at the same speed.
 #: Qwen2.5-Coder-0.5B (base) was more relevant and adherent on ESConv test but off-topic more
 #: often on valid, where ``quality`` was decided (2026-12-06): the tuned SmolLM2 stays for both.
+LLM_PROFILES: dict[str, str] = {
+    "live": "smollm2-135m-esconv",
+    "quality": "smollm2-135m-esconv",
+}
+
 #: Default sampling temperature of the embedded model: on ESConv *valid* (200 turns, the tuned
 #: SmolLM2, 2026-12-07; README, "The embedded model's temperature") 0.3 against the earlier 0.7:
 #: off-topic replies 6.0 % against 8.5 %, strategy-family adherence 0.598 against 0.557; greedy (0)
@@ -74,11 +79,6 @@ DEFAULT_SYSTEM_PROMPT = (
 #: measured here).
 EMBEDDED_TEMPERATURE: float = 0.3
 SERVED_TEMPERATURE: float = 0.7
-
-LLM_PROFILES: dict[str, str] = {
-    "live": "smollm2-135m-esconv",
-    "quality": "smollm2-135m-esconv",
-}
 
 
 @dataclass(frozen=True)
@@ -333,7 +333,7 @@ class Settings:
         backend switched at run time gets its own)."""
         if self.temperature is not None:
             return self.temperature
-        return EMBEDDED_TEMPERATURE if self.llm_backend == "transformers" else SERVED_TEMPERATURE
+        return SERVED_TEMPERATURE if self.uses_remote_llm else EMBEDDED_TEMPERATURE
 
     @property
     def reply_language_codes(self) -> frozenset[str] | None:
