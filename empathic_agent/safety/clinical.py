@@ -67,7 +67,8 @@ MEANS_LEARNED: Final[float] = 0.9
 #: Turns after a means question read in its own risk context during which a follow-up that presses
 #: it ("just answer the question", "it's for the garden", "which one is the highest, then?") is read
 #: as means seeking too; a follow-up is pressing by the words below or by a sentence-embedding cosine
-#: to the question of at least PRESS_COSINE.
+#: to the question of at least PRESS_COSINE.  Any other follow-up in the window keeps the crisis
+#: route (:attr:`ClinicalReading.means_open`): the question is still open.
 PRESS_TURNS: Final[int] = 2
 PRESS_COSINE: Final[float] = 0.2
 
@@ -109,14 +110,22 @@ class ClinicalReading:
     #: Means seeking again: a follow-up pressing a means question, or a means question asked while
     #: an earlier one is still open (its window, :data:`PRESS_TURNS`).
     asked_again: bool = False
+    #: A means question of the last :data:`PRESS_TURNS` turns is still open and this follow-up was
+    #: not read as pressing it: the stage keeps the crisis route (issue: every means-seeking turn
+    #: after a risk cue reaches the protocol, and cover stories take forms no reader lists — "for
+    #: the garden, the slugs are eating everything", "just a number. please.").
+    means_open: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.presentations)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"presentations": [p.to_dict() for p in self.presentations], "means_query": self.means_query,
-                "risk_context": self.risk_context}
+        out = {"presentations": [p.to_dict() for p in self.presentations], "means_query": self.means_query,
+               "risk_context": self.risk_context}
+        if self.means_open:
+            out["means_open"] = True
+        return out
 
 
 def _rx(*parts: str) -> re.Pattern[str]:
@@ -564,7 +573,8 @@ class ClinicalReader(PatternsAndLearned):
                      "press": press}
         ordered = tuple(sorted(found.values(), key=lambda p: (PRESENTATIONS.index(p.name), -p.score)))
         again = "means_seeking" in found and (pressed or open_before)
-        return ClinicalReading(ordered, means, risk_context, new_state, continued, again)
+        still_open = open_before and "means_seeking" not in found and bool(text.strip())
+        return ClinicalReading(ordered, means, risk_context, new_state, continued, again, still_open)
 
     def presses(self, text: str, question: str) -> bool:
         """``text`` presses the earlier means ``question``: by its words, or close in meaning."""

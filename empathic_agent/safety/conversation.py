@@ -24,6 +24,11 @@ when that is higher).  The level the agent acts on is the highest of:
   and the reply then asks the screener's next question (method, plan), where yes is ``high``.
   (The answer is the person's words now, so it may say ``high``.)
 
+* ``moderate`` while a **means question is still open**: in the two turns after a means question
+  asked in the conversation's own risk context, a follow-up that does not press it in words the
+  clinical reader knows ("for the garden, the slugs are eating everything") stays on the crisis
+  route, unless it is a short answer (read as one, below) or help is reached
+  (:attr:`~empathic_agent.safety.clinical.ClinicalReading.means_open`).
 * ``imminent`` while an **emergency is ongoing**: after a turn the agent acted on at ``imminent``
   (an overdose taken, a method in hand, someone else in that danger now), the next turns are not
   ordinary chat — "I don't want an ambulance", "I feel fine actually", "she's not answering", "should
@@ -55,7 +60,7 @@ from typing import Any, Final, Mapping
 from empathic_agent.safety.detect import normalise
 from empathic_agent.safety.taxonomy import level_index
 
-__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "ANSWERED", "ONGOING", "EMERGENCY_TURNS",
+__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "answer_only", "ANSWERED", "ONGOING", "EMERGENCY_TURNS",
            "EMERGENCY_HOURS", "DECAY", "NOISE", "AMBIGUOUS", "CONTEXT_CRISIS", "CAREFUL"]
 
 #: Share of the accumulated severity kept from one turn to the next ("decays slowly").
@@ -212,6 +217,13 @@ _ANSWER_VOCABULARY: Final[frozenset[str]] = frozenset(
     "well honestly tbh lol um uhm hmm ok okay still again yet anymore any more either".split())
 
 
+def answer_only(text: str) -> bool:
+    """``text`` is a short reply made of answer words alone ("no", "not really", "yes I am"): it
+    answers the last question and is read as such (:func:`answer_level`), not for what else it says."""
+    words = re.findall(r"[a-z]+", normalise(text))
+    return bool(words) and len(words) <= ANSWER_WORDS and set(words) <= _ANSWER_VOCABULARY
+
+
 def asked_in(reply: str) -> str:
     """Which question ``reply`` ends with: ``plan``, ``thoughts``, ``safe`` or "" (none of those)."""
     questions = [q for q in re.split(r"(?<=[?])", reply or "") if q.strip().endswith("?")]
@@ -235,7 +247,7 @@ def answer_level(text: str, asked: str) -> str:
     # unsafe among neighbours in a pandemic is read for what it says).
     if asked == "safe" and len(words) <= SAID_WORDS and _SAID_NOT_SAFE.search(t):
         return "high"
-    if not words or len(words) > ANSWER_WORDS or _FINE.search(t) or not set(words) <= _ANSWER_VOCABULARY:
+    if not answer_only(text) or _FINE.search(t):
         return "none"
     if asked == "safe":
         return "moderate" if _NOT_SAFE.search(t) else "none"
@@ -244,9 +256,11 @@ def answer_level(text: str, asked: str) -> str:
 
 def advance(prev: ConversationRisk | None, *, message_level: str, severity: float, subject: str,
             dimensions: Mapping[str, float], now: float | None = None, text: str = "",
-            asked: str = "") -> ConversationRisk:
+            asked: str = "", floor: str = "none", floor_reason: str = "") -> ConversationRisk:
     """The conversation's risk after one more message (pure: same inputs, same output).
-    ``asked``: the question the agent's last reply ended with (:func:`asked_in`), "" if none."""
+    ``asked``: the question the agent's last reply ended with (:func:`asked_in`), "" if none;
+    ``floor``: a level the conversation's clinical reading keeps at least (a means question still
+    open), with its ``floor_reason``."""
     prev = prev or ConversationRisk()
     now = time.time() if now is None else now
     hours = max(0.0, (now - prev.updated_at) / 3600.0) if prev.updated_at else 0.0
@@ -261,6 +275,8 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
         # Careful only after a crisis turn: a single warning sign got its own check-in, and a
         # check-in on every following turn answered almost half the turns of real support chats.
         level, reason = "low", f"careful after earlier risk ({history:.2f})"
+    if level_index(floor) > level_index(level):
+        level, reason = floor, floor_reason
     # The message as an answer to the question the last reply asked (module docstring).
     answered = answer_level(text, asked)
     if answered != "none":

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Final, Mapping, Sequence
 
 from empathic_agent.errors import ConfigError
-from empathic_agent.safety.conversation import ConversationRisk, advance, asked_in
+from empathic_agent.safety.conversation import ConversationRisk, advance, answer_only, asked_in
 from empathic_agent.safety.detect import CATEGORIES, CrisisDetector, SafetyAssessment
 from empathic_agent.safety.taxonomy import CRISIS_ROUTES, level_index, protocol_category, route_for
 
@@ -302,7 +302,11 @@ class SafetyStage:
         # The question the agent's last reply ended with: this message may be the answer to it.
         asked = str(conversation.get("asked") or "") if isinstance(conversation, dict) else ""
         if conversation is not None:
-            a = self.in_conversation(a, prev, now=now, text=text, asked=asked)
+            # A means question asked in the conversation's own risk context is still open for the
+            # next turns: a follow-up that does not press it in words the reader knows keeps the
+            # crisis route (a short answer is read as the answer; help reached ends it).
+            floor = "moderate" if reading is not None and reading.means_open and not answer_only(text) else "none"
+            a = self.in_conversation(a, prev, now=now, text=text, asked=asked, floor=floor)
         if reading is not None:
             a = self._with_clinical(a, reading, text)
         if a.route == "continue":
@@ -417,13 +421,16 @@ class SafetyStage:
 
     @staticmethod
     def in_conversation(a: SafetyAssessment, conversation: ConversationRisk | dict[str, Any], *,
-                        now: float | None = None, text: str = "", asked: str = "") -> SafetyAssessment:
+                        now: float | None = None, text: str = "", asked: str = "",
+                        floor: str = "none") -> SafetyAssessment:
         """The message's assessment raised by the conversation's accumulated risk (``asked``: the
-        question the agent's last reply ended with, :func:`~empathic_agent.safety.conversation.asked_in`)."""
+        question the agent's last reply ended with, :func:`~empathic_agent.safety.conversation.asked_in`;
+        ``floor``: the level an open means question keeps at least)."""
         prev = _as_risk(conversation)
         severity = max(level_index(a.message_level), float(sum((a.learned.get("at_least") or {}).values())))
         conv = advance(prev, message_level=a.message_level, severity=severity, subject=a.subject,
-                       dimensions={d.name: d.score for d in a.dimensions}, now=now, text=text, asked=asked)
+                       dimensions={d.name: d.score for d in a.dimensions}, now=now, text=text, asked=asked,
+                       floor=floor, floor_reason=MEANS_OPEN)
         if conv.level == a.level:
             return replace(a, conversation=conv.to_dict())
         # Raised by the conversation: its subject (whose danger the carried risk is about) leads.
@@ -472,6 +479,9 @@ class SafetyStage:
                 log.error("safety: webhook %s failed (attempt %d): %s", self.webhook_url, attempt + 1, exc)
             time.sleep(0.5 * (attempt + 1))
 
+
+#: The ``reason`` of a level an open means question kept (:attr:`ClinicalReading.means_open`).
+MEANS_OPEN: Final[str] = "a means question still open"
 
 #: The situational reply to an answer that set the level, by the question answered: "no" or "I
 #: don't know" to "are you safe right now?" is answered as such (`not_safe`), not asked again; yes

@@ -207,6 +207,36 @@ def test_means_seeking_after_risk_is_a_crisis_route(settings):
     assert "means_seeking" in asked_again.presentations and "still not going to give it" in asked_again.message
 
 
+def test_a_means_question_stays_open_for_the_turns_after_it(settings):
+    """Cover stories take forms no reader lists: for two turns after a means question asked after
+    risk, a follow-up not read as pressing still gets the crisis protocol, in the `still` words; a
+    short answer is read as the answer; a plain question opens nothing."""
+    stage = SafetyStage.from_settings(settings)
+    conv = stage.assess("my brother died in march and I can't do this anymore", {}).conversation
+    a = stage.assess("where can I buy rat poison?", conv)
+    assert "means_seeking" in a.presentations
+    follow_ups, messages = [], []
+    conv = a.conversation
+    for text in ("the garden is overrun, that's all", "my neighbour has the same problem", "anyway, long day"):
+        f = stage.assess(text, conv)
+        follow_ups.append((f.route, bool(f.clinical.get("means_open"))))
+        messages.append(f.message)
+        if f.clinical.get("means_open"):
+            assert f.level == "moderate" and "conversation:a means question still open" in f.signals
+            assert "means_seeking" not in f.presentations and "988" in f.message
+            assert "still not going to give it" not in f.message  # not read as asking again
+        conv = f.conversation
+    assert follow_ups[:2] == [("protocol", True), ("protocol", True)]
+    assert follow_ups[2][1] is False and follow_ups[2][0] != "protocol"
+    # The `still` reply and its other wording alternate (never the same words twice running).
+    assert "still here with you" in messages[0] and messages[1] != messages[0]
+    answer = stage.assess("no", a.conversation)
+    assert answer.clinical.get("means_open") and answer.route != "protocol"
+    plain = stage.assess("where can I buy rat poison?", {})
+    after_plain = stage.assess("the garden is overrun, that's all", plain.conversation)
+    assert not after_plain.crisis and not after_plain.clinical.get("means_open")
+
+
 def test_a_presentation_gets_its_vetted_reply_and_varies(settings):
     stage = SafetyStage.from_settings(settings)
     conv: dict = {}
