@@ -313,7 +313,9 @@ _PATTERNS: list[tuple[str, str, re.Pattern[str]]] = [(cat, name, re.compile(p)) 
     # rule when said about now ("an hour ago"), open to the scope check otherwise.
     (OTHERS_AT_RISK, "other-overdosed-now", rf"\b{_REL}\b.*\b((has|have|is|are) (just )?(overdosed|taken an overdose|taken (too many|"
                                             rf"a lot of|a (bunch|handful) of|all (her|his|their)) (pills|tablets|meds))|is overdosing)\b"),
-    (OTHERS_AT_RISK, "other-overdosed", rf"\b{_REL}\b.*\b(overdosed|took an overdose|(took|swallowed) (too many|"
+    # (Not after "has" / "have": that is the present perfect above, which must not fire both.)
+    (OTHERS_AT_RISK, "other-overdosed", rf"\b{_REL}\b.*\b((?<!\bhas )(?<!\bhave )(?<!\bhas just )(?<!\bhave just )overdosed|"
+                                        rf"took an overdose|(took|swallowed) (too many|"
                                         rf"a lot of|a (bunch|handful) of|all (her|his|their)) (pills|tablets|meds))\b"),
     (OTHERS_AT_RISK, "other-self-harm", rf"\b{_REL} (is|has been|keeps|has started|started|is still) "
                                         rf"(self[- ]?harming|cutting|burning (herself|himself|themselves))\b"),
