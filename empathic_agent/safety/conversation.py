@@ -60,7 +60,8 @@ from typing import Any, Final, Mapping
 from empathic_agent.safety.detect import normalise
 from empathic_agent.safety.taxonomy import level_index
 
-__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "answer_only", "ANSWERED", "ONGOING", "EMERGENCY_TURNS",
+__all__ = ["ConversationRisk", "advance", "asked_in", "answer_level", "answer_only", "ANSWERED", "ONGOING", "MEANS_OPEN",
+           "EMERGENCY_TURNS",
            "EMERGENCY_HOURS", "DECAY", "NOISE", "AMBIGUOUS", "CONTEXT_CRISIS", "CAREFUL"]
 
 #: Share of the accumulated severity kept from one turn to the next ("decays slowly").
@@ -81,6 +82,8 @@ EMERGENCY_TURNS: Final[int] = 4
 EMERGENCY_HOURS: Final[float] = 6.0
 #: The ``reason`` of a level the ongoing emergency kept.
 ONGOING: Final[str] = "emergency ongoing, no help reached yet"
+#: The ``reason`` of a level an open means question kept (``ClinicalReading.means_open``).
+MEANS_OPEN: Final[str] = "a means question still open"
 #: Cap of the accumulator (four crisis turns in a row do not need a week to decay).
 MAX_SCORE: Final[float] = 6.0
 
@@ -260,7 +263,7 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
     """The conversation's risk after one more message (pure: same inputs, same output).
     ``asked``: the question the agent's last reply ended with (:func:`asked_in`), "" if none;
     ``floor``: a level the conversation's clinical reading keeps at least (a means question still
-    open), with its ``floor_reason``."""
+    open, :data:`MEANS_OPEN`) unless the message is a short answer, with its ``floor_reason``."""
     prev = prev or ConversationRisk()
     now = time.time() if now is None else now
     hours = max(0.0, (now - prev.updated_at) / 3600.0) if prev.updated_at else 0.0
@@ -275,7 +278,8 @@ def advance(prev: ConversationRisk | None, *, message_level: str, severity: floa
         # Careful only after a crisis turn: a single warning sign got its own check-in, and a
         # check-in on every following turn answered almost half the turns of real support chats.
         level, reason = "low", f"careful after earlier risk ({history:.2f})"
-    if level_index(floor) > level_index(level):
+    if level_index(floor) > level_index(level) and not answer_only(text):
+        # (A short answer is read as the answer, below, not held at the floor.)
         level, reason = floor, floor_reason
     # The message as an answer to the question the last reply asked (module docstring).
     answered = answer_level(text, asked)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Final, Mapping, Sequence
 
 from empathic_agent.errors import ConfigError
-from empathic_agent.safety.conversation import ConversationRisk, advance, answer_only, asked_in
+from empathic_agent.safety.conversation import MEANS_OPEN, ConversationRisk, advance, asked_in
 from empathic_agent.safety.detect import CATEGORIES, CrisisDetector, SafetyAssessment
 from empathic_agent.safety.taxonomy import CRISIS_ROUTES, level_index, protocol_category, route_for
 
@@ -305,7 +305,7 @@ class SafetyStage:
             # A means question asked in the conversation's own risk context is still open for the
             # next turns: a follow-up that does not press it in words the reader knows keeps the
             # crisis route (a short answer is read as the answer; help reached ends it).
-            floor = "moderate" if reading is not None and reading.means_open and not answer_only(text) else "none"
+            floor = "moderate" if reading is not None and reading.means_open else "none"
             a = self.in_conversation(a, prev, now=now, text=text, asked=asked, floor=floor)
         if reading is not None:
             a = self._with_clinical(a, reading, text)
@@ -479,9 +479,6 @@ class SafetyStage:
                 log.error("safety: webhook %s failed (attempt %d): %s", self.webhook_url, attempt + 1, exc)
             time.sleep(0.5 * (attempt + 1))
 
-
-#: The ``reason`` of a level an open means question kept (:attr:`ClinicalReading.means_open`).
-MEANS_OPEN: Final[str] = "a means question still open"
 
 #: The situational reply to an answer that set the level, by the question answered: "no" or "I
 #: don't know" to "are you safe right now?" is answered as such (`not_safe`), not asked again; yes
