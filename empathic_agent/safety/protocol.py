@@ -92,11 +92,12 @@ class CrisisProtocol:
         and ``check_in`` gives the check-in sentence that follows a generated reply.  ``situation``
         (``means``, ``means_again``, ``unsure``, ``still``, ``still_again``, ``not_safe``,
         ``thoughts_yes``, ``escalated``, ``escalated_abuse``, ``emergency_still``, ``emergency_still_again``, ``helper_still``,
-        ``helper_still_again``, ``help_coming``) names a reply for the situation, used when this
+        ``helper_still_again``, ``help_coming``; on the check-in route ``check_in_again``) names a reply for the situation, used when this
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
-            return note + self._fill("check_in", category, locale)
+            return note + self._fill(situation if situation.startswith("check_in") and situation in self.replies
+                                     else "check_in", category, locale)
         key = situation if situation and situation in self.replies else category if category in self.replies else "suicide"
         text = self._fill(key, category, locale)
         if route == "emergency":
@@ -318,9 +319,13 @@ class SafetyStage:
         if a.route == "check_in":
             # In a language the agent does not read, the check-in is the whole reply (the graph
             # asks no model for words it could not understand): it opens with the language note.
-            message = self.protocol.reply(category, self.locale, route="check_in", language_note=note)
+            # Right after a check-in, the other wording (never the same paragraph twice running).
+            wording = self._alternating("check_in", last_reply) if last_reply.startswith("check_in") else "check_in"
+            message = self.protocol.reply(category, self.locale, route="check_in", language_note=note,
+                                          situation=wording)
+            carried = dict(a.conversation, reply=wording) if a.conversation else a.conversation
             return replace(a, resources=resources, emergency=emergency, message=message,
-                           conversation=_with_question(a.conversation, message, category))
+                           conversation=_with_question(carried, message, category))
         # A means question (or a follow-up pressing one) is answered as such: the information is
         # declined and the person asked about suicide directly, rather than thanked for a disclosure
         # they did not make.  Not on the emergency or helper routes, whose replies lead with more.
@@ -361,7 +366,9 @@ class SafetyStage:
             # consecutive such turns its two wordings alternate (never the same words twice running).
             situation = self._alternating("still", last_reply)
         said = _words(a.route, category)
-        if since_crisis == 0 and said == last_said and (not situation or situation == last_reply):
+        # (A situational reply says the same words whatever the category: the `unsure` question after
+        # a suicide reading, then after a self-harm one.)
+        if since_crisis == 0 and ((situation and situation == last_reply) or (not situation and said == last_said)):
             # The same words would follow the same words ("I want to kill myself", twice; the
             # protocol's reply again when the level rose from protocol to escalate; a means question
             # pressed a third time): the agent stays with the person in the `still` wordings

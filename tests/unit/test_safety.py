@@ -243,6 +243,7 @@ from empathic_agent.safety import DIMENSIONS, LEVELS, ROUTES, route_for  # noqa:
 from empathic_agent.safety.conversation import ConversationRisk, advance, answer_level, asked_in  # noqa: E402
 from empathic_agent.safety.detect import PATTERN_META, pattern_readings  # noqa: E402
 from empathic_agent.safety.language import detect_language, risk_cues  # noqa: E402
+from empathic_agent.safety.protocol import DEFAULT_PROTOCOL  # noqa: E402
 from empathic_agent.safety.taxonomy import protocol_category  # noqa: E402
 
 
@@ -483,6 +484,63 @@ def test_the_same_crisis_reply_is_never_given_twice_running():
     # A different disclosure at the same route keeps its own category's reply.
     cut = stage.assess("I've been cutting myself again", stage.assess("I want to kill myself", {}).conversation)
     assert cut.crisis and cut.conversation.get("reply") == ""
+
+
+class _ReaderAlone(CrisisDetector):
+    """A screen whose every reading is a lone `moderate` of the learned reader, in the categories
+    given, one per message (the real screen read "The doctor felt it last month …" as suicide risk
+    and "I've been googling symptoms again" as self-harm, both at moderate)."""
+
+    def __init__(self, categories: list[str]) -> None:
+        super().__init__(None)
+        self.categories = iter(categories)
+
+    def assess(self, text: str):
+        a = super().assess("I want to kill myself")
+        return replace(a, signals=("learned:moderate:0.900",), category=next(self.categories))
+
+
+def test_the_same_situational_reply_is_not_given_twice_running_across_categories():
+    stage = SafetyStage(detector=_ReaderAlone(["suicide", "self_harm", "self_harm"]), protocol=load_protocol())
+    first = stage.assess("The doctor felt it last month …", {})
+    second = stage.assess("I've been googling symptoms again", first.conversation)
+    assert first.conversation["reply"] == "unsure" and first.route == second.route == "protocol"
+    assert second.message != first.message and second.conversation["reply"] == "still"
+    third = stage.assess("again", second.conversation)
+    assert third.message not in (second.message,) and third.conversation["reply"] in ("unsure", "still_again")
+
+
+def test_a_check_in_is_never_the_same_paragraph_twice_running(tmp_path):
+    """After a crisis turn the careful turns each end with a check-in: they alternate two wordings
+    (seen: the same paragraph word for word four turns running), both asking *are you safe?*, so
+    the next message is read as the answer either way."""
+    stage = _stage()
+    conv = stage.assess("I want to kill myself", {}).conversation
+    checks = []
+    for text in ("ok. i had some tea", "watching telly now", "my sister rang"):
+        a = stage.assess(text, conv)
+        assert a.route == "check_in" and not a.crisis and "988" in a.message
+        assert a.conversation["asked"] == "safe"
+        checks.append(a.message)
+        conv = a.conversation
+    assert checks[0] != checks[1] and checks[1] != checks[2] and checks[0] == checks[2]
+    # The answer to either wording is read the same way: "no" to "are you safe?" keeps the protocol.
+    assert stage.assess("no", conv).route == "protocol"
+    # A check-in after a turn that was not one (a crisis reply again) opens with the first wording.
+    again = stage.assess("I want to kill myself", conv)
+    after = stage.assess("ok. i had some tea", again.conversation)
+    assert again.crisis and after.route == "check_in" and after.message == checks[0]
+    # An organisation's protocol without the second wording keeps its one check-in (no error).
+    text = DEFAULT_PROTOCOL.read_text(encoding="utf-8")
+    start = text.index("check_in_again = ")
+    own = tmp_path / "own.toml"
+    own.write_text(text[:start] + text[text.index('"""', text.index('"""', start) + 3) + 3:], encoding="utf-8")
+    plain = SafetyStage(detector=CrisisDetector(None), protocol=load_protocol(own))
+    assert "check_in_again" not in plain.protocol.replies
+    conv = plain.assess("I want to kill myself", {}).conversation
+    first = plain.assess("ok. i had some tea", conv)
+    second = plain.assess("watching telly now", first.conversation)
+    assert first.route == second.route == "check_in" and first.message == second.message
 
 
 def test_an_escalation_is_answered_as_one_and_no_reply_repeats_after_the_level_rose():
