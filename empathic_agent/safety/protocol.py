@@ -96,8 +96,7 @@ class CrisisProtocol:
         protocol file has it (an organisation's file without it keeps its category reply)."""
         note = self._fill("language_note", category, locale) if language_note else ""
         if route == "check_in":
-            return note + self._fill(situation if situation.startswith("check_in") and situation in self.replies
-                                     else "check_in", category, locale)
+            return note + self._fill(situation if situation in self.replies else "check_in", category, locale)
         key = situation if situation and situation in self.replies else category if category in self.replies else "suicide"
         text = self._fill(key, category, locale)
         if route == "emergency":
@@ -320,7 +319,7 @@ class SafetyStage:
             # In a language the agent does not read, the check-in is the whole reply (the graph
             # asks no model for words it could not understand): it opens with the language note.
             # Right after a check-in, the other wording (never the same paragraph twice running).
-            wording = self._alternating("check_in", last_reply) if last_reply.startswith("check_in") else "check_in"
+            wording = self._alternating("check_in", last_reply) or "check_in"
             message = self.protocol.reply(category, self.locale, route="check_in", language_note=note,
                                           situation=wording)
             carried = dict(a.conversation, reply=wording) if a.conversation else a.conversation
