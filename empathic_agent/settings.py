@@ -235,6 +235,11 @@ class Settings:
     #: default, for models that cannot be trusted with a register) or ``guarded`` (the LLM under the
     #: presentation's register, through the reply guard, with the vetted reply as the fallback).
     safety_clinical_replies: str = "vetted"
+    #: How careful turns (the ``check_in`` route: low risk, or the turns after a crisis) are answered
+    #: before the vetted check-in: ``vetted`` (one of the protocol's careful lead-ins: the default —
+    #: the small embedded model did not hold a careful register there, README "Careful turns") or
+    #: ``guarded`` (the LLM under the careful register, through the reply guard).
+    safety_careful_replies: str = "vetted"
     #: Check every generated reply, sentence by sentence, before it is released (docs/clinical.md).
     safety_guard: bool = True
 
@@ -284,6 +289,8 @@ class Settings:
             raise ConfigError(f"llm_dtype={self.llm_dtype!r} is not valid; choose auto, float32 or bfloat16")
         if self.safety_clinical_replies not in ("vetted", "guarded"):
             raise ConfigError(f"safety_clinical_replies={self.safety_clinical_replies!r} is not valid; choose vetted or guarded")
+        if self.safety_careful_replies not in ("vetted", "guarded"):
+            raise ConfigError(f"safety_careful_replies={self.safety_careful_replies!r} is not valid; choose vetted or guarded")
         from empathic_agent.evals.empathy import JUDGE_REGISTRY  # light: judges import their models lazily
 
         if self.judge not in JUDGE_REGISTRY:

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["StrategyClassifier", "adherence", "VETTED_BACKENDS"]
 
-#: Replies that are not generated (the crisis protocol's, the clinical register's vetted ones):
+#: Replies that are not generated (the crisis protocol's, the clinical and careful registers' vetted ones):
 #: adherence measures what the language model does with a planned strategy, so they are left out.
-VETTED_BACKENDS = frozenset({"safety-protocol", "clinical-register"})
+VETTED_BACKENDS = frozenset({"safety-protocol", "clinical-register", "careful-register"})
 
 
 class StrategyClassifier:

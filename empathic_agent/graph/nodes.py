@@ -314,6 +314,11 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             said = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)][-2:]
             guard_ctx = services.safety.guard_context(safety, said)
         check_in = safety.get("message") if safety.get("route") == "check_in" else ""
+        # A careful turn opens with the protocol's vetted lead-in instead of the model's words unless
+        # the responder is trusted with the careful register: on development conversations the
+        # embedded model answered "no, im safe ... just a bad night" with "I am sorry for your loss."
+        # and two rejections with "It's great that you've been able to get out there" (README).
+        careful = str(safety.get("careful") or "") if check_in and settings.safety_careful_replies == "vetted" else ""
         # A check-in on a message in a language the agent does not read: the vetted check-in alone
         # (it opens with the protocol's language note).  The embedded model reads English only;
         # its words before the check-in were nonsense ("Sounds like a good plan for the situation."
@@ -399,6 +404,9 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             elif vetted:
                 backend, model = "clinical-register", services.safety.protocol.name if services.safety else ""
                 release(vetted)
+            elif careful:
+                backend, model = "careful-register", services.safety.protocol.name if services.safety else ""
+                release(careful)
             else:
                 passed = await attempt(register, 1, stream=True)
                 if not passed:

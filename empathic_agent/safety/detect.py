@@ -109,6 +109,9 @@ class SafetyAssessment:
     #: The clinical-presentation reading (``ClinicalReading.to_dict()`` plus ``register``: the
     #: presentation the reply's register follows, and ``message``: its vetted reply); {} without it.
     clinical: dict[str, Any] = field(default_factory=dict)
+    #: On a check-in: the protocol's vetted lead-in, said instead of the model's words before the
+    #: check-in when ``settings.safety_careful_replies`` is ``vetted`` ("" otherwise).
+    careful: str = ""
 
     @property
     def presentations(self) -> tuple[str, ...]:
@@ -122,7 +125,8 @@ class SafetyAssessment:
                 "signals": list(self.signals), "discounted": list(self.discounted), "seconds": round(self.seconds, 4),
                 "language": dict(self.language), "learned": dict(self.learned),
                 "conversation": dict(self.conversation), "clinical": dict(self.clinical),
-                "resources": [dict(r) for r in self.resources], "message": self.message, "emergency": self.emergency}
+                "resources": [dict(r) for r in self.resources], "message": self.message, "emergency": self.emergency,
+                "careful": self.careful}
 
 
 # -- text normalisation ---------------------------------------------------------------------------

@@ -73,6 +73,8 @@ class CrisisProtocol:
     source: str = ""
     #: Vetted replies per clinical presentation (variants), ``[clinical]`` in the protocol file.
     clinical: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Vetted lead-ins of careful (check-in) turns, ``[careful] lead_ins``; () = the packaged ones.
+    careful: tuple[str, ...] = ()
 
     def locale(self, locale: str | None) -> Mapping[str, Any]:
         """The locale's entry: exact (en-GB), then same language's default, then ``intl``."""
@@ -109,6 +111,14 @@ class CrisisProtocol:
         options = self.clinical.get(presentation) or _default_clinical().get(presentation) or ()
         if not options:
             return ""
+        entry = self.locale(locale)
+        return options[variant % len(options)].format(
+            resources="", emergency=entry.get("emergency", "your local emergency number"))
+
+    def careful_lead_in(self, locale: str | None, *, variant: int = 0) -> str:
+        """The words that open a careful (check-in) turn instead of the model's, when the responder
+        is not trusted with a careful register (variant ``variant`` modulo their number)."""
+        options = self.careful or _default_careful()
         entry = self.locale(locale)
         return options[variant % len(options)].format(
             resources="", emergency=entry.get("emergency", "your local emergency number"))
@@ -150,6 +160,17 @@ def _default_clinical() -> Mapping[str, tuple[str, ...]]:
 _DEFAULT_CLINICAL: Mapping[str, tuple[str, ...]] | None = None
 
 
+def _default_careful() -> tuple[str, ...]:
+    global _DEFAULT_CAREFUL
+    if _DEFAULT_CAREFUL is None:
+        data = tomllib.loads(DEFAULT_PROTOCOL.read_text(encoding="utf-8")).get("careful", {})
+        _DEFAULT_CAREFUL = tuple(data.get("lead_ins", ()))
+    return _DEFAULT_CAREFUL
+
+
+_DEFAULT_CAREFUL: tuple[str, ...] | None = None
+
+
 def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
     """Read and validate a protocol file (default: the packaged one)."""
     p = Path(path) if path else DEFAULT_PROTOCOL
@@ -189,8 +210,16 @@ def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
             except (KeyError, IndexError) as exc:
                 raise ConfigError(f"safety protocol {p}: clinical reply {name!r} uses an unknown field {exc}") from None
         clinical[name] = tuple(options)
+    careful = (data.get("careful") or {}).get("lead_ins", [])
+    if not isinstance(careful, list) or not all(isinstance(o, str) and o.strip() for o in careful):
+        raise ConfigError(f"safety protocol {p}: [careful] lead_ins must be a list of replies")
+    for o in careful:
+        try:
+            o.format(resources="", emergency="")
+        except (KeyError, IndexError) as exc:
+            raise ConfigError(f"safety protocol {p}: a careful lead-in uses an unknown field {exc}") from None
     return CrisisProtocol(name=data.get("name", p.stem), replies=replies, locales=locales, default_locale=default,
-                          source=str(p), clinical=clinical)
+                          source=str(p), clinical=clinical, careful=tuple(careful))
 
 
 @dataclass(frozen=True)
@@ -323,7 +352,12 @@ class SafetyStage:
             message = self.protocol.reply(category, self.locale, route="check_in", language_note=note,
                                           situation=wording)
             carried = dict(a.conversation, reply=wording) if a.conversation else a.conversation
-            return replace(a, resources=resources, emergency=emergency, message=message,
+            # The vetted lead-in the graph uses instead of the model's words when the responder is
+            # not trusted with a careful register (settings.safety_careful_replies): consecutive
+            # turns take consecutive lead-ins, so none opens two replies running.
+            turns = int(a.conversation.get("turns", 0) or 0) if a.conversation else 0
+            careful = self.protocol.careful_lead_in(self.locale, variant=max(0, turns - 1))
+            return replace(a, resources=resources, emergency=emergency, message=message, careful=careful,
                            conversation=_with_question(carried, message, category))
         # A means question (or a follow-up pressing one) is answered as such: the information is
         # declined and the person asked about suicide directly, rather than thanked for a disclosure

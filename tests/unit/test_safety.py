@@ -196,11 +196,29 @@ async def test_a_crisis_is_answered_by_the_protocol_never_by_the_llm(settings):
     assert events and events[0].user_id == "ann" and events[0].category == SUICIDE
     history = await agent.history("ann", "s1")
     assert [m.role for m in history] == ["user", "assistant"] and history[1].content == result.reply
-    # The next, ordinary turn goes back to the LLM (with the crisis exchange in its history), in
-    # the careful register: the model's words, then the vetted check-in.
+    # The next, ordinary turn is a careful one: by default (the responder is not trusted with a
+    # careful register) a vetted lead-in, then the vetted check-in — still no model words.
+    nxt = await agent.respond("ann", "s1", text="thank you, I called them")
+    assert not nxt.crisis and nxt.route == "check_in" and llm.prompts == []
+    assert nxt.reply == f"{nxt.safety['careful']} {nxt.safety['message']}" and "are you safe" in nxt.reply
+    assert nxt.generation["backend"] == "careful-register"
+
+
+async def test_careful_turns_go_to_the_llm_only_when_it_is_trusted_with_the_register(settings):
+    """``safety_careful_replies = "guarded"`` (a capable served model): the careful turn goes back
+    to the LLM (with the crisis exchange in its history), in the careful register: the model's
+    words, then the vetted check-in."""
+    import dataclasses
+
+    llm = FakeLLM(["free generation"])
+    agent = await _agent(dataclasses.replace(settings, safety_careful_replies="guarded"), llm)
+    assert (await agent.respond("ann", "s1", text="I can't go on, I want to kill myself")).crisis
     nxt = await agent.respond("ann", "s1", text="thank you, I called them")
     assert not nxt.crisis and nxt.route == "check_in" and len(llm.prompts) == 1
     assert nxt.reply.startswith("free generation") and "are you safe" in nxt.reply
+    assert nxt.safety["careful"] not in nxt.reply and nxt.generation["backend"] != "careful-register"
+    with pytest.raises(ConfigError, match="safety_careful_replies"):
+        dataclasses.replace(settings, safety_careful_replies="sometimes")
 
 
 async def test_a_crisis_reply_is_spoken_in_the_calm_register(settings):
@@ -543,6 +561,36 @@ def test_a_check_in_is_never_the_same_paragraph_twice_running(tmp_path):
     assert first.route == second.route == "check_in" and first.message == second.message
 
 
+def test_careful_lead_ins_never_open_two_replies_running(tmp_path):
+    """The vetted lead-ins of careful turns: consecutive careful turns take consecutive ones; an
+    organisation's protocol may bring its own, a file without them uses the packaged ones, and a
+    malformed list is a clear error."""
+    stage = _stage()
+    conv = stage.assess("I want to kill myself", {}).conversation
+    leads = []
+    for text in ("ok. i had some tea", "watching telly now", "my sister rang"):
+        a = stage.assess(text, conv)
+        assert a.route == "check_in" and a.careful and a.to_dict()["careful"] == a.careful
+        assert "?" not in a.careful and "988" not in a.careful  # the check-in asks and lists help
+        leads.append(a.careful)
+        conv = a.conversation
+    assert all(x != y for x, y in zip(leads, leads[1:]))
+    assert set(leads) == set(load_protocol().careful)
+    assert stage.assess("I had a lovely walk today", {}).careful == ""  # not a careful turn
+    text = DEFAULT_PROTOCOL.read_text(encoding="utf-8")
+    start, end = text.index("[careful]"), text.index("[clinical]")
+    plain = tmp_path / "plain.toml"
+    plain.write_text(text[:start] + text[end:], encoding="utf-8")
+    assert load_protocol(plain).careful == () and load_protocol(plain).careful_lead_in("en-US", variant=4) == load_protocol().careful[1]
+    own = tmp_path / "own.toml"
+    own.write_text(text[:start] + '[careful]\nlead_ins = ["Thanks for saying."]\n' + text[end:], encoding="utf-8")
+    assert load_protocol(own).careful_lead_in("en-US", variant=7) == "Thanks for saying."
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text[:start] + '[careful]\nlead_ins = "Thanks."\n' + text[end:], encoding="utf-8")
+    with pytest.raises(ConfigError, match="lead_ins"):
+        load_protocol(bad)
+
+
 def test_an_escalation_is_answered_as_one_and_no_reply_repeats_after_the_level_rose():
     """Seen in the web UI: "everyone would be better off without me" (protocol), then "I've started
     giving my stuff away. Won't need it where I'm going." (escalate) got the same paragraph word for
@@ -670,7 +718,7 @@ def test_a_protocol_without_the_optional_replies_gets_the_defaults(tmp_path):
 
 # -- the graph's routes ---------------------------------------------------------------------------
 
-async def test_low_risk_gets_the_generated_reply_then_the_vetted_check_in(settings):
+async def test_low_risk_gets_a_careful_reply_then_the_vetted_check_in(settings):
     llm = FakeLLM(["That sounds really heavy."])
     agent = await _agent(settings, llm)
     result = await agent.respond("ann", "s1", text="I want to kill myself")
@@ -679,10 +727,10 @@ async def test_low_risk_gets_the_generated_reply_then_the_vetted_check_in(settin
     # the careful register with a check-in.
     nxt = await agent.respond("ann", "s1", text="my sister phoned me earlier and we talked about her new flat")
     assert nxt.risk_level == "low" and nxt.route == "check_in" and not nxt.crisis
-    assert nxt.reply.startswith("That sounds really heavy.") and "are you safe" in nxt.reply
+    assert nxt.reply.startswith(nxt.safety["careful"]) and "are you safe" in nxt.reply
     assert nxt.register["strategy"] in ("Reflection of feelings", "Restatement or Paraphrasing")
     assert any("risk low" in r for r in nxt.register["rationale"])
-    assert llm.prompts  # the model answered, the check-in was appended
+    assert llm.prompts == []  # the vetted lead-in, not the model (safety_careful_replies = "vetted")
 
 
 async def test_no_to_are_you_safe_is_answered_by_the_protocol_through_the_graph(settings):

@@ -358,14 +358,16 @@ def test_a_crisis_shows_the_banner_with_resources(page, app_server, artifacts):
     assert "988" in reply and "are you safe right now" in reply.lower()
     assert "answered by safety-protocol" in page.locator("#turn-status").inner_text()
     assert "Risk level read from this conversation" in text
-    # The next turn stays careful: the model answers, with a vetted check-in, and the banner turns
-    # into the quieter check-in note (the risk decays over the following calm turns).
+    # The next turn stays careful: a vetted lead-in and check-in (the default: the embedded model
+    # is not trusted with a careful register), and the banner turns into the quieter check-in note
+    # (the risk decays over the following calm turns).
     _send_text(page, "Thank you. I'm calling them now.")
     _turn_done(page, 2)
     page.wait_for_function("() => /support is here any time/.test(document.querySelector('#crisis-banner')?.innerText || '')",
                            timeout=60_000)
     assert "low" in banner.inner_text() and "In immediate danger" not in banner.inner_text()
     assert "are you safe" in page.evaluate(BOT_TEXTS)[-1].lower()
+    assert "answered by careful-register" in page.locator("#turn-status").inner_text()
     page.screenshot(path=str(artifacts / "check-in-banner.png"), full_page=True)
 
 
