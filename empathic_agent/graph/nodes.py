@@ -257,6 +257,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             presentations=tuple(p["name"] for p in ((state.get("safety") or {}).get("clinical") or {}).get("presentations") or ()),
             clinical=str(((state.get("safety") or {}).get("clinical") or {}).get("register") or ""),
             clinical_vetted=settings.safety_clinical_replies == "vetted",
+            careful_vetted=settings.safety_careful_replies == "vetted",
         )
         errors: list[StepError] = []
         timings: dict[str, float] = {}

@@ -159,6 +159,9 @@ class PlanInput:
     clinical: str = ""
     #: Answer a presentation with the protocol's vetted reply instead of the LLM.
     clinical_vetted: bool = True
+    #: Careful (risk ``low``) turns are answered with the protocol's vetted lead-in and check-in
+    #: (``settings.safety_careful_replies``): the rationale says so.
+    careful_vetted: bool = False
     #: A strategy decided elsewhere (ESConv's gold strategy when the responder is trained on the
     #: agent's own prompts): it replaces rules 1-9, never the clinical or risk rules, which are safety.
     strategy: str | None = None
@@ -283,7 +286,8 @@ def _choose_strategy(x: PlanInput, persona: Persona, held: list[str] | None = No
         held.append("risk")
         # Warning signs (or a crisis earlier in the conversation): stay with the feeling, never
         # advise or change the subject; the safety stage appends a vetted check-in.
-        why.append(f"risk {x.risk_level}: careful register, reflect and stay with them (no advice)")
+        why.append(f"risk {x.risk_level}: careful register, reflect and stay with them (no advice)"
+                   + (" -> vetted reply" if x.careful_vetted else ""))
         notes.append("Be gentle and serious. Do not give advice, do not joke, do not change the subject.")
         return _alternate(prev, "Reflection of feelings", "Restatement or Paraphrasing"), why, notes
     if x.strategy:

@@ -217,6 +217,7 @@ async def test_careful_turns_go_to_the_llm_only_when_it_is_trusted_with_the_regi
     assert not nxt.crisis and nxt.route == "check_in" and len(llm.prompts) == 1
     assert nxt.reply.startswith("free generation") and "are you safe" in nxt.reply
     assert nxt.safety["careful"] not in nxt.reply and nxt.generation["backend"] != "careful-register"
+    assert not any("vetted" in r for r in nxt.register["rationale"])
     with pytest.raises(ConfigError, match="safety_careful_replies"):
         dataclasses.replace(settings, safety_careful_replies="sometimes")
 
@@ -729,7 +730,7 @@ async def test_low_risk_gets_a_careful_reply_then_the_vetted_check_in(settings):
     assert nxt.risk_level == "low" and nxt.route == "check_in" and not nxt.crisis
     assert nxt.reply.startswith(nxt.safety["careful"]) and "are you safe" in nxt.reply
     assert nxt.register["strategy"] in ("Reflection of feelings", "Restatement or Paraphrasing")
-    assert any("risk low" in r for r in nxt.register["rationale"])
+    assert any("risk low" in r and r.endswith("-> vetted reply") for r in nxt.register["rationale"])
     assert llm.prompts == []  # the vetted lead-in, not the model (safety_careful_replies = "vetted")
 
 
