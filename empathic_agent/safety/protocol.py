@@ -171,6 +171,14 @@ def _default_careful() -> tuple[str, ...]:
 _DEFAULT_CAREFUL: tuple[str, ...] | None = None
 
 
+def _check_fields(template: str, what: str) -> None:
+    """A protocol text may use only the ``{resources}`` and ``{emergency}`` fields."""
+    try:
+        template.format(resources="", emergency="")
+    except (KeyError, IndexError) as exc:
+        raise ConfigError(f"{what} uses an unknown field {exc}") from None
+
+
 def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
     """Read and validate a protocol file (default: the packaged one)."""
     p = Path(path) if path else DEFAULT_PROTOCOL
@@ -195,29 +203,20 @@ def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
     for cat, template in replies.items():
         if not isinstance(template, str):
             raise ConfigError(f"safety protocol {p}: reply {cat!r} is not text")
-        try:
-            template.format(resources="", emergency="")
-        except (KeyError, IndexError) as exc:
-            raise ConfigError(f"safety protocol {p}: reply {cat!r} uses an unknown field {exc}") from None
+        _check_fields(template, f"safety protocol {p}: reply {cat!r}")
     clinical: dict[str, tuple[str, ...]] = {}
     for name, options in (data.get("clinical") or {}).items():
         options = [options] if isinstance(options, str) else options
         if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
             raise ConfigError(f"safety protocol {p}: [clinical] {name!r} must be a reply or a list of replies")
         for o in options:
-            try:
-                o.format(resources="", emergency="")
-            except (KeyError, IndexError) as exc:
-                raise ConfigError(f"safety protocol {p}: clinical reply {name!r} uses an unknown field {exc}") from None
+            _check_fields(o, f"safety protocol {p}: clinical reply {name!r}")
         clinical[name] = tuple(options)
     careful = (data.get("careful") or {}).get("lead_ins", [])
     if not isinstance(careful, list) or not all(isinstance(o, str) and o.strip() for o in careful):
         raise ConfigError(f"safety protocol {p}: [careful] lead_ins must be a list of replies")
     for o in careful:
-        try:
-            o.format(resources="", emergency="")
-        except (KeyError, IndexError) as exc:
-            raise ConfigError(f"safety protocol {p}: a careful lead-in uses an unknown field {exc}") from None
+        _check_fields(o, f"safety protocol {p}: a careful lead-in")
     return CrisisProtocol(name=data.get("name", p.stem), replies=replies, locales=locales, default_locale=default,
                           source=str(p), clinical=clinical, careful=tuple(careful))
 
