@@ -14,6 +14,7 @@ unless ``safety_webhook_include_text`` is set — and can never fail the turn.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -108,17 +109,18 @@ class CrisisProtocol:
     def clinical_reply(self, presentation: str, locale: str | None, *, variant: int = 0) -> str:
         """The vetted reply of a clinical presentation (variant ``variant`` modulo their number);
         "" for a presentation the protocol has no reply for."""
-        options = self.clinical.get(presentation) or _default_clinical().get(presentation) or ()
-        if not options:
-            return ""
-        entry = self.locale(locale)
-        return options[variant % len(options)].format(
-            resources="", emergency=entry.get("emergency", "your local emergency number"))
+        return self._variant(self.clinical.get(presentation) or _packaged().clinical.get(presentation) or (),
+                             variant, locale)
 
     def careful_lead_in(self, locale: str | None, *, variant: int = 0) -> str:
         """The words that open a careful (check-in) turn instead of the model's, when the responder
         is not trusted with a careful register (variant ``variant`` modulo their number)."""
-        options = self.careful or _default_careful()
+        return self._variant(self.careful or _packaged().careful, variant, locale)
+
+    def _variant(self, options: Sequence[str], variant: int, locale: str | None) -> str:
+        """One of several vetted wordings (``variant`` modulo their number); "" for none."""
+        if not options:
+            return ""
         entry = self.locale(locale)
         return options[variant % len(options)].format(
             resources="", emergency=entry.get("emergency", "your local emergency number"))
@@ -134,41 +136,15 @@ class CrisisProtocol:
     def _fill(self, key: str, category: str, locale: str | None) -> str:
         entry = self.locale(locale)
         listed = " ".join(f"You can reach {r['name']}: {r['contact']}." for r in self.resources(category, locale))
-        template = self.replies.get(key) or _default_replies().get(key) or self.replies["suicide"]
+        template = self.replies.get(key) or _packaged().replies.get(key) or self.replies["suicide"]
         return template.format(resources=listed, emergency=entry.get("emergency", "your local emergency number"))
 
 
-def _default_replies() -> Mapping[str, str]:
-    """The packaged protocol's replies: the defaults of the optional ones."""
-    global _DEFAULTS
-    if _DEFAULTS is None:
-        _DEFAULTS = tomllib.loads(DEFAULT_PROTOCOL.read_text(encoding="utf-8")).get("replies", {})
-    return _DEFAULTS
-
-
-_DEFAULTS: Mapping[str, str] | None = None
-
-
-def _default_clinical() -> Mapping[str, tuple[str, ...]]:
-    global _DEFAULT_CLINICAL
-    if _DEFAULT_CLINICAL is None:
-        data = tomllib.loads(DEFAULT_PROTOCOL.read_text(encoding="utf-8")).get("clinical", {})
-        _DEFAULT_CLINICAL = {k: tuple(v) for k, v in data.items()}
-    return _DEFAULT_CLINICAL
-
-
-_DEFAULT_CLINICAL: Mapping[str, tuple[str, ...]] | None = None
-
-
-def _default_careful() -> tuple[str, ...]:
-    global _DEFAULT_CAREFUL
-    if _DEFAULT_CAREFUL is None:
-        data = tomllib.loads(DEFAULT_PROTOCOL.read_text(encoding="utf-8")).get("careful", {})
-        _DEFAULT_CAREFUL = tuple(data.get("lead_ins", ()))
-    return _DEFAULT_CAREFUL
-
-
-_DEFAULT_CAREFUL: tuple[str, ...] | None = None
+@functools.lru_cache(maxsize=1)
+def _packaged() -> "CrisisProtocol":
+    """The packaged protocol, read once: the defaults of a file's optional replies, clinical
+    replies and careful lead-ins."""
+    return load_protocol(DEFAULT_PROTOCOL)
 
 
 def _check_fields(template: str, what: str) -> None:
