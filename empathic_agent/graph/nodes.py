@@ -9,9 +9,11 @@ UI, HTTP API — renders tokens as they come.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any, Callable, cast
 
 from langchain_core.messages import AIMessage, HumanMessage
@@ -62,6 +64,16 @@ def _turn_ids(messages: Any) -> set[str]:
 
 def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
     settings = services.settings
+    own_embedder: list[Any] = []  # best-of-n replies without memory: an embedder of their own, once
+
+    def relevance_embedder() -> Any:
+        if services.memory is not None:
+            return services.memory.embedder
+        if not own_embedder:
+            from empathic_agent.memory.embedder import load_embedder
+
+            own_embedder.append(load_embedder(settings))
+        return own_embedder[0]
 
     async def perceive(state: TurnState, runtime: Runtime[TurnContext]) -> dict[str, Any]:
         """Clean and validate the person's input (transcribing their voice, if they spoke) and
@@ -350,31 +362,53 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         backend, model = services.llm.name, services.llm.model_name
         first_chunk_s: float | None = None
         n_chunks = 0
+        candidates: dict[str, Any] = {}
 
         def release(text: str, *, whole: bool = True) -> None:
             released.append(text)
             write(text, whole=whole)
 
-        async def attempt(reg: "Register | None", number: int, *, stream: bool) -> bool:
+        async def chunks(reg: "Register | None", n: int) -> "AsyncGenerator[str, None]":
+            """The model's reply as it streams; with ``n`` > 1 candidates, the one closest to the
+            person's words, whole (:mod:`~empathic_agent.generate.candidates`)."""
+            options = GenerationOptions.from_settings(settings)
+            if n <= 1:
+                # Closed at once when the guard stops reading (the backend cancels its generation).
+                # (Every backend's ``stream`` is an async generator.)
+                llm_stream = cast("AsyncGenerator[str, None]", services.llm.stream(prompt_for(reg), options))
+                async with contextlib.aclosing(llm_stream) as stream:
+                    async for chunk in stream:
+                        yield chunk
+                return
+            from empathic_agent.generate.candidates import choose_reply, sample_replies
+
+            replies = await sample_replies(services.llm, prompt_for(reg), options, n)
+            said = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)]
+            picked = await choose_reply(relevance_embedder(), said[-1] if said else "", replies)
+            candidates.update(n=n, chosen=picked.chosen, relevance=list(picked.relevance))
+            yield picked.reply
+
+        async def attempt(reg: "Register | None", number: int, *, stream: bool, n: int = 1) -> bool:
             """One generation through the guard; True when the whole reply passed."""
             nonlocal first_chunk_s, n_chunks
             gate = GuardedRelease(guard, guard_ctx) if guard is not None and guard_ctx is not None else None
             pending: list[str] = []
             sep = " " if released else ""
-            async for chunk in services.llm.stream(prompt_for(reg), GenerationOptions.from_settings(settings)):
-                if first_chunk_s is None:
-                    first_chunk_s = time.perf_counter() - t0
-                n_chunks += 1
-                out = gate.feed(chunk) if gate is not None else chunk
-                if gate is not None and gate.blocked:
-                    break
-                if out:
-                    text = (sep + out.lstrip()) if sep else out
-                    if not stream:
-                        pending.append(text)
-                    else:  # without a guard the chunks are raw tokens, not sentences
-                        release(text, whole=gate is not None)
-                    sep = ""
+            async with contextlib.aclosing(chunks(reg, n)) as source:
+                async for chunk in source:
+                    if first_chunk_s is None:
+                        first_chunk_s = time.perf_counter() - t0
+                    n_chunks += 1
+                    out = gate.feed(chunk) if gate is not None else chunk
+                    if gate is not None and gate.blocked:
+                        break
+                    if out:
+                        text = (sep + out.lstrip()) if sep else out
+                        if not stream:
+                            pending.append(text)
+                        else:  # without a guard the chunks are raw tokens, not sentences
+                            release(text, whole=gate is not None)
+                        sep = ""
             if gate is not None and not gate.blocked:
                 out = gate.flush(drop_unfinished=True)
                 if out:
@@ -409,7 +443,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                 backend, model = "careful-register", services.safety.protocol.name if services.safety else ""
                 release(careful)
             else:
-                passed = await attempt(register, 1, stream=True)
+                passed = await attempt(register, 1, stream=True, n=settings.reply_candidates)
                 if not passed:
                     base = register or Register("Reflection of feelings", (0.2, -0.3, 0.1), ("calm", "warm"), "slow", "short")
                     strict = dataclasses.replace(base, notes=tuple(base.notes) + STRICT_LINES, length="short")
@@ -449,6 +483,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                 "time_to_first_chunk_s": first_chunk_s,
                 "chunks": n_chunks,
                 "seed": settings.seed,
+                **({"candidates": candidates} if candidates else {}),
             },
             "guard": guard_info,
             "timings": {"generate": time.perf_counter() - t0},
