@@ -12,11 +12,12 @@ Backends (chosen by ``Settings.llm_backend``)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any, AsyncGenerator, AsyncIterator, Callable, Sequence, cast
 
 from empathic_agent.errors import EmpathicError, LLMError
 from empathic_agent.lifecycle import AsyncLoadable
@@ -143,14 +144,19 @@ class LLM(AsyncLoadable, ABC):
         first: float | None = None
         chunks = 0
         self._completion_tokens: int | None = None
+        # Closed with this stream: a consumer that stops early (the reply guard on a blocked
+        # sentence, a client gone) cancels the backend's generation now, not at garbage collection
+        # (the embedded model serves one generation at a time; the regeneration waited for it).
+        inner = cast("AsyncGenerator[str, None]", self._stream_impl(list(messages), options))
         try:
-            async for chunk in self._stream_impl(list(messages), options):
-                if not chunk:
-                    continue
-                if first is None:
-                    first = time.perf_counter() - t0
-                chunks += 1
-                yield chunk
+            async with contextlib.aclosing(inner):
+                async for chunk in inner:
+                    if not chunk:
+                        continue
+                    if first is None:
+                        first = time.perf_counter() - t0
+                    chunks += 1
+                    yield chunk
         except EmpathicError:
             raise
         except Exception as exc:  # vendor errors become ours at this boundary
