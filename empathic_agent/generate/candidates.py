@@ -44,11 +44,9 @@ async def sample_replies(llm: "LLM", messages: Sequence["ChatMessage"], options:
                          n: int) -> list[str]:
     """``n`` whole replies to the same prompt. With a seed, candidate k samples with seed + k, so
     the first is the reply the agent gives without candidates (a run stays reproducible)."""
-    replies = []
-    for k in range(n):
-        opts = dataclasses.replace(options, seed=None if options.seed is None else options.seed + k)
-        replies.append("".join([chunk async for chunk in llm.stream(messages, opts)]))
-    return replies
+    return [await llm.complete(messages, dataclasses.replace(options, seed=None if options.seed is None
+                                                             else options.seed + k))
+            for k in range(n)]
 
 
 async def choose_reply(embedder: "Embedder", message: str, replies: Sequence[str]) -> Candidates:

@@ -147,9 +147,11 @@ class LLM(AsyncLoadable, ABC):
         # Closed with this stream: a consumer that stops early (the reply guard on a blocked
         # sentence, a client gone) cancels the backend's generation now, not at garbage collection
         # (the embedded model serves one generation at a time; the regeneration waited for it).
-        inner = cast("AsyncGenerator[str, None]", self._stream_impl(list(messages), options))
+        inner = self._stream_impl(list(messages), options)
         try:
-            async with contextlib.aclosing(inner):
+            # (A backend's own iterator without ``aclose`` is left as it was.)
+            async with (contextlib.aclosing(cast("AsyncGenerator[str, None]", inner)) if hasattr(inner, "aclose")
+                        else contextlib.nullcontext()):
                 async for chunk in inner:
                     if not chunk:
                         continue

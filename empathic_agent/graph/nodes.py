@@ -323,9 +323,9 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         clinical = safety.get("clinical") or {}
         guard = services.safety.guard if services.safety is not None else None
         guard_ctx = None
+        person = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)]
         if guard is not None:
-            said = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)][-2:]
-            guard_ctx = services.safety.guard_context(safety, said)
+            guard_ctx = services.safety.guard_context(safety, person[-2:])
         check_in = safety.get("message") if safety.get("route") == "check_in" else ""
         # A careful turn opens with the protocol's vetted lead-in instead of the model's words unless
         # the responder is trusted with the careful register: on development conversations the
@@ -368,23 +368,19 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             released.append(text)
             write(text, whole=whole)
 
-        async def chunks(reg: "Register | None", n: int) -> "AsyncGenerator[str, None]":
+        def chunks(reg: "Register | None", n: int) -> "AsyncGenerator[str, None]":
             """The model's reply as it streams; with ``n`` > 1 candidates, the one closest to the
             person's words, whole (:mod:`~empathic_agent.generate.candidates`)."""
-            options = GenerationOptions.from_settings(settings)
-            if n <= 1:
-                # Closed at once when the guard stops reading (the backend cancels its generation).
-                # (Every backend's ``stream`` is an async generator.)
-                llm_stream = cast("AsyncGenerator[str, None]", services.llm.stream(prompt_for(reg), options))
-                async with contextlib.aclosing(llm_stream) as stream:
-                    async for chunk in stream:
-                        yield chunk
-                return
+            if n <= 1:  # LLM.stream is an async generator
+                return cast("AsyncGenerator[str, None]",
+                            services.llm.stream(prompt_for(reg), GenerationOptions.from_settings(settings)))
+            return best_of(reg, n)
+
+        async def best_of(reg: "Register | None", n: int) -> "AsyncGenerator[str, None]":
             from empathic_agent.generate.candidates import choose_reply, sample_replies
 
-            replies = await sample_replies(services.llm, prompt_for(reg), options, n)
-            said = [str(m.content) for m in state.get("messages", []) if isinstance(m, HumanMessage)]
-            picked = await choose_reply(relevance_embedder(), said[-1] if said else "", replies)
+            replies = await sample_replies(services.llm, prompt_for(reg), GenerationOptions.from_settings(settings), n)
+            picked = await choose_reply(relevance_embedder(), person[-1] if person else "", replies)
             candidates.update(n=n, chosen=picked.chosen, relevance=list(picked.relevance))
             yield picked.reply
 
@@ -394,6 +390,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
             gate = GuardedRelease(guard, guard_ctx) if guard is not None and guard_ctx is not None else None
             pending: list[str] = []
             sep = " " if released else ""
+            # Closed as soon as the guard stops reading: the backend cancels its generation now.
             async with contextlib.aclosing(chunks(reg, n)) as source:
                 async for chunk in source:
                     if first_chunk_s is None:
