@@ -67,6 +67,8 @@ DEFAULT_SYSTEM_PROMPT = (
 #: ESConv-tuned SmolLM2 beat the base on the judge, adherence and perplexity at the same speed.
 #: Qwen2.5-Coder-0.5B (base) was more relevant and adherent on ESConv test but off-topic more
 #: often on valid, where ``quality`` was decided (2026-12-06): the tuned SmolLM2 stays for both.
+#: Qwen-0.5B tuned on ESConv (2026-12-07) read better to a blind reader but adhered to the planned
+#: strategy less on valid (0.641 against 0.677), which the rule written first did not allow.
 LLM_PROFILES: dict[str, str] = {
     "live": "smollm2-135m-esconv",
     "quality": "smollm2-135m-esconv",
