@@ -64,14 +64,19 @@ def _turn_ids(messages: Any) -> set[str]:
 
 def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
     settings = services.settings
-    own_embedder: list[Any] = []  # best-of-n replies without memory: an embedder of their own, once
+    own_embedder: list[Any] = []  # best-of-n replies without memory or learned planner: one of their own
 
     def relevance_embedder() -> Any:
+        """The frozen MiniLM another service already holds (memory's, else the learned planner's, as
+        the builder shares it), so best-of-n loads no second copy; its own only when neither exists."""
         if services.memory is not None:
             return services.memory.embedder
-        if not own_embedder:
-            from empathic_agent.memory.embedder import load_embedder
+        from empathic_agent.memory.embedder import MiniLMEmbedder, load_embedder
 
+        shared = getattr(services.planner, "embedder", None)
+        if isinstance(shared, MiniLMEmbedder):
+            return shared
+        if not own_embedder:
             own_embedder.append(load_embedder(settings))
         return own_embedder[0]
 
