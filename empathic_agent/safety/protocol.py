@@ -142,9 +142,9 @@ class CrisisProtocol:
 
 @functools.lru_cache(maxsize=1)
 def _packaged() -> "CrisisProtocol":
-    """The packaged protocol, read once: the defaults of a file's optional replies, clinical
-    replies and careful lead-ins."""
-    return load_protocol(DEFAULT_PROTOCOL)
+    """The packaged protocol, read once: the default protocol, and the defaults of another file's
+    optional replies, clinical replies and careful lead-ins."""
+    return _read_protocol(DEFAULT_PROTOCOL)
 
 
 def _check_fields(template: str, what: str) -> None:
@@ -156,8 +156,14 @@ def _check_fields(template: str, what: str) -> None:
 
 
 def load_protocol(path: str | Path | None = None) -> CrisisProtocol:
-    """Read and validate a protocol file (default: the packaged one)."""
+    """Read and validate a protocol file (default: the packaged one, read once per process)."""
     p = Path(path) if path else DEFAULT_PROTOCOL
+    if p.is_file() and p.resolve() == DEFAULT_PROTOCOL.resolve():
+        return _packaged()
+    return _read_protocol(p)
+
+
+def _read_protocol(p: Path) -> CrisisProtocol:
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
