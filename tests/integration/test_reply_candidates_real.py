@@ -26,8 +26,12 @@ async def test_three_samples_and_the_most_relevant_is_kept():
     try:
         replies = await sample_replies(llm, PROMPT, GenerationOptions(max_new_tokens=40, temperature=0.7, seed=0), 3)
         assert len(replies) == 3 and all(r.strip() for r in replies)
-        picked = await choose_reply(embedder, PROMPT[-1].content, replies)
+        assert len(set(replies)) > 1, replies  # each sample has its own seed
+        # An off-topic candidate beside them: the real embedder must rank it last and never keep it.
+        off_topic = "The quarterly tax forms are due on the fifteenth of next month."
+        picked = await choose_reply(embedder, PROMPT[-1].content, [*replies, off_topic])
         assert picked.relevance[picked.chosen] == max(picked.relevance)
+        assert picked.chosen != 3 and picked.relevance[3] == min(picked.relevance), picked.relevance
         assert all(-1.0 <= r <= 1.0 for r in picked.relevance)
     finally:
         await llm.aclose()
@@ -44,6 +48,7 @@ async def test_a_stream_closed_early_frees_the_model_for_the_next_reply():
         # Closed: the generation thread was cancelled and joined, not left running 96 tokens on.
         assert not [t for t in threading.enumerate() if t.name == "llm-generate"]
         reply = await llm.complete(PROMPT, GenerationOptions(max_new_tokens=16, temperature=0.0))
-        assert reply.strip()
+        assert reply.strip()  # the model answered the next request
+        assert not [t for t in threading.enumerate() if t.name == "llm-generate"]  # and that one finished too
     finally:
         await llm.aclose()
