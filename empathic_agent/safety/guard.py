@@ -485,7 +485,7 @@ class GuardedRelease:
         if self.blocked:
             return ""
         rest = self._splitter.flush()
-        if drop_unfinished and rest and (self.released.strip() or len(rest) > 1):
+        if drop_unfinished and rest and (self._passed.strip() or len(rest) > 1):
             from empathic_agent.speak.text import is_unfinished
 
             if is_unfinished(rest[-1]):

@@ -133,3 +133,11 @@ def test_the_training_recipe_chooses_within_its_budgets_on_separable_features():
     assert picked["layer"] == 18 and picked["auc_writers"] > 0.95
     assert picked["oof_false_blocks_writers"] <= 0.03 and picked["oof_false_blocks_esconv"] <= 0.005
     assert 0.05 <= picked["threshold"] <= 1.0 and picked["oof_recall_writers"] > 0.5
+
+
+def test_a_cut_off_last_sentence_is_dropped_from_a_held_reply_as_from_a_streamed_one():
+    for ctx in (RISKY, CALM):
+        gate = GuardedRelease(ReplyGuard(None, FakeProbe()), ctx)
+        gate.feed("That sounds so heavy. Is anyone with you")
+        released = gate.released + gate.flush(drop_unfinished=True)
+        assert released.strip() == "That sounds so heavy." and gate.dropped.strip() == "Is anyone with you", ctx
