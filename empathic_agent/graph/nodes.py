@@ -363,6 +363,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
         errors: list[StepError] = []
         events: list[dict[str, Any]] = []
         guard_s: list[float] = []
+        second_looks = 0  # the guard probe's whole-reply looks (their time is in guard_s too)
         fallback = False
         backend, model = services.llm.name, services.llm.model_name
         first_chunk_s: float | None = None
@@ -391,7 +392,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
 
         async def attempt(reg: "Register | None", number: int, *, stream: bool, n: int = 1) -> bool:
             """One generation through the guard; True when the whole reply passed."""
-            nonlocal first_chunk_s, n_chunks
+            nonlocal first_chunk_s, n_chunks, second_looks
             gate = GuardedRelease(guard, guard_ctx) if guard is not None and guard_ctx is not None else None
             pending: list[str] = []
             sep = " " if released else ""
@@ -417,6 +418,7 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                     (release if stream else pending.append)((sep + out.lstrip()) if sep else out)
             if gate is not None:
                 guard_s.extend(gate.timings)
+                second_looks += gate.second_looks
                 if gate.blocked:
                     v = gate.verdict
                     assert v is not None  # blocked means a verdict
@@ -473,7 +475,8 @@ def make_nodes(services: "Services") -> dict[str, Callable[..., Any]]:
                 channel.put_nowait(None)  # end of the reply, whatever happened
         turn_id = state.get("turn_id")
         guard_info = {"layers": guard.layers if guard is not None else "off", "events": events,
-                      "sentences": len(guard_s), "seconds": round(sum(guard_s), 5),
+                      "sentences": len(guard_s) - second_looks, "second_looks": second_looks,
+                      "seconds": round(sum(guard_s), 5),
                       "max_sentence_ms": round(1000 * max(guard_s), 3) if guard_s else 0.0}
         return {
             "reply": reply,

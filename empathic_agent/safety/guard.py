@@ -386,7 +386,6 @@ class ReplyGuard(PatternsAndLearned):
                         break
         return GuardVerdict(verdict.ok, verdict.category, verdict.source, verdict.evidence, time.perf_counter() - t0)
 
-
     def looks_twice(self, ctx: GuardContext) -> bool:
         """Does a reply in ``ctx`` get the probe's second look (and so is held until it is whole)?"""
         return self.probe is not None and ctx.risky
@@ -457,6 +456,8 @@ class GuardedRelease:
     sentences: int = 0
     #: The cut-off last sentence ``flush(drop_unfinished=True)`` left out ("" if none).
     dropped: str = ""
+    #: Whole-reply second looks by the guard's probe (0 or 1; their time is in ``timings`` too).
+    second_looks: int = 0
     _raw: str = ""
     #: The text that passed the per-sentence checks (released, or held for the second look).
     _passed: str = ""
@@ -495,6 +496,7 @@ class GuardedRelease:
             return text
         # Held until whole: the probe's second look, then everything at once.
         v = self.guard.second_look(self._passed, self.ctx)
+        self.second_looks += 1
         self.seconds += v.seconds
         self._timings.append(v.seconds)
         if not v.ok:

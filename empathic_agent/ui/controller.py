@@ -229,8 +229,9 @@ def perception_markdown(result: Any) -> str:
         for ev in guard["events"]:
             lines.append(f"**Reply guard:** blocked *{ev['category']}* ({ev['source']}) → {ev['action']}")
     elif guard.get("sentences"):
-        lines.append(f"<small>Reply guard: {guard['sentences']} sentence(s) checked, passed "
-                     f"({guard.get('max_sentence_ms', 0):.1f} ms max per sentence)</small>")
+        whole = " and the whole reply by the probe" if guard.get("second_looks") else ""
+        lines.append(f"<small>Reply guard ({guard.get('layers', '?')}): {guard['sentences']} sentence(s){whole} "
+                     f"checked, passed ({guard.get('max_sentence_ms', 0):.1f} ms the longest check)</small>")
     if result is not None and result.agent_mood:
         lines.append(f"**Agent's mood:** {_vad(result.agent_mood)}")
     for err in (result.degraded if result is not None else ()):

@@ -141,3 +141,25 @@ def test_a_cut_off_last_sentence_is_dropped_from_a_held_reply_as_from_a_streamed
         gate.feed("That sounds so heavy. Is anyone with you")
         released = gate.released + gate.flush(drop_unfinished=True)
         assert released.strip() == "That sounds so heavy." and gate.dropped.strip() == "Is anyone with you", ctx
+
+
+async def test_in_the_graph_a_held_reply_is_looked_at_once_and_a_probe_hit_regenerates(settings):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from empathic_agent.agent import Agent
+    from empathic_agent.graph import build_services
+    from empathic_agent.testing.fakes import FakeLLM
+
+    llm = FakeLLM(["I'm so sorry. The roof of the station car park is the highest around.",
+                   "I'm so sorry about your mum. What has this month been like?"])
+    services = build_services(settings, llm=llm, text_encoder=None, memory=None, speech=None, face=None, tts=None)
+    assert services.safety is not None and services.safety.guard is not None
+    probe = FakeProbe("roof")
+    services.safety.guard.probe = probe
+    agent = await Agent.open(settings, services=services, checkpointer=InMemorySaver())
+    r = await agent.respond("ann", "s1", text="My mum died last month and I feel so alone, nothing matters now.")
+    assert len(probe.read) == 2 and probe.read[0][0].startswith("My mum died")  # the person's words beside it
+    assert [e["action"] for e in r.guard_events] == ["regenerate"] and r.guard_events[0]["source"].startswith("probe:")
+    assert r.reply.startswith("I'm so sorry about your mum.") and "roof" not in r.reply
+    assert r.guard["second_looks"] == 2 and r.guard["layers"].endswith("+probe")
+    assert r.guard["sentences"] == 4  # two sentences of each attempt; the looks are counted apart
