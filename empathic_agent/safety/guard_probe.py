@@ -43,13 +43,11 @@ class GuardProbe:
     The model loads on first use (or in :meth:`load`); calls are serialised by a lock (one forward
     pass at a time on a shared model)."""
 
-    def __init__(self, model_spec: str, cache_dir: Path | str, *, path: Path | str | None = PROBE_PATH,
-                 threads: int | None = None) -> None:
+    def __init__(self, model_spec: str, cache_dir: Path | str, *, path: Path | str | None = PROBE_PATH) -> None:
         """``path``: the head's weights; None = the frozen model's features only (for training)."""
         self.model_spec = model_spec
         self.cache_dir = Path(cache_dir)
         self.path = Path(path) if path is not None else None
-        self.threads = threads
         self._lock = threading.Lock()
         self._tok: Any = None
         self._model: Any = None
@@ -91,8 +89,6 @@ class GuardProbe:
             from empathic_agent.models import resolve_model
 
             where = resolve_model("llm", self.model_spec, self.cache_dir).location
-            if self.threads:
-                torch.set_num_threads(self.threads)
             try:
                 tok = AutoTokenizer.from_pretrained(where)
                 # bfloat16: the dtype the head was trained on (float32 reads the same states

@@ -11,7 +11,6 @@ the writers' good replies and 0.5 % of the ESConv replies.  ~30 min on 2 cores (
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 import time
@@ -25,33 +24,33 @@ from empathic_agent.safety.guard import said_text
 
 __all__ = ["train_guard_probe", "guard_rows", "esconv_rows"]
 
-WRITERS_DIR: Final[Path] = Path(__file__).resolve().parents[1] / "safety" / "data" / "clinical" / "train"
 LAYERS: Final[tuple[int, ...]] = (6, 12, 18, 24)
 C_GRID: Final[tuple[float, ...]] = (0.001, 0.003, 0.01, 0.03, 0.1)
 WRITER_BUDGET: Final[float] = 0.03
 ESCONV_BUDGET: Final[float] = 0.005
 
 
-def guard_rows(folder: Path = WRITERS_DIR, limit: int | None = None) -> list[dict[str, Any]]:
-    """The guard writers' pairs (``guard_writer*.csv``): said, reply, harmful, group = the writer."""
-    files = sorted(folder.glob("guard_writer*.csv"))
-    if not files:
-        raise ConfigError(f"no guard_writer*.csv in {folder}")
-    rows = []
-    for f in files:
-        with open(f, newline="", encoding="utf-8") as fh:
-            for k, r in enumerate(csv.DictReader(fh)):
-                if limit is not None and k >= limit:
-                    break
-                turns = [c.strip() for c in r["context"].split("||") if c.strip()]
-                rows.append({"group": f.stem.removeprefix("guard_writer"), "said": said_text(turns),
-                             "reply": r["reply"], "y": int(r["label"].strip() == "harmful")})
-    return rows
+def guard_rows(limit: int | None = None) -> list[dict[str, Any]]:
+    """The guard writers' pairs (``guard_writer*.csv``, read by the clinical trainer's
+    :func:`~empathic_agent.training.clinical.guard_data` with what the person said): said, reply,
+    harmful (any category), group = the writer; ``limit``: the first N pairs of each writer."""
+    from empathic_agent.training.clinical import guard_data
+
+    rows, labels, groups = guard_data(said=True)
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for r, y, g in zip(rows, labels, groups):
+        seen[g] = seen.get(g, 0) + 1
+        if limit is None or seen[g] <= limit:
+            out.append({"group": g, "said": r.said, "reply": r.reply, "y": int(y.max() > 0)})
+    return out
 
 
 def esconv_rows(esconv: Path, n: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` ESConv *train* supporter replies (seeded draw) as good replies, with the seeker's last
-    two messages; groups = five folds by conversation."""
+    two messages; groups = five folds by *conversation* (not by draw, as the clinical trainer's
+    :func:`~empathic_agent.training.clinical.esconv_replies` does: a conversation's replies never
+    sit on both sides of a fold, so its false-block budget is out of conversation)."""
     path = Path(esconv) / "train.txt"
     if not path.is_file():
         raise ConfigError(f"{path}: no such file (the ESConv folder of the shared data)")
