@@ -58,3 +58,13 @@ def test_the_guard_holds_and_blocks_the_harmful_reply_and_releases_the_careful_o
     gate = GuardedRelease(guard, ctx)
     assert gate.feed(careful) == ""  # held until whole
     assert gate.flush() == careful and not gate.blocked, gate.verdict
+
+
+def test_running_only_the_layers_up_to_the_heads_reads_the_same_states_as_the_whole_model(probe):
+    import numpy as np
+
+    whole = GuardProbe(MODEL, probe.cache_dir, path=None)  # features for training: every layer runs
+    said, harmful, _ = PAIRS[0]
+    a, b = probe.features(said, harmful), whole.features(said, harmful, layers=(probe.layer,))
+    assert probe.depth == probe.layer and whole.depth is None
+    assert np.allclose(a, b, rtol=1e-3, atol=1e-3)

@@ -163,3 +163,16 @@ async def test_in_the_graph_a_held_reply_is_looked_at_once_and_a_probe_hit_regen
     assert r.reply.startswith("I'm so sorry about your mum.") and "roof" not in r.reply
     assert r.guard["second_looks"] == 2 and r.guard["layers"].endswith("+probe")
     assert r.guard["sentences"] == 4  # two sentences of each attempt; the looks are counted apart
+
+
+def test_a_probe_refuses_a_layer_deeper_than_it_runs_and_empty_text():
+    from empathic_agent.safety.llm_probe import LLMProbe
+
+    probe = LLMProbe("fake", Path("/nonexistent"), depth=18)  # the checks come before any model loads
+    with pytest.raises(ValueError, match="deeper than layer 18"):
+        probe.mean_states([1, 2], [3], (19,))
+    with pytest.raises(ValueError, match="non-empty"):
+        probe.mean_states([1, 2], [], (18,))
+    head = GuardProbe("qwen2.5-coder-0.5b-instruct", Path("/nonexistent"))
+    assert head.depth == head.layer  # the packaged head's model runs up to its layer only
+    assert GuardProbe("x", Path("/nonexistent"), path=None).depth is None  # features for training: every layer
