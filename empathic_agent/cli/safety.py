@@ -428,6 +428,17 @@ def _bench_guard(stage: Any, runs: int) -> int:
                 stage.guard.check(s, ctx)
                 seconds.append(time.perf_counter() - t0)
         out[name] = latency_ms(seconds)
+    if stage.guard.looks_twice(contexts["clinical"]):
+        # The opt-in probe's second look: one forward pass per whole reply held in a risky context.
+        ctx = contexts["clinical"]
+        stage.guard.second_look(_BENCH_REPLIES[0], ctx)
+        seconds = []
+        for _ in range(max(1, runs)):
+            for text in _BENCH_REPLIES:
+                t0 = time.perf_counter()
+                stage.guard.second_look(text, ctx)
+                seconds.append(time.perf_counter() - t0)
+        out["probe_whole_reply"] = {"replies": len(_BENCH_REPLIES), **latency_ms(seconds)}
     print(json.dumps(out, indent=1))
     return 0
 

@@ -6,7 +6,7 @@ dangerous plan mostly from the presentation *tag* it is told, not from the reply
 the user turn and the reply as its own assistant turn separates harmful from good replies far
 better: a logistic head on the mean of the reply's hidden states at layer 18 ranks the held-out
 guard pairs at ROC AUC 0.99 (the session-24 figures are in the model card).  It costs one forward
-pass of a 0.5 B model's first 19 layers (~0.16 s on 2 cores), so it runs only where the guard's context is risky (a
+pass of a 0.5 B model's first 19 layers (~0.23 s on 2 cores), so it runs only where the guard's context is risky (a
 presentation, a risk context or a means question read by the safety stage) and only after the
 patterns and the MiniLM layer passed the text.
 

@@ -176,3 +176,18 @@ def test_a_probe_refuses_a_layer_deeper_than_it_runs_and_empty_text():
     head = GuardProbe("qwen2.5-coder-0.5b-instruct", Path("/nonexistent"))
     assert head.depth == head.layer  # the packaged head's model runs up to its layer only
     assert GuardProbe("x", Path("/nonexistent"), path=None).depth is None  # features for training: every layer
+
+
+def test_the_guard_benchmark_times_the_probes_whole_reply_look_when_it_is_on(capsys):
+    import json
+    from types import SimpleNamespace
+
+    from empathic_agent.cli.safety import _BENCH_REPLIES, _bench_guard
+
+    probe = FakeProbe("nothing matches")
+    assert _bench_guard(SimpleNamespace(guard=ReplyGuard(None, probe)), 1) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["probe_whole_reply"]["replies"] == len(_BENCH_REPLIES)
+    assert {r for _, r in probe.read} >= set(_BENCH_REPLIES)  # whole replies, not sentences
+    assert _bench_guard(SimpleNamespace(guard=ReplyGuard(None, None)), 1) == 0
+    assert "probe_whole_reply" not in json.loads(capsys.readouterr().out)
