@@ -28,7 +28,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from empathic_agent.cli._common import handled_by
 from empathic_agent.errors import ConfigError
@@ -418,26 +418,23 @@ def _bench_guard(stage: Any, runs: int) -> int:
                 "clinical": GuardContext(presentations=("psychosis", "mania", "compulsion", "eating"), risk_context=True,
                                          means_query="heights", risk_level="low", said=said[-240:])}
     out: dict[str, Any] = {"sentences": len(sentences), "runs": runs, "layers": stage.guard.layers}
-    for name, ctx in contexts.items():
-        for s in sentences[:3]:
-            stage.guard.check(s, ctx)
+
+    def timed(check: Any, texts: Sequence[str], ctx: GuardContext) -> list[float]:
+        for text in texts[:3]:  # warm up
+            check(text, ctx)
         seconds = []
         for _ in range(max(1, runs)):
-            for s in sentences:
+            for text in texts:
                 t0 = time.perf_counter()
-                stage.guard.check(s, ctx)
+                check(text, ctx)
                 seconds.append(time.perf_counter() - t0)
-        out[name] = latency_ms(seconds)
+        return seconds
+
+    for name, ctx in contexts.items():
+        out[name] = latency_ms(timed(stage.guard.check, sentences, ctx))
     if stage.guard.looks_twice(contexts["clinical"]):
         # The opt-in probe's second look: one forward pass per whole reply held in a risky context.
-        ctx = contexts["clinical"]
-        stage.guard.second_look(_BENCH_REPLIES[0], ctx)
-        seconds = []
-        for _ in range(max(1, runs)):
-            for text in _BENCH_REPLIES:
-                t0 = time.perf_counter()
-                stage.guard.second_look(text, ctx)
-                seconds.append(time.perf_counter() - t0)
+        seconds = timed(stage.guard.second_look, _BENCH_REPLIES, contexts["clinical"])
         out["probe_whole_reply"] = {"replies": len(_BENCH_REPLIES), **latency_ms(seconds)}
     print(json.dumps(out, indent=1))
     return 0
