@@ -60,6 +60,8 @@ def add_parser(subparsers: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--clinical", action="store_true",
                    help="the held-out clinical sets: presentations, guard pairs and the clinical conversations")
     q.add_argument("--patterns-only", action="store_true", help="without the learned (MiniLM) layer")
+    q.add_argument("--held-out", action="store_true",
+                   help="every held-out set of messages (safety/data/test): a line of figures per set and the pooled figures")
     q.add_argument("--brief", action="store_true", help="leave out the per-message lists (misses, false alarms)")
     q = sub.add_parser("check", parents=[common], help="assess one message (JSON)")
     handled_by(q, "empathic_agent.cli.safety:run_check")
@@ -330,6 +332,8 @@ def run_bench(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_eval(settings: Settings, args: argparse.Namespace) -> int:
     stage = _stage(settings, args)
+    if args.held_out:
+        return _eval_held_out(stage)
     from empathic_agent.safety.evaluate import (
         CLINICAL_TEST_SETS,
         CONVERSATION_SETS,
@@ -370,6 +374,16 @@ def run_eval(settings: Settings, args: argparse.Namespace) -> int:
                 r.pop(k, None)
             r.get("in_conversation", {}).pop("false_alarms", None)
     print(json.dumps(results[0] if len(results) == 1 else results, indent=1, ensure_ascii=False))
+    return 0
+
+
+def _eval_held_out(stage: Any) -> int:
+    """Every held-out risk set, then the pooled figures (the README's headline row)."""
+    from empathic_agent.safety.evaluate import evaluate_risk_csv, held_out_sets, pooled, summary
+
+    results = [evaluate_risk_csv(stage.detector, p, progress=True) for p in held_out_sets()]
+    print(json.dumps({"layers": stage.detector.layers, "sets": {Path(r["file"]).stem: summary(r) for r in results},
+                      "pooled": pooled(results)}, indent=1))
     return 0
 
 

@@ -163,6 +163,11 @@ def evaluate_risk_rows(detector: "CrisisDetector", rows: Sequence[dict[str, Any]
     lv = lambda a: level_index(a.level)  # noqa: E731
     out: dict[str, Any] = {"file": name, "format": "risk", "n": len(rows), "risk_messages": len(risk),
                            "hard_negatives": len(neg), "layers": detector.layers}
+    urgent = [i for i in risk if level_index(rows[i]["level"]) >= level_index("high")]
+    out["counts"] = {"risk_messages": len(risk), "detected": sum(lv(preds[i]) >= 1 for i in risk),
+                     "high_imminent": len(urgent), "high_imminent_routed": sum(preds[i].crisis for i in urgent),
+                     "hard_negatives": len(neg), "flagged": sum(lv(preds[i]) >= 1 for i in neg),
+                     "crisis_route": sum(preds[i].crisis for i in neg)}
     out["recall_any_risk"] = _rate(sum(lv(preds[i]) >= 1 for i in risk), len(risk))
     routed = [i for i in risk if level_index(rows[i]["level"]) >= 2]
     out["recall_crisis_routed"] = _rate(sum(preds[i].crisis for i in routed), len(routed))
@@ -246,6 +251,34 @@ def _calibration(rows: Sequence[dict[str, Any]], preds: Sequence[Any]) -> dict[s
         y = np.array([level_index(r["level"]) >= k for r in rows], float)
         out[f"ece_at_least_{name}"] = round(binned_ece(p, y), 4)
     return out
+
+
+def held_out_sets() -> list[Path]:
+    """Every held-out set of messages in the risk format (``data/test/*.csv`` with a ``level``
+    column), in name order; the ESConv labels are left out (their text is read from your copy:
+    ``--esconv-risk``)."""
+    return [p for p in sorted((DATA_DIR / "test").glob("*.csv")) if p != ESCONV_RISK_LABELS and is_risk_csv(p)]
+
+
+def pooled(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of several risk-CSV results (:func:`evaluate_risk_rows`) over their pooled messages."""
+    keys = ("risk_messages", "detected", "high_imminent", "high_imminent_routed", "hard_negatives", "flagged",
+            "crisis_route")
+    c = {k: sum(r["counts"][k] for r in results) for k in keys}
+    return {"sets": len(results), "n": sum(r["n"] for r in results), "risk_messages": c["risk_messages"],
+            "hard_negatives": c["hard_negatives"], "recall_any_risk": _rate(c["detected"], c["risk_messages"]),
+            "high_imminent_routed": _rate(c["high_imminent_routed"], c["high_imminent"]),
+            "false_alarm_rate": _rate(c["flagged"], c["hard_negatives"]),
+            "false_crisis_rate": _rate(c["crisis_route"], c["hard_negatives"]), "counts": c}
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of one risk-CSV result (for a table of many sets)."""
+    c = result["counts"]
+    return {"n": result["n"], "recall_any_risk": result["recall_any_risk"],
+            "high_imminent_routed": f"{c['high_imminent_routed']} of {c['high_imminent']}",
+            "false_alarm_rate": result["false_alarm_rate"], "false_crisis_rate": result["false_crisis_rate"],
+            "p95_ms": result["latency"]["p95_ms"]}
 
 
 def evaluate_csv(detector: "CrisisDetector", path: str | Path, *, progress: bool = False) -> dict[str, Any]:
