@@ -164,15 +164,15 @@ def evaluate_risk_rows(detector: "CrisisDetector", rows: Sequence[dict[str, Any]
     out: dict[str, Any] = {"file": name, "format": "risk", "n": len(rows), "risk_messages": len(risk),
                            "hard_negatives": len(neg), "layers": detector.layers}
     urgent = [i for i in risk if level_index(rows[i]["level"]) >= level_index("high")]
-    out["counts"] = {"risk_messages": len(risk), "detected": sum(lv(preds[i]) >= 1 for i in risk),
-                     "high_imminent": len(urgent), "high_imminent_routed": sum(preds[i].crisis for i in urgent),
-                     "hard_negatives": len(neg), "flagged": sum(lv(preds[i]) >= 1 for i in neg),
-                     "crisis_route": sum(preds[i].crisis for i in neg)}
-    out["recall_any_risk"] = _rate(sum(lv(preds[i]) >= 1 for i in risk), len(risk))
+    c = out["counts"] = {"risk_messages": len(risk), "detected": sum(lv(preds[i]) >= 1 for i in risk),
+                         "high_imminent": len(urgent), "high_imminent_routed": sum(preds[i].crisis for i in urgent),
+                         "hard_negatives": len(neg), "flagged": sum(lv(preds[i]) >= 1 for i in neg),
+                         "crisis_route": sum(preds[i].crisis for i in neg)}
+    out["recall_any_risk"] = _rate(c["detected"], len(risk))
     routed = [i for i in risk if level_index(rows[i]["level"]) >= 2]
     out["recall_crisis_routed"] = _rate(sum(preds[i].crisis for i in routed), len(routed))
-    out["false_alarm_rate"] = _rate(sum(lv(preds[i]) >= 1 for i in neg), len(neg))
-    out["false_crisis_rate"] = _rate(sum(preds[i].crisis for i in neg), len(neg))
+    out["false_alarm_rate"] = _rate(c["flagged"], len(neg))
+    out["false_crisis_rate"] = _rate(c["crisis_route"], len(neg))
     by_level = {}
     for k, name in enumerate(LEVELS[1:], start=1):
         idx = [i for i in risk if level_index(rows[i]["level"]) == k]

@@ -397,8 +397,9 @@ class ReplyGuard(PatternsAndLearned):
         120 against 7 read whole).  It reads harm, not its kind: the verdict's category is the
         context's most likely one."""
         t0 = time.perf_counter()
-        if self.probe is None or not ctx.risky or not (reply or "").strip():
+        if not self.looks_twice(ctx) or not (reply or "").strip():
             return GuardVerdict(True)
+        assert self.probe is not None  # looks_twice says so
         try:
             p = self.probe.p_harmful(ctx.said, reply)
         except Exception as exc:  # noqa: BLE001 — the other layers still stand
